@@ -1,0 +1,6 @@
+//! The subcommands, one module each.
+
+pub mod sessions;
+
+/// What a subcommand returns on failure: printed with its chain of causes.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,87 @@
+//! Time, injectable: the library reads the time only through a [`Clock`], so tests (yours
+//! and ours) can move it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use atsession::clock::{Clock, ManualClock};
+//!
+//! let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+//! clock.advance(Duration::from_secs(90));
+//! assert_eq!(clock.now().unix_timestamp(), 90);
+//! ```
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that moves only when told to. For tests.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    /// A clock stopped at `at`.
+    #[must_use]
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    /// A clock stopped at the current wall-clock time, rounded to the millisecond.
+    #[must_use]
+    pub fn at_now() -> Self {
+        Self::new(truncate_ms(OffsetDateTime::now_utc()))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *t += by;
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Milliseconds since the Unix epoch: how stores keep times.
+#[must_use]
+pub fn to_millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The inverse of [`to_millis`]; out-of-range values clamp to the epoch.
+#[must_use]
+pub fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Drops sub-millisecond precision, so a time survives a round trip through a store.
+#[must_use]
+pub fn truncate_ms(t: OffsetDateTime) -> OffsetDateTime {
+    from_millis(to_millis(t))
+}

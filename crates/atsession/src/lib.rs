@@ -1,0 +1,6 @@
+//! atsession: session management for AT Protocol applications.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod secret;
+pub mod syntax;

@@ -1,0 +1,284 @@
+//! Secrets: random tokens, their SHA-256 hashes at rest, constant-time comparison, and
+//! redaction.
+//!
+//! Every bearer secret atsession hands out is a [`Token`]: 256 random bits written as 43
+//! characters of unpadded base64url. The raw token leaves the process once, in a cookie or a
+//! response body; stores keep only its [`TokenHash`]. A `Token` never prints itself: its
+//! `Debug` and `Display` say `<redacted>`, and its memory is wiped when it is dropped.
+//!
+//! ```
+//! use atsession::secret::Token;
+//!
+//! let token = Token::generate();
+//! let wire = token.expose().to_owned(); // what the client gets
+//! assert_eq!(wire.len(), 43);
+//! assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+//!
+//! // Later, the client sends it back: parse, then look up by hash.
+//! let parsed = Token::parse(&wire).unwrap();
+//! assert_eq!(parsed.hash(), token.hash());
+//! assert!(Token::parse("not a token").is_err());
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The number of random bytes in a [`Token`].
+pub const TOKEN_BYTES: usize = 32;
+/// The length of a [`Token`] on the wire: 32 bytes in unpadded base64url.
+pub const TOKEN_LEN: usize = 43;
+
+/// Why a string is not a token. The message never contains the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The string is empty.
+    #[error("token is empty")]
+    Empty,
+    /// The string has the wrong length.
+    #[error("token has {0} characters, expected {TOKEN_LEN}")]
+    Length(usize),
+    /// The string holds characters outside unpadded base64url, or does not decode canonically.
+    #[error("token is not unpadded base64url")]
+    Encoding,
+}
+
+/// A 256-bit random bearer secret.
+///
+/// Invariants: always exactly [`TOKEN_BYTES`] bytes of entropy from the operating system's
+/// generator, or bytes parsed from a canonical 43-character base64url string. Never printed;
+/// zeroed on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Token {
+    encoded: String,
+}
+
+impl Token {
+    /// Draws a fresh token from the operating system's random generator.
+    ///
+    /// # Panics
+    /// Only if the operating system has no random source, which no supported platform lacks.
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut bytes = random_bytes::<TOKEN_BYTES>();
+        let encoded = URL_SAFE_NO_PAD.encode(bytes);
+        bytes.zeroize();
+        Self { encoded }
+    }
+
+    /// Parses a token a client sent back. Checks length and alphabet before decoding, so an
+    /// overlong or hostile input costs nothing.
+    pub fn parse(s: &str) -> Result<Self, TokenError> {
+        if s.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        if s.len() != TOKEN_LEN {
+            return Err(TokenError::Length(s.len()));
+        }
+        let mut buf = [0u8; TOKEN_BYTES + 1];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(s.as_bytes(), &mut buf)
+            .map_err(|_| TokenError::Encoding)?;
+        buf.zeroize();
+        if n != TOKEN_BYTES {
+            return Err(TokenError::Encoding);
+        }
+        Ok(Self {
+            encoded: s.to_owned(),
+        })
+    }
+
+    /// The token as sent to the client. Handle with care: this is the secret.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.encoded
+    }
+
+    /// The SHA-256 of the token's wire form: what stores keep.
+    #[must_use]
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(self.encoded.as_bytes())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Self) -> bool {
+        ct_eq(self.encoded.as_bytes(), other.encoded.as_bytes())
+    }
+}
+impl Eq for Token {}
+
+/// The SHA-256 of a token: safe to store and to index by. Compared in constant time.
+#[derive(Clone, Copy, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes arbitrary bytes.
+    #[must_use]
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Rebuilds a hash read back from storage.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw 32 bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex, for stores that key by string.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            use fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+        }
+        s
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        ct_eq(&self.0, &other.0)
+    }
+}
+impl Eq for TokenHash {}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hash is not the secret, but a short prefix is all a reader needs to tell two apart.
+        write!(f, "TokenHash({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+#[must_use]
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// `N` bytes from the operating system's random generator.
+///
+/// # Panics
+/// Only if the operating system has no random source.
+#[must_use]
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut out).expect("the operating system's random generator failed");
+    out
+}
+
+/// A string secret (a password, a key) that never prints itself and is wiped on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_distinct_and_parse_back() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_ne!(a, b);
+        assert_ne!(a.hash(), b.hash());
+        let p = Token::parse(a.expose()).unwrap();
+        assert_eq!(p, a);
+        assert_eq!(p.hash(), a.hash());
+    }
+
+    #[test]
+    fn parse_rejects_bad_input() {
+        assert_eq!(Token::parse(""), Err(TokenError::Empty));
+        assert_eq!(Token::parse("abc"), Err(TokenError::Length(3)));
+        let long = "A".repeat(1 << 20);
+        assert_eq!(Token::parse(&long), Err(TokenError::Length(1 << 20)));
+        let bad = "!".repeat(TOKEN_LEN);
+        assert_eq!(Token::parse(&bad), Err(TokenError::Encoding));
+        // Standard base64 ('+', '/') and padding are not base64url.
+        let std = format!("{}+", "A".repeat(TOKEN_LEN - 1));
+        assert_eq!(Token::parse(&std), Err(TokenError::Encoding));
+        // Non-canonical final character (trailing bits set) is refused.
+        let noncanon = format!("{}B", "A".repeat(TOKEN_LEN - 1));
+        assert_eq!(Token::parse(&noncanon), Err(TokenError::Encoding));
+        // Multi-byte UTF-8 of the right byte length.
+        let utf = format!("{}é", "A".repeat(TOKEN_LEN - 2));
+        assert_eq!(Token::parse(&utf), Err(TokenError::Encoding));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let t = Token::generate();
+        let raw = t.expose().to_owned();
+        for s in [format!("{t:?}"), format!("{t}"), format!("{:?}", t.hash())] {
+            assert!(!s.contains(&raw), "{s}");
+        }
+        let s = SecretString::new("hunter2hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn hash_is_sha256_of_wire_form() {
+        let t = Token::parse(&"A".repeat(TOKEN_LEN)).unwrap();
+        assert_eq!(
+            t.hash().to_hex(),
+            "0f007385b6f9d4b7eeb2748605afe1a984a0a3bfa3f014d09e2a784ce9e5cd1a"
+        );
+    }
+
+    #[test]
+    fn ct_eq_works() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,280 @@
+//! atproto identifiers: [`Did`] and [`Handle`], validated against the atproto syntax rules.
+//!
+//! ```
+//! use atsession::syntax::{Did, Handle};
+//!
+//! let did: Did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz".parse().unwrap();
+//! assert_eq!(did.method(), "plc");
+//! let handle: Handle = "Alice.Bsky.Social".parse().unwrap();
+//! assert_eq!(handle.as_str(), "alice.bsky.social"); // handles are case-insensitive
+//!
+//! assert!("did:PLC:x".parse::<Did>().is_err());
+//! assert!("alice".parse::<Handle>().is_err());
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The longest DID atproto accepts.
+pub const DID_MAX_LEN: usize = 2048;
+/// The longest handle atproto accepts.
+pub const HANDLE_MAX_LEN: usize = 253;
+
+/// Why a string is not a valid DID or handle. Carries no copy of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyntaxError {
+    /// Not a DID: `did:<method>:<identifier>`, method in lowercase letters, identifier from
+    /// `[A-Za-z0-9._:%-]`, not ending in `:` or `%`, at most 2048 characters.
+    #[error("invalid DID syntax")]
+    Did,
+    /// Not a handle: at least two dot-separated labels of 1–63 letters, digits or hyphens
+    /// (no hyphen at either end), a last label that does not start with a digit, at most
+    /// 253 characters.
+    #[error("invalid handle syntax")]
+    Handle,
+}
+
+/// A decentralized identifier in atproto's syntax, such as `did:plc:…` or `did:web:…`.
+///
+/// Invariant: the string matches atproto's DID syntax (see [`SyntaxError::Did`]).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Did(String);
+
+impl Did {
+    /// Validates a DID.
+    pub fn new(s: impl Into<String>) -> Result<Self, SyntaxError> {
+        let s = s.into();
+        if is_valid_did(&s) {
+            Ok(Self(s))
+        } else {
+            Err(SyntaxError::Did)
+        }
+    }
+
+    /// The DID as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The method: `plc` in `did:plc:…`.
+    #[must_use]
+    pub fn method(&self) -> &str {
+        self.0[4..].split(':').next().unwrap_or_default()
+    }
+
+    /// Everything after `did:<method>:`.
+    #[must_use]
+    pub fn identifier(&self) -> &str {
+        let rest = &self.0[4..];
+        rest.split_once(':').map(|(_, id)| id).unwrap_or_default()
+    }
+}
+
+fn is_valid_did(s: &str) -> bool {
+    if s.len() > DID_MAX_LEN {
+        return false;
+    }
+    let Some(rest) = s.strip_prefix("did:") else {
+        return false;
+    };
+    let Some((method, id)) = rest.split_once(':') else {
+        return false;
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_lowercase()) {
+        return false;
+    }
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'%' | b'-'))
+    {
+        return false;
+    }
+    !id.ends_with(':') && !id.ends_with('%')
+}
+
+/// An atproto handle, such as `alice.bsky.social`, normalized to lowercase.
+///
+/// Invariant: the string matches atproto's handle syntax (see [`SyntaxError::Handle`]) and is
+/// lowercase.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Handle(String);
+
+impl Handle {
+    /// Validates a handle and lowercases it.
+    pub fn new(s: impl Into<String>) -> Result<Self, SyntaxError> {
+        let mut s = s.into();
+        if !is_valid_handle(&s) {
+            return Err(SyntaxError::Handle);
+        }
+        s.make_ascii_lowercase();
+        Ok(Self(s))
+    }
+
+    /// The handle as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_valid_handle(s: &str) -> bool {
+    if s.is_empty() || s.len() > HANDLE_MAX_LEN {
+        return false;
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    if labels.len() < 2 {
+        return false;
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    labels.iter().all(|l| label_ok(l))
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.as_bytes()[0].is_ascii_digit())
+}
+
+macro_rules! string_type {
+    ($t:ident) => {
+        impl FromStr for $t {
+            type Err = SyntaxError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = SyntaxError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(s)
+            }
+        }
+        impl TryFrom<&str> for $t {
+            type Error = SyntaxError;
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
+                Self::new(s)
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($t), self.0)
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_type!(Did);
+string_type!(Handle);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dids() {
+        for ok in [
+            "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+            "did:web:example.com",
+            "did:web:localhost%3A8080",
+            "did:method:val:two",
+            "did:m:v",
+            "did:example:123456789abcdefghi",
+        ] {
+            assert!(Did::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "did",
+            "did:",
+            "did:plc",
+            "did:plc:",
+            "did:PLC:abc",
+            "DID:plc:abc",
+            "did:plc:abc:",
+            "did:plc:abc%",
+            "did:plc:a b",
+            "did:plc:a/b",
+            "did:pl1c:abc",
+            "did::abc",
+        ] {
+            assert_eq!(Did::new(bad), Err(SyntaxError::Did), "{bad}");
+        }
+        let long = format!("did:plc:{}", "a".repeat(DID_MAX_LEN));
+        assert!(Did::new(long).is_err());
+        let d = Did::new("did:web:example.com").unwrap();
+        assert_eq!(d.method(), "web");
+        assert_eq!(d.identifier(), "example.com");
+    }
+
+    #[test]
+    fn handles() {
+        for ok in [
+            "alice.test",
+            "jay.bsky.social",
+            "8.cn",
+            "xn--ls8h.test",
+            "a-b.c-d.example",
+            "ALICE.Test",
+        ] {
+            assert!(Handle::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "alice",
+            ".alice.test",
+            "alice.test.",
+            "alice..test",
+            "-alice.test",
+            "alice-.test",
+            "alice.1test",
+            "al ice.test",
+            "alice_x.test",
+            "ålice.test",
+        ] {
+            assert_eq!(Handle::new(bad), Err(SyntaxError::Handle), "{bad}");
+        }
+        let long = format!("{}.test", "a.".repeat(130));
+        assert!(Handle::new(long).is_err());
+        let label = format!("{}.test", "a".repeat(64));
+        assert!(Handle::new(label).is_err());
+        assert_eq!(Handle::new("ALICE.Test").unwrap().as_str(), "alice.test");
+    }
+
+    #[test]
+    fn serde_validates() {
+        let ok: Did = serde_json::from_str("\"did:plc:abc\"").unwrap();
+        assert_eq!(ok.as_str(), "did:plc:abc");
+        assert!(serde_json::from_str::<Did>("\"nope\"").is_err());
+        assert!(serde_json::from_str::<Handle>("\"nope\"").is_err());
+    }
+}
