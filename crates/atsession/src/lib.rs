@@ -1,6 +1,8 @@
 //! atsession: session management for AT Protocol applications.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod app;
 pub mod clock;
 pub mod secret;
+pub mod store;
 pub mod syntax;

@@ -1,0 +1,512 @@
+//! [`SessionManager`]: create, look up, update, refresh and end app sessions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::config::{ConfigError, SessionConfig};
+use super::cookie::{self, CredentialSource};
+use super::error::SessionError;
+use super::record::{Session, SessionId, StoredSession};
+use crate::clock::{Clock, SystemClock, truncate_ms};
+use crate::secret::Token;
+use crate::store::{Cas, SessionStore};
+use crate::syntax::{Did, Handle};
+
+/// A session just created, with its tokens. The only time the raw tokens exist server-side:
+/// hand them to the client ([`SessionManager::set_cookie`], a response body) and drop them.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The session.
+    pub session: Session,
+    /// The long-lived session token (the cookie's value).
+    pub token: Token,
+    /// The short-lived access token, when access tokens are on.
+    pub access_token: Option<Token>,
+}
+
+/// A session found from a request.
+#[derive(Debug)]
+pub struct LoadedSession {
+    /// The session.
+    pub session: Session,
+    /// Where the credential came from.
+    pub source: CredentialSource,
+    /// A `Set-Cookie` to send back when the session's idle window slid on this request, so the
+    /// browser's cookie lives as long as the session; `None` otherwise.
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// The result of [`SessionManager::refresh`].
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The session, its idle window slid.
+    pub session: Session,
+    /// The new access token, when access tokens are on. The previous one stops working.
+    pub access_token: Option<Token>,
+}
+
+/// Options for [`SessionManager::create_with`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CreateOptions {
+    /// The OAuth grant the session belongs to.
+    pub grant_id: Option<String>,
+}
+
+impl CreateOptions {
+    /// No grant.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { grant_id: None }
+    }
+
+    /// Ties the session to an OAuth grant.
+    #[must_use]
+    pub fn grant_id(mut self, grant_id: impl Into<String>) -> Self {
+        self.grant_id = Some(grant_id.into());
+        self
+    }
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// App sessions over a [`SessionStore`].
+///
+/// Cheap to clone (the store and configuration are shared).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use atsession::app::SessionManager;
+/// use atsession::store::MemoryStore;
+///
+/// let manager = SessionManager::new(MemoryStore::new());
+/// let new = manager
+///     .create("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "alice.test", serde_json::json!({"theme": "dark"}))
+///     .await?;
+/// let cookie = manager.set_cookie(&new); // send this as Set-Cookie
+/// assert!(cookie.to_str()?.contains("HttpOnly"));
+///
+/// let session = manager.load(new.token.expose()).await?;
+/// assert_eq!(session.handle.as_str(), "alice.test");
+/// assert_eq!(session.data["theme"], "dark");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct SessionManager<S> {
+    store: S,
+    config: Arc<SessionConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: Clone> Clone for SessionManager<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: Arc::clone(&self.config),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<S: SessionStore> SessionManager<S> {
+    /// A manager with the default configuration.
+    #[must_use]
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            config: Arc::new(SessionConfig::default()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A manager with `config`, checked first.
+    ///
+    /// ```
+    /// use atsession::app::{CookieConfig, SessionConfig, SessionManager};
+    /// use atsession::store::MemoryStore;
+    ///
+    /// let bad = SessionConfig::default().cookie(CookieConfig::default().domain("example.com"));
+    /// assert!(SessionManager::with_config(MemoryStore::new(), bad).is_err()); // __Host- forbids Domain
+    /// ```
+    pub fn with_config(store: S, config: SessionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            store,
+            config: Arc::new(config),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Replaces the clock (for tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        truncate_ms(self.clock.now())
+    }
+
+    /// Starts a session for an account, with fresh tokens. `did` and `handle` are validated
+    /// against the atproto syntax; `data` is any JSON-serializable value.
+    pub async fn create(
+        &self,
+        did: impl AsRef<str>,
+        handle: impl AsRef<str>,
+        data: impl Serialize,
+    ) -> Result<NewSession, SessionError> {
+        self.create_with(did, handle, data, CreateOptions::new())
+            .await
+    }
+
+    /// [`create`](Self::create) with options, such as the OAuth grant the session belongs to.
+    pub async fn create_with(
+        &self,
+        did: impl AsRef<str>,
+        handle: impl AsRef<str>,
+        data: impl Serialize,
+        options: CreateOptions,
+    ) -> Result<NewSession, SessionError> {
+        let did = Did::new(did.as_ref()).map_err(SessionError::InvalidDid)?;
+        let handle = Handle::new(handle.as_ref()).map_err(SessionError::InvalidHandle)?;
+        let data = serde_json::to_value(data).map_err(SessionError::Data)?;
+        let now = self.now();
+        let absolute = now + self.config.absolute_timeout;
+        let token = Token::generate();
+        let access_token = self.config.access_token_ttl.map(|_| Token::generate());
+        let record = StoredSession {
+            id: SessionId::generate(),
+            token_hash: token.hash(),
+            access_token_hash: access_token.as_ref().map(Token::hash),
+            access_expires_at: self.access_expiry(now, absolute),
+            did,
+            handle,
+            data,
+            grant_id: options.grant_id,
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: (now + self.config.idle_timeout).min(absolute),
+            absolute_expires_at: absolute,
+            version: 1,
+        };
+        self.store.create(&record).await?;
+        tracing::debug!(session = %record.id, did = %record.did, "session created");
+        Ok(NewSession {
+            session: record.into(),
+            token,
+            access_token,
+        })
+    }
+
+    fn access_expiry(
+        &self,
+        now: OffsetDateTime,
+        absolute: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        self.config
+            .access_token_ttl
+            .map(|ttl| (now + ttl).min(absolute))
+    }
+
+    /// The session a session token belongs to. Slides the idle window (at most once per
+    /// touch interval).
+    pub async fn load(&self, session_token: &str) -> Result<Session, SessionError> {
+        let token = Token::parse(session_token).map_err(SessionError::MalformedToken)?;
+        Ok(self.load_by_session_token(&token).await?.0)
+    }
+
+    /// The session an access token belongs to, if the access token is still current.
+    pub async fn load_by_access_token(&self, access_token: &str) -> Result<Session, SessionError> {
+        let token = Token::parse(access_token).map_err(SessionError::MalformedToken)?;
+        Ok(self.load_by_access(&token).await?.0)
+    }
+
+    /// The session of an HTTP request: `Authorization: Bearer <token>` if present (an access
+    /// token when access tokens are on, the session token otherwise), else the session cookie.
+    pub async fn load_from_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<LoadedSession, SessionError> {
+        let cred = cookie::credential(headers, &self.config.cookie.name)?;
+        let (session, touched) = match cred.source {
+            CredentialSource::Bearer if self.config.access_token_ttl.is_some() => {
+                self.load_by_access(&cred.token).await?
+            }
+            _ => self.load_by_session_token(&cred.token).await?,
+        };
+        let set_cookie = (touched && cred.source == CredentialSource::Cookie).then(|| {
+            cookie::set_cookie(
+                &self.config.cookie,
+                &cred.token,
+                self.now(),
+                session.expires_at(),
+            )
+        });
+        Ok(LoadedSession {
+            session,
+            source: cred.source,
+            set_cookie,
+        })
+    }
+
+    /// [`load_from_headers`](Self::load_from_headers) on a request.
+    pub async fn load_from_request<B>(
+        &self,
+        request: &http::Request<B>,
+    ) -> Result<LoadedSession, SessionError> {
+        self.load_from_headers(request.headers()).await
+    }
+
+    async fn load_by_session_token(&self, token: &Token) -> Result<(Session, bool), SessionError> {
+        let record = self
+            .store
+            .load_by_token(&token.hash())
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        self.check_and_touch(record).await
+    }
+
+    async fn load_by_access(&self, token: &Token) -> Result<(Session, bool), SessionError> {
+        let record = self
+            .store
+            .load_by_access_token(&token.hash())
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        let now = self.now();
+        if record.is_expired(now) {
+            self.forget_expired(&record).await;
+            return Err(SessionError::Expired);
+        }
+        if record.access_expires_at.is_none_or(|at| at <= now) {
+            return Err(SessionError::AccessTokenExpired);
+        }
+        self.check_and_touch(record).await
+    }
+
+    /// Enforces both expiries, then slides the idle window if the touch interval has passed.
+    /// Returns whether it wrote.
+    async fn check_and_touch(
+        &self,
+        record: StoredSession,
+    ) -> Result<(Session, bool), SessionError> {
+        let now = self.now();
+        if record.is_expired(now) {
+            self.forget_expired(&record).await;
+            return Err(SessionError::Expired);
+        }
+        if now - record.last_seen_at < self.config.touch_interval {
+            return Ok((record.into(), false));
+        }
+        // A touch keeps the version: it changes nothing the app wrote, so it must not make
+        // the app's next compare-and-swap update fail. It is still conditional on the
+        // version, so it can neither resurrect a deleted row nor undo a newer write.
+        let mut touched = record.clone();
+        self.slide(&mut touched, now);
+        match self.store.update(record.version, &touched).await? {
+            Cas::Updated => Ok((touched.into(), true)),
+            // Someone wrote since we read; what we read is still a valid view.
+            Cas::Conflict => Ok((record.into(), false)),
+            Cas::Missing => Err(SessionError::NotFound),
+        }
+    }
+
+    fn slide(&self, record: &mut StoredSession, now: OffsetDateTime) {
+        record.last_seen_at = now;
+        record.idle_expires_at = (now + self.config.idle_timeout).min(record.absolute_expires_at);
+    }
+
+    /// Best effort: an expired record is deleted when found, so it cannot be found again.
+    async fn forget_expired(&self, record: &StoredSession) {
+        if let Err(e) = self.store.delete(&record.id).await {
+            tracing::warn!(session = %record.id, error = %e, "could not delete an expired session");
+        }
+    }
+
+    /// Replaces the custom data, if the session is still at `session.version`; otherwise
+    /// [`SessionError::Conflict`], and nothing is written.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use atsession::app::{SessionManager, SessionError};
+    /// # use atsession::store::MemoryStore;
+    /// # let manager = SessionManager::new(MemoryStore::new());
+    /// # let new = manager.create("did:plc:abc", "alice.test", ()).await?;
+    /// let session = manager.load(new.token.expose()).await?;
+    /// let updated = manager.update(&session, serde_json::json!({"step": 2})).await?;
+    /// assert_eq!(updated.version, session.version + 1);
+    /// // A second update from the same stale copy loses the race, loudly.
+    /// let stale = manager.update(&session, serde_json::json!({"step": 3})).await;
+    /// assert!(matches!(stale, Err(SessionError::Conflict)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn update(
+        &self,
+        session: &Session,
+        data: impl Serialize,
+    ) -> Result<Session, SessionError> {
+        let data = serde_json::to_value(data).map_err(SessionError::Data)?;
+        let current = self
+            .store
+            .load(&session.id)
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        let now = self.now();
+        if current.is_expired(now) {
+            self.forget_expired(&current).await;
+            return Err(SessionError::Expired);
+        }
+        if current.version != session.version {
+            return Err(SessionError::Conflict);
+        }
+        let mut next = current.clone();
+        next.data = data;
+        next.version += 1;
+        self.slide(&mut next, now);
+        self.write(current.version, next).await
+    }
+
+    async fn write(&self, expected: u64, next: StoredSession) -> Result<Session, SessionError> {
+        match self.store.update(expected, &next).await? {
+            Cas::Updated => Ok(next.into()),
+            Cas::Conflict => Err(SessionError::Conflict),
+            Cas::Missing => Err(SessionError::NotFound),
+        }
+    }
+
+    /// Issues a new access token (the old one stops working), keeps the session token, and
+    /// slides the idle window. Without access tokens, only slides the window.
+    pub async fn refresh(&self, session_token: &str) -> Result<Refreshed, SessionError> {
+        let token = Token::parse(session_token).map_err(SessionError::MalformedToken)?;
+        let current = self
+            .store
+            .load_by_token(&token.hash())
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        let now = self.now();
+        if current.is_expired(now) {
+            self.forget_expired(&current).await;
+            return Err(SessionError::Expired);
+        }
+        let access_token = self.config.access_token_ttl.map(|_| Token::generate());
+        let mut next = current.clone();
+        next.access_token_hash = access_token.as_ref().map(Token::hash);
+        next.access_expires_at = self.access_expiry(now, current.absolute_expires_at);
+        next.version += 1;
+        self.slide(&mut next, now);
+        let session = self.write(current.version, next).await?;
+        Ok(Refreshed {
+            session,
+            access_token,
+        })
+    }
+
+    /// Ends one session (logout). `true` if it existed.
+    pub async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
+        let deleted = self.store.delete(id).await?;
+        tracing::debug!(session = %id, deleted, "session deleted");
+        Ok(deleted)
+    }
+
+    /// Ends the session a session token belongs to (logout). `true` if it existed.
+    pub async fn delete_by_token(&self, session_token: &str) -> Result<bool, SessionError> {
+        let token = Token::parse(session_token).map_err(SessionError::MalformedToken)?;
+        match self.store.load_by_token(&token.hash()).await? {
+            Some(record) => self.delete(&record.id).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The sessions of an account that have not expired, oldest first.
+    pub async fn list(&self, did: &Did) -> Result<Vec<Session>, SessionError> {
+        let now = self.now();
+        Ok(self
+            .store
+            .list_by_did(did)
+            .await?
+            .into_iter()
+            .filter(|s| !s.is_expired(now))
+            .map(Session::from)
+            .collect())
+    }
+
+    /// Ends every session of an account (on every device); returns how many there were.
+    pub async fn delete_all(&self, did: &Did) -> Result<u64, SessionError> {
+        let n = self.store.delete_by_did(did).await?;
+        tracing::debug!(did = %did, count = n, "all sessions of an account deleted");
+        Ok(n)
+    }
+
+    /// Deletes every expired session; returns how many.
+    pub async fn delete_expired(&self) -> Result<u64, SessionError> {
+        Ok(self.store.delete_expired(self.now()).await?)
+    }
+
+    /// `Set-Cookie` for a new session.
+    #[must_use]
+    pub fn set_cookie(&self, new: &NewSession) -> HeaderValue {
+        cookie::set_cookie(
+            &self.config.cookie,
+            &new.token,
+            self.now(),
+            new.session.expires_at(),
+        )
+    }
+
+    /// `Set-Cookie` that clears the session cookie (send it on logout).
+    #[must_use]
+    pub fn clear_cookie(&self) -> HeaderValue {
+        cookie::clear_cookie(&self.config.cookie)
+    }
+}
+
+impl<S: SessionStore + Clone> SessionManager<S> {
+    /// Runs [`delete_expired`](Self::delete_expired) every `period` on the current tokio
+    /// runtime until the returned handle is dropped.
+    #[must_use = "the cleanup task stops when the handle is dropped"]
+    pub fn spawn_cleanup(&self, period: Duration) -> CleanupTask {
+        let manager = self.clone();
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match manager.delete_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(count = n, "expired sessions deleted"),
+                    Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+                }
+            }
+        });
+        CleanupTask(handle)
+    }
+}
+
+/// The background cleanup started by [`SessionManager::spawn_cleanup`]; stops when dropped.
+#[derive(Debug)]
+pub struct CleanupTask(tokio::task::JoinHandle<()>);
+
+impl Drop for CleanupTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

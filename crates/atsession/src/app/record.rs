@@ -1,0 +1,169 @@
+//! What an app session is: the stored record and the view handed to the app.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::secret::{TokenHash, random_bytes};
+use crate::syntax::{Did, Handle};
+
+/// A session's public identifier: 128 random bits in base64url.
+///
+/// It names a session in listings and admin commands; it is **not** a credential. Knowing it
+/// does not let anyone use the session (that takes the session token, which is never stored).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh random id.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+    }
+
+    /// Wraps an id read from a store or given by an admin. Only the form is checked
+    /// (22 base64url characters).
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 22
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| Self(s.to_owned()))
+    }
+
+    /// The id as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.0)
+    }
+}
+
+/// A session as the store keeps it. Holds hashes of its tokens, never the tokens.
+///
+/// Invariants kept by [`SessionManager`](crate::app::SessionManager) (stores rely on them):
+/// `idle_expires_at <= absolute_expires_at`; `version` starts at 1 and grows by one on every
+/// update; `access_token_hash` and `access_expires_at` are both set or both unset; all times
+/// are whole milliseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSession {
+    /// The session's public id.
+    pub id: SessionId,
+    /// SHA-256 of the session token.
+    pub token_hash: TokenHash,
+    /// SHA-256 of the current access token, when access tokens are in use.
+    pub access_token_hash: Option<TokenHash>,
+    /// When the current access token stops working.
+    pub access_expires_at: Option<OffsetDateTime>,
+    /// The account.
+    pub did: Did,
+    /// The account's handle at login.
+    pub handle: Handle,
+    /// The app's own data, as JSON.
+    pub data: serde_json::Value,
+    /// The OAuth grant this session belongs to, if any.
+    pub grant_id: Option<String>,
+    /// When the session was created.
+    pub created_at: OffsetDateTime,
+    /// When the session was last used (recorded at most once per touch interval).
+    pub last_seen_at: OffsetDateTime,
+    /// The end of the sliding idle window.
+    pub idle_expires_at: OffsetDateTime,
+    /// The hard end of the session, whatever its use.
+    pub absolute_expires_at: OffsetDateTime,
+    /// The version, for compare-and-swap updates.
+    pub version: u64,
+}
+
+impl StoredSession {
+    /// When the session ends if nothing else happens: the earlier of the two expiries.
+    #[must_use]
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    /// Whether the session has ended at `now`.
+    #[must_use]
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at() <= now
+    }
+}
+
+/// An app session as the app sees it: everything but the token hashes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Session {
+    /// The session's public id (not a credential).
+    pub id: SessionId,
+    /// The account.
+    pub did: Did,
+    /// The account's handle at login.
+    pub handle: Handle,
+    /// The app's own data.
+    pub data: serde_json::Value,
+    /// The OAuth grant this session belongs to, if any.
+    pub grant_id: Option<String>,
+    /// When the session was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the session was last used, to the touch interval.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    /// The end of the sliding idle window.
+    #[serde(with = "time::serde::rfc3339")]
+    pub idle_expires_at: OffsetDateTime,
+    /// The hard end of the session.
+    #[serde(with = "time::serde::rfc3339")]
+    pub absolute_expires_at: OffsetDateTime,
+    /// When the current access token stops working, when access tokens are in use.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub access_expires_at: Option<OffsetDateTime>,
+    /// The version: pass the session back to [`SessionManager::update`] to update it.
+    ///
+    /// [`SessionManager::update`]: crate::app::SessionManager::update
+    pub version: u64,
+}
+
+impl Session {
+    /// The custom data, deserialized.
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.data)
+    }
+
+    /// When the session ends if nothing else happens.
+    #[must_use]
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+}
+
+impl From<StoredSession> for Session {
+    fn from(s: StoredSession) -> Self {
+        Self {
+            id: s.id,
+            did: s.did,
+            handle: s.handle,
+            data: s.data,
+            grant_id: s.grant_id,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            idle_expires_at: s.idle_expires_at,
+            absolute_expires_at: s.absolute_expires_at,
+            access_expires_at: s.access_expires_at,
+            version: s.version,
+        }
+    }
+}

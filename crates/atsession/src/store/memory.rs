@@ -1,0 +1,210 @@
+//! The in-process store: for tests, development and single-process apps that accept losing
+//! sessions on restart.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use time::OffsetDateTime;
+
+use super::{Cas, SessionStore, StoreError};
+use crate::app::{SessionId, StoredSession};
+use crate::clock::to_millis;
+use crate::secret::TokenHash;
+use crate::syntax::Did;
+
+/// Sessions in memory, indexed by id, token hash, access-token hash, DID and expiry.
+///
+/// Cheap to clone: clones share the same sessions.
+///
+/// ```
+/// use atsession::store::MemoryStore;
+/// let store = MemoryStore::new();
+/// assert_eq!(store.len(), 0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<RwLock<Tables>>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_id: HashMap<SessionId, Arc<StoredSession>>,
+    by_token: HashMap<[u8; 32], SessionId>,
+    by_access: HashMap<[u8; 32], SessionId>,
+    by_did: HashMap<Did, HashSet<SessionId>>,
+    by_expiry: BTreeSet<(i64, SessionId)>,
+}
+
+impl Tables {
+    fn insert(&mut self, s: StoredSession) {
+        self.by_token.insert(*s.token_hash.as_bytes(), s.id.clone());
+        if let Some(a) = &s.access_token_hash {
+            self.by_access.insert(*a.as_bytes(), s.id.clone());
+        }
+        self.by_did
+            .entry(s.did.clone())
+            .or_default()
+            .insert(s.id.clone());
+        self.by_expiry
+            .insert((to_millis(s.expires_at()), s.id.clone()));
+        self.by_id.insert(s.id.clone(), Arc::new(s));
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Arc<StoredSession>> {
+        let s = self.by_id.remove(id)?;
+        self.by_token.remove(s.token_hash.as_bytes());
+        if let Some(a) = &s.access_token_hash {
+            self.by_access.remove(a.as_bytes());
+        }
+        if let Some(set) = self.by_did.get_mut(&s.did) {
+            set.remove(id);
+            if set.is_empty() {
+                self.by_did.remove(&s.did);
+            }
+        }
+        self.by_expiry
+            .remove(&(to_millis(s.expires_at()), id.clone()));
+        Some(s)
+    }
+
+    fn get_via(
+        &self,
+        index: &HashMap<[u8; 32], SessionId>,
+        hash: &TokenHash,
+    ) -> Option<StoredSession> {
+        let id = index.get(hash.as_bytes())?;
+        self.by_id.get(id).map(|s| (**s).clone())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many sessions are stored, expired ones included.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// Whether no session is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the tables half-written: every write
+        // below completes its index updates without calling out.
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn duplicate() -> StoreError {
+    StoreError::backend(
+        "memory",
+        "create",
+        "a session with this id or token hash already exists",
+    )
+}
+
+impl SessionStore for MemoryStore {
+    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let mut t = self.write();
+        if t.by_id.contains_key(&session.id)
+            || t.by_token.contains_key(session.token_hash.as_bytes())
+            || session
+                .access_token_hash
+                .is_some_and(|a| t.by_access.contains_key(a.as_bytes()))
+        {
+            return Err(duplicate());
+        }
+        t.insert(session.clone());
+        Ok(())
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        Ok(self.read().by_id.get(id).map(|s| (**s).clone()))
+    }
+
+    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+        let t = self.read();
+        Ok(t.get_via(&t.by_token, hash))
+    }
+
+    async fn load_by_access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let t = self.read();
+        Ok(t.get_via(&t.by_access, hash))
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        session: &StoredSession,
+    ) -> Result<Cas, StoreError> {
+        let mut t = self.write();
+        match t.by_id.get(&session.id) {
+            None => return Ok(Cas::Missing),
+            Some(cur) if cur.version != expected_version => return Ok(Cas::Conflict),
+            Some(_) => {}
+        }
+        t.remove(&session.id);
+        t.insert(session.clone());
+        Ok(Cas::Updated)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.write().remove(id).is_some())
+    }
+
+    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
+        let t = self.read();
+        let mut out: Vec<StoredSession> = t
+            .by_did
+            .get(did)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| t.by_id.get(id).map(|s| (**s).clone()))
+            .collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        let mut t = self.write();
+        let ids: Vec<SessionId> = t.by_did.get(did).into_iter().flatten().cloned().collect();
+        for id in &ids {
+            t.remove(id);
+        }
+        Ok(ids.len() as u64)
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let now = to_millis(now);
+        let mut t = self.write();
+        let ids: Vec<SessionId> = t
+            .by_expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &ids {
+            t.remove(id);
+        }
+        Ok(ids.len() as u64)
+    }
+}

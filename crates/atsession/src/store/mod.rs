@@ -1,0 +1,216 @@
+//! Storage: the traits every backend implements, and the backends.
+//!
+//! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
+//! reaches it, only [`TokenHash`]es. Backends:
+//!
+//! | backend | type | feature |
+//! |---|---|---|
+//! | in-process memory | [`MemoryStore`] | always |
+//! | SQLite (embedded default) | [`SqliteStore`](sqlite::SqliteStore) | `sqlite` (default) |
+//!
+//! # The contract
+//!
+//! Every backend passes one conformance suite (`crates/atsession/tests/conformance/`). In
+//! short:
+//! - [`create`](SessionStore::create) inserts; it never overwrites.
+//! - [`update`](SessionStore::update) is compare-and-swap on the version: it writes only if the
+//!   stored version is the expected one, and never re-creates a row that is gone. A session
+//!   deleted while an update is in flight stays deleted.
+//! - Lookups return records as stored, expired or not; the [`SessionManager`] decides what an
+//!   expired record means.
+//! - [`delete_expired`](SessionStore::delete_expired) removes every record whose idle or
+//!   absolute expiry is at or before `now`.
+//!
+//! [`SessionManager`]: crate::app::SessionManager
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::app::{SessionId, StoredSession};
+use crate::secret::TokenHash;
+use crate::syntax::Did;
+
+mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+
+/// A boxed error from a backend's driver.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A storage failure. Names the backend; never carries a password, token or connection
+/// string.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed (connection lost, I/O, constraint, …).
+    #[error("the {backend} store failed: {operation}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored record could not be read back: a column is missing or malformed.
+    #[error("the {backend} store holds a corrupt record: {detail}")]
+    Corrupt {
+        /// Which backend.
+        backend: &'static str,
+        /// What is wrong (never the record's content).
+        detail: &'static str,
+        /// The parse error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl StoreError {
+    /// A backend failure.
+    pub fn backend(
+        backend: &'static str,
+        operation: &'static str,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Backend {
+            backend,
+            operation,
+            source: source.into(),
+        }
+    }
+
+    /// A corrupt record.
+    #[must_use]
+    pub fn corrupt(backend: &'static str, detail: &'static str) -> Self {
+        Self::Corrupt {
+            backend,
+            detail,
+            source: None,
+        }
+    }
+}
+
+/// The outcome of a compare-and-swap [`update`](SessionStore::update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    /// The record was at the expected version and is now written.
+    Updated,
+    /// The record exists at another version: someone else wrote first. Nothing was written.
+    Conflict,
+    /// The record does not exist (deleted, or never was). Nothing was written.
+    Missing,
+}
+
+/// Storage for app sessions.
+///
+/// Methods return `impl Future + Send` so that a store works in multi-threaded runtimes;
+/// implement them with `async fn`. The trait is implemented for `Arc<S>` too.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts a new session. Fails if a session with the same id or token hash exists.
+    fn create(
+        &self,
+        session: &StoredSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session with this id.
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+
+    /// The session whose session token hashes to `hash`.
+    fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+
+    /// The session whose current access token hashes to `hash`.
+    fn load_by_access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+
+    /// Writes `session` if the stored record is at `expected_version`; never inserts.
+    /// `session.version` is the new version.
+    fn update(
+        &self,
+        expected_version: u64,
+        session: &StoredSession,
+    ) -> impl Future<Output = Result<Cas, StoreError>> + Send;
+
+    /// Deletes one session; `true` if it existed.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every session of an account, expired ones included, oldest first.
+    fn list_by_did(
+        &self,
+        did: &Did,
+    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send;
+
+    /// Deletes every session of an account; returns how many.
+    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes every session that has expired at `now`; returns how many.
+    fn delete_expired(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl<S: SessionStore> SessionStore for Arc<S> {
+    fn create(
+        &self,
+        session: &StoredSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).create(session)
+    }
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
+        (**self).load(id)
+    }
+    fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
+        (**self).load_by_token(hash)
+    }
+    fn load_by_access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
+        (**self).load_by_access_token(hash)
+    }
+    fn update(
+        &self,
+        expected_version: u64,
+        session: &StoredSession,
+    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
+        (**self).update(expected_version, session)
+    }
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).delete(id)
+    }
+    fn list_by_did(
+        &self,
+        did: &Did,
+    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send {
+        (**self).list_by_did(did)
+    }
+    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).delete_by_did(did)
+    }
+    fn delete_expired(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).delete_expired(now)
+    }
+}

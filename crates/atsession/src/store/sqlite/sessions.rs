@@ -1,0 +1,304 @@
+//! App sessions in SQLite.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+use super::{BACKEND, SqliteStore, err};
+use crate::app::{SessionId, StoredSession};
+use crate::clock::{from_millis, to_millis};
+use crate::secret::TokenHash;
+use crate::store::{Cas, SessionStore, StoreError};
+use crate::syntax::{Did, Handle};
+
+macro_rules! columns {
+    () => {
+        "id, token_hash, access_token_hash, access_expires_at, did, handle, data, grant_id, \
+         created_at, last_seen_at, idle_expires_at, absolute_expires_at, version"
+    };
+}
+const COLUMNS: &str = columns!();
+const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM app_sessions WHERE id = ?1");
+const SELECT_BY_TOKEN: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM app_sessions WHERE token_hash = ?1"
+);
+const SELECT_BY_ACCESS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM app_sessions WHERE access_token_hash = ?1"
+);
+
+fn corrupt(detail: &'static str) -> impl FnOnce() -> StoreError {
+    move || StoreError::corrupt(BACKEND, detail)
+}
+
+fn hash(bytes: Vec<u8>, detail: &'static str) -> Result<TokenHash, StoreError> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| corrupt(detail)())?;
+    Ok(TokenHash::from_bytes(arr))
+}
+
+/// Reads one row into a record; a malformed column is [`StoreError::Corrupt`].
+fn from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
+    let get_err = |e: rusqlite::Error| StoreError::Corrupt {
+        backend: BACKEND,
+        detail: "a column has the wrong type",
+        source: Some(Box::new(e)),
+    };
+    let id: String = row.get(0).map_err(get_err)?;
+    let token_hash: Vec<u8> = row.get(1).map_err(get_err)?;
+    let access_hash: Option<Vec<u8>> = row.get(2).map_err(get_err)?;
+    let access_expires: Option<i64> = row.get(3).map_err(get_err)?;
+    let did: String = row.get(4).map_err(get_err)?;
+    let handle: String = row.get(5).map_err(get_err)?;
+    let data: String = row.get(6).map_err(get_err)?;
+    let grant_id: Option<String> = row.get(7).map_err(get_err)?;
+    let version: i64 = row.get(12).map_err(get_err)?;
+    if access_hash.is_some() != access_expires.is_some() {
+        return Err(corrupt("access token hash without expiry, or the reverse")());
+    }
+    Ok(StoredSession {
+        id: SessionId::parse(&id).ok_or_else(corrupt("malformed session id"))?,
+        token_hash: hash(token_hash, "malformed token hash")?,
+        access_token_hash: access_hash
+            .map(|h| hash(h, "malformed access token hash"))
+            .transpose()?,
+        access_expires_at: access_expires.map(from_millis),
+        did: Did::new(did).map_err(|_| corrupt("malformed DID")())?,
+        handle: Handle::new(handle).map_err(|_| corrupt("malformed handle")())?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+            backend: BACKEND,
+            detail: "session data is not JSON",
+            source: Some(Box::new(e)),
+        })?,
+        grant_id,
+        created_at: from_millis(row.get(8).map_err(get_err)?),
+        last_seen_at: from_millis(row.get(9).map_err(get_err)?),
+        idle_expires_at: from_millis(row.get(10).map_err(get_err)?),
+        absolute_expires_at: from_millis(row.get(11).map_err(get_err)?),
+        version: u64::try_from(version).map_err(|_| corrupt("negative version")())?,
+    })
+}
+
+fn load_one(
+    conn: &Connection,
+    sql: &'static str,
+    key: &dyn rusqlite::ToSql,
+) -> Result<Option<StoredSession>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(err("load"))?;
+    let mut rows = stmt.query([key]).map_err(err("load"))?;
+    match rows.next().map_err(err("load"))? {
+        Some(row) => from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Converts a record to the values bound to the row (in [`COLUMNS`] order, plus expires_at).
+struct Bound {
+    id: String,
+    token_hash: [u8; 32],
+    access_token_hash: Option<[u8; 32]>,
+    access_expires_at: Option<i64>,
+    did: String,
+    handle: String,
+    data: String,
+    grant_id: Option<String>,
+    created_at: i64,
+    last_seen_at: i64,
+    idle_expires_at: i64,
+    absolute_expires_at: i64,
+    expires_at: i64,
+    version: i64,
+}
+
+impl Bound {
+    fn new(s: &StoredSession) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: s.id.as_str().to_owned(),
+            token_hash: *s.token_hash.as_bytes(),
+            access_token_hash: s.access_token_hash.map(|h| *h.as_bytes()),
+            access_expires_at: s.access_expires_at.map(to_millis),
+            did: s.did.as_str().to_owned(),
+            handle: s.handle.as_str().to_owned(),
+            data: s.data.to_string(),
+            grant_id: s.grant_id.clone(),
+            created_at: to_millis(s.created_at),
+            last_seen_at: to_millis(s.last_seen_at),
+            idle_expires_at: to_millis(s.idle_expires_at),
+            absolute_expires_at: to_millis(s.absolute_expires_at),
+            expires_at: to_millis(s.expires_at()),
+            version: i64::try_from(s.version)
+                .map_err(|_| StoreError::backend(BACKEND, "write", "version out of range"))?,
+        })
+    }
+}
+
+/// Deletes at most this many expired rows per transaction, so that cleanup never holds the
+/// write lock for long.
+const CLEANUP_BATCH: i64 = 1000;
+
+impl SessionStore for SqliteStore {
+    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let b = Bound::new(session)?;
+        self.write("create", move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO app_sessions ({COLUMNS}, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ))
+                .map_err(err("create"))?;
+            stmt.execute(params![
+                b.id,
+                b.token_hash,
+                b.access_token_hash,
+                b.access_expires_at,
+                b.did,
+                b.handle,
+                b.data,
+                b.grant_id,
+                b.created_at,
+                b.last_seen_at,
+                b.idle_expires_at,
+                b.absolute_expires_at,
+                b.version,
+                b.expires_at
+            ])
+            .map_err(err("create"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.read(|c| load_one(c, SELECT_BY_ID, &id.as_str()))
+    }
+
+    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+        self.read(|c| load_one(c, SELECT_BY_TOKEN, &hash.as_bytes().as_slice()))
+    }
+
+    async fn load_by_access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        self.read(|c| load_one(c, SELECT_BY_ACCESS, &hash.as_bytes().as_slice()))
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        session: &StoredSession,
+    ) -> Result<Cas, StoreError> {
+        let b = Bound::new(session)?;
+        let expected = i64::try_from(expected_version)
+            .map_err(|_| StoreError::backend(BACKEND, "update", "version out of range"))?;
+        self.write("update", move |conn| {
+            let tx = conn.transaction().map_err(err("update"))?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE app_sessions SET token_hash = ?2, access_token_hash = ?3, \
+                     access_expires_at = ?4, did = ?5, handle = ?6, data = ?7, grant_id = ?8, \
+                     created_at = ?9, last_seen_at = ?10, idle_expires_at = ?11, \
+                     absolute_expires_at = ?12, version = ?13, expires_at = ?14 \
+                     WHERE id = ?1 AND version = ?15",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        b.id,
+                        b.token_hash,
+                        b.access_token_hash,
+                        b.access_expires_at,
+                        b.did,
+                        b.handle,
+                        b.data,
+                        b.grant_id,
+                        b.created_at,
+                        b.last_seen_at,
+                        b.idle_expires_at,
+                        b.absolute_expires_at,
+                        b.version,
+                        b.expires_at,
+                        expected
+                    ])
+                })
+                .map_err(err("update"))?;
+            let outcome = if n == 1 {
+                Cas::Updated
+            } else {
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM app_sessions WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([&b.id], |_| Ok(())).optional())
+                    .map_err(err("update"))?;
+                if exists.is_some() {
+                    Cas::Conflict
+                } else {
+                    Cas::Missing
+                }
+            };
+            tx.commit().map_err(err("update"))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.write("delete", move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM app_sessions WHERE id = ?1")
+                .and_then(|mut s| s.execute([id]))
+                .map_err(err("delete"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM app_sessions WHERE did = ?1 ORDER BY created_at, id"
+                ))
+                .map_err(err("list"))?;
+            let mut rows = stmt.query([did.as_str()]).map_err(err("list"))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err("list"))? {
+                out.push(from_row(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        let did = did.as_str().to_owned();
+        self.write("delete by DID", move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM app_sessions WHERE did = ?1")
+                .and_then(|mut s| s.execute([did]))
+                .map_err(err("delete by DID"))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let now = to_millis(now);
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .write("cleanup", move |conn| {
+                    conn.prepare_cached(
+                        "DELETE FROM app_sessions WHERE id IN \
+                         (SELECT id FROM app_sessions WHERE expires_at <= ?1 LIMIT ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![now, CLEANUP_BATCH]))
+                    .map_err(err("cleanup"))
+                })
+                .await?;
+            total += n as u64;
+            if (n as i64) < CLEANUP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
