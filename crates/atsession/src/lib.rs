@@ -3,6 +3,9 @@
 
 pub mod app;
 pub mod clock;
+pub mod crypto;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 pub mod secret;
 pub mod store;
 pub mod syntax;

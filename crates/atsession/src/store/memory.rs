@@ -12,6 +12,8 @@ use crate::clock::to_millis;
 use crate::secret::TokenHash;
 use crate::syntax::Did;
 
+mod oauth;
+
 /// Sessions in memory, indexed by id, token hash, access-token hash, DID and expiry.
 ///
 /// Cheap to clone: clones share the same sessions.
@@ -24,6 +26,7 @@ use crate::syntax::Did;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<RwLock<Tables>>,
+    oauth: Arc<oauth::OAuthTables>,
 }
 
 #[derive(Debug, Default)]

@@ -34,6 +34,7 @@ use crate::secret::TokenHash;
 use crate::syntax::Did;
 
 mod memory;
+pub mod oauth;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
