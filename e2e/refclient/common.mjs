@@ -171,11 +171,23 @@ export async function signIn(authorizationUrl, username, password, { reject = fa
   return res.headers.location
 }
 
-/** One whole login: authorize (resolve, PAR) → user's step → callback (token exchange). */
-export async function login(client, account) {
+/**
+ * One whole login: authorize (resolve, PAR) → user's step → callback (token exchange).
+ * `phases`, when given, receives the milliseconds of each part.
+ */
+export async function login(client, account, phases = undefined) {
+  const t0 = now()
   const authorizationUrl = await client.authorize(account.handle, { scope: SCOPE })
+  const t1 = now()
   const redirect = await signIn(authorizationUrl.href, account.handle, account.password)
+  const t2 = now()
   const { session } = await client.callback(new URL(redirect).searchParams)
+  const t3 = now()
+  if (phases) {
+    phases.authorize = t1 - t0
+    phases.user_step = t2 - t1
+    phases.callback = t3 - t2
+  }
   return session
 }
 

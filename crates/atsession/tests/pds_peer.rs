@@ -361,3 +361,18 @@ async fn registered_confidential_client_metadata_is_validated_by_the_provider() 
 
     assert!(peer.unregister_client(client_id).await.expect("unregister"));
 }
+
+#[tokio::test]
+async fn token_max_age_can_be_read_and_set_through_the_harness() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let configured = std::time::Duration::from_millis(peer.info().token_max_age_ms);
+    assert!(!configured.is_zero());
+    // Setting the value it already has: other tests sharing the peer see no change.
+    let previous = peer
+        .set_token_max_age(configured)
+        .await
+        .expect("set token max age");
+    assert_eq!(previous, configured);
+}

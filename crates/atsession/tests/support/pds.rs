@@ -168,8 +168,14 @@ impl Peer {
         Self::from_env_for("this test")
     }
 
-    /// [`Peer::from_env`], naming `test` in the skip message.
+    /// [`Peer::from_env`], naming `test` (and the running test's thread) in the skip
+    /// message.
     pub fn from_env_for(test: &str) -> Option<Peer> {
+        let thread = std::thread::current();
+        let test = match thread.name() {
+            Some(name) if name != "main" => format!("{test}::{name}"),
+            _ => test.to_owned(),
+        };
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         let path = match std::env::var_os(ENV) {
             Some(p) if !p.is_empty() => PathBuf::from(p),
