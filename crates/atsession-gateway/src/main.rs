@@ -19,6 +19,10 @@ enum Command {
     /// List, revoke and clean up app sessions in a store.
     #[command(subcommand)]
     Sessions(cli::sessions::SessionsCommand),
+    /// Log a terminal user in with OAuth (loopback client) and store the grant.
+    Login(cli::login::LoginArgs),
+    /// Revoke and delete the stored OAuth grants of an account.
+    Logout(cli::login::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::Sessions(cmd) => cli::sessions::run(cmd).await,
+            Command::Login(args) => cli::login::login(args).await,
+            Command::Logout(args) => cli::login::logout(args).await,
         }
     });
     match result {

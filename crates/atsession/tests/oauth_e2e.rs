@@ -84,7 +84,9 @@ async fn public_loopback_client_full_flow() {
     };
     let alice = peer.account("alice.test").clone();
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("oauth.db")).await.unwrap();
+    let store = SqliteStore::open(dir.path().join("oauth.db"))
+        .await
+        .unwrap();
     let client = loopback_client(&peer, store.clone());
 
     let url = client
@@ -97,7 +99,10 @@ async fn public_loopback_client_full_flow() {
         )
         .await
         .expect("authorize");
-    assert!(url.as_str().starts_with(&format!("{}/oauth/authorize?", peer.issuer())));
+    assert!(
+        url.as_str()
+            .starts_with(&format!("{}/oauth/authorize?", peer.issuer()))
+    );
     assert!(url.query().unwrap().contains("request_uri="));
 
     let redirect = peer
@@ -125,7 +130,10 @@ async fn public_loopback_client_full_flow() {
 
     // Stored (sealed) and readable back.
     let did = Did::new(alice.did.clone()).unwrap();
-    assert_eq!(client.grants_of(&did).await.unwrap(), vec![session.grant_id.clone()]);
+    assert_eq!(
+        client.grants_of(&did).await.unwrap(),
+        vec![session.grant_id.clone()]
+    );
     let stored = store.load_grant(&session.grant_id).await.unwrap().unwrap();
     let raw = ts.access_token.expose().as_bytes();
     assert!(!stored.sealed.windows(raw.len()).any(|w| w == raw));
@@ -142,7 +150,10 @@ async fn public_loopback_client_full_flow() {
     assert!(client.session(&session.grant_id).await.unwrap().is_none());
     let (status, _) = get_session(&client, &session).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let refused = client.refresh(&session).await.expect_err("refresh after revoke");
+    let refused = client
+        .refresh(&session)
+        .await
+        .expect_err("refresh after revoke");
     assert!(refused.is_invalid_grant(), "{refused:?}");
 }
 
@@ -211,7 +222,13 @@ async fn confidential_client_full_flow() {
     let (status, _) = get_session(&client, &current).await;
     assert_eq!(status, StatusCode::OK);
     // The old refresh token is now refused.
-    assert!(client.refresh(&session).await.unwrap_err().is_invalid_grant());
+    assert!(
+        client
+            .refresh(&session)
+            .await
+            .unwrap_err()
+            .is_invalid_grant()
+    );
 
     // Logout with the stored (older) token set still ends the grant: revoking the stored
     // access token ends the whole grant at the PDS, refreshed tokens included.

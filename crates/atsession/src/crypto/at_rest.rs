@@ -309,8 +309,14 @@ mod tests {
         let material = spec.split_once(':').unwrap().1.to_owned();
         let dbg = format!("{k:?} {:?}", AtRestKeyring::new(k.clone()));
         assert!(!dbg.contains(&material), "{dbg}");
-        assert_eq!(AtRestKey::from_spec("nocolon").err(), Some(AtRestError::KeySpec));
-        assert_eq!(AtRestKey::from_spec("k:AAAA").err(), Some(AtRestError::KeyMaterial));
+        assert_eq!(
+            AtRestKey::from_spec("nocolon").err(),
+            Some(AtRestError::KeySpec)
+        );
+        assert_eq!(
+            AtRestKey::from_spec("k:AAAA").err(),
+            Some(AtRestError::KeyMaterial)
+        );
         assert_eq!(
             AtRestKey::from_spec(&format!("bad id:{material}")).map(|_| ()),
             Err(AtRestError::KeyId)

@@ -220,6 +220,29 @@ impl<S> fmt::Debug for OAuthClient<S> {
     }
 }
 
+/// Whether `requested` may be used where `allowed` is registered: the same string, or for a
+/// loopback redirect URI registered without a port, the same URI on any port (RFC 8252 §7.3).
+#[must_use]
+pub fn redirect_uri_allowed(allowed: &str, requested: &str) -> bool {
+    if allowed == requested {
+        return true;
+    }
+    let (Ok(a), Ok(r)) = (Url::parse(allowed), Url::parse(requested)) else {
+        return false;
+    };
+    let loopback = matches!(a.host_str(), Some("127.0.0.1" | "[::1]"));
+    loopback
+        && a.scheme() == "http"
+        && a.port().is_none()
+        && r.scheme() == "http"
+        && a.host_str() == r.host_str()
+        && a.path() == r.path()
+        && a.query() == r.query()
+        && r.fragment().is_none()
+        && r.username().is_empty()
+        && r.password().is_none()
+}
+
 fn scope_has_atproto(scope: &str) -> bool {
     scope.split_ascii_whitespace().any(|s| s == "atproto")
 }
@@ -321,7 +344,16 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
         let redirect_uri = match options.redirect_uri {
-            Some(r) if self.core.metadata.redirect_uris.contains(&r) => r,
+            Some(r)
+                if self
+                    .core
+                    .metadata
+                    .redirect_uris
+                    .iter()
+                    .any(|allowed| redirect_uri_allowed(allowed, &r)) =>
+            {
+                r
+            }
             Some(_) => return Err(ConfigError::RedirectUri.into()),
             None => self.core.metadata.redirect_uris[0].clone(),
         };
@@ -413,10 +445,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// response, checks that `sub`'s PDS is protected by this same issuer, and stores the
     /// grant (sealed). If the grant cannot be stored, its tokens are revoked.
     pub async fn callback(&self, params: &CallbackParams) -> Result<Callback, OAuthError> {
-        let state = params
-            .state
-            .as_deref()
-            .ok_or(CallbackError::MissingState)?;
+        let state = params.state.as_deref().ok_or(CallbackError::MissingState)?;
         if state.is_empty() || state.len() > 1024 {
             return Err(CallbackError::UnknownState.into());
         }
@@ -510,9 +539,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         };
         if let Err(e) = saved {
             // Never leave a grant that no one holds.
-            let _ = agent
-                .revoke(session.token_set.access_token.expose())
-                .await;
+            let _ = agent.revoke(session.token_set.access_token.expose()).await;
             return Err(e);
         }
         Ok(Callback { session, app_state })
@@ -554,7 +581,10 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             .collect())
     }
 
-    async fn agent_server(&self, session: &OAuthSessionData) -> Result<AuthorizationServer, OAuthError> {
+    async fn agent_server(
+        &self,
+        session: &OAuthSessionData,
+    ) -> Result<AuthorizationServer, OAuthError> {
         Ok(self
             .core
             .servers
@@ -588,7 +618,9 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             scope: r.scope,
             access_token: r.access_token,
             // A server that does not rotate keeps the old refresh token valid.
-            refresh_token: r.refresh_token.or_else(|| session.token_set.refresh_token.clone()),
+            refresh_token: r
+                .refresh_token
+                .or_else(|| session.token_set.refresh_token.clone()),
             expires_at: r.expires_at.map(truncate_ms),
         })
     }
@@ -677,9 +709,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn loopback_redirect_ports() {
+        assert!(redirect_uri_allowed(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:4321/cb"
+        ));
+        assert!(redirect_uri_allowed(
+            "https://a.example/cb",
+            "https://a.example/cb"
+        ));
+        assert!(!redirect_uri_allowed(
+            "http://127.0.0.1:1/cb",
+            "http://127.0.0.1:2/cb"
+        ));
+        assert!(!redirect_uri_allowed(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:2/other"
+        ));
+        assert!(!redirect_uri_allowed(
+            "https://a.example/cb",
+            "https://a.example:8443/cb"
+        ));
+    }
+
+    #[test]
     fn callback_params() {
-        let p = CallbackParams::from_query("?state=abc&iss=https%3A%2F%2Fx.example&code=c1&other=1")
-            .unwrap();
+        let p =
+            CallbackParams::from_query("?state=abc&iss=https%3A%2F%2Fx.example&code=c1&other=1")
+                .unwrap();
         assert_eq!(p.state.as_deref(), Some("abc"));
         assert_eq!(p.iss.as_deref(), Some("https://x.example"));
         assert_eq!(p.code.as_deref(), Some("c1"));

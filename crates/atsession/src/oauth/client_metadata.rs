@@ -115,7 +115,9 @@ impl ClientMetadata {
             q.append_pair("scope", scope);
         }
         // `Url` writes `http://localhost/?…`; the loopback client id has no path.
-        let client_id = id.as_str().replacen("http://localhost/?", "http://localhost?", 1);
+        let client_id = id
+            .as_str()
+            .replacen("http://localhost/?", "http://localhost?", 1);
         Ok(Self {
             client_id,
             application_type: Some("native".into()),
@@ -217,7 +219,11 @@ mod tests {
         assert!(m.client_id.starts_with("http://localhost?redirect_uri="));
         assert!(m.client_id.ends_with("&scope=atproto+transition%3Ageneric"));
         assert_eq!(m.token_endpoint_auth_method, AuthMethodKind::None);
-        for bad in ["https://127.0.0.1/cb", "http://localhost:1/cb", "http://example.com/cb"] {
+        for bad in [
+            "https://127.0.0.1/cb",
+            "http://localhost:1/cb",
+            "http://example.com/cb",
+        ] {
             assert_eq!(
                 ClientMetadata::loopback(&[bad], "atproto").err(),
                 Some(ClientMetadataError::LoopbackRedirect),
@@ -248,14 +254,31 @@ mod tests {
         assert_eq!(v["application_type"], "web");
         assert!(v.get("jwks_uri").is_none());
         assert_eq!(
-            ClientMetadata::confidential("http://app.example/m.json", &["https://a/cb"], "atproto", None, Some("https://a/jwks")).err(),
+            ClientMetadata::confidential(
+                "http://app.example/m.json",
+                &["https://a/cb"],
+                "atproto",
+                None,
+                Some("https://a/jwks")
+            )
+            .err(),
             Some(ClientMetadataError::ClientId)
         );
         assert_eq!(
-            ClientMetadata::confidential("https://app.example/m.json", &["https://a/cb"], "atproto", None, None).err(),
+            ClientMetadata::confidential(
+                "https://app.example/m.json",
+                &["https://a/cb"],
+                "atproto",
+                None,
+                None
+            )
+            .err(),
             Some(ClientMetadataError::NoKeys)
         );
         let auth = ClientAuth::PrivateKeyJwt { kid: "k1".into() };
-        assert_eq!(serde_json::to_value(&auth).unwrap(), serde_json::json!({"method": "private_key_jwt", "kid": "k1"}));
+        assert_eq!(
+            serde_json::to_value(&auth).unwrap(),
+            serde_json::json!({"method": "private_key_jwt", "kid": "k1"})
+        );
     }
 }

@@ -150,7 +150,9 @@ impl DpopNonces {
     /// The latest nonce of `url`'s origin.
     #[must_use]
     pub fn get(&self, url: &Url) -> Option<String> {
-        self.lock().get(&url.origin().ascii_serialization()).cloned()
+        self.lock()
+            .get(&url.origin().ascii_serialization())
+            .cloned()
     }
 
     /// Records a nonce for `url`'s origin.
@@ -294,7 +296,10 @@ mod tests {
         assert_eq!(header["alg"], "ES256");
         assert_eq!(header["jwk"]["kty"], "EC");
         assert_eq!(header["jwk"]["crv"], "P-256");
-        assert!(header["jwk"].get("d").is_none(), "no private key in the proof");
+        assert!(
+            header["jwk"].get("d").is_none(),
+            "no private key in the proof"
+        );
         assert_eq!(header["jwk"].as_object().unwrap().len(), 4);
         assert_eq!(claims["htm"], "POST");
         assert_eq!(claims["htu"], "https://pds.example:8443/xrpc/x.y.z");
@@ -322,7 +327,11 @@ mod tests {
         n.set(&a2, "two");
         assert_eq!(n.get(&a).as_deref(), Some("two"));
         n.set(&a, &"x".repeat(10_000));
-        assert_eq!(n.get(&a).as_deref(), Some("two"), "absurd nonces are ignored");
+        assert_eq!(
+            n.get(&a).as_deref(),
+            Some("two"),
+            "absurd nonces are ignored"
+        );
     }
 
     fn fetched(status: u16, www: Option<&str>, body: &str) -> Fetched {

@@ -325,10 +325,7 @@ impl Http {
             url: display_url(url),
             limit,
         };
-        if response
-            .content_length()
-            .is_some_and(|n| n > limit as u64)
-        {
+        if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
         let mut body = Vec::new();

@@ -291,7 +291,8 @@ impl IdentityResolver {
         url.set_query(None);
         url.query_pairs_mut().append_pair("handle", handle.as_str());
         let f = self.http.get(&url).await?;
-        if f.status == reqwest::StatusCode::BAD_REQUEST || f.status == reqwest::StatusCode::NOT_FOUND
+        if f.status == reqwest::StatusCode::BAD_REQUEST
+            || f.status == reqwest::StatusCode::NOT_FOUND
         {
             return Err(IdentityError::HandleNotFound(handle.clone()));
         }
@@ -315,19 +316,22 @@ impl IdentityResolver {
             return Ok(None);
         };
         let name = format!("_atproto.{}.", handle.as_str());
-        let lookup = match tokio::time::timeout(self.http.options.timeout, dns.txt_lookup(name))
-            .await
-        {
-            Ok(Ok(l)) => l,
-            // NXDOMAIN, no records, a DNS failure or a timeout: try HTTPS.
-            Ok(Err(_)) | Err(_) => return Ok(None),
-        };
+        let lookup =
+            match tokio::time::timeout(self.http.options.timeout, dns.txt_lookup(name)).await {
+                Ok(Ok(l)) => l,
+                // NXDOMAIN, no records, a DNS failure or a timeout: try HTTPS.
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            };
         let mut found: Option<Did> = None;
         for record in lookup.answers() {
             let hickory_resolver::proto::rr::RData::TXT(txt) = &record.data else {
                 continue;
             };
-            let text: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
+            let text: Vec<u8> = txt
+                .txt_data
+                .iter()
+                .flat_map(|s| s.iter().copied())
+                .collect();
             let Ok(text) = std::str::from_utf8(&text) else {
                 continue;
             };
@@ -386,10 +390,12 @@ impl IdentityResolver {
     }
 
     fn document_url(&self, did: &Did) -> Result<Url, IdentityError> {
-        let bad = |e: UrlError| IdentityError::Http(HttpError::Url {
-            url: did.as_str().to_owned(),
-            source: e,
-        });
+        let bad = |e: UrlError| {
+            IdentityError::Http(HttpError::Url {
+                url: did.as_str().to_owned(),
+                source: e,
+            })
+        };
         match did.method() {
             "plc" => {
                 let base = self.config.plc_url.as_str().trim_end_matches('/');
@@ -433,7 +439,10 @@ mod tests {
             "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
                          "serviceEndpoint": "https://pds.example"}]
         }));
-        assert_eq!(rel.pds(&did, false).unwrap().as_str(), "https://pds.example/");
+        assert_eq!(
+            rel.pds(&did, false).unwrap().as_str(),
+            "https://pds.example/"
+        );
         let abs = doc(serde_json::json!({
             "id": "did:plc:abc",
             "service": [{"id": "did:plc:abc#atproto_pds", "type": "AtprotoPersonalDataServer",
@@ -444,13 +453,19 @@ mod tests {
             "id": "did:plc:abc",
             "service": [{"id": "#atproto_pds", "type": "Other", "serviceEndpoint": "https://x.example"}]
         }));
-        assert!(matches!(wrong_type.pds(&did, false), Err(IdentityError::NoPds(_))));
+        assert!(matches!(
+            wrong_type.pds(&did, false),
+            Err(IdentityError::NoPds(_))
+        ));
         let http = doc(serde_json::json!({
             "id": "did:plc:abc",
             "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
                          "serviceEndpoint": "http://localhost:2583"}]
         }));
-        assert!(matches!(http.pds(&did, false), Err(IdentityError::PdsUrl { .. })));
+        assert!(matches!(
+            http.pds(&did, false),
+            Err(IdentityError::PdsUrl { .. })
+        ));
         assert!(http.pds(&did, true).is_ok());
         let object_endpoint = doc(serde_json::json!({
             "id": "did:plc:abc",
@@ -462,7 +477,9 @@ mod tests {
 
     #[test]
     fn handle_claims() {
-        let d = doc(serde_json::json!({"id": "did:plc:abc", "alsoKnownAs": ["at://Alice.Test", "https://x"]}));
+        let d = doc(
+            serde_json::json!({"id": "did:plc:abc", "alsoKnownAs": ["at://Alice.Test", "https://x"]}),
+        );
         assert!(d.claims_handle(&Handle::new("alice.test").unwrap()));
         assert!(!d.claims_handle(&Handle::new("bob.test").unwrap()));
         assert_eq!(d.handle().unwrap().as_str(), "alice.test");
@@ -470,8 +487,14 @@ mod tests {
 
     #[test]
     fn identifiers_parse() {
-        assert!(matches!(AtIdentifier::parse("@alice.test"), Some(AtIdentifier::Handle(_))));
-        assert!(matches!(AtIdentifier::parse("did:plc:abc"), Some(AtIdentifier::Did(_))));
+        assert!(matches!(
+            AtIdentifier::parse("@alice.test"),
+            Some(AtIdentifier::Handle(_))
+        ));
+        assert!(matches!(
+            AtIdentifier::parse("did:plc:abc"),
+            Some(AtIdentifier::Did(_))
+        ));
         assert_eq!(AtIdentifier::parse("not a handle"), None);
     }
 }

@@ -61,11 +61,7 @@ pub struct Jwk {
     /// The y coordinate, base64url.
     pub y: String,
     /// The private scalar, base64url; absent in a public key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "secret_opt"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "secret_opt")]
     pub d: Option<SecretString>,
     /// Key id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,10 +191,7 @@ impl EcKey {
             let bytes = Zeroizing::new(random_bytes::<32>());
             // Fails only for zero or a scalar above the group order: probability ~2^-32.
             if let Ok(signing) = SigningKey::from_slice(&bytes[..]) {
-                return Self {
-                    signing,
-                    kid: None,
-                };
+                return Self { signing, kid: None };
             }
         }
     }

@@ -129,7 +129,10 @@ mod tests {
         assert_eq!(ks.signing_key().kid(), Some("a"));
         assert!(ks.get("b").is_some() && ks.get("c").is_none());
         let back = Keyset::from_private_jwks(&ks.private_jwks()).unwrap();
-        assert_eq!(back.get("b").unwrap().thumbprint(), ks.get("b").unwrap().thumbprint());
+        assert_eq!(
+            back.get("b").unwrap().thumbprint(),
+            ks.get("b").unwrap().thumbprint()
+        );
         let public = serde_json::to_string(&ks.public_jwks()).unwrap();
         assert!(!public.contains("\"d\""));
         assert!(Keyset::from_private_jwks(&ks.public_jwks()).is_err());

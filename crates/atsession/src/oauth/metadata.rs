@@ -231,7 +231,9 @@ impl AuthorizationServerMetadata {
             return Err(MetadataError::Unsupported("no PAR endpoint"));
         };
         if !has(&self.dpop_signing_alg_values_supported, "ES256") {
-            return Err(MetadataError::Unsupported("DPoP with ES256 is not supported"));
+            return Err(MetadataError::Unsupported(
+                "DPoP with ES256 is not supported",
+            ));
         }
         if !has(&self.token_endpoint_auth_methods_supported, auth.as_str()) {
             return Err(MetadataError::Unsupported(match auth {
@@ -252,7 +254,9 @@ impl AuthorizationServerMetadata {
             ));
         }
         if !has(&self.response_types_supported, "code") {
-            return Err(MetadataError::Unsupported("response type `code` is not supported"));
+            return Err(MetadataError::Unsupported(
+                "response type `code` is not supported",
+            ));
         }
         if !has(&self.code_challenge_methods_supported, "S256") {
             return Err(MetadataError::Unsupported("PKCE S256 is not supported"));
@@ -268,7 +272,9 @@ impl AuthorizationServerMetadata {
             ));
         }
         if !has(&self.scopes_supported, "atproto") {
-            return Err(MetadataError::Unsupported("scope `atproto` is not supported"));
+            return Err(MetadataError::Unsupported(
+                "scope `atproto` is not supported",
+            ));
         }
         if !self.grant_types_supported.is_empty()
             && !(has(&self.grant_types_supported, "authorization_code")
@@ -430,10 +436,7 @@ impl MetadataResolver {
         let server = self.server(&issuer, auth, fresh).await?;
         if let Some(resources) = &server.metadata.protected_resources {
             let origin = pds.origin().ascii_serialization();
-            if !resources
-                .iter()
-                .any(|r| r.trim_end_matches('/') == origin)
-            {
+            if !resources.iter().any(|r| r.trim_end_matches('/') == origin) {
                 return Err(MetadataError::NotProtected {
                     pds: origin,
                     issuer: truncate(&issuer),
@@ -493,7 +496,10 @@ pub(crate) mod tests {
         let iss = "https://bsky.social";
         let e = check(good(iss), iss, AuthMethodKind::PrivateKeyJwt, false).unwrap();
         assert_eq!(e.par.as_str(), "https://bsky.social/oauth/par");
-        assert_eq!(e.revocation.unwrap().as_str(), "https://bsky.social/oauth/revoke");
+        assert_eq!(
+            e.revocation.unwrap().as_str(),
+            "https://bsky.social/oauth/revoke"
+        );
         let local = "http://localhost:2583";
         assert!(check(good(local), local, AuthMethodKind::None, true).is_ok());
     }
@@ -508,26 +514,83 @@ pub(crate) mod tests {
             d
         };
         let cases: Vec<(&str, serde_json::Value)> = vec![
-            ("wrong issuer", mutate(&|d| d["issuer"] = "https://evil.example".into())),
-            ("issuer with slash", mutate(&|d| d["issuer"] = "https://pds.example/".into())),
-            ("no PAR required", mutate(&|d| d["require_pushed_authorization_requests"] = false.into())),
-            ("no PAR endpoint", mutate(&|d| { d.as_object_mut().unwrap().remove("pushed_authorization_request_endpoint"); })),
-            ("no ES256", mutate(&|d| d["dpop_signing_alg_values_supported"] = serde_json::json!(["RS256"]))),
-            ("no none", mutate(&|d| d["token_endpoint_auth_methods_supported"] = serde_json::json!(["private_key_jwt"]))),
-            ("no code", mutate(&|d| d["response_types_supported"] = serde_json::json!(["token"]))),
-            ("no S256", mutate(&|d| d["code_challenge_methods_supported"] = serde_json::json!(["plain"]))),
-            ("no iss param", mutate(&|d| d["authorization_response_iss_parameter_supported"] = false.into())),
-            ("no client id documents", mutate(&|d| { d.as_object_mut().unwrap().remove("client_id_metadata_document_supported"); })),
-            ("no atproto scope", mutate(&|d| d["scopes_supported"] = serde_json::json!(["openid"]))),
-            ("http token endpoint", mutate(&|d| d["token_endpoint"] = "http://pds.example/oauth/token".into())),
-            ("loopback PAR endpoint", mutate(&|d| d["pushed_authorization_request_endpoint"] = "https://127.0.0.1/par".into())),
-            ("no refresh grant", mutate(&|d| d["grant_types_supported"] = serde_json::json!(["authorization_code"]))),
+            (
+                "wrong issuer",
+                mutate(&|d| d["issuer"] = "https://evil.example".into()),
+            ),
+            (
+                "issuer with slash",
+                mutate(&|d| d["issuer"] = "https://pds.example/".into()),
+            ),
+            (
+                "no PAR required",
+                mutate(&|d| d["require_pushed_authorization_requests"] = false.into()),
+            ),
+            (
+                "no PAR endpoint",
+                mutate(&|d| {
+                    d.as_object_mut()
+                        .unwrap()
+                        .remove("pushed_authorization_request_endpoint");
+                }),
+            ),
+            (
+                "no ES256",
+                mutate(&|d| d["dpop_signing_alg_values_supported"] = serde_json::json!(["RS256"])),
+            ),
+            (
+                "no none",
+                mutate(&|d| {
+                    d["token_endpoint_auth_methods_supported"] =
+                        serde_json::json!(["private_key_jwt"])
+                }),
+            ),
+            (
+                "no code",
+                mutate(&|d| d["response_types_supported"] = serde_json::json!(["token"])),
+            ),
+            (
+                "no S256",
+                mutate(&|d| d["code_challenge_methods_supported"] = serde_json::json!(["plain"])),
+            ),
+            (
+                "no iss param",
+                mutate(&|d| d["authorization_response_iss_parameter_supported"] = false.into()),
+            ),
+            (
+                "no client id documents",
+                mutate(&|d| {
+                    d.as_object_mut()
+                        .unwrap()
+                        .remove("client_id_metadata_document_supported");
+                }),
+            ),
+            (
+                "no atproto scope",
+                mutate(&|d| d["scopes_supported"] = serde_json::json!(["openid"])),
+            ),
+            (
+                "http token endpoint",
+                mutate(&|d| d["token_endpoint"] = "http://pds.example/oauth/token".into()),
+            ),
+            (
+                "loopback PAR endpoint",
+                mutate(&|d| {
+                    d["pushed_authorization_request_endpoint"] = "https://127.0.0.1/par".into()
+                }),
+            ),
+            (
+                "no refresh grant",
+                mutate(&|d| d["grant_types_supported"] = serde_json::json!(["authorization_code"])),
+            ),
         ];
         for (name, doc) in cases {
             assert!(check(doc, iss, none, false).is_err(), "{name} was accepted");
         }
         // private_key_jwt needs ES256 assertions.
-        let d = mutate(&|d| d["token_endpoint_auth_signing_alg_values_supported"] = serde_json::json!(["RS256"]));
+        let d = mutate(&|d| {
+            d["token_endpoint_auth_signing_alg_values_supported"] = serde_json::json!(["RS256"])
+        });
         assert!(check(d.clone(), iss, none, false).is_ok());
         assert!(check(d, iss, AuthMethodKind::PrivateKeyJwt, false).is_err());
         // An http issuer outside development mode.
@@ -537,7 +600,10 @@ pub(crate) mod tests {
             Err(MetadataError::InvalidIssuer { .. })
         ));
         // Wrong types are a parse error, not a panic.
-        assert!(serde_json::from_value::<AuthorizationServerMetadata>(serde_json::json!({"issuer": 5})).is_err());
+        assert!(
+            serde_json::from_value::<AuthorizationServerMetadata>(serde_json::json!({"issuer": 5}))
+                .is_err()
+        );
     }
 
     #[test]
@@ -548,6 +614,9 @@ pub(crate) mod tests {
         assert!(parse_issuer("https://bsky.social?x", false).is_err());
         assert!(parse_issuer("http://localhost:1234", false).is_err());
         assert!(parse_issuer("http://localhost:1234", true).is_ok());
-        assert!(parse_issuer("https://BSKY.social", false).is_err(), "not canonical");
+        assert!(
+            parse_issuer("https://BSKY.social", false).is_err(),
+            "not canonical"
+        );
     }
 }

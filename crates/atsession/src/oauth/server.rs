@@ -127,11 +127,9 @@ impl Agent<'_> {
 
     /// A pushed authorization request; returns the `request_uri`.
     pub(crate) async fn par(&self, params: &[(&str, &str)]) -> Result<String, OAuthError> {
-        let f = self
-            .post("par", &self.server.endpoints.par, params)
-            .await?;
-        let v: serde_json::Value = serde_json::from_slice(&f.body)
-            .map_err(|_| OAuthError::Server {
+        let f = self.post("par", &self.server.endpoints.par, params).await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&f.body).map_err(|_| OAuthError::Server {
                 endpoint: "par",
                 status: f.status.as_u16(),
                 error: "invalid_response".into(),

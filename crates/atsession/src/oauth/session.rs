@@ -85,7 +85,9 @@ impl OAuthSessionData {
         let dpop_key = DpopKey::from_jwk(&record.dpop_key)?;
         let token_set = TokenSet::from(record.token_set);
         if token_set.sub != grant.did || token_set.iss != grant.issuer {
-            return Err(OAuthError::Corrupt("the grant's clear and sealed fields differ"));
+            return Err(OAuthError::Corrupt(
+                "the grant's clear and sealed fields differ",
+            ));
         }
         Ok(Self {
             grant_id: grant.id.clone(),
@@ -132,7 +134,11 @@ mod tests {
             "REFRESH-SECRET",
             s.dpop_key.to_private_jwk().d.unwrap().expose(),
         ] {
-            assert!(!g.sealed.windows(needle.len()).any(|w| w == needle.as_bytes()));
+            assert!(
+                !g.sealed
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes())
+            );
             assert!(!format!("{g:?} {s:?}").contains(needle));
         }
         let back = OAuthSessionData::open(&g, &ring).unwrap();

@@ -255,7 +255,10 @@ mod tests {
         assert!(parse(lower).is_ok(), "token_type is case-insensitive");
         let mut float = good();
         float["expires_in"] = serde_json::json!(59.5);
-        assert_eq!(parse(float).unwrap().expires_at.unwrap().unix_timestamp(), 59);
+        assert_eq!(
+            parse(float).unwrap().expires_at.unwrap().unix_timestamp(),
+            59
+        );
     }
 
     #[test]
