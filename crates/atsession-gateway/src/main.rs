@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod server;
 
 /// Session management for AT Protocol applications.
 #[derive(Debug, Parser)]
@@ -19,6 +20,8 @@ enum Command {
     /// List, revoke and clean up app sessions in a store.
     #[command(subcommand)]
     Sessions(cli::sessions::SessionsCommand),
+    /// Run the gateway server.
+    Serve(server::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::Sessions(cmd) => cli::sessions::run(cmd).await,
+            Command::Serve(args) => server::run(args).await,
         }
     });
     match result {
