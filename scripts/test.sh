@@ -16,6 +16,17 @@ step() { printf '\n=== %s\n' "$*"; }
 step "services"
 bash scripts/services.sh
 
+step "e2e peers (official atproto PDS on loopback; Node packages from the npm registry)"
+bash e2e/pds/setup.sh
+run_dir="$(mktemp -d "${TMPDIR:-/tmp}/atsession-test.XXXXXX")"
+cleanup() { bash e2e/pds/down.sh >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
+trap cleanup EXIT
+bash e2e/pds/up.sh "$run_dir/pds.json" >/dev/null
+export ATSESSION_E2E_PDS="$run_dir/pds.json"
+# A second peer whose access tokens live 3 s, for refresh tests.
+ATSESSION_E2E_TOKEN_MAX_AGE_MS=3000 bash e2e/pds/up.sh "$run_dir/pds-short.json" >/dev/null
+export ATSESSION_E2E_PDS_SHORT="$run_dir/pds-short.json"
+
 step "formatting"
 cargo fmt --all -- --check
 
