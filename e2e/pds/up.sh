@@ -2,7 +2,7 @@
 # Starts the e2e peer (PDS + PLC on 127.0.0.1) in the background and waits until it is
 # ready. Usage: up.sh <json-out>   (default: $ATSESSION_E2E_PDS)
 # Prints the PID on stdout. Log: <json-out>.log; PID file: <json-out>.pid.
-# Then: ATSESSION_E2E_PDS=<json-out> cargo test ...; down.sh <json-out> stops it.
+# Then: ATSESSION_E2E_PDS=<json-out> cargo test ...; down.sh [<json-out>] stops it (all peers without an argument).
 # Env: ATSESSION_E2E_START_TIMEOUT (seconds, default 90), and those read by start.mjs
 # (ATSESSION_E2E_TOKEN_MAX_AGE_MS, ATSESSION_E2E_PDS_PORT, ATSESSION_E2E_PLC_PORT, ATSESSION_E2E_LOG).
 set -euo pipefail
@@ -28,22 +28,22 @@ cd "$HERE"
 setsid node start.mjs "$OUT" >"$OUT.log" 2>&1 < /dev/null &
 PID=$!
 echo "$PID" > "$OUT.pid"
-echo "$PID" > "$HERE/.last-pid"
-echo "$OUT" > "$HERE/.last-json"
+mkdir -p "$HERE/.run"
+echo "$OUT" > "$HERE/.run/$PID"
 
 deadline=$((SECONDS + TIMEOUT))
 while [[ ! -s "$OUT" ]]; do
   if ! kill -0 "$PID" 2>/dev/null; then
     echo "e2e peer exited during start-up; log $OUT.log:" >&2
     cat "$OUT.log" >&2
-    rm -f "$OUT.pid"
+    rm -f "$OUT.pid" "$HERE/.run/$PID"
     exit 1
   fi
   if (( SECONDS >= deadline )); then
     echo "e2e peer not ready after ${TIMEOUT} s; log $OUT.log:" >&2
     cat "$OUT.log" >&2
     kill -TERM "$PID" 2>/dev/null || true
-    rm -f "$OUT.pid"
+    rm -f "$OUT.pid" "$HERE/.run/$PID"
     exit 1
   fi
   sleep 0.2

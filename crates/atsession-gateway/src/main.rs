@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod server;
 
 /// Session management for AT Protocol applications.
 #[derive(Debug, Parser)]
@@ -23,6 +24,8 @@ enum Command {
     Login(cli::login::LoginArgs),
     /// Revoke and delete the stored OAuth grants of an account.
     Logout(cli::login::LogoutArgs),
+    /// Run the gateway server.
+    Serve(server::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             Command::Sessions(cmd) => cli::sessions::run(cmd).await,
             Command::Login(args) => cli::login::login(args).await,
             Command::Logout(args) => cli::login::logout(args).await,
+            Command::Serve(args) => server::run(args).await,
         }
     });
     match result {
