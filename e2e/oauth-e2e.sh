@@ -15,6 +15,7 @@ trap cleanup EXIT
 bash e2e/pds/up.sh "$JSON" >/dev/null
 export ATSESSION_E2E_PDS="$JSON"
 cargo test -p atsession --features oauth --test oauth_e2e
+cargo test -p atsession-gateway --test cli_login
 if [[ "${1:-}" == "--timing" ]]; then
   RUNS="${2:-20}"
   cargo run --release -q -p atsession --features oauth --example login_timing -- "$RUNS"

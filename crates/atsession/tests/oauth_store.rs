@@ -158,7 +158,6 @@ pub async fn grants_by_did<S: OAuthSessionStore>(s: &S) {
 macro_rules! oauth_store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
-            use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn states_are_taken_once() {
                 let (_guard, store) = $make;

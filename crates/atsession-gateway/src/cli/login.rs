@@ -160,13 +160,12 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         )
         .await?;
     println!("Open this URL to log in:\n\n  {url}\n");
-    if args.open {
-        if let Err(e) = std::process::Command::new("xdg-open")
+    if args.open
+        && let Err(e) = std::process::Command::new("xdg-open")
             .arg(url.as_str())
             .spawn()
-        {
-            eprintln!("could not open a browser ({e}); open the URL yourself");
-        }
+    {
+        eprintln!("could not open a browser ({e}); open the URL yourself");
     }
     eprintln!("waiting for the redirect on http://127.0.0.1:{port}/callback …");
     let params = tokio::time::timeout(

@@ -14,14 +14,14 @@
 //!
 //! let keyring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
 //! let sealed = keyring.seal(b"grant:abc", b"secret token set").unwrap();
-//! assert_eq!(keyring.open(b"grant:abc", &sealed).unwrap(), b"secret token set");
+//! assert_eq!(keyring.open(b"grant:abc", &sealed).unwrap().as_slice(), b"secret token set");
 //! // Bound to its row: another row key does not open it.
 //! assert!(keyring.open(b"grant:xyz", &sealed).is_err());
 //!
 //! // Rotation: a new current key, the old one kept for reading.
 //! let rotated = AtRestKeyring::new(AtRestKey::generate("k2").unwrap())
 //!     .with_old_key(keyring.current().clone());
-//! assert_eq!(rotated.open(b"grant:abc", &sealed).unwrap(), b"secret token set");
+//! assert_eq!(rotated.open(b"grant:abc", &sealed).unwrap().as_slice(), b"secret token set");
 //! assert_eq!(AtRestKeyring::key_id_of(&rotated.seal(b"r", b"x").unwrap()), Some("k2"));
 //! ```
 

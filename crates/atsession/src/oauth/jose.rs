@@ -300,6 +300,9 @@ pub fn random_id() -> String {
 }
 
 #[cfg(test)]
+pub(crate) use tests::decode_jwt;
+
+#[cfg(test)]
 mod tests {
     use p256::ecdsa::signature::Verifier as _;
 
@@ -381,6 +384,3 @@ mod tests {
             .unwrap();
     }
 }
-
-#[cfg(test)]
-pub(crate) use tests::decode_jwt;

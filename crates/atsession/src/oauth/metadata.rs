@@ -276,10 +276,10 @@ impl AuthorizationServerMetadata {
                 "scope `atproto` is not supported",
             ));
         }
-        if !self.grant_types_supported.is_empty()
-            && !(has(&self.grant_types_supported, "authorization_code")
-                && has(&self.grant_types_supported, "refresh_token"))
-        {
+        let grants = &self.grant_types_supported;
+        let both_grants = has(grants, "authorization_code") && has(grants, "refresh_token");
+        // An absent list means the RFC 8414 default; a present one must name both.
+        if !grants.is_empty() && !both_grants {
             return Err(MetadataError::Unsupported(
                 "grant types authorization_code and refresh_token are not both supported",
             ));
