@@ -393,6 +393,85 @@ mod tests {
         assert!(!ok("not a url", true));
     }
 
+    /// Serves one canned response per connection on loopback.
+    async fn serve(response: Vec<u8>) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/doc", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(&response).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        url
+    }
+
+    fn dev_http(max_body: usize) -> Http {
+        let options = HttpOptions {
+            dev_mode: true,
+            timeout: Duration::from_secs(5),
+            max_body,
+        };
+        Http {
+            client: build_client(&options).unwrap(),
+            options,
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_redirects_and_policy() {
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100_000));
+        // Announced length over the limit.
+        let url = serve(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{big}",
+                big.len()
+            )
+            .into_bytes(),
+        )
+        .await;
+        let http = dev_http(DEFAULT_MAX_BODY);
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e:?}");
+        // No length announced (read until close): still cut at the limit.
+        let url = serve(
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{big}")
+                .into_bytes(),
+        )
+        .await;
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e:?}");
+        // A redirect is not followed.
+        let url = serve(
+            b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::Status { status: 302, .. }), "{e:?}");
+        // Not JSON.
+        let url = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec()).await;
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::Json { .. }), "{e:?}");
+        // Outside development mode, the same loopback URL is refused before any request.
+        let prod = Http {
+            client: http.client.clone(),
+            options: HttpOptions::default(),
+        };
+        let e = prod.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::Url { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn the_public_only_resolver_refuses_private_answers() {
+        let r = PublicOnlyResolver;
+        let name: Name = "localhost".parse().unwrap();
+        assert!(r.resolve(name).await.is_err());
+    }
+
     #[test]
     fn display_url_drops_query_and_credentials() {
         let u = Url::parse("https://u:p@h.example/a/b?code=secret#frag").unwrap();
