@@ -2,5 +2,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
+pub mod seal;
 pub mod secret;
 pub mod syntax;
