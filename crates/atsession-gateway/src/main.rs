@@ -19,6 +19,10 @@ enum Command {
     /// List, revoke and clean up app sessions in a store.
     #[command(subcommand)]
     Sessions(cli::sessions::SessionsCommand),
+    /// Seal JSON from stdin into an Iron `Fe26.2` string (password from $ATSESSION_SEAL_PASSWORD).
+    Seal(cli::seal::SealArgs),
+    /// Open an Iron `Fe26.2` seal from stdin and print its JSON.
+    Unseal(cli::seal::UnsealArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::Sessions(cmd) => cli::sessions::run(cmd).await,
+            Command::Seal(args) => cli::seal::seal(args),
+            Command::Unseal(args) => cli::seal::unseal(args),
         }
     });
     match result {
