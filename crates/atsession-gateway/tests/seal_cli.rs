@@ -56,18 +56,36 @@ fn seal_then_unseal() {
 #[test]
 fn ttl_password_id_and_iron_session_form() {
     let sealed = stdout(&run(
-        &["seal", "--ttl", "2h", "--password-id", "7", "--iron-session"],
+        &[
+            "seal",
+            "--ttl",
+            "2h",
+            "--password-id",
+            "7",
+            "--iron-session",
+        ],
         Some(PW),
         "[1,2,3]",
     ));
     let sealed = sealed.trim();
-    assert!(sealed.starts_with("Fe26.2*7*") && sealed.ends_with("~2"), "{sealed}");
-    let exp: u128 = sealed.split('*').nth(5).expect("field").parse().expect("ms");
+    assert!(
+        sealed.starts_with("Fe26.2*7*") && sealed.ends_with("~2"),
+        "{sealed}"
+    );
+    let exp: u128 = sealed
+        .split('*')
+        .nth(5)
+        .expect("field")
+        .parse()
+        .expect("ms");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_millis();
-    assert!(exp > now + 7_100_000 && exp <= now + 7_200_000, "{exp} vs {now}");
+    assert!(
+        exp > now + 7_100_000 && exp <= now + 7_200_000,
+        "{exp} vs {now}"
+    );
 
     // Pasted as a cookie, suffix and attributes included.
     let cookie = format!("sid={sealed}; Path=/; HttpOnly");
@@ -76,7 +94,10 @@ fn ttl_password_id_and_iron_session_form() {
     // Another id is refused; no id accepts any.
     let err = failure(&run(&["unseal", "--password-id", "8"], Some(PW), sealed));
     assert!(err.contains("no password with id \"7\""), "{err}");
-    assert_eq!(stdout(&run(&["unseal"], Some(PW), sealed)).trim(), "[1,2,3]");
+    assert_eq!(
+        stdout(&run(&["unseal"], Some(PW), sealed)).trim(),
+        "[1,2,3]"
+    );
 }
 
 #[test]

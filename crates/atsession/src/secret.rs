@@ -126,7 +126,7 @@ impl PartialEq for Token {
 impl Eq for Token {}
 
 /// The SHA-256 of a token: safe to store and to index by. Compared in constant time.
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
@@ -166,6 +166,13 @@ impl PartialEq for TokenHash {
     }
 }
 impl Eq for TokenHash {}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with the constant-time `eq`: equal hashes have equal bytes.
+        self.0.hash(state);
+    }
+}
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

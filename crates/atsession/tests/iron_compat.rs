@@ -82,9 +82,13 @@ fn node_seals_open_in_rust() {
     let mut jobs = Vec::new();
     for lib in IRON_LIBS {
         for ttl in [0, 3_600_000] {
-            jobs.push(json!({"op": "seal", "lib": lib, "password": PW, "data": data(), "ttl_ms": ttl}));
-            jobs.push(json!({"op": "seal", "lib": lib, "password": {"id": "2", "secret": PW2},
-                             "data": data(), "ttl_ms": ttl}));
+            jobs.push(
+                json!({"op": "seal", "lib": lib, "password": PW, "data": data(), "ttl_ms": ttl}),
+            );
+            jobs.push(
+                json!({"op": "seal", "lib": lib, "password": {"id": "2", "secret": PW2},
+                             "data": data(), "ttl_ms": ttl}),
+            );
         }
     }
     for lib in SESSION_LIBS {
@@ -105,9 +109,15 @@ fn node_seals_open_in_rust() {
         let lib = job["lib"].as_str().expect("lib");
         if lib.starts_with("session") {
             assert!(sealed.ends_with("~2"), "{sealed}");
-            let u = sessions.unseal_bearer(sealed).expect("iron-session seal opens");
+            let u = sessions
+                .unseal_bearer(sealed)
+                .expect("iron-session seal opens");
             assert_eq!(u.data, data(), "{lib}");
-            let expected_id = if job["password"].is_string() { "1" } else { "2" };
+            let expected_id = if job["password"].is_string() {
+                "1"
+            } else {
+                "2"
+            };
             assert_eq!(u.password_id, expected_id);
             let exp = u.expires_at.expect("iron-session seals expire");
             let in_14_days = SystemClock.now() + time::Duration::days(14);
@@ -216,10 +226,14 @@ fn expired_seals_are_refused_both_ways() {
     // iron-session with a one-second TTL, opened by Rust two minutes from now.
     let mut node_jobs = Vec::new();
     for lib in IRON_LIBS {
-        node_jobs.push(json!({"op": "seal", "lib": lib, "password": PW, "data": data(),
-                              "ttl_ms": 3_600_000, "now_offset_ms": -2 * 3_600_000}));
-        node_jobs.push(json!({"op": "seal", "lib": lib, "password": PW, "data": data(),
-                              "ttl_ms": 3_600_000, "now_offset_ms": -30 * 60_000}));
+        node_jobs.push(
+            json!({"op": "seal", "lib": lib, "password": PW, "data": data(),
+                              "ttl_ms": 3_600_000, "now_offset_ms": -2 * 3_600_000}),
+        );
+        node_jobs.push(
+            json!({"op": "seal", "lib": lib, "password": PW, "data": data(),
+                              "ttl_ms": 3_600_000, "now_offset_ms": -30 * 60_000}),
+        );
     }
     for lib in SESSION_LIBS {
         node_jobs.push(
@@ -250,13 +264,19 @@ fn expired_seals_are_refused_both_ways() {
     let single = Iron::new(Passwords::single(PW).expect("valid"));
     for (i, lib) in IRON_LIBS.iter().enumerate() {
         let expired = ok(&node_results[2 * i], "sealed").as_str().expect("seal");
-        let fresh = ok(&node_results[2 * i + 1], "sealed").as_str().expect("seal");
+        let fresh = ok(&node_results[2 * i + 1], "sealed")
+            .as_str()
+            .expect("seal");
         assert_eq!(
             single.unseal_bytes(expired).unwrap_err(),
             SealError::Expired,
             "{lib}"
         );
-        assert_eq!(single.unseal::<Value>(fresh).expect("opens"), data(), "{lib}");
+        assert_eq!(
+            single.unseal::<Value>(fresh).expect("opens"),
+            data(),
+            "{lib}"
+        );
     }
     for (i, lib) in SESSION_LIBS.iter().enumerate() {
         let sealed = ok(&node_results[2 * IRON_LIBS.len() + i], "sealed")
@@ -317,7 +337,9 @@ fn attributes(line: &str) -> Vec<String> {
 /// A payload that does not compress into one cookie: about 7 KB of JSON.
 fn big_data() -> Value {
     let blob: String = (0..7000u32)
-        .map(|i| char::from(b'a' + u8::try_from(i.wrapping_mul(2_654_435_761) >> 27).unwrap_or(0) % 26))
+        .map(|i| {
+            char::from(b'a' + u8::try_from(i.wrapping_mul(2_654_435_761) >> 27).unwrap_or(0) % 26)
+        })
         .collect();
     json!({"did": "did:plc:abc", "blob": blob})
 }
@@ -342,16 +364,24 @@ fn iron_session_cookies_both_ways() {
         jobs.push(json!({"op": "cookie_write", "lib": lib, "password": PW, "data": data()}));
     }
     // Chunked cookies: iron-session 9 only.
-    jobs.push(json!({"op": "cookie_read", "lib": "session9", "password": PW,
-                     "cookie": cookie_header(lines(&big))}));
-    jobs.push(json!({"op": "cookie_write", "lib": "session9", "password": PW,
-                     "data": big_data(), "chunk": true}));
+    jobs.push(
+        json!({"op": "cookie_read", "lib": "session9", "password": PW,
+                     "cookie": cookie_header(lines(&big))}),
+    );
+    jobs.push(
+        json!({"op": "cookie_write", "lib": "session9", "password": PW,
+                     "data": big_data(), "chunk": true}),
+    );
     // iron-session 8 refuses what does not fit one cookie, as Rust does without chunking.
     jobs.push(json!({"op": "cookie_write", "lib": "session8", "password": PW, "data": big_data()}));
     let Some(results) = node(&jobs) else { return };
 
     for (i, lib) in SESSION_LIBS.iter().enumerate() {
-        assert_eq!(ok(&results[2 * i], "data"), &data(), "{lib} reads Rust's cookie");
+        assert_eq!(
+            ok(&results[2 * i], "data"),
+            &data(),
+            "{lib} reads Rust's cookie"
+        );
         let set: Vec<&str> = ok(&results[2 * i + 1], "set_cookie")
             .as_array()
             .expect("lines")
@@ -367,17 +397,27 @@ fn iron_session_cookies_both_ways() {
             .expect("Rust reads iron-session's cookie")
             .expect("a session");
         assert_eq!(loaded.data, data(), "{lib}");
-        assert!(loaded.set_cookie.is_none(), "a fresh cookie needs no refresh");
+        assert!(
+            loaded.set_cookie.is_none(),
+            "a fresh cookie needs no refresh"
+        );
     }
     let n = 2 * SESSION_LIBS.len();
-    assert_eq!(ok(&results[n], "data"), &big_data(), "iron-session 9 joins Rust's chunks");
+    assert_eq!(
+        ok(&results[n], "data"),
+        &big_data(),
+        "iron-session 9 joins Rust's chunks"
+    );
     let chunks: Vec<&str> = ok(&results[n + 1], "set_cookie")
         .as_array()
         .expect("lines")
         .iter()
         .map(|v| v.as_str().expect("a line"))
         .collect();
-    assert!(chunks.len() >= 2 && chunks[0].starts_with("sid.0="), "{chunks:?}");
+    assert!(
+        chunks.len() >= 2 && chunks[0].starts_with("sid.0="),
+        "{chunks:?}"
+    );
     let loaded = rust
         .load(&request(&cookie_header(chunks.iter().copied())))
         .expect("Rust joins iron-session's chunks")

@@ -136,8 +136,14 @@ fn print(line: &str) -> Result<(), CliError> {
 pub fn seal(args: SealArgs) -> Result<(), CliError> {
     let passwords = passwords(&args.password)?;
     let input = read_stdin()?;
-    let value: serde_json::Value = serde_json::from_str(&input)
-        .map_err(|e| -> CliError { format!("stdin is not JSON (line {}, column {})", e.line(), e.column()).into() })?;
+    let value: serde_json::Value = serde_json::from_str(&input).map_err(|e| -> CliError {
+        format!(
+            "stdin is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+        .into()
+    })?;
     let iron = Iron::new(passwords).with_ttl(args.ttl.unwrap_or(Duration::ZERO));
     let mut sealed = iron.seal(&value)?;
     if args.iron_session {

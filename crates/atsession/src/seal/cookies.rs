@@ -159,9 +159,9 @@ pub(crate) fn chunk_name(name: &str, i: usize) -> String {
 /// Whether `name` is a valid cookie name (an RFC 7230 token).
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl CookieSettings {
@@ -320,7 +320,13 @@ mod tests {
             .unwrap();
         let v = out.single().unwrap().to_str().unwrap();
         assert!(v.starts_with("sid=Fe26.2*x~2;"), "{v}");
-        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=100"] {
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=100",
+        ] {
             assert!(v.contains(attr), "{v} lacks {attr}");
         }
     }
@@ -328,7 +334,9 @@ mod tests {
     #[test]
     fn split_and_reassemble() {
         let s = settings(true);
-        let seal: String = (0..10_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let seal: String = (0..10_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let out = s.write(&seal, None, None).unwrap();
         // Three chunks, then the whole cookie and the fourth chunk expired.
         assert_eq!(out.len(), 5);
@@ -371,7 +379,12 @@ mod tests {
         let names: Vec<String> = out
             .values()
             .iter()
-            .map(|v| Cookie::parse(v.to_str().unwrap()).unwrap().name().to_owned())
+            .map(|v| {
+                Cookie::parse(v.to_str().unwrap())
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(names, ["sid", "sid.0", "sid.1"]);
         let req = request("sid=whole");
@@ -381,7 +394,12 @@ mod tests {
         let names: Vec<String> = out
             .values()
             .iter()
-            .map(|v| Cookie::parse(v.to_str().unwrap()).unwrap().name().to_owned())
+            .map(|v| {
+                Cookie::parse(v.to_str().unwrap())
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(names, ["sid.0", "sid.1", "sid"]);
     }

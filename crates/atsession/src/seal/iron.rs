@@ -180,8 +180,8 @@ impl Iron {
     /// Any [`SealError`] describing the first problem found.
     pub fn unseal_full<T: DeserializeOwned>(&self, sealed: &str) -> Result<Unsealed<T>, SealError> {
         let raw = self.unseal_bytes(sealed)?;
-        let data = serde_json::from_slice(&raw.data)
-            .map_err(|e| SealError::Json(JsonError::from(&e)))?;
+        let data =
+            serde_json::from_slice(&raw.data).map_err(|e| SealError::Json(JsonError::from(&e)))?;
         Ok(Unsealed {
             data,
             password_id: raw.password_id,
@@ -203,14 +203,7 @@ impl Iron {
 
 /// PBKDF2-HMAC-SHA1, one iteration, 32 bytes: Iron's key derivation.
 fn derive_key(password: &Password, salt: &str) -> Zeroizing<[u8; KEY_BYTES]> {
-    let mut key = Zeroizing::new([0u8; KEY_BYTES]);
-    pbkdf2::pbkdf2_hmac::<sha1::Sha1>(
-        password.secret.expose().as_bytes(),
-        salt.as_bytes(),
-        1,
-        key.as_mut(),
-    );
-    key
+    password.derive_key(salt.as_bytes())
 }
 
 fn mac(password: &Password, salt: &str, base: &str) -> [u8; MAC_BYTES] {
@@ -291,7 +284,10 @@ fn parse_expiration(field: &str) -> Result<Option<i64>, SealError> {
     if bytes[0] == b'0' || !bytes.iter().all(u8::is_ascii_digit) {
         return Err(SealError::Expiration);
     }
-    field.parse::<i64>().map(Some).map_err(|_| SealError::Expiration)
+    field
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| SealError::Expiration)
 }
 
 /// Decodes unpadded base64url into exactly `N` bytes.
@@ -342,7 +338,16 @@ pub(crate) fn unseal_raw(
     if count != 8 {
         return Err(SealError::FieldCount(count));
     }
-    let [prefix, password_id, enc_salt, iv_b64, ct_b64, exp_field, mac_salt, mac_b64] = parts;
+    let [
+        prefix,
+        password_id,
+        enc_salt,
+        iv_b64,
+        ct_b64,
+        exp_field,
+        mac_salt,
+        mac_b64,
+    ] = parts;
     if prefix != PREFIX {
         return Err(SealError::Prefix);
     }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use hmac::{KeyInit, Mac};
+
 use crate::secret::SecretString;
 
 use super::SealError;
@@ -13,7 +15,32 @@ pub const MIN_PASSWORD_LEN: usize = 32;
 #[derive(Clone)]
 pub(crate) struct Password {
     pub(crate) id: String,
-    pub(crate) secret: SecretString,
+    /// HMAC-SHA1 keyed with the password: the PBKDF2 pseudo-random function, keyed once so
+    /// each key derivation starts from it. Wiped on drop (the `zeroize` features of hmac and
+    /// sha1).
+    prf: hmac::Hmac<sha1::Sha1>,
+}
+
+impl Password {
+    fn new(id: String, secret: &SecretString) -> Self {
+        let prf = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.expose().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Self { id, prf }
+    }
+
+    /// PBKDF2-HMAC-SHA1 with one iteration and a 32-byte output, Iron's key derivation:
+    /// `T_i = HMAC(password, salt || INT_BE(i))`, key = `T_1 || T_2[..12]`.
+    pub(crate) fn derive_key(&self, salt: &[u8]) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        for (block, chunk) in (1u32..).zip(key.chunks_mut(20)) {
+            let mut prf = self.prf.clone();
+            prf.update(salt);
+            prf.update(&block.to_be_bytes());
+            let t = prf.finalize().into_bytes();
+            chunk.copy_from_slice(&t[..chunk.len()]);
+        }
+        key
+    }
 }
 
 /// The passwords a sealer knows, and which one it seals with.
@@ -84,10 +111,7 @@ impl Passwords {
         let secret = secret.into();
         check_secret(&secret)?;
         Ok(Self {
-            entries: vec![Password {
-                id: String::new(),
-                secret,
-            }],
+            entries: vec![Password::new(String::new(), &secret)],
             current: 0,
             any_id: true,
         })
@@ -124,7 +148,7 @@ impl Passwords {
             if entries.iter().any(|e| e.id == id) {
                 return Err(SealError::DuplicatePasswordId(id));
             }
-            entries.push(Password { id, secret });
+            entries.push(Password::new(id, &secret));
         }
         if entries.is_empty() {
             return Err(SealError::NoPasswords);
@@ -275,6 +299,23 @@ mod tests {
         assert_eq!(s.current_id(), "");
         assert!(s.find("anything").is_some());
         assert!(s.find("").is_some());
+    }
+
+    #[test]
+    fn key_derivation_is_pbkdf2_sha1_one_iteration() {
+        for (pw, salt) in [
+            (
+                A,
+                "c71a283a2e25ad48dd0e008f301c33638ab57607ad38054658586f68399b08a7",
+            ),
+            ("😀 a password with unicode, long enough", "x"),
+            (B, ""),
+        ] {
+            let p = Password::new("1".into(), &SecretString::new(pw));
+            let mut expected = [0u8; 32];
+            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(pw.as_bytes(), salt.as_bytes(), 1, &mut expected);
+            assert_eq!(*p.derive_key(salt.as_bytes()), expected);
+        }
     }
 
     #[test]

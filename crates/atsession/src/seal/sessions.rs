@@ -184,6 +184,9 @@ impl<T> SealedSessionsBuilder<T> {
     }
 }
 
+/// Parsed data beside the JSON it came from (to re-seal the same bytes).
+type WithJson<T> = (T, Zeroizing<Vec<u8>>);
+
 /// Removes a `~version` suffix (iron-session), which sits outside the MAC and means nothing.
 fn strip_version(seal: &str) -> &str {
     seal.split_once('~').map_or(seal, |(s, _)| s)
@@ -251,10 +254,10 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
             .map_err(|e| SealError::Json(JsonError::from(&e)))
     }
 
-    fn open(&self, seal: &str) -> Result<Unsealed<(T, Zeroizing<Vec<u8>>)>, SealError> {
+    fn open(&self, seal: &str) -> Result<Unsealed<WithJson<T>>, SealError> {
         let raw = self.iron.unseal_bytes(strip_version(seal))?;
-        let data = serde_json::from_slice(&raw.data)
-            .map_err(|e| SealError::Json(JsonError::from(&e)))?;
+        let data =
+            serde_json::from_slice(&raw.data).map_err(|e| SealError::Json(JsonError::from(&e)))?;
         Ok(Unsealed {
             data: (data, raw.data),
             password_id: raw.password_id,
@@ -272,7 +275,11 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
         })
     }
 
-    fn write(&self, plaintext: &[u8], present: Option<&Present>) -> Result<SetCookies, SessionError> {
+    fn write(
+        &self,
+        plaintext: &[u8],
+        present: Option<&Present>,
+    ) -> Result<SetCookies, SessionError> {
         let seal = self.seal_bytes(plaintext)?;
         Ok(self.cookie.write(&seal, self.max_age(), present)?)
     }

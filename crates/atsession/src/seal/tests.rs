@@ -107,10 +107,7 @@ fn every_bad_input_has_its_error() {
         refuse(&iron, &with(7, &format!("{}=", f[7]))),
         SealError::Base64(Field::Mac)
     );
-    assert_eq!(
-        refuse(&iron, &with(7, &"A".repeat(43))),
-        SealError::BadMac
-    );
+    assert_eq!(refuse(&iron, &with(7, &"A".repeat(43))), SealError::BadMac);
     // Sealed with password "2" but claiming id "1": the MAC fails.
     let other = Iron::new(Passwords::new([("1", PW2)]).unwrap())
         .with_clock(clock.clone())
@@ -147,7 +144,10 @@ fn any_single_change_is_refused() {
     }
     // Truncated at every length.
     for n in 0..good.len() {
-        assert!(iron.unseal_bytes(&good[..n]).is_err(), "prefix {n} accepted");
+        assert!(
+            iron.unseal_bytes(&good[..n]).is_err(),
+            "prefix {n} accepted"
+        );
     }
 }
 
