@@ -26,6 +26,10 @@ enum Command {
     Logout(cli::login::LogoutArgs),
     /// Run the gateway server.
     Serve(server::ServeArgs),
+    /// Seal JSON from stdin into an Iron `Fe26.2` string (password from $ATSESSION_SEAL_PASSWORD).
+    Seal(cli::seal::SealArgs),
+    /// Open an Iron `Fe26.2` seal from stdin and print its JSON.
+    Unseal(cli::seal::UnsealArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,8 @@ fn main() -> ExitCode {
             Command::Login(args) => cli::login::login(args).await,
             Command::Logout(args) => cli::login::logout(args).await,
             Command::Serve(args) => server::run(args).await,
+            Command::Seal(args) => cli::seal::seal(args),
+            Command::Unseal(args) => cli::seal::unseal(args),
         }
     });
     match result {

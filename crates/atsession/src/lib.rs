@@ -96,6 +96,7 @@ pub mod clock;
 pub mod crypto;
 #[cfg(feature = "oauth")]
 pub mod oauth;
+pub mod seal;
 pub mod secret;
 pub mod store;
 pub mod syntax;

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod login;
+pub mod seal;
 pub mod sessions;
 
 /// What a subcommand returns on failure: printed with its chain of causes.
