@@ -17,6 +17,7 @@ step "services"
 bash scripts/services.sh
 
 step "e2e peers (official atproto PDS on loopback; Node packages from the npm registry)"
+bash e2e/iron/setup.sh
 bash e2e/pds/setup.sh
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/atsession-test.XXXXXX")"
 cleanup() { bash e2e/pds/down.sh >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
@@ -38,3 +39,6 @@ cargo test --workspace --all-features
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "fuzz (the Iron seal parser, bounded; skipped without the nightly toolchain)"
+bash fuzz/run.sh "${ATSESSION_FUZZ_SECONDS:-60}"
