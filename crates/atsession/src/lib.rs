@@ -75,6 +75,32 @@
 //! [`spawn_cleanup`](app::SessionManager::spawn_cleanup) deletes expired sessions in the
 //! background.
 //!
+//! ## Stateless sessions: Iron seals
+//!
+//! When the app keeps no server-side store, [`seal::SealedSessions`] keeps typed data sealed
+//! in the cookie (or a Bearer token) in the Iron `Fe26.2` format, byte-compatible with
+//! `@hapi/iron`, `iron-webcrypto` and `iron-session`: a Node app and a Rust app with the same
+//! password read each other's cookies.
+//!
+//! ```
+//! use atsession::seal::SealedSessions;
+//!
+//! let sessions = SealedSessions::<String>::new("a secret of at least 32 characters!!")?;
+//! let token = sessions.seal_bearer(&"did:plc:alice".to_owned())?;
+//! assert!(token.starts_with("Fe26.2*"));
+//! # Ok::<(), atsession::seal::SessionError>(())
+//! ```
+//!
+//! ## Logging users in: atproto OAuth
+//!
+//! With the feature `oauth`, [`oauth::OAuthClient`] is the app's OAuth client of the user's
+//! PDS: it resolves the handle, discovers and validates the authorization server, sends a
+//! pushed authorization request with PKCE and DPoP, checks the callback and stores the
+//! grant — token set and DPoP key encrypted at rest ([`crypto::at_rest`]) — per device. The
+//! [`oauth`] module teaches the flow; its result's DID and handle go to
+//! [`SessionManager::create_with`](app::SessionManager::create_with) together with the grant
+//! id, so that logout can revoke the grant.
+//!
 //! ## Stores
 //!
 //! [`MemoryStore`](store::MemoryStore) for tests and single processes;
