@@ -221,3 +221,59 @@ impl CookieConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_rules_are_enforced() {
+        assert_eq!(CookieConfig::default().validate(), Ok(()));
+        assert_eq!(CookieConfig::insecure_for_development().validate(), Ok(()));
+        assert_eq!(
+            CookieConfig::default().domain("example.com").validate(),
+            Err(ConfigError::HostPrefix)
+        );
+        let insecure_host = CookieConfig {
+            secure: false,
+            ..CookieConfig::default()
+        };
+        assert_eq!(insecure_host.validate(), Err(ConfigError::HostPrefix));
+        let sub_path = CookieConfig {
+            path: "/app".into(),
+            ..CookieConfig::default()
+        };
+        assert_eq!(sub_path.validate(), Err(ConfigError::HostPrefix));
+        let secure_prefix = CookieConfig {
+            secure: false,
+            ..CookieConfig::default().name("__Secure-s")
+        };
+        assert_eq!(secure_prefix.validate(), Err(ConfigError::SecurePrefix));
+        let none = CookieConfig::insecure_for_development().same_site(SameSite::None);
+        assert_eq!(none.validate(), Err(ConfigError::SameSiteNone));
+        for bad in ["", "a b", "a;b", "a=b", "é"] {
+            assert_eq!(
+                CookieConfig::default().name(bad).validate(),
+                Err(ConfigError::CookieName),
+                "{bad}"
+            );
+        }
+        let ok = CookieConfig::insecure_for_development()
+            .name("sid")
+            .domain("example.com");
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn durations_are_checked() {
+        let c = SessionConfig::default().idle_timeout(Duration::ZERO);
+        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        let c = SessionConfig::default()
+            .idle_timeout(Duration::from_secs(100))
+            .absolute_timeout(Duration::from_secs(10));
+        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        let c = SessionConfig::default().access_tokens(Duration::ZERO);
+        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(SessionConfig::default().validate().is_ok());
+    }
+}
