@@ -278,42 +278,25 @@ impl<S: SessionStore> SessionManager<S> {
     }
 
     async fn load_by_session_token(&self, token: &Token) -> Result<(Session, bool), SessionError> {
-        let record = self
-            .store
-            .load_by_token(&token.hash())
-            .await?
-            .ok_or(SessionError::NotFound)?;
-        self.check_and_touch(record).await
+        let record = self.store.load_by_token(&token.hash()).await?;
+        let record = self.live(record, self.now()).await?;
+        self.touch(record).await
     }
 
     async fn load_by_access(&self, token: &Token) -> Result<(Session, bool), SessionError> {
-        let record = self
-            .store
-            .load_by_access_token(&token.hash())
-            .await?
-            .ok_or(SessionError::NotFound)?;
         let now = self.now();
-        if record.is_expired(now) {
-            self.forget_expired(&record).await;
-            return Err(SessionError::Expired);
-        }
+        let record = self.store.load_by_access_token(&token.hash()).await?;
+        let record = self.live(record, now).await?;
         if record.access_expires_at.is_none_or(|at| at <= now) {
             return Err(SessionError::AccessTokenExpired);
         }
-        self.check_and_touch(record).await
+        self.touch(record).await
     }
 
-    /// Enforces both expiries, then slides the idle window if the touch interval has passed.
-    /// Returns whether it wrote.
-    async fn check_and_touch(
-        &self,
-        record: StoredSession,
-    ) -> Result<(Session, bool), SessionError> {
+    /// Slides the idle window of a live record if the touch interval has passed. Returns
+    /// whether it wrote.
+    async fn touch(&self, record: StoredSession) -> Result<(Session, bool), SessionError> {
         let now = self.now();
-        if record.is_expired(now) {
-            self.forget_expired(&record).await;
-            return Err(SessionError::Expired);
-        }
         if now - record.last_seen_at < self.config.touch_interval {
             return Ok((record.into(), false));
         }
@@ -333,6 +316,21 @@ impl<S: SessionStore> SessionManager<S> {
     fn slide(&self, record: &mut StoredSession, now: OffsetDateTime) {
         record.last_seen_at = now;
         record.idle_expires_at = (now + self.config.idle_timeout).min(record.absolute_expires_at);
+    }
+
+    /// A record that was found and has not expired, at `now`; an expired one is deleted
+    /// ([`SessionError::Expired`]), a missing one is [`SessionError::NotFound`].
+    async fn live(
+        &self,
+        found: Option<StoredSession>,
+        now: OffsetDateTime,
+    ) -> Result<StoredSession, SessionError> {
+        let record = found.ok_or(SessionError::NotFound)?;
+        if record.is_expired(now) {
+            self.forget_expired(&record).await;
+            return Err(SessionError::Expired);
+        }
+        Ok(record)
     }
 
     /// Best effort: an expired record is deleted when found, so it cannot be found again.
@@ -365,16 +363,8 @@ impl<S: SessionStore> SessionManager<S> {
         data: impl Serialize,
     ) -> Result<Session, SessionError> {
         let data = serde_json::to_value(data).map_err(SessionError::Data)?;
-        let current = self
-            .store
-            .load(&session.id)
-            .await?
-            .ok_or(SessionError::NotFound)?;
         let now = self.now();
-        if current.is_expired(now) {
-            self.forget_expired(&current).await;
-            return Err(SessionError::Expired);
-        }
+        let current = self.live(self.store.load(&session.id).await?, now).await?;
         if current.version != session.version {
             return Err(SessionError::Conflict);
         }
@@ -397,16 +387,10 @@ impl<S: SessionStore> SessionManager<S> {
     /// slides the idle window. Without access tokens, only slides the window.
     pub async fn refresh(&self, session_token: &str) -> Result<Refreshed, SessionError> {
         let token = Token::parse(session_token).map_err(SessionError::MalformedToken)?;
-        let current = self
-            .store
-            .load_by_token(&token.hash())
-            .await?
-            .ok_or(SessionError::NotFound)?;
         let now = self.now();
-        if current.is_expired(now) {
-            self.forget_expired(&current).await;
-            return Err(SessionError::Expired);
-        }
+        let current = self
+            .live(self.store.load_by_token(&token.hash()).await?, now)
+            .await?;
         let access_token = self.config.access_token_ttl.map(|_| Token::generate());
         let mut next = current.clone();
         next.access_token_hash = access_token.as_ref().map(Token::hash);

@@ -1,6 +1,6 @@
 //! App sessions in SQLite.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use time::OffsetDateTime;
 
 use super::{BACKEND, SqliteStore, err};
@@ -112,6 +112,26 @@ struct Bound {
 }
 
 impl Bound {
+    /// The values bound to `?1`..`?14`: the columns in [`COLUMNS`] order, then `expires_at`.
+    fn values(&self) -> [&dyn ToSql; 14] {
+        [
+            &self.id,
+            &self.token_hash,
+            &self.access_token_hash,
+            &self.access_expires_at,
+            &self.did,
+            &self.handle,
+            &self.data,
+            &self.grant_id,
+            &self.created_at,
+            &self.last_seen_at,
+            &self.idle_expires_at,
+            &self.absolute_expires_at,
+            &self.version,
+            &self.expires_at,
+        ]
+    }
+
     fn new(s: &StoredSession) -> Result<Self, StoreError> {
         Ok(Self {
             id: s.id.as_str().to_owned(),
@@ -147,23 +167,7 @@ impl SessionStore for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ))
                 .map_err(err("create"))?;
-            stmt.execute(params![
-                b.id,
-                b.token_hash,
-                b.access_token_hash,
-                b.access_expires_at,
-                b.did,
-                b.handle,
-                b.data,
-                b.grant_id,
-                b.created_at,
-                b.last_seen_at,
-                b.idle_expires_at,
-                b.absolute_expires_at,
-                b.version,
-                b.expires_at
-            ])
-            .map_err(err("create"))?;
+            stmt.execute(b.values().as_slice()).map_err(err("create"))?;
             Ok(())
         })
         .await
@@ -203,23 +207,9 @@ impl SessionStore for SqliteStore {
                      WHERE id = ?1 AND version = ?15",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![
-                        b.id,
-                        b.token_hash,
-                        b.access_token_hash,
-                        b.access_expires_at,
-                        b.did,
-                        b.handle,
-                        b.data,
-                        b.grant_id,
-                        b.created_at,
-                        b.last_seen_at,
-                        b.idle_expires_at,
-                        b.absolute_expires_at,
-                        b.version,
-                        b.expires_at,
-                        expected
-                    ])
+                    let mut values = b.values().to_vec();
+                    values.push(&expected);
+                    s.execute(values.as_slice())
                 })
                 .map_err(err("update"))?;
             let outcome = if n == 1 {
