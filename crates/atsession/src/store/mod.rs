@@ -34,6 +34,10 @@ use crate::secret::TokenHash;
 use crate::syntax::Did;
 
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
