@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod clock;
+pub mod lock;
 pub mod secret;
 pub mod store;
 pub mod syntax;

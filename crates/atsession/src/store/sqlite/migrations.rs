@@ -27,6 +27,12 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX app_sessions_by_did ON app_sessions (did, created_at);
     CREATE INDEX app_sessions_by_expiry ON app_sessions (expires_at);",
+    // 2: lock leases.
+    "CREATE TABLE atsession_locks (
+        key        TEXT    PRIMARY KEY NOT NULL,
+        owner      BLOB    NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes: the number of migrations it knows.
