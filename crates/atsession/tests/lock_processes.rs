@@ -123,7 +123,13 @@ fn contender() {
 
 fn spawn(backend: &str, target: &str, name: &str, mode: &str, log: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["contender", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "contender",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("CONTENDER_BACKEND", backend)
         .env("CONTENDER_TARGET", target)
         .env("CONTENDER_NAME", name)
