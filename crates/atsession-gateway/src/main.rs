@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod server;
 
 /// Session management for AT Protocol applications.
 #[derive(Debug, Parser)]
@@ -19,6 +20,12 @@ enum Command {
     /// List, revoke and clean up app sessions in a store.
     #[command(subcommand)]
     Sessions(cli::sessions::SessionsCommand),
+    /// Log a terminal user in with OAuth (loopback client) and store the grant.
+    Login(cli::login::LoginArgs),
+    /// Revoke and delete the stored OAuth grants of an account.
+    Logout(cli::login::LogoutArgs),
+    /// Run the gateway server.
+    Serve(server::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             Command::Sessions(cmd) => cli::sessions::run(cmd).await,
+            Command::Login(args) => cli::login::login(args).await,
+            Command::Logout(args) => cli::login::logout(args).await,
+            Command::Serve(args) => server::run(args).await,
         }
     });
     match result {

@@ -1,9 +1,102 @@
-//! atsession: session management for AT Protocol applications.
+//! # atsession
+//!
+//! Session management for AT Protocol (atproto, Bluesky) applications: the app's own login
+//! sessions, kept on real storage, safe by default.
+//!
+//! ## App sessions in five lines
+//!
+//! A [`SessionManager`](app::SessionManager) over a [store] creates a session when a
+//! user logs in, finds it again from each request's cookie or `Authorization: Bearer` header,
+//! and ends it on logout. The client gets a 256-bit random token; the store keeps only its
+//! SHA-256.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use atsession::app::SessionManager;
+//! use atsession::store::sqlite::SqliteStore;
+//!
+//! let store = SqliteStore::open_in_memory().await?; // or SqliteStore::open("sessions.db")
+//! let sessions = SessionManager::new(store);
+//!
+//! // Login: the DID and handle come from your atproto OAuth callback.
+//! let new = sessions
+//!     .create("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "alice.bsky.social", serde_json::json!({"lang": "en"}))
+//!     .await?;
+//! let set_cookie = sessions.set_cookie(&new); // `Set-Cookie: __Host-atsession=…; HttpOnly; Secure; …`
+//!
+//! // Each request: the browser sends the cookie back.
+//! let request = http::Request::builder()
+//!     .header("cookie", format!("__Host-atsession={}", new.token.expose()))
+//!     .body(())?;
+//! let found = sessions.load_from_request(&request).await?;
+//! assert_eq!(found.session.did.as_str(), "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+//!
+//! // Logout.
+//! sessions.delete(&found.session.id).await?;
+//! let clear = sessions.clear_cookie(); // `Set-Cookie: __Host-atsession=; Max-Age=0; …`
+//! # let _ = (set_cookie, clear); Ok(()) }
+//! ```
+//!
+//! ## Mobile clients: Bearer access tokens
+//!
+//! Turn on short-lived access tokens and a session gets two tokens: the long-lived session
+//! token (kept by the app, used only to refresh) and a 15-minute access token sent as
+//! `Authorization: Bearer`. Only hashes of both are stored.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use atsession::app::{SessionConfig, SessionManager};
+//! use atsession::store::MemoryStore;
+//!
+//! let config = SessionConfig::default().access_tokens(SessionConfig::DEFAULT_ACCESS_TOKEN_TTL);
+//! let sessions = SessionManager::with_config(MemoryStore::new(), config)?;
+//! let new = sessions.create("did:plc:abc", "alice.test", ()).await?;
+//! let access = new.access_token.expect("access tokens are on");
+//! sessions.load_by_access_token(access.expose()).await?;
+//!
+//! // Fifteen minutes later the client refreshes with its session token:
+//! let refreshed = sessions.refresh(new.token.expose()).await?;
+//! assert!(sessions.load_by_access_token(access.expose()).await.is_err()); // the old one is dead
+//! # let _ = refreshed; Ok(()) }
+//! ```
+//!
+//! ## Updating session data without losing writes
+//!
+//! Every session carries a version. [`update`](app::SessionManager::update) writes only if
+//! the session is still at the version you read; otherwise it returns
+//! [`SessionError::Conflict`](app::SessionError::Conflict) and writes nothing. A session that
+//! was deleted (logout on another tab) is never written back.
+//!
+//! ## Every device, every account
+//!
+//! Sessions are indexed by DID: [`list`](app::SessionManager::list) shows an account's
+//! sessions, [`delete_all`](app::SessionManager::delete_all) signs it out everywhere, and
+//! [`spawn_cleanup`](app::SessionManager::spawn_cleanup) deletes expired sessions in the
+//! background.
+//!
+//! ## Stores
+//!
+//! [`MemoryStore`](store::MemoryStore) for tests and single processes;
+//! [`SqliteStore`](store::sqlite::SqliteStore) (feature `sqlite`, on by default) for one
+//! machine. Every store passes the same conformance suite. See [`store`].
+//!
+//! ## Errors and secrets
+//!
+//! Every failure is a typed error ([`SessionError`](app::SessionError),
+//! [`StoreError`](store::StoreError)); bad input never panics and never changes what is
+//! stored. Tokens ([`secret::Token`]) print as `<redacted>`, are compared in constant time,
+//! and are wiped from memory when dropped.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod app;
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod clock;
+pub mod crypto;
 pub mod lock;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 pub mod secret;
 pub mod store;
 pub mod syntax;

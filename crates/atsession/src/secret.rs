@@ -74,20 +74,7 @@ impl Token {
     /// Parses a token a client sent back. Checks length and alphabet before decoding, so an
     /// overlong or hostile input costs nothing.
     pub fn parse(s: &str) -> Result<Self, TokenError> {
-        if s.is_empty() {
-            return Err(TokenError::Empty);
-        }
-        if s.len() != TOKEN_LEN {
-            return Err(TokenError::Length(s.len()));
-        }
-        let mut buf = [0u8; TOKEN_BYTES + 1];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(s.as_bytes(), &mut buf)
-            .map_err(|_| TokenError::Encoding)?;
-        buf.zeroize();
-        if n != TOKEN_BYTES {
-            return Err(TokenError::Encoding);
-        }
+        check_wire_form(s)?;
         Ok(Self {
             encoded: s.to_owned(),
         })
@@ -103,6 +90,37 @@ impl Token {
     #[must_use]
     pub fn hash(&self) -> TokenHash {
         TokenHash::of(self.encoded.as_bytes())
+    }
+}
+
+/// Checks that `s` is the canonical unpadded base64url form of [`TOKEN_BYTES`] bytes without
+/// decoding it: 43 characters of the alphabet (258 bits for 256), so the last character
+/// carries 4 bits of data and 2 zero bits. Length first, so hostile input costs nothing.
+fn check_wire_form(s: &str) -> Result<(), TokenError> {
+    if s.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if s.len() != TOKEN_LEN {
+        return Err(TokenError::Length(s.len()));
+    }
+    let bytes = s.as_bytes();
+    let alphabet_ok = bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !alphabet_ok || sextet(bytes[TOKEN_LEN - 1]) & 0b11 != 0 {
+        return Err(TokenError::Encoding);
+    }
+    Ok(())
+}
+
+/// The value of a base64url character (the caller has checked the alphabet).
+const fn sextet(b: u8) -> u8 {
+    match b {
+        b'A'..=b'Z' => b - b'A',
+        b'a'..=b'z' => b - b'a' + 26,
+        b'0'..=b'9' => b - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
     }
 }
 
@@ -126,7 +144,7 @@ impl PartialEq for Token {
 impl Eq for Token {}
 
 /// The SHA-256 of a token: safe to store and to index by. Compared in constant time.
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
@@ -166,6 +184,13 @@ impl PartialEq for TokenHash {
     }
 }
 impl Eq for TokenHash {}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with the constant-time `eq`: equal hashes have equal bytes.
+        self.0.hash(state);
+    }
+}
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,6 +278,22 @@ mod tests {
         // Multi-byte UTF-8 of the right byte length.
         let utf = format!("{}é", "A".repeat(TOKEN_LEN - 2));
         assert_eq!(Token::parse(&utf), Err(TokenError::Encoding));
+    }
+
+    proptest::proptest! {
+        /// The fast check accepts exactly what a strict base64url decoder accepts.
+        #[test]
+        fn wire_check_agrees_with_a_strict_decoder(s in "[A-Za-z0-9_-]{42}[A-Za-z0-9_+/=.-]") {
+            let mut buf = [0u8; 33];
+            let strict = URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut buf) == Ok(TOKEN_BYTES);
+            proptest::prop_assert_eq!(Token::parse(&s).is_ok(), strict);
+        }
+
+        #[test]
+        fn encoded_bytes_always_parse(bytes in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let s = URL_SAFE_NO_PAD.encode(bytes);
+            proptest::prop_assert!(Token::parse(&s).is_ok());
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The subcommands, one module each.
 
+pub mod login;
 pub mod sessions;
 
 /// What a subcommand returns on failure: printed with its chain of causes.

@@ -104,7 +104,11 @@ fn base(config: &CookieConfig, value: String) -> Cookie<'static> {
 fn to_header(c: &Cookie<'_>) -> HeaderValue {
     // The name is checked by CookieConfig::validate, the value is base64url, and the
     // attributes come from the validated config: the header is always visible ASCII.
-    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let mut v =
+        HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""));
+    // It carries the token: Debug prints `Sensitive`, and HTTP/2 never indexes it.
+    v.set_sensitive(true);
+    v
 }
 
 #[cfg(test)]

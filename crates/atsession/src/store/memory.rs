@@ -2,6 +2,7 @@
 //! sessions on restart.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use time::OffsetDateTime;
@@ -11,6 +12,8 @@ use crate::app::{SessionId, StoredSession};
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
 use crate::syntax::Did;
+
+mod oauth;
 
 /// Sessions in memory, indexed by id, token hash, access-token hash, DID and expiry.
 ///
@@ -24,22 +27,45 @@ use crate::syntax::Did;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<RwLock<Tables>>,
+    oauth: Arc<oauth::OAuthTables>,
 }
+
+/// Hashes a key that is already a SHA-256 output by taking its first eight bytes. Safe
+/// against flooding: the keys inserted are hashes of server-generated random tokens.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length (a usize) and then its bytes; keep the bytes.
+        let mut prefix = [0u8; 8];
+        let n = bytes.len().min(8);
+        prefix[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(prefix);
+    }
+}
+
+type ByHash = HashMap<[u8; 32], Arc<StoredSession>, BuildHasherDefault<PrefixHasher>>;
 
 #[derive(Debug, Default)]
 struct Tables {
     by_id: HashMap<SessionId, Arc<StoredSession>>,
-    by_token: HashMap<[u8; 32], SessionId>,
-    by_access: HashMap<[u8; 32], SessionId>,
+    by_token: ByHash,
+    by_access: ByHash,
     by_did: HashMap<Did, HashSet<SessionId>>,
     by_expiry: BTreeSet<(i64, SessionId)>,
 }
 
 impl Tables {
     fn insert(&mut self, s: StoredSession) {
-        self.by_token.insert(*s.token_hash.as_bytes(), s.id.clone());
+        let s = Arc::new(s);
+        self.by_token
+            .insert(*s.token_hash.as_bytes(), Arc::clone(&s));
         if let Some(a) = &s.access_token_hash {
-            self.by_access.insert(*a.as_bytes(), s.id.clone());
+            self.by_access.insert(*a.as_bytes(), Arc::clone(&s));
         }
         self.by_did
             .entry(s.did.clone())
@@ -47,7 +73,7 @@ impl Tables {
             .insert(s.id.clone());
         self.by_expiry
             .insert((to_millis(s.expires_at()), s.id.clone()));
-        self.by_id.insert(s.id.clone(), Arc::new(s));
+        self.by_id.insert(s.id.clone(), s);
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Arc<StoredSession>> {
@@ -67,13 +93,8 @@ impl Tables {
         Some(s)
     }
 
-    fn get_via(
-        &self,
-        index: &HashMap<[u8; 32], SessionId>,
-        hash: &TokenHash,
-    ) -> Option<StoredSession> {
-        let id = index.get(hash.as_bytes())?;
-        self.by_id.get(id).map(|s| (**s).clone())
+    fn get_via(index: &ByHash, hash: &TokenHash) -> Option<StoredSession> {
+        index.get(hash.as_bytes()).map(|s| (**s).clone())
     }
 }
 
@@ -140,7 +161,7 @@ impl SessionStore for MemoryStore {
 
     async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
         let t = self.read();
-        Ok(t.get_via(&t.by_token, hash))
+        Ok(Tables::get_via(&t.by_token, hash))
     }
 
     async fn load_by_access_token(
@@ -148,7 +169,7 @@ impl SessionStore for MemoryStore {
         hash: &TokenHash,
     ) -> Result<Option<StoredSession>, StoreError> {
         let t = self.read();
-        Ok(t.get_via(&t.by_access, hash))
+        Ok(Tables::get_via(&t.by_access, hash))
     }
 
     async fn update(

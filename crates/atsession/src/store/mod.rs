@@ -44,6 +44,7 @@ use crate::secret::TokenHash;
 use crate::syntax::Did;
 
 mod memory;
+pub mod oauth;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

@@ -27,7 +27,24 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX app_sessions_by_did ON app_sessions (did, created_at);
     CREATE INDEX app_sessions_by_expiry ON app_sessions (expires_at);",
-    // 2: lock leases.
+    // 2: OAuth client: pending authorization states and grants (sealed at rest).
+    "CREATE TABLE oauth_states (
+        key        BLOB    PRIMARY KEY NOT NULL,
+        sealed     BLOB    NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX oauth_states_by_expiry ON oauth_states (expires_at);
+    CREATE TABLE oauth_grants (
+        id         TEXT    PRIMARY KEY NOT NULL,
+        did        TEXT    NOT NULL,
+        issuer     TEXT    NOT NULL,
+        sealed     BLOB    NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        version    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX oauth_grants_by_did ON oauth_grants (did, created_at);",
+    // 3: lock leases.
     "CREATE TABLE atsession_locks (
         key        TEXT    PRIMARY KEY NOT NULL,
         owner      BLOB    NOT NULL,

@@ -28,6 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 mod migrations;
+mod oauth;
 mod sessions;
 
 pub use migrations::SCHEMA_VERSION;

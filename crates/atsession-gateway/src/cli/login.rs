@@ -1,0 +1,277 @@
+//! `atsession login <handle>` and `atsession logout`: a terminal user's OAuth login with the
+//! loopback (public) client, stored in the local SQLite database.
+//!
+//! The OAuth grant is sealed at rest (AES-256-GCM) under a key taken from, in order:
+//! the `ATSESSION_AT_REST_KEY` environment variable (`kid:base64url(32 bytes)`), the file
+//! given by `--key-file`, or the file `<db>.key` next to the database, which is generated
+//! (mode 0600) on first use. Losing the key makes the stored grants unreadable; keep it
+//! with the database.
+//!
+//! The client id is `http://localhost?redirect_uri=http://127.0.0.1/callback&scope=…`: its
+//! loopback redirect URI has no port, so the port picked at each login (a free one, or
+//! `--port`) is accepted, and `logout` later authenticates as the same client.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::oauth::identity::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig};
+use atsession::oauth::{
+    AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, Url,
+};
+use atsession::store::sqlite::SqliteStore;
+use atsession::syntax::Did;
+use clap::Args;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::CliError;
+
+/// The environment variable holding the at-rest key.
+pub const KEY_ENV: &str = "ATSESSION_AT_REST_KEY";
+/// The scope the command line asks for.
+pub const SCOPE: &str = "atproto transition:generic";
+/// The registered loopback redirect URI (no port: any port is accepted).
+pub const REDIRECT: &str = "http://127.0.0.1/callback";
+
+/// Options shared by `login` and `logout`.
+#[derive(Debug, Args)]
+pub struct OAuthOptions {
+    /// The SQLite database holding the OAuth grants.
+    #[arg(long, default_value = "atsession.db")]
+    pub db: PathBuf,
+    /// The at-rest key file (default: `<db>.key`, created on first use). The
+    /// `ATSESSION_AT_REST_KEY` environment variable takes precedence.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// The PLC directory.
+    #[arg(long, default_value = DEFAULT_PLC_URL)]
+    pub plc_url: Url,
+    /// Resolve handles with `com.atproto.identity.resolveHandle` on this service instead
+    /// of DNS and HTTPS.
+    #[arg(long)]
+    pub handle_resolver: Option<Url>,
+    /// Development mode: allow http and loopback servers (a local PDS). Never for real
+    /// accounts.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+/// `atsession login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// A handle (`alice.bsky.social`), a DID, or a PDS/entryway URL.
+    pub handle: String,
+    /// Open the authorization URL in a browser (`xdg-open`).
+    #[arg(long)]
+    pub open: bool,
+    /// The loopback port to listen on for the redirect (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// How long to wait for the redirect, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub wait_secs: u64,
+    /// Shared options.
+    #[command(flatten)]
+    pub oauth: OAuthOptions,
+}
+
+/// `atsession logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The account to log out (default: the last one logged in with this database).
+    #[arg(long)]
+    pub did: Option<String>,
+    /// Shared options.
+    #[command(flatten)]
+    pub oauth: OAuthOptions,
+}
+
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The at-rest keyring: from the environment, the key file, or a new key file.
+fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
+    load_keyring(&opts.db, opts.key_file.as_deref())
+}
+
+/// The at-rest keyring of the database `db`: from `ATSESSION_AT_REST_KEY`, the key file
+/// (default `<db>.key`), or a new key file created with mode 0600.
+pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
+    if let Ok(spec) = std::env::var(KEY_ENV) {
+        return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
+    }
+    let path = key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf);
+    match std::fs::read_to_string(&path) {
+        Ok(spec) => Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = AtRestKey::generate("cli-1")?;
+            let mut f = create_private(&path)?;
+            f.write_all(key.to_spec().as_bytes())?;
+            f.write_all(b"\n")?;
+            eprintln!("created the at-rest key file {}", path.display());
+            Ok(AtRestKeyring::new(key))
+        }
+        Err(e) => Err(format!("cannot read the key file {}: {e}", path.display()).into()),
+    }
+}
+
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStore>, CliError> {
+    let store = SqliteStore::open(&opts.db).await?;
+    let metadata = ClientMetadata::loopback(&[REDIRECT], SCOPE)?;
+    let config = OAuthClientConfig::new(metadata, keyring(opts)?)
+        .dev_mode(opts.dev)
+        .identity(identity_config(
+            opts.plc_url.clone(),
+            opts.handle_resolver.clone(),
+        ));
+    Ok(OAuthClient::new(config, store)?)
+}
+
+/// Identity resolution through `plc_url`, and handles through DNS and HTTPS or, when
+/// given, an XRPC `resolveHandle` service.
+pub fn identity_config(plc_url: Url, handle_resolver: Option<Url>) -> IdentityConfig {
+    IdentityConfig {
+        plc_url,
+        handle_resolver: handle_resolver.map_or(HandleResolver::Standard, HandleResolver::Xrpc),
+        ..IdentityConfig::default()
+    }
+}
+
+/// Runs `atsession login`.
+pub async fn login(args: LoginArgs) -> Result<(), CliError> {
+    let client = client(&args.oauth).await?;
+    let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let port = listener.local_addr()?.port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let url = client
+        .authorize(
+            &args.handle,
+            AuthorizeOptions {
+                redirect_uri: Some(redirect_uri),
+                ..AuthorizeOptions::default()
+            },
+        )
+        .await?;
+    println!("Open this URL to log in:\n\n  {url}\n");
+    if args.open
+        && let Err(e) = std::process::Command::new("xdg-open")
+            .arg(url.as_str())
+            .spawn()
+    {
+        eprintln!("could not open a browser ({e}); open the URL yourself");
+    }
+    eprintln!("waiting for the redirect on http://127.0.0.1:{port}/callback …");
+    let params = tokio::time::timeout(
+        Duration::from_secs(args.wait_secs),
+        wait_for_redirect(&listener),
+    )
+    .await
+    .map_err(|_| "timed out waiting for the redirect")??;
+    let done = client.callback(&params).await?;
+    let ts = &done.session.token_set;
+    std::fs::write(sibling(&args.oauth.db, ".last-did"), ts.sub.as_str())?;
+    println!(
+        "Logged in as {} on {} (grant {}, scope `{}`).",
+        ts.sub, ts.aud, done.session.grant_id, ts.scope
+    );
+    Ok(())
+}
+
+/// Accepts connections until one is `GET /callback?…`; answers each with a short page.
+async fn wait_for_redirect(listener: &TcpListener) -> Result<CallbackParams, CliError> {
+    loop {
+        let (mut sock, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n = 0;
+        // Read the request line and headers (up to the blank line or the buffer's end).
+        while n < buf.len() {
+            let m = sock.read(&mut buf[n..]).await?;
+            if m == 0 {
+                break;
+            }
+            n += m;
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let target = head
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("GET "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(query) = target.strip_prefix("/callback?") else {
+            let _ = respond(&mut sock, "404 Not Found", "Not the callback.").await;
+            continue;
+        };
+        let params = CallbackParams::from_query(query);
+        let page = match &params {
+            Ok(p) if p.error.is_some() => "Login refused. You can close this window.",
+            Ok(_) => "Login complete. You can close this window and return to the terminal.",
+            Err(_) => "Malformed callback.",
+        };
+        let _ = respond(&mut sock, "200 OK", page).await;
+        return Ok(params?);
+    }
+}
+
+async fn respond(
+    sock: &mut tokio::net::TcpStream,
+    status: &str,
+    text: &str,
+) -> std::io::Result<()> {
+    let body = format!("<!doctype html><meta charset=utf-8><title>atsession</title><p>{text}</p>");
+    let resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(resp.as_bytes()).await?;
+    sock.shutdown().await
+}
+
+/// Runs `atsession logout`.
+pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
+    let did = match args.did {
+        Some(d) => d,
+        None => std::fs::read_to_string(sibling(&args.oauth.db, ".last-did"))
+            .map_err(|_| "no --did given and no previous login recorded next to the database")?,
+    };
+    let did = Did::new(did.trim())?;
+    let client = client(&args.oauth).await?;
+    let grants = client.grants_of(&did).await?;
+    if grants.is_empty() {
+        println!("No OAuth grant stored for {did}.");
+        return Ok(());
+    }
+    let mut failed = None;
+    for grant in &grants {
+        // Revokes at the server, then deletes (even when revoking failed).
+        if let Err(e) = client.revoke(grant).await {
+            eprintln!("grant {grant}: revoking at the server failed: {e}");
+            failed = Some(e);
+        }
+    }
+    println!("Logged out {did}: {} grant(s) deleted.", grants.len());
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}

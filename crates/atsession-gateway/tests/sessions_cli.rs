@@ -1,0 +1,117 @@
+//! `atsession sessions …` against a real SQLite file, through the built binary.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use atsession::app::SessionManager;
+use atsession::store::sqlite::SqliteStore;
+
+const ALICE: &str = "did:plc:alice00000000000000000000";
+const BOB: &str = "did:plc:bob0000000000000000000000";
+
+fn atsession(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env_remove("ATSESSION_DB")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_revoke_and_cleanup() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("atsession.db");
+    let m = SessionManager::new(SqliteStore::open(&db).await.unwrap());
+    let a1 = m.create(ALICE, "alice.test", ()).await.unwrap();
+    let a2 = m.create(ALICE, "alice.test", ()).await.unwrap();
+    let b = m.create(BOB, "bob.test", ()).await.unwrap();
+
+    let table = stdout(&atsession(&db, &["sessions", "list", "--did", ALICE]));
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains(a1.session.id.as_str()) && table.contains(a2.session.id.as_str()));
+    assert!(!table.contains(b.session.id.as_str()));
+    assert!(
+        !table.contains(a1.token.expose()),
+        "no token in the listing"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(&atsession(
+        &db,
+        &["sessions", "list", "--did", ALICE, "--json"],
+    )))
+    .unwrap();
+    let ids: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a1.session.id.as_str(), a2.session.id.as_str()]);
+    assert_eq!(json[0]["handle"], "alice.test");
+
+    let out = stdout(&atsession(
+        &db,
+        &[
+            "sessions",
+            "revoke",
+            "--id",
+            a1.session.id.as_str(),
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["revoked"],
+        1
+    );
+    let out = stdout(&atsession(&db, &["sessions", "revoke", "--did", ALICE]));
+    assert_eq!(out.trim(), "revoked 1 sessions of the account");
+    assert!(m.load(a2.token.expose()).await.is_err());
+    assert_eq!(m.load(b.token.expose()).await.unwrap().did.as_str(), BOB);
+
+    let out = stdout(&atsession(&db, &["sessions", "cleanup", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["deleted"],
+        0
+    );
+    let out = stdout(&atsession(&db, &["sessions", "revoke", "--all-expired"]));
+    assert_eq!(out.trim(), "revoked 0 expired sessions");
+    let empty = stdout(&atsession(&db, &["sessions", "list", "--did", ALICE]));
+    assert_eq!(empty.trim(), "no live sessions");
+}
+
+#[test]
+fn mistakes_exit_non_zero_with_a_clear_message_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db");
+    let o = atsession(&missing, &["sessions", "list", "--did", ALICE]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no database at"));
+    assert!(
+        !missing.exists(),
+        "an admin command must not create a database"
+    );
+
+    let o = atsession(&missing, &["sessions", "list", "--did", "alice"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid DID"));
+
+    let o = atsession(&missing, &["sessions", "revoke", "--id", "x"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a session id"));
+
+    // Neither --did, --id nor --all-expired: clap's usage error.
+    let o = atsession(&missing, &["sessions", "revoke"]);
+    assert_eq!(o.status.code(), Some(2));
+}

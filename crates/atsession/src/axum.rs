@@ -1,0 +1,97 @@
+//! axum integration (feature `axum`): an extractor for the request's app session.
+//!
+//! Put a [`SessionManager`] in your router's state (or anything it can be taken from with
+//! [`FromRef`]) and take [`CurrentSession`] in a handler. A request without a valid session
+//! is rejected with `401` and a JSON body `{"error": "…"}`; a store failure with `500` (the
+//! cause is logged, not sent).
+//!
+//! ```
+//! use atsession::app::SessionManager;
+//! use atsession::axum::CurrentSession;
+//! use atsession::store::MemoryStore;
+//! use axum::{Json, Router, routing::get};
+//!
+//! async fn me(CurrentSession(found, ..): CurrentSession<MemoryStore>) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({ "did": found.session.did }))
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .with_state(SessionManager::new(MemoryStore::new()));
+//! ```
+//!
+//! When the idle window slid on a cookie request, put
+//! [`LoadedSession::set_cookie`](crate::app::LoadedSession::set_cookie) on the response so the
+//! browser's cookie lives as long as the session (see [`CurrentSession::refreshed_cookie`]).
+
+use std::marker::PhantomData;
+
+use axum::Json;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::{LoadedSession, SessionError, SessionManager};
+use crate::store::SessionStore;
+
+/// The app session of the request, found by the [`SessionManager`] in the router's state.
+///
+/// The second field only names the store type.
+#[derive(Debug)]
+pub struct CurrentSession<S>(pub LoadedSession, pub PhantomData<fn() -> S>);
+
+impl<S> CurrentSession<S> {
+    /// A `Set-Cookie` header to add to the response, when the session's idle window slid.
+    pub fn refreshed_cookie(&self) -> Option<(axum::http::HeaderName, axum::http::HeaderValue)> {
+        self.0
+            .set_cookie
+            .clone()
+            .map(|v| (axum::http::header::SET_COOKIE, v))
+    }
+}
+
+impl<S, St> FromRequestParts<St> for CurrentSession<S>
+where
+    S: SessionStore + Clone,
+    SessionManager<S>: FromRef<St>,
+    St: Send + Sync,
+{
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
+        let manager = SessionManager::<S>::from_ref(state);
+        let loaded = manager
+            .load_from_headers(&parts.headers)
+            .await
+            .map_err(SessionRejection)?;
+        Ok(Self(loaded, PhantomData))
+    }
+}
+
+/// Why [`CurrentSession`] refused a request; answers `401`, `409` or `500`.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SessionRejection(pub SessionError);
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            SessionError::Conflict => StatusCode::CONFLICT,
+            e if e.is_unauthenticated() => StatusCode::UNAUTHORIZED,
+            e => {
+                tracing::error!(error = %e, "session lookup failed");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(serde_json::json!({ "error": "internal error" })),
+                )
+                    .into_response();
+            }
+        };
+        (
+            status,
+            Json(serde_json::json!({ "error": self.0.to_string() })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,750 @@
+//! The OAuth client: `authorize`, `callback`, `revoke`, and the calls the session layer
+//! builds on (`refresh`, authenticated PDS requests).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::client_metadata::{ClientAuth, ClientMetadata};
+use super::dpop::{self, DpopKey, DpopNonces, DpopTarget};
+use super::error::{CallbackError, ConfigError, OAuthError};
+use super::http::{Fetched, Http, HttpOptions, build_client};
+use super::identity::{AtIdentifier, IdentityConfig, IdentityResolver};
+use super::jose::b64url;
+use super::keys::{Jwks, Keyset};
+use super::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata};
+use super::pkce::Pkce;
+use super::server::Agent;
+use super::session::OAuthSessionData;
+use super::state::AuthState;
+use super::token::TokenSet;
+use crate::clock::{Clock, SystemClock, truncate_ms};
+use crate::crypto::at_rest::AtRestKeyring;
+use crate::secret::{TokenHash, random_bytes};
+use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::syntax::Did;
+
+/// How long a pending authorization lives by default.
+pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long server metadata is cached by default.
+pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(60);
+
+/// Everything an [`OAuthClient`] is made from.
+pub struct OAuthClientConfig {
+    /// The client's metadata (its `client_id`, redirect URIs, scope, auth method).
+    pub metadata: ClientMetadata,
+    /// The signing keys of a `private_key_jwt` client.
+    pub keyset: Option<Keyset>,
+    /// Where identities are resolved.
+    pub identity: IdentityConfig,
+    /// Request limits and development mode.
+    pub http: HttpOptions,
+    /// Your own HTTP client, instead of the one [`build_client`] makes. It should not follow
+    /// redirects; the URL policy, size limits and timeouts are applied either way, but only
+    /// the built-in client also refuses host names resolving to private addresses.
+    pub http_client: Option<reqwest::Client>,
+    /// The keys that seal states and grants at rest.
+    pub keyring: AtRestKeyring,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// How long a pending authorization lives (10 minutes by default).
+    pub state_ttl: Duration,
+    /// How long server metadata is cached (1 minute by default).
+    pub metadata_ttl: Duration,
+}
+
+impl fmt::Debug for OAuthClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClientConfig")
+            .field("client_id", &self.metadata.client_id)
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthClientConfig {
+    /// A configuration with defaults: the public PLC directory, standard handle resolution,
+    /// production HTTP policy, system clock.
+    #[must_use]
+    pub fn new(metadata: ClientMetadata, keyring: AtRestKeyring) -> Self {
+        Self {
+            metadata,
+            keyset: None,
+            identity: IdentityConfig::default(),
+            http: HttpOptions::default(),
+            http_client: None,
+            keyring,
+            clock: Arc::new(SystemClock),
+            state_ttl: DEFAULT_STATE_TTL,
+            metadata_ttl: DEFAULT_METADATA_TTL,
+        }
+    }
+
+    /// Sets the keyset (required for `private_key_jwt`).
+    #[must_use]
+    pub fn keyset(mut self, keyset: Keyset) -> Self {
+        self.keyset = Some(keyset);
+        self
+    }
+
+    /// Sets where identities are resolved.
+    #[must_use]
+    pub fn identity(mut self, identity: IdentityConfig) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Development mode: allows `http` and loopback addresses. Never in production.
+    #[must_use]
+    pub fn dev_mode(mut self, on: bool) -> Self {
+        self.http.dev_mode = on;
+        self
+    }
+
+    /// Uses your own HTTP client.
+    #[must_use]
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Sets the clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// What `authorize` may be told besides the login input.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizeOptions {
+    /// The scope to ask for; the client metadata's scope by default.
+    pub scope: Option<String>,
+    /// Opaque data handed back by `callback` (where to go after login, …). Stored sealed.
+    pub app_state: Option<String>,
+    /// The redirect URI; the client's first by default.
+    pub redirect_uri: Option<String>,
+}
+
+/// The query parameters of an authorization response.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct CallbackParams {
+    /// `state`.
+    pub state: Option<String>,
+    /// `iss` (RFC 9207).
+    pub iss: Option<String>,
+    /// `code`.
+    pub code: Option<String>,
+    /// `error`.
+    pub error: Option<String>,
+    /// `error_description`.
+    pub error_description: Option<String>,
+}
+
+impl CallbackParams {
+    /// Parses a query string (with or without the leading `?`). A parameter that appears
+    /// twice is refused.
+    pub fn from_query(query: &str) -> Result<Self, CallbackError> {
+        let query = query.strip_prefix('?').unwrap_or(query);
+        let mut seen: HashMap<String, ()> = HashMap::new();
+        let mut p = Self::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
+                "state" => &mut p.state,
+                "iss" => &mut p.iss,
+                "code" => &mut p.code,
+                "error" => &mut p.error,
+                "error_description" => &mut p.error_description,
+                _ => continue,
+            };
+            if seen.insert(k.to_string(), ()).is_some() {
+                return Err(CallbackError::DuplicateParameter(k.into_owned()));
+            }
+            *slot = Some(v.into_owned());
+        }
+        Ok(p)
+    }
+}
+
+/// A completed login.
+#[derive(Debug)]
+pub struct Callback {
+    /// The new grant, stored.
+    pub session: OAuthSessionData,
+    /// The app state given to `authorize`.
+    pub app_state: Option<String>,
+}
+
+/// The parts of a client that do not depend on the store.
+pub(crate) struct Core {
+    pub(crate) http: Http,
+    pub(crate) nonces: DpopNonces,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metadata: ClientMetadata,
+    pub(crate) keyset: Option<Keyset>,
+    pub(crate) identity: IdentityResolver,
+    pub(crate) servers: MetadataResolver,
+    pub(crate) keyring: AtRestKeyring,
+    pub(crate) state_ttl: Duration,
+}
+
+/// The atproto OAuth client. Cheap to clone; clones share caches and the DPoP nonces.
+///
+/// `S` stores the pending authorization states and the grants (both sealed): a
+/// [`MemoryStore`](crate::store::MemoryStore), a
+/// [`SqliteStore`](crate::store::sqlite::SqliteStore), or your own.
+pub struct OAuthClient<S> {
+    core: Arc<Core>,
+    store: S,
+}
+
+impl<S: Clone> Clone for OAuthClient<S> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for OAuthClient<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("client_id", &self.core.metadata.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `requested` may be used where `allowed` is registered: the same string, or for a
+/// loopback redirect URI registered without a port, the same URI on any port (RFC 8252 §7.3).
+#[must_use]
+pub fn redirect_uri_allowed(allowed: &str, requested: &str) -> bool {
+    if allowed == requested {
+        return true;
+    }
+    let (Ok(a), Ok(r)) = (Url::parse(allowed), Url::parse(requested)) else {
+        return false;
+    };
+    let loopback = matches!(a.host_str(), Some("127.0.0.1" | "[::1]"));
+    loopback
+        && a.scheme() == "http"
+        && a.port().is_none()
+        && r.scheme() == "http"
+        && a.host_str() == r.host_str()
+        && a.path() == r.path()
+        && a.query() == r.query()
+        && r.fragment().is_none()
+        && r.username().is_empty()
+        && r.password().is_none()
+}
+
+fn scope_has_atproto(scope: &str) -> bool {
+    scope.split_ascii_whitespace().any(|s| s == "atproto")
+}
+
+impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
+    /// A client. Fails on an inconsistent configuration (a `private_key_jwt` client without
+    /// keys, a scope without `atproto`, …).
+    pub fn new(config: OAuthClientConfig, store: S) -> Result<Self, OAuthError> {
+        let m = &config.metadata;
+        if !scope_has_atproto(&m.scope) {
+            return Err(ConfigError::Scope.into());
+        }
+        if m.redirect_uris.is_empty() {
+            return Err(ConfigError::Metadata(
+                super::client_metadata::ClientMetadataError::NoRedirectUri,
+            )
+            .into());
+        }
+        if m.token_endpoint_auth_method == AuthMethodKind::PrivateKeyJwt && config.keyset.is_none()
+        {
+            return Err(ConfigError::MissingKeyset.into());
+        }
+        let client = match config.http_client {
+            Some(c) => c,
+            None => build_client(&config.http).map_err(ConfigError::Http)?,
+        };
+        let http = Http {
+            client,
+            options: config.http,
+        };
+        let identity =
+            IdentityResolver::new(http.clone(), config.identity).map_err(ConfigError::Identity)?;
+        let servers = MetadataResolver::new(http.clone(), config.metadata_ttl);
+        Ok(Self {
+            core: Arc::new(Core {
+                http,
+                nonces: DpopNonces::new(),
+                clock: config.clock,
+                metadata: config.metadata,
+                keyset: config.keyset,
+                identity,
+                servers,
+                keyring: config.keyring,
+                state_ttl: config.state_ttl,
+            }),
+            store,
+        })
+    }
+
+    /// The client's metadata (serve it as JSON at the `client_id` URL of a confidential
+    /// client).
+    #[must_use]
+    pub fn metadata(&self) -> &ClientMetadata {
+        &self.core.metadata
+    }
+
+    /// The public JWKS of a confidential client (serve it at its `jwks_uri`).
+    #[must_use]
+    pub fn jwks(&self) -> Option<Jwks> {
+        self.core.keyset.as_ref().map(Keyset::public_jwks)
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The identity resolver (with its cache).
+    #[must_use]
+    pub fn identity(&self) -> &IdentityResolver {
+        &self.core.identity
+    }
+
+    fn client_auth(&self) -> Result<ClientAuth, OAuthError> {
+        match self.core.metadata.token_endpoint_auth_method {
+            AuthMethodKind::None => Ok(ClientAuth::None),
+            AuthMethodKind::PrivateKeyJwt => {
+                let key = self
+                    .core
+                    .keyset
+                    .as_ref()
+                    .ok_or(ConfigError::MissingKeyset)?
+                    .signing_key();
+                Ok(ClientAuth::PrivateKeyJwt {
+                    kid: key.kid().unwrap_or_default().to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Starts a login: resolves `input` (a handle, a DID, or a PDS or entryway URL) to its
+    /// authorization server, sends a pushed authorization request (PKCE S256, a DPoP proof
+    /// with a fresh key, client authentication), keeps the pending state, and returns the URL
+    /// to send the user to.
+    pub async fn authorize(
+        &self,
+        input: &str,
+        options: AuthorizeOptions,
+    ) -> Result<Url, OAuthError> {
+        let redirect_uri = match options.redirect_uri {
+            Some(r)
+                if self
+                    .core
+                    .metadata
+                    .redirect_uris
+                    .iter()
+                    .any(|allowed| redirect_uri_allowed(allowed, &r)) =>
+            {
+                r
+            }
+            Some(_) => return Err(ConfigError::RedirectUri.into()),
+            None => self.core.metadata.redirect_uris[0].clone(),
+        };
+        let scope = options
+            .scope
+            .unwrap_or_else(|| self.core.metadata.scope.clone());
+        if !scope_has_atproto(&scope) {
+            return Err(ConfigError::Scope.into());
+        }
+        let auth = self.client_auth()?;
+        let input = input.trim();
+        let (server, login_hint) = if input.starts_with("https://") || input.starts_with("http://")
+        {
+            let url = super::http::parse_url(input, self.core.http.options.dev_mode).map_err(
+                |source| super::http::HttpError::Url {
+                    url: input.chars().take(200).collect(),
+                    source,
+                },
+            )?;
+            let server = self
+                .core
+                .servers
+                .server_for_pds(&url, auth.kind(), false)
+                .await?;
+            (server, None)
+        } else {
+            let id = AtIdentifier::parse(input).ok_or(OAuthError::InvalidInput)?;
+            let resolved = self.core.identity.resolve(&id).await?;
+            let server = self
+                .core
+                .servers
+                .server_for_pds(&resolved.pds, auth.kind(), false)
+                .await?;
+            let hint = match &resolved.handle {
+                Some(h) => h.as_str().to_owned(),
+                None => resolved.did.as_str().to_owned(),
+            };
+            (server, Some(hint))
+        };
+
+        let pkce = Pkce::generate();
+        let dpop_key = DpopKey::generate();
+        let state = b64url(random_bytes::<32>());
+        let mut params: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("redirect_uri", &redirect_uri),
+            ("scope", &scope),
+            ("state", &state),
+            ("code_challenge", &pkce.challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        if let Some(h) = &login_hint {
+            params.push(("login_hint", h));
+        }
+        let agent = Agent {
+            core: &self.core,
+            server: &server,
+            auth: &auth,
+            key: &dpop_key,
+        };
+        let request_uri = agent.par(&params).await?;
+
+        let now = self.core.clock.now();
+        let pending = AuthState {
+            issuer: server.endpoints.issuer.clone(),
+            dpop_key: dpop_key.to_private_jwk(),
+            auth,
+            verifier: pkce.verifier.expose().to_owned(),
+            redirect_uri,
+            app_state: options.app_state,
+        };
+        let stored = pending.seal(
+            &self.core.keyring,
+            TokenHash::of(state.as_bytes()),
+            truncate_ms(now + self.core.state_ttl),
+        )?;
+        self.store.put_state(&stored).await?;
+
+        let mut url = server.endpoints.authorization.clone();
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.core.metadata.client_id)
+            .append_pair("request_uri", &request_uri);
+        Ok(url)
+    }
+
+    /// Completes a login from the authorization response's query parameters: takes the
+    /// pending state (once: a replay is [`CallbackError::UnknownState`]), checks `iss`,
+    /// maps `error=` responses to typed errors, exchanges the code, checks the token
+    /// response, checks that `sub`'s PDS is protected by this same issuer, and stores the
+    /// grant (sealed). If the grant cannot be stored, its tokens are revoked.
+    pub async fn callback(&self, params: &CallbackParams) -> Result<Callback, OAuthError> {
+        let state = params.state.as_deref().ok_or(CallbackError::MissingState)?;
+        if state.is_empty() || state.len() > 1024 {
+            return Err(CallbackError::UnknownState.into());
+        }
+        let now = self.core.clock.now();
+        let stored = self
+            .store
+            .take_state(&TokenHash::of(state.as_bytes()), now)
+            .await?
+            .ok_or(CallbackError::UnknownState)?;
+        let pending = AuthState::open(&stored, &self.core.keyring)?;
+        let app_state = pending.app_state.clone();
+
+        // RFC 9207: the issuer is checked on error responses too.
+        match params.iss.as_deref() {
+            None => return Err(CallbackError::MissingIss.into()),
+            Some(iss) if iss != pending.issuer => {
+                return Err(CallbackError::IssuerMismatch {
+                    expected: pending.issuer.clone(),
+                    found: iss.chars().take(200).collect(),
+                }
+                .into());
+            }
+            Some(_) => {}
+        }
+        if let Some(error) = &params.error {
+            let description = params
+                .error_description
+                .as_deref()
+                .map(|d| d.chars().take(200).collect());
+            return Err(if error == "access_denied" {
+                CallbackError::AccessDenied {
+                    description,
+                    app_state,
+                }
+            } else {
+                CallbackError::Authorization {
+                    error: error.chars().take(100).collect(),
+                    description,
+                    app_state,
+                }
+            }
+            .into());
+        }
+        let code = params.code.as_deref().ok_or(CallbackError::MissingCode)?;
+
+        let dpop_key = DpopKey::from_jwk(&pending.dpop_key)?;
+        let server = self
+            .core
+            .servers
+            .server(&pending.issuer, pending.auth.kind(), false)
+            .await?;
+        let agent = Agent {
+            core: &self.core,
+            server: &server,
+            auth: &pending.auth,
+            key: &dpop_key,
+        };
+        let response = agent
+            .exchange_code(code, &pending.verifier, &pending.redirect_uri)
+            .await?;
+
+        let aud = match self.verify_issuer(&response.sub, &pending.issuer).await {
+            Ok(pds) => pds,
+            Err(e) => {
+                let _ = agent.revoke(response.access_token.expose()).await;
+                return Err(e);
+            }
+        };
+        let session = OAuthSessionData {
+            grant_id: GrantId::generate(),
+            token_set: TokenSet {
+                iss: pending.issuer.clone(),
+                sub: response.sub,
+                aud: aud.to_string(),
+                scope: response.scope,
+                access_token: response.access_token,
+                refresh_token: response.refresh_token,
+                expires_at: response.expires_at.map(truncate_ms),
+            },
+            dpop_key: dpop_key.clone(),
+            auth: pending.auth.clone(),
+            created_at: truncate_ms(now),
+        };
+        let saved = match session.seal(&self.core.keyring, truncate_ms(now), 1) {
+            Ok(grant) => self
+                .store
+                .create_grant(&grant)
+                .await
+                .map_err(OAuthError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = saved {
+            // Never leave a grant that no one holds.
+            let _ = agent.revoke(session.token_set.access_token.expose()).await;
+            return Err(e);
+        }
+        Ok(Callback { session, app_state })
+    }
+
+    /// Checks that `sub`'s PDS (resolved afresh) is protected by `issuer`; returns the PDS.
+    pub async fn verify_issuer(&self, sub: &Did, issuer: &str) -> Result<Url, OAuthError> {
+        let doc = self.core.identity.resolve_did(sub, true).await?;
+        let pds = doc.pds(sub, self.core.http.options.dev_mode)?;
+        let found = match self.core.servers.issuer_of(&pds, false).await? {
+            ServiceMetadata::Pds(i) | ServiceMetadata::Issuer(i) => i,
+        };
+        if found != issuer {
+            return Err(OAuthError::WrongAuthorizationServer {
+                sub: sub.clone(),
+                expected: issuer.to_owned(),
+                found: super::metadata::truncate(&found),
+            });
+        }
+        Ok(pds)
+    }
+
+    /// The stored grant with this id, opened.
+    pub async fn session(&self, grant: &GrantId) -> Result<Option<OAuthSessionData>, OAuthError> {
+        match self.store.load_grant(grant).await? {
+            Some(g) => Ok(Some(OAuthSessionData::open(&g, &self.core.keyring)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The grant ids of an account, oldest first.
+    pub async fn grants_of(&self, did: &Did) -> Result<Vec<GrantId>, OAuthError> {
+        Ok(self
+            .store
+            .list_grants_by_did(did)
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .collect())
+    }
+
+    async fn agent_server(
+        &self,
+        session: &OAuthSessionData,
+    ) -> Result<AuthorizationServer, OAuthError> {
+        Ok(self
+            .core
+            .servers
+            .server(&session.token_set.iss, session.auth.kind(), false)
+            .await?)
+    }
+
+    /// Sends a refresh for `session` and checks the answer (the account must not change).
+    /// Stores nothing: the session layer decides what to do with the result.
+    pub async fn refresh(&self, session: &OAuthSessionData) -> Result<TokenSet, OAuthError> {
+        let refresh = session
+            .token_set
+            .refresh_token
+            .as_ref()
+            .ok_or(OAuthError::NoRefreshToken)?;
+        let server = self.agent_server(session).await?;
+        let agent = Agent {
+            core: &self.core,
+            server: &server,
+            auth: &session.auth,
+            key: &session.dpop_key,
+        };
+        let r = agent.refresh(refresh.expose()).await?;
+        if r.sub != session.token_set.sub {
+            return Err(OAuthError::SubjectChanged);
+        }
+        Ok(TokenSet {
+            iss: session.token_set.iss.clone(),
+            sub: r.sub,
+            aud: session.token_set.aud.clone(),
+            scope: r.scope,
+            access_token: r.access_token,
+            // A server that does not rotate keeps the old refresh token valid.
+            refresh_token: r
+                .refresh_token
+                .or_else(|| session.token_set.refresh_token.clone()),
+            expires_at: r.expires_at.map(truncate_ms),
+        })
+    }
+
+    /// Revokes `session`'s tokens at its authorization server (the access token, then the
+    /// refresh token). Stores nothing.
+    pub async fn revoke_tokens(&self, session: &OAuthSessionData) -> Result<(), OAuthError> {
+        let server = self.agent_server(session).await?;
+        let agent = Agent {
+            core: &self.core,
+            server: &server,
+            auth: &session.auth,
+            key: &session.dpop_key,
+        };
+        let first = agent.revoke(session.token_set.access_token.expose()).await;
+        let second = match &session.token_set.refresh_token {
+            Some(r) => agent.revoke(r.expose()).await,
+            None => Ok(()),
+        };
+        first.and(second)
+    }
+
+    /// Logs a grant out: revokes its tokens at the server, then deletes it, even when
+    /// revoking failed (that error is returned after the delete). `Ok(false)` if there was
+    /// no such grant.
+    pub async fn revoke(&self, grant: &GrantId) -> Result<bool, OAuthError> {
+        let Some(stored) = self.store.load_grant(grant).await? else {
+            return Ok(false);
+        };
+        let revoked = match OAuthSessionData::open(&stored, &self.core.keyring) {
+            Ok(session) => self.revoke_tokens(&session).await,
+            Err(e) => Err(e),
+        };
+        self.store.delete_grant(grant).await?;
+        revoked.map(|()| true)
+    }
+
+    /// An authenticated request to the session's PDS: `Authorization: DPoP <token>`, a
+    /// proof with `ath`, and the nonce retry. `path_and_query` is relative to the PDS URL
+    /// (`/xrpc/com.atproto.server.getSession`). No refresh: that is the session layer's job.
+    pub async fn pds_request(
+        &self,
+        session: &OAuthSessionData,
+        method: reqwest::Method,
+        path_and_query: &str,
+        json_body: Option<&serde_json::Value>,
+    ) -> Result<Fetched, OAuthError> {
+        let base = Url::parse(&session.token_set.aud)
+            .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
+        let url = base.join(path_and_query).map_err(|_| {
+            OAuthError::Http(super::http::HttpError::Url {
+                url: path_and_query.chars().take(200).collect(),
+                source: super::http::UrlError::Parse,
+            })
+        })?;
+        let token = session.token_set.access_token.expose();
+        let build = || {
+            let mut req = self
+                .core
+                .http
+                .client
+                .request(method.clone(), url.clone())
+                .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"));
+            if let Some(b) = json_body {
+                req = req.json(b);
+            }
+            Ok(req)
+        };
+        Ok(dpop::send(
+            &self.core.http,
+            &self.core.nonces,
+            self.core.clock.as_ref(),
+            &session.dpop_key,
+            DpopTarget::ResourceServer,
+            method.as_str(),
+            &url,
+            Some(token),
+            build,
+        )
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirect_ports() {
+        assert!(redirect_uri_allowed(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:4321/cb"
+        ));
+        assert!(redirect_uri_allowed(
+            "https://a.example/cb",
+            "https://a.example/cb"
+        ));
+        assert!(!redirect_uri_allowed(
+            "http://127.0.0.1:1/cb",
+            "http://127.0.0.1:2/cb"
+        ));
+        assert!(!redirect_uri_allowed(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:2/other"
+        ));
+        assert!(!redirect_uri_allowed(
+            "https://a.example/cb",
+            "https://a.example:8443/cb"
+        ));
+    }
+
+    #[test]
+    fn callback_params() {
+        let p =
+            CallbackParams::from_query("?state=abc&iss=https%3A%2F%2Fx.example&code=c1&other=1")
+                .unwrap();
+        assert_eq!(p.state.as_deref(), Some("abc"));
+        assert_eq!(p.iss.as_deref(), Some("https://x.example"));
+        assert_eq!(p.code.as_deref(), Some("c1"));
+        assert_eq!(
+            CallbackParams::from_query("state=a&iss=x&iss=y"),
+            Err(CallbackError::DuplicateParameter("iss".into()))
+        );
+        let e = CallbackParams::from_query("error=access_denied&state=s").unwrap();
+        assert_eq!(e.error.as_deref(), Some("access_denied"));
+    }
+}

@@ -1,0 +1,371 @@
+//! DPoP (RFC 9449): proof-of-possession keys, proofs, the per-origin nonce cache, and the
+//! one retry on `use_dpop_nonce`.
+//!
+//! A proof is a JWT with header `{"typ":"dpop+jwt","alg":"ES256","jwk":<public key>}` and
+//! claims `jti` (random), `htm` (the method), `htu` (the URL *without query or fragment*),
+//! `iat`, `nonce` (the server's latest, when known) and, on requests to a resource server,
+//! `ath` (base64url SHA-256 of the access token).
+//!
+//! ```
+//! use atsession::oauth::dpop::{DpopKey, ath, htu};
+//!
+//! let key = DpopKey::generate();
+//! let url = url::Url::parse("https://pds.example/xrpc/app.bsky.actor.getProfile?actor=alice#x").unwrap();
+//! assert_eq!(htu(&url), "https://pds.example/xrpc/app.bsky.actor.getProfile");
+//! let proof = key.proof("GET", &htu(&url), Some("nonce-1"), Some(&ath("access-token")), 1_700_000_000).unwrap();
+//! assert_eq!(proof.split('.').count(), 3);
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use reqwest::{RequestBuilder, StatusCode};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::http::{Fetched, Http, HttpError};
+use super::jose::{EcKey, JoseError, Jwk, b64url, random_id};
+use crate::clock::Clock;
+
+/// A DPoP key: a P-256 key pair, fresh for each grant. Never printed.
+#[derive(Clone)]
+pub struct DpopKey(EcKey);
+
+impl fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DpopKey(jkt={})", self.thumbprint())
+    }
+}
+
+impl DpopKey {
+    /// A fresh key.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(EcKey::generate())
+    }
+
+    /// Reads a key back from its private JWK.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, JoseError> {
+        EcKey::from_jwk(jwk).map(Self)
+    }
+
+    /// The private JWK, for storage (encrypted at rest).
+    #[must_use]
+    pub fn to_private_jwk(&self) -> Jwk {
+        self.0.to_private_jwk()
+    }
+
+    /// The JWK thumbprint (`jkt`) that access tokens bound to this key carry.
+    #[must_use]
+    pub fn thumbprint(&self) -> String {
+        self.0.thumbprint()
+    }
+
+    /// The underlying key.
+    #[must_use]
+    pub fn key(&self) -> &EcKey {
+        &self.0
+    }
+
+    /// A proof for one request. `htu` must already be stripped of query and fragment (see
+    /// [`htu`]); `iat` is in seconds since the epoch.
+    pub fn proof(
+        &self,
+        htm: &str,
+        htu: &str,
+        nonce: Option<&str>,
+        ath: Option<&str>,
+        iat: i64,
+    ) -> Result<String, JoseError> {
+        let header = serde_json::json!({
+            "typ": "dpop+jwt",
+            "alg": "ES256",
+            "jwk": self.0.bare_public_jwk(),
+        });
+        let mut claims = serde_json::json!({
+            "jti": random_id(),
+            "htm": htm,
+            "htu": htu,
+            "iat": iat,
+        });
+        if let Some(n) = nonce {
+            claims["nonce"] = n.into();
+        }
+        if let Some(a) = ath {
+            claims["ath"] = a.into();
+        }
+        self.0.sign_jwt(&header, &claims)
+    }
+}
+
+/// The `htu` of a URL: the URL without query and fragment (RFC 9449 §4.2).
+#[must_use]
+pub fn htu(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// The `ath` of an access token: base64url SHA-256 of its ASCII form.
+#[must_use]
+pub fn ath(access_token: &str) -> String {
+    b64url(Sha256::digest(access_token.as_bytes()))
+}
+
+/// The most recent `DPoP-Nonce` of each origin, shared by every session of a client, so
+/// the steady state costs no extra round trip.
+#[derive(Default)]
+pub struct DpopNonces {
+    inner: Mutex<HashMap<String, String>>,
+}
+
+impl fmt::Debug for DpopNonces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopNonces")
+            .field("origins", &self.lock().len())
+            .finish()
+    }
+}
+
+/// The cache holds at most this many origins; past it, it starts over.
+const MAX_ORIGINS: usize = 4096;
+/// A nonce longer than this is ignored.
+const MAX_NONCE_LEN: usize = 512;
+
+impl DpopNonces {
+    /// An empty cache.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The latest nonce of `url`'s origin.
+    #[must_use]
+    pub fn get(&self, url: &Url) -> Option<String> {
+        self.lock()
+            .get(&url.origin().ascii_serialization())
+            .cloned()
+    }
+
+    /// Records a nonce for `url`'s origin.
+    pub fn set(&self, url: &Url, nonce: &str) {
+        if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN || !nonce.is_ascii() {
+            return;
+        }
+        let mut m = self.lock();
+        if m.len() >= MAX_ORIGINS {
+            m.clear();
+        }
+        m.insert(url.origin().ascii_serialization(), nonce.to_owned());
+    }
+}
+
+/// Who answers a DPoP request: the two signal `use_dpop_nonce` differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopTarget {
+    /// An authorization server: `400` with JSON `{"error":"use_dpop_nonce"}`.
+    AuthorizationServer,
+    /// A resource server (the PDS): `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+    ResourceServer,
+}
+
+/// Whether a response asks for a (new) nonce.
+#[must_use]
+pub fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched: &Fetched) -> bool {
+    match target {
+        DpopTarget::AuthorizationServer => {
+            status == StatusCode::BAD_REQUEST
+                && serde_json::from_slice::<serde_json::Value>(&fetched.body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                    .is_some_and(|e| e == "use_dpop_nonce")
+        }
+        DpopTarget::ResourceServer => {
+            status == StatusCode::UNAUTHORIZED
+                && fetched
+                    .headers
+                    .get_all(reqwest::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| {
+                        v.trim_start().starts_with("DPoP") && v.contains("error=\"use_dpop_nonce\"")
+                    })
+        }
+    }
+}
+
+/// Errors of a DPoP request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// The request failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The proof could not be signed.
+    #[error("cannot sign the DPoP proof")]
+    Jose(#[from] JoseError),
+}
+
+/// Sends a request with a DPoP proof, recording the nonce of every response (the retried
+/// one too), and retries once when the server asks for a nonce it had not given before.
+///
+/// `build` makes the request without the `DPoP` header; it is called again for the retry
+/// (so a client assertion in it is fresh each time). `access_token`, when given, adds `ath`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send(
+    http: &Http,
+    nonces: &DpopNonces,
+    clock: &dyn Clock,
+    key: &DpopKey,
+    target: DpopTarget,
+    method: &str,
+    url: &Url,
+    access_token: Option<&str>,
+    build: impl Fn() -> Result<RequestBuilder, JoseError>,
+) -> Result<Fetched, DpopError> {
+    let htu = htu(url);
+    let ath = access_token.map(ath);
+    let first_nonce = nonces.get(url);
+    let proof = key.proof(
+        method,
+        &htu,
+        first_nonce.as_deref(),
+        ath.as_deref(),
+        clock.now().unix_timestamp(),
+    )?;
+    let first = http.send(url, build()?.header("DPoP", proof)).await?;
+    let next_nonce = header_nonce(&first);
+    let Some(next_nonce) = next_nonce.filter(|n| Some(n) != first_nonce.as_ref()) else {
+        return Ok(first);
+    };
+    nonces.set(url, &next_nonce);
+    if !is_use_dpop_nonce(target, first.status, &first) {
+        return Ok(first);
+    }
+    let proof = key.proof(
+        method,
+        &htu,
+        Some(&next_nonce),
+        ath.as_deref(),
+        clock.now().unix_timestamp(),
+    )?;
+    let retried = http.send(url, build()?.header("DPoP", proof)).await?;
+    if let Some(n) = header_nonce(&retried) {
+        nonces.set(url, &n);
+    }
+    Ok(retried)
+}
+
+fn header_nonce(f: &Fetched) -> Option<String> {
+    f.headers
+        .get("DPoP-Nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::jose::decode_jwt;
+
+    #[test]
+    fn proof_fields() {
+        let key = DpopKey::generate();
+        let url = Url::parse("https://pds.example:8443/xrpc/x.y.z?limit=5&cursor=a#frag").unwrap();
+        let h = htu(&url);
+        assert_eq!(h, "https://pds.example:8443/xrpc/x.y.z");
+        let proof = key
+            .proof(
+                "POST",
+                &h,
+                Some("n0nce"),
+                Some(&ath("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU")),
+                1234,
+            )
+            .unwrap();
+        let (header, claims, sig) = decode_jwt(&proof);
+        assert_eq!(header["typ"], "dpop+jwt");
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(header["jwk"]["kty"], "EC");
+        assert_eq!(header["jwk"]["crv"], "P-256");
+        assert!(
+            header["jwk"].get("d").is_none(),
+            "no private key in the proof"
+        );
+        assert_eq!(header["jwk"].as_object().unwrap().len(), 4);
+        assert_eq!(claims["htm"], "POST");
+        assert_eq!(claims["htu"], "https://pds.example:8443/xrpc/x.y.z");
+        assert_eq!(claims["iat"], 1234);
+        assert_eq!(claims["nonce"], "n0nce");
+        // The access token and ath of RFC 9449 §7.1.
+        assert_eq!(claims["ath"], "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+        assert!(claims["jti"].as_str().unwrap().len() >= 16);
+        assert_eq!(sig.len(), 64);
+        // Without nonce and ath, the claims are absent.
+        let (_, c2, _) = decode_jwt(&key.proof("GET", &h, None, None, 1).unwrap());
+        assert!(c2.get("nonce").is_none() && c2.get("ath").is_none());
+        assert_ne!(c2["jti"], claims["jti"]);
+    }
+
+    #[test]
+    fn nonce_cache_is_per_origin() {
+        let n = DpopNonces::new();
+        let a = Url::parse("https://a.example/oauth/par").unwrap();
+        let a2 = Url::parse("https://a.example/oauth/token?x=1").unwrap();
+        let b = Url::parse("https://b.example/oauth/par").unwrap();
+        n.set(&a, "one");
+        assert_eq!(n.get(&a2).as_deref(), Some("one"));
+        assert_eq!(n.get(&b), None);
+        n.set(&a2, "two");
+        assert_eq!(n.get(&a).as_deref(), Some("two"));
+        n.set(&a, &"x".repeat(10_000));
+        assert_eq!(
+            n.get(&a).as_deref(),
+            Some("two"),
+            "absurd nonces are ignored"
+        );
+    }
+
+    fn fetched(status: u16, www: Option<&str>, body: &str) -> Fetched {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(w) = www {
+            headers.insert(reqwest::header::WWW_AUTHENTICATE, w.parse().unwrap());
+        }
+        Fetched {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn use_dpop_nonce_detection() {
+        let as_ = DpopTarget::AuthorizationServer;
+        let rs = DpopTarget::ResourceServer;
+        let f = fetched(400, None, r#"{"error":"use_dpop_nonce"}"#);
+        assert!(is_use_dpop_nonce(as_, f.status, &f));
+        assert!(!is_use_dpop_nonce(rs, f.status, &f));
+        let f = fetched(400, None, r#"{"error":"invalid_grant"}"#);
+        assert!(!is_use_dpop_nonce(as_, f.status, &f));
+        let f = fetched(400, None, "<html>");
+        assert!(!is_use_dpop_nonce(as_, f.status, &f));
+        let f = fetched(
+            401,
+            Some(r#"DPoP algs="ES256", error="use_dpop_nonce", error_description="x""#),
+            "",
+        );
+        assert!(is_use_dpop_nonce(rs, f.status, &f));
+        let f = fetched(401, Some(r#"DPoP error="invalid_token""#), "");
+        assert!(!is_use_dpop_nonce(rs, f.status, &f));
+        let f = fetched(401, Some(r#"Bearer error="use_dpop_nonce""#), "");
+        assert!(!is_use_dpop_nonce(rs, f.status, &f));
+    }
+}

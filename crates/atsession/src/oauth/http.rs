@@ -1,0 +1,480 @@
+//! The HTTP side of the OAuth client: one `reqwest` client, a URL policy, size limits and
+//! timeouts on every request.
+//!
+//! Outside development mode every URL the client fetches must be `https`, must not name
+//! `localhost` or a loopback, private, link-local or otherwise non-public address, and the
+//! client built by [`build_client`] also refuses host names that *resolve* to such addresses
+//! (its DNS resolver filters them), so a hostile document cannot point the client at the
+//! machine's own services. Redirects are never followed. Every response body is read up to
+//! a limit ([`HttpOptions::max_body`], 64 KiB by default) and every request has a timeout.
+//!
+//! Development mode ([`HttpOptions::dev_mode`]) allows `http` and loopback addresses, for a
+//! PDS on `http://localhost:<port>`. Never enable it in production.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use url::{Host, Url};
+
+/// The default limit on a response body: 64 KiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+/// The default timeout of one request, connection to last byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits and policy for every request the OAuth client makes.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// Allow `http` URLs and loopback/private addresses. For local development and tests
+    /// only.
+    pub dev_mode: bool,
+    /// Timeout of each request, from connecting to the end of the body.
+    pub timeout: Duration,
+    /// The largest response body read; larger ones are an error.
+    pub max_body: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            dev_mode: false,
+            timeout: DEFAULT_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// Why a URL was refused before any request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// Not a URL.
+    #[error("not a valid URL")]
+    Parse,
+    /// The scheme is not `https` (or `http` in development mode).
+    #[error("URL scheme `{0}` is not allowed (https only outside development mode)")]
+    Scheme(String),
+    /// The URL has a user name or password.
+    #[error("URL carries credentials")]
+    Credentials,
+    /// The URL has no host.
+    #[error("URL has no host")]
+    NoHost,
+    /// The host is `localhost` or a loopback, private, link-local or reserved address.
+    #[error("URL host `{0}` is not a public address (allowed in development mode only)")]
+    NotPublic(String),
+}
+
+/// A failed request. Messages name the URL without its query; they never carry a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The URL was refused by the policy.
+    #[error("refused URL {url}")]
+    Url {
+        /// The URL, without query or fragment.
+        url: String,
+        /// Why.
+        #[source]
+        source: UrlError,
+    },
+    /// Connecting, sending or receiving failed, or timed out.
+    #[error("request to {url} failed")]
+    Transport {
+        /// The URL, without query or fragment.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The response body is larger than the limit.
+    #[error("response from {url} exceeds {limit} bytes")]
+    TooLarge {
+        /// The URL, without query or fragment.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// An unexpected status (a redirect included: redirects are not followed).
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL, without query or fragment.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The body is not JSON of the expected shape.
+    #[error("response from {url} is not the expected JSON")]
+    Json {
+        /// The URL, without query or fragment.
+        url: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client")]
+    Build(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A URL for messages: scheme, host, port and path; no query, fragment or credentials.
+pub(crate) fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// Checks a URL against the policy.
+pub fn check_url(url: &Url, dev_mode: bool) -> Result<(), UrlError> {
+    match url.scheme() {
+        "https" => {}
+        "http" if dev_mode => {}
+        other => return Err(UrlError::Scheme(other.to_owned())),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    let host = url.host().ok_or(UrlError::NoHost)?;
+    if dev_mode {
+        return Ok(());
+    }
+    let public = match &host {
+        Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d != "localhost" && !d.ends_with(".localhost") && d.contains('.')
+        }
+        Host::Ipv4(ip) => is_public_ip(IpAddr::V4(*ip)),
+        Host::Ipv6(ip) => is_public_ip(IpAddr::V6(*ip)),
+    };
+    if public {
+        Ok(())
+    } else {
+        Err(UrlError::NotPublic(host.to_string()))
+    }
+}
+
+/// Parses and checks a URL.
+pub fn parse_url(s: &str, dev_mode: bool) -> Result<Url, UrlError> {
+    let url = Url::parse(s).map_err(|_| UrlError::Parse)?;
+    check_url(&url, dev_mode)?;
+    Ok(url)
+}
+
+/// Whether an address is publicly routable: not loopback, private, link-local, shared,
+/// documentation, benchmarking, multicast, reserved or unspecified.
+#[must_use]
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64: embeds an IPv4 address
+                || (s[0] == 0x2002) // 6to4: embeds an IPv4 address
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo
+                || s[..6] == [0; 6]) // IPv4-compatible and other reserved
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || o[0] >= 240) // reserved
+}
+
+/// A DNS resolver that drops non-public addresses, so that a public-looking host name cannot
+/// lead the client to a private service.
+#[derive(Debug, Clone, Copy)]
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Builds the HTTP client the OAuth client uses by default: rustls with the *ring* crypto
+/// provider and the platform's certificate verifier (no process-wide provider is
+/// installed), no redirects, a connect timeout, and outside development mode a DNS resolver
+/// that refuses non-public addresses.
+pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpError> {
+    use rustls_platform_verifier::BuilderVerifierExt as _;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Build(Box::new(e)))?
+        .with_platform_verifier()
+        .map_err(|e| HttpError::Build(Box::new(e)))?
+        .with_no_client_auth();
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(options.timeout.min(Duration::from_secs(5)))
+        .timeout(options.timeout)
+        .user_agent(concat!("atsession/", env!("CARGO_PKG_VERSION")));
+    if !options.dev_mode {
+        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+    }
+    builder.build().map_err(|e| HttpError::Build(Box::new(e)))
+}
+
+/// A response read to the end (within the limit).
+#[derive(Clone)]
+pub struct Fetched {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body may hold tokens.
+        f.debug_struct("Fetched")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fetched {
+    /// The body as JSON of type `T`.
+    pub(crate) fn json<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body).map_err(|source| HttpError::Json {
+            url: display_url(url),
+            source,
+        })
+    }
+}
+
+/// The client with its policy.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
+    pub(crate) options: HttpOptions,
+}
+
+impl Http {
+    pub(crate) fn check(&self, url: &Url) -> Result<(), HttpError> {
+        check_url(url, self.options.dev_mode).map_err(|source| HttpError::Url {
+            url: display_url(url),
+            source,
+        })
+    }
+
+    /// Sends a request to `url` (checked first) and reads the whole response within the
+    /// limit and the timeout.
+    pub(crate) async fn send(
+        &self,
+        url: &Url,
+        request: RequestBuilder,
+    ) -> Result<Fetched, HttpError> {
+        self.check(url)?;
+        let transport = |e: reqwest::Error| HttpError::Transport {
+            url: display_url(url),
+            source: e.without_url(),
+        };
+        let mut response = request
+            .timeout(self.options.timeout)
+            .send()
+            .await
+            .map_err(transport)?;
+        let limit = self.options.max_body;
+        let too_large = || HttpError::TooLarge {
+            url: display_url(url),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body,
+        })
+    }
+
+    /// GETs a JSON document: status 200 only (a redirect is an error), within the limits.
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, url: &Url) -> Result<T, HttpError> {
+        let f = self.get(url).await?;
+        if f.status != StatusCode::OK {
+            return Err(HttpError::Status {
+                url: display_url(url),
+                status: f.status.as_u16(),
+            });
+        }
+        f.json(url)
+    }
+
+    /// GETs a document, any status.
+    pub(crate) async fn get(&self, url: &Url) -> Result<Fetched, HttpError> {
+        let req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        self.send(url, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_policy() {
+        let ok = |s: &str, dev: bool| parse_url(s, dev).is_ok();
+        assert!(ok("https://bsky.social/x", false));
+        assert!(!ok("http://bsky.social/x", false));
+        assert!(ok("http://localhost:2583", true));
+        assert!(!ok("https://localhost:2583", false));
+        assert!(!ok("https://foo.localhost", false));
+        assert!(!ok("https://127.0.0.1", false));
+        assert!(!ok("https://10.1.2.3", false));
+        assert!(!ok("https://192.168.0.1", false));
+        assert!(!ok("https://169.254.169.254/latest/meta-data", false));
+        assert!(!ok("https://100.64.0.1", false));
+        assert!(!ok("https://[::1]", false));
+        assert!(!ok("https://[fe80::1]", false));
+        assert!(!ok("https://[fd00::1]", false));
+        assert!(!ok("https://[::ffff:127.0.0.1]", false));
+        assert!(!ok("https://intranet", false));
+        assert!(ok("https://8.8.8.8", false));
+        assert!(ok("https://[2606:4700::1111]", false));
+        assert!(!ok("ftp://bsky.social", true));
+        assert!(!ok("https://user:pw@bsky.social", false));
+        assert!(!ok("not a url", true));
+    }
+
+    /// Serves one canned response per connection on loopback.
+    async fn serve(response: Vec<u8>) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/doc", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(&response).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        url
+    }
+
+    fn dev_http(max_body: usize) -> Http {
+        let options = HttpOptions {
+            dev_mode: true,
+            timeout: Duration::from_secs(5),
+            max_body,
+        };
+        Http {
+            client: build_client(&options).unwrap(),
+            options,
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_redirects_and_policy() {
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100_000));
+        // Announced length over the limit.
+        let url = serve(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{big}",
+                big.len()
+            )
+            .into_bytes(),
+        )
+        .await;
+        let http = dev_http(DEFAULT_MAX_BODY);
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e:?}");
+        // No length announced (read until close): still cut at the limit.
+        let url = serve(
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{big}")
+                .into_bytes(),
+        )
+        .await;
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { .. }), "{e:?}");
+        // A redirect is not followed.
+        let url = serve(
+            b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::Status { status: 302, .. }), "{e:?}");
+        // Not JSON.
+        let url = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec()).await;
+        let e = http.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::Json { .. }), "{e:?}");
+        // Outside development mode, the same loopback URL is refused before any request.
+        let prod = Http {
+            client: http.client.clone(),
+            options: HttpOptions::default(),
+        };
+        let e = prod.get_json::<serde_json::Value>(&url).await.unwrap_err();
+        assert!(matches!(e, HttpError::Url { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn the_public_only_resolver_refuses_private_answers() {
+        let r = PublicOnlyResolver;
+        let name: Name = "localhost".parse().unwrap();
+        assert!(r.resolve(name).await.is_err());
+    }
+
+    #[test]
+    fn display_url_drops_query_and_credentials() {
+        let u = Url::parse("https://u:p@h.example/a/b?code=secret#frag").unwrap();
+        assert_eq!(display_url(&u), "https://h.example/a/b");
+    }
+}

@@ -1,0 +1,92 @@
+//! The atproto OAuth client (feature `oauth`): identity resolution, server discovery,
+//! DPoP, PAR with PKCE, the callback checks, and revocation, per the
+//! [atproto OAuth profile](https://atproto.com/specs/oauth).
+//!
+//! # The login flow
+//!
+//! 1. [`OAuthClient::authorize`] takes what the user typed — a handle, a DID, or a PDS or
+//!    entryway URL — and resolves it: handle → DID ([`identity`]), DID → document → PDS,
+//!    the PDS's protected-resource metadata → its authorization server, whose metadata is
+//!    validated ([`metadata`]). It then sends a pushed authorization request with a PKCE
+//!    S256 challenge ([`pkce`]), a DPoP proof made with a fresh key ([`dpop`]) and, for a
+//!    confidential client, a `private_key_jwt` assertion; keeps the pending state (sealed,
+//!    one-time, 10 minutes) in the store; and returns the URL to send the user to.
+//! 2. The user signs in at their server and is redirected back with `state`, `iss` and
+//!    `code` (or `error`).
+//! 3. [`OAuthClient::callback`] takes the pending state (a replay fails), checks `iss`
+//!    (RFC 9207), exchanges the code (PKCE verifier, DPoP, client authentication), checks
+//!    the token response ([`token`]), checks that the account's PDS is protected by this
+//!    same issuer, and stores the grant — token set, DPoP key, client auth — sealed under
+//!    a fresh [`GrantId`](crate::store::oauth::GrantId), so each device has its own grant.
+//! 4. [`OAuthClient::pds_request`] makes DPoP-signed calls to the user's PDS;
+//!    [`OAuthClient::revoke`] logs out (revokes at the server, then deletes).
+//!
+//! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
+//! public addresses only, size-limited and time-limited, and never follows redirects.
+//!
+//! ```no_run
+//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::oauth::{
+//!     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig,
+//! };
+//! use atsession::store::sqlite::SqliteStore;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // A loopback (public) client; a web app would use ClientMetadata::confidential with a
+//! // Keyset, and serve client.metadata() at its client_id URL.
+//! let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
+//! // Grants and pending states are encrypted at rest under a key the app holds.
+//! let keyring = AtRestKeyring::new(AtRestKey::from_spec(&std::env::var("AT_REST_KEY")?)?);
+//! let store = SqliteStore::open("app.db").await?;
+//! let client = OAuthClient::new(OAuthClientConfig::new(metadata, keyring), store)?;
+//!
+//! // 1. Where to send the user.
+//! let url = client
+//!     .authorize("alice.bsky.social", AuthorizeOptions {
+//!         app_state: Some("/after-login".into()),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! println!("log in at {url}");
+//!
+//! // 3. Back from the server: the redirect's query string.
+//! let query = "state=…&iss=https%3A%2F%2Fbsky.social&code=…";
+//! let login = client.callback(&CallbackParams::from_query(query)?).await?;
+//! println!("logged in as {} (grant {})", login.session.token_set.sub, login.session.grant_id);
+//!
+//! // 4. An authenticated call, then logout.
+//! let res = client
+//!     .pds_request(&login.session, atsession::oauth::reqwest::Method::GET,
+//!                  "/xrpc/com.atproto.server.getSession", None)
+//!     .await?;
+//! assert!(res.status.is_success());
+//! client.revoke(&login.session.grant_id).await?;
+//! # Ok(()) }
+//! ```
+
+mod cache;
+pub mod client;
+pub mod client_metadata;
+pub mod dpop;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod jose;
+pub mod keys;
+pub mod metadata;
+pub mod pkce;
+mod server;
+pub mod session;
+mod state;
+pub mod token;
+
+/// The HTTP client crate the OAuth client is built on (for [`OAuthClientConfig::http_client`]).
+pub use reqwest;
+/// The URL crate of this API's URLs.
+pub use url::{self, Url};
+
+pub use client::{AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig};
+pub use client_metadata::{ClientAuth, ClientMetadata};
+pub use error::{CallbackError, OAuthError};
+pub use session::OAuthSessionData;
+pub use token::TokenSet;

@@ -1,0 +1,252 @@
+//! Storage for the OAuth client: pending authorization states and OAuth grants.
+//!
+//! Both hold only sealed bytes: the OAuth client encrypts states and grants with its
+//! [`AtRestKeyring`](crate::crypto::at_rest::AtRestKeyring) before a store sees them, so no
+//! backend can leak a token set or a DPoP key, and every backend gets the encryption for
+//! free. What stays in clear is what lookups need: the grant id, the DID, the issuer and
+//! times.
+//!
+//! The contract (every backend):
+//! - [`StateStore::take_state`] is a one-time take: it removes the state and returns it in
+//!   one atomic step, so two callbacks with the same `state` cannot both succeed. An expired
+//!   state is removed and not returned.
+//! - [`OAuthSessionStore::create_grant`] never overwrites;
+//!   [`update_grant`](OAuthSessionStore::update_grant) is compare-and-swap on the version and
+//!   never re-creates a deleted grant.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::{Cas, StoreError};
+use crate::secret::{TokenHash, random_bytes};
+use crate::syntax::Did;
+
+/// The id of an OAuth grant: 128 random bits as 22 characters of base64url. Each device's
+/// login gets its own grant, so logging out on one does not end another's.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct GrantId(String);
+
+impl GrantId {
+    /// A fresh random id.
+    #[must_use]
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+    }
+
+    /// Parses an id: 22 to 64 characters of base64url.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (16..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    /// The id as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for GrantId {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or("invalid grant id")
+    }
+}
+
+impl From<GrantId> for String {
+    fn from(g: GrantId) -> Self {
+        g.0
+    }
+}
+
+impl fmt::Debug for GrantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GrantId({})", self.0)
+    }
+}
+
+impl fmt::Display for GrantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored OAuth grant: the sealed session (token set, DPoP key, auth method) and the
+/// clear fields lookups need.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredGrant {
+    /// The grant id (primary key).
+    pub id: GrantId,
+    /// The account (indexed).
+    pub did: Did,
+    /// The authorization server's issuer.
+    pub issuer: String,
+    /// The sealed session.
+    pub sealed: Vec<u8>,
+    /// When the grant was made.
+    pub created_at: OffsetDateTime,
+    /// When the sealed session was last written.
+    pub updated_at: OffsetDateTime,
+    /// Bumped by every update.
+    pub version: u64,
+}
+
+impl fmt::Debug for StoredGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredGrant")
+            .field("id", &self.id)
+            .field("did", &self.did)
+            .field("issuer", &self.issuer)
+            .field("sealed_len", &self.sealed.len())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pending authorization, between `authorize` and `callback`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredAuthState {
+    /// SHA-256 of the `state` parameter: the raw value is never stored.
+    pub key: TokenHash,
+    /// The sealed state (PKCE verifier, DPoP key, issuer, auth method, app state).
+    pub sealed: Vec<u8>,
+    /// When it stops being usable (10 minutes after `authorize` by default).
+    pub expires_at: OffsetDateTime,
+}
+
+impl fmt::Debug for StoredAuthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredAuthState")
+            .field("key", &self.key)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pending authorization states: put once, taken once.
+pub trait StateStore: Send + Sync + 'static {
+    /// Inserts a state; fails if the key exists.
+    fn put_state(
+        &self,
+        state: &StoredAuthState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes and returns the state atomically, if it exists and has not expired at `now`.
+    /// An expired state is removed too, and `None` returned.
+    fn take_state(
+        &self,
+        key: &TokenHash,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<StoredAuthState>, StoreError>> + Send;
+
+    /// Removes every state expired at `now`; returns how many.
+    fn delete_expired_states(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// OAuth grants, keyed by grant id, indexed by DID.
+pub trait OAuthSessionStore: Send + Sync + 'static {
+    /// Inserts a grant; fails if the id exists.
+    fn create_grant(
+        &self,
+        grant: &StoredGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The grant with this id.
+    fn load_grant(
+        &self,
+        id: &GrantId,
+    ) -> impl Future<Output = Result<Option<StoredGrant>, StoreError>> + Send;
+
+    /// Writes `grant` if the stored one is at `expected_version`; never inserts.
+    /// `grant.version` is the new version.
+    fn update_grant(
+        &self,
+        expected_version: u64,
+        grant: &StoredGrant,
+    ) -> impl Future<Output = Result<Cas, StoreError>> + Send;
+
+    /// Deletes a grant; `true` if it existed.
+    fn delete_grant(&self, id: &GrantId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The grants of an account, oldest first.
+    fn list_grants_by_did(
+        &self,
+        did: &Did,
+    ) -> impl Future<Output = Result<Vec<StoredGrant>, StoreError>> + Send;
+
+    /// Deletes every grant of an account; returns how many.
+    fn delete_grants_by_did(
+        &self,
+        did: &Did,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl<S: StateStore> StateStore for Arc<S> {
+    fn put_state(
+        &self,
+        state: &StoredAuthState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put_state(state)
+    }
+    fn take_state(
+        &self,
+        key: &TokenHash,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<StoredAuthState>, StoreError>> + Send {
+        (**self).take_state(key, now)
+    }
+    fn delete_expired_states(
+        &self,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).delete_expired_states(now)
+    }
+}
+
+impl<S: OAuthSessionStore> OAuthSessionStore for Arc<S> {
+    fn create_grant(
+        &self,
+        grant: &StoredGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).create_grant(grant)
+    }
+    fn load_grant(
+        &self,
+        id: &GrantId,
+    ) -> impl Future<Output = Result<Option<StoredGrant>, StoreError>> + Send {
+        (**self).load_grant(id)
+    }
+    fn update_grant(
+        &self,
+        expected_version: u64,
+        grant: &StoredGrant,
+    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
+        (**self).update_grant(expected_version, grant)
+    }
+    fn delete_grant(&self, id: &GrantId) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).delete_grant(id)
+    }
+    fn list_grants_by_did(
+        &self,
+        did: &Did,
+    ) -> impl Future<Output = Result<Vec<StoredGrant>, StoreError>> + Send {
+        (**self).list_grants_by_did(did)
+    }
+    fn delete_grants_by_did(
+        &self,
+        did: &Did,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        (**self).delete_grants_by_did(did)
+    }
+}

@@ -1,0 +1,229 @@
+//! OAuth states and grants in SQLite (tables `oauth_states` and `oauth_grants`, migration 2).
+
+use rusqlite::{Row, params};
+use time::OffsetDateTime;
+
+use super::{BACKEND, SqliteStore, err};
+use crate::clock::{from_millis, to_millis};
+use crate::secret::TokenHash;
+use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::{Cas, StoreError};
+use crate::syntax::Did;
+
+const GRANT_COLUMNS: &str = "id, did, issuer, sealed, created_at, updated_at, version";
+
+fn corrupt(detail: &'static str) -> StoreError {
+    StoreError::corrupt(BACKEND, detail)
+}
+
+fn grant_from_row(row: &Row<'_>) -> Result<StoredGrant, StoreError> {
+    let get_err = |e: rusqlite::Error| StoreError::Corrupt {
+        backend: BACKEND,
+        detail: "an OAuth grant column has the wrong type",
+        source: Some(Box::new(e)),
+    };
+    let id: String = row.get(0).map_err(get_err)?;
+    let did: String = row.get(1).map_err(get_err)?;
+    let version: i64 = row.get(6).map_err(get_err)?;
+    Ok(StoredGrant {
+        id: GrantId::parse(&id).ok_or_else(|| corrupt("malformed grant id"))?,
+        did: Did::new(did).map_err(|_| corrupt("malformed DID"))?,
+        issuer: row.get(2).map_err(get_err)?,
+        sealed: row.get(3).map_err(get_err)?,
+        created_at: from_millis(row.get(4).map_err(get_err)?),
+        updated_at: from_millis(row.get(5).map_err(get_err)?),
+        version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
+    })
+}
+
+fn version(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::backend(BACKEND, "write", "version out of range"))
+}
+
+impl StateStore for SqliteStore {
+    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
+        let key = *state.key.as_bytes();
+        let sealed = state.sealed.clone();
+        let expires = to_millis(state.expires_at);
+        self.write("put_state", move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO oauth_states (key, sealed, expires_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![key, sealed, expires]))
+            .map_err(err("put_state"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_state(
+        &self,
+        key: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<StoredAuthState>, StoreError> {
+        let key = *key.as_bytes();
+        let now = to_millis(now);
+        self.write("take_state", move |conn| {
+            // One statement: the delete is the take, so two callers cannot both get it.
+            let mut stmt = conn
+                .prepare_cached(
+                    "DELETE FROM oauth_states WHERE key = ?1 RETURNING sealed, expires_at",
+                )
+                .map_err(err("take_state"))?;
+            let mut rows = stmt.query(params![key]).map_err(err("take_state"))?;
+            let Some(row) = rows.next().map_err(err("take_state"))? else {
+                return Ok(None);
+            };
+            let sealed: Vec<u8> = row.get(0).map_err(err("take_state"))?;
+            let expires: i64 = row.get(1).map_err(err("take_state"))?;
+            // Drain the statement so the delete completes.
+            while rows.next().map_err(err("take_state"))?.is_some() {}
+            Ok((expires > now).then(|| StoredAuthState {
+                key: TokenHash::from_bytes(key),
+                sealed,
+                expires_at: from_millis(expires),
+            }))
+        })
+        .await
+    }
+
+    async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let now = to_millis(now);
+        self.write("delete_expired_states", move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM oauth_states WHERE expires_at <= ?1")
+                .and_then(|mut s| s.execute(params![now]))
+                .map_err(err("delete_expired_states"))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+impl OAuthSessionStore for SqliteStore {
+    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
+        let g = grant.clone();
+        let v = version(g.version)?;
+        self.write("create_grant", move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO oauth_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    g.id.as_str(),
+                    g.did.as_str(),
+                    g.issuer,
+                    g.sealed,
+                    to_millis(g.created_at),
+                    to_millis(g.updated_at),
+                    v
+                ])
+            })
+            .map_err(err("create_grant"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE id = ?1"
+                ))
+                .map_err(err("load_grant"))?;
+            let mut rows = stmt.query([id.as_str()]).map_err(err("load_grant"))?;
+            match rows.next().map_err(err("load_grant"))? {
+                Some(row) => grant_from_row(row).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn update_grant(
+        &self,
+        expected_version: u64,
+        grant: &StoredGrant,
+    ) -> Result<Cas, StoreError> {
+        let g = grant.clone();
+        let expected = version(expected_version)?;
+        let v = version(g.version)?;
+        self.write("update_grant", move |conn| {
+            let tx = conn.transaction().map_err(err("update_grant"))?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE oauth_grants SET did = ?2, issuer = ?3, sealed = ?4, \
+                     created_at = ?5, updated_at = ?6, version = ?7 \
+                     WHERE id = ?1 AND version = ?8",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        g.id.as_str(),
+                        g.did.as_str(),
+                        g.issuer,
+                        g.sealed,
+                        to_millis(g.created_at),
+                        to_millis(g.updated_at),
+                        v,
+                        expected
+                    ])
+                })
+                .map_err(err("update_grant"))?;
+            let out = if n == 1 {
+                Cas::Updated
+            } else {
+                let exists: bool = tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM oauth_grants WHERE id = ?1)")
+                    .and_then(|mut s| s.query_row([g.id.as_str()], |r| r.get(0)))
+                    .map_err(err("update_grant"))?;
+                if exists { Cas::Conflict } else { Cas::Missing }
+            };
+            tx.commit().map_err(err("update_grant"))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.write("delete_grant", move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM oauth_grants WHERE id = ?1")
+                .and_then(|mut s| s.execute([id]))
+                .map_err(err("delete_grant"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE did = ?1 \
+                     ORDER BY created_at, id"
+                ))
+                .map_err(err("list_grants_by_did"))?;
+            let mut rows = stmt
+                .query([did.as_str()])
+                .map_err(err("list_grants_by_did"))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err("list_grants_by_did"))? {
+                out.push(grant_from_row(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        let did = did.as_str().to_owned();
+        self.write("delete_grants_by_did", move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM oauth_grants WHERE did = ?1")
+                .and_then(|mut s| s.execute([did]))
+                .map_err(err("delete_grants_by_did"))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test run: starts the services and peers the tests need, then formatting, lints,
+# every test on every backend, the docs and a bounded fuzz run. Exits non-zero on any failure.
+#
+#   bash scripts/test.sh
+#
+# Needs: the Rust toolchain, PostgreSQL and Redis installed (started here if down), Node.js
+# and npm (the Node peers are installed from the npm registry on first run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CI="${CI:-}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "services"
+bash scripts/services.sh
+
+step "e2e peers (official atproto PDS on loopback; Node packages from the npm registry)"
+bash e2e/pds/setup.sh
+run_dir="$(mktemp -d "${TMPDIR:-/tmp}/atsession-test.XXXXXX")"
+cleanup() { bash e2e/pds/down.sh >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
+trap cleanup EXIT
+bash e2e/pds/up.sh "$run_dir/pds.json" >/dev/null
+export ATSESSION_E2E_PDS="$run_dir/pds.json"
+# A second peer whose access tokens live 3 s, for refresh tests.
+ATSESSION_E2E_TOKEN_MAX_AGE_MS=3000 bash e2e/pds/up.sh "$run_dir/pds-short.json" >/dev/null
+export ATSESSION_E2E_PDS_SHORT="$run_dir/pds-short.json"
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "tests"
+cargo test --workspace --all-features
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
