@@ -12,7 +12,7 @@
 //!
 //! Each backend keeps its schema beside its code: SQLite and PostgreSQL as an append-only
 //! list of migrations whose applied count is recorded in the database, Redis as a key layout
-//! (see [`redis`](self::redis) when the feature is on). A backend for a new kind of record
+//! (see the `redis` module). A backend for a new kind of record
 //! adds a migration (or a key type) and a file beside `sessions.rs`.
 //!
 //! # The contract
