@@ -1,0 +1,318 @@
+//! The conformance suite on Redis (a fresh key prefix per test), and what only Redis has:
+//! key expiry, the index entries Redis expires on its own, the key layout.
+//!
+//! Needs a server: `ATSESSION_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). Skipped if
+//! it is down, failed if `CI=true`.
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used)]
+
+mod conformance;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use atsession::app::{SessionId, StoredSession};
+use atsession::secret::TokenHash;
+use atsession::store::SessionStore;
+use atsession::syntax::Did;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+mod suite {
+    crate::conformance::session_store_suite!({
+        let Some(store) = crate::support::fresh_redis().await else {
+            return;
+        };
+        std::future::ready(store)
+    });
+}
+
+const ALICE: &str = "did:plc:alice00000000000000000000";
+
+fn record(expires_in: Duration, n: u8) -> StoredSession {
+    let now = atsession::clock::truncate_ms(OffsetDateTime::now_utc());
+    StoredSession {
+        id: SessionId::generate(),
+        token_hash: TokenHash::of(&[n, 1]),
+        access_token_hash: Some(TokenHash::of(&[n, 2])),
+        access_expires_at: Some(now + Duration::from_secs(60)),
+        did: Did::new(ALICE).unwrap(),
+        handle: "alice.test".parse().unwrap(),
+        data: json!({"n": n}),
+        grant_id: Some("grant".into()),
+        created_at: now,
+        last_seen_at: now,
+        idle_expires_at: now + expires_in,
+        absolute_expires_at: now + expires_in + Duration::from_secs(1),
+        version: 1,
+    }
+}
+
+async fn pexpiretime(store: &atsession::store::redis::RedisStore, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME")
+        .arg(format!("{}{key}", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_expires_with_the_session() {
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let s = record(Duration::from_secs(3600), 1);
+    store.create(&s).await.unwrap();
+    let at = atsession::clock::to_millis(s.expires_at());
+    assert_eq!(pexpiretime(&store, &format!("s:{}", s.id)).await, at);
+    assert_eq!(
+        pexpiretime(&store, &format!("t:{}", s.token_hash.to_hex())).await,
+        at
+    );
+    assert_eq!(
+        pexpiretime(
+            &store,
+            &format!("a:{}", s.access_token_hash.unwrap().to_hex())
+        )
+        .await,
+        at
+    );
+    assert_eq!(pexpiretime(&store, &format!("d:{ALICE}")).await, at);
+    // An update that slides the expiry moves every key's expiry with it.
+    let mut next = s.clone();
+    next.version = 2;
+    next.idle_expires_at += Duration::from_secs(600);
+    next.absolute_expires_at += Duration::from_secs(600);
+    next.access_token_hash = Some(TokenHash::of(b"new access"));
+    assert_eq!(
+        store.update(1, &next).await.unwrap(),
+        atsession::store::Cas::Updated
+    );
+    let at2 = atsession::clock::to_millis(next.expires_at());
+    assert_eq!(pexpiretime(&store, &format!("s:{}", s.id)).await, at2);
+    assert_eq!(
+        pexpiretime(&store, &format!("t:{}", s.token_hash.to_hex())).await,
+        at2
+    );
+    assert_eq!(
+        pexpiretime(
+            &store,
+            &format!("a:{}", next.access_token_hash.unwrap().to_hex())
+        )
+        .await,
+        at2
+    );
+    // The old access index key is gone (-2: no such key).
+    assert_eq!(
+        pexpiretime(
+            &store,
+            &format!("a:{}", s.access_token_hash.unwrap().to_hex())
+        )
+        .await,
+        -2
+    );
+    assert_eq!(pexpiretime(&store, &format!("d:{ALICE}")).await, at2);
+    assert!(store.delete(&s.id).await.unwrap());
+    for key in [
+        format!("s:{}", s.id),
+        format!("t:{}", s.token_hash.to_hex()),
+        format!("a:{}", next.access_token_hash.unwrap().to_hex()),
+        format!("d:{ALICE}"),
+    ] {
+        assert_eq!(pexpiretime(&store, &key).await, -2, "{key}");
+    }
+    support::drop_prefix(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_redis_expired_are_skipped_and_pruned() {
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let live = record(Duration::from_secs(3600), 1);
+    let short = record(Duration::from_millis(300), 2);
+    store.create(&live).await.unwrap();
+    store.create(&short).await.unwrap();
+    assert_eq!(store.list_by_did(&live.did).await.unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Redis dropped the short session's keys by itself; its id is still in the DID set and
+    // the cleanup set.
+    assert!(store.load(&short.id).await.unwrap().is_none());
+    assert!(
+        store
+            .load_by_token(&short.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}d:{ALICE}", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2);
+    // Listing skips it, and prunes it.
+    let list = store.list_by_did(&live.did).await.unwrap();
+    assert_eq!(list.iter().map(|s| &s.id).collect::<Vec<_>>(), [&live.id]);
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}d:{ALICE}", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert_eq!(members, [live.id.to_string()]);
+    // Another expired one: delete-by-DID counts only what still existed.
+    let short = record(Duration::from_millis(200), 3);
+    store.create(&short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.delete_by_did(&live.did).await.unwrap(), 1);
+    let zcard: u64 = redis::cmd("ZCARD")
+        .arg(format!("{}x", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert_eq!(zcard, 0, "the cleanup set lost the DID's members");
+    support::drop_prefix(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_prunes_what_redis_expired() {
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let short = record(Duration::from_millis(200), 1);
+    let live = record(Duration::from_secs(3600), 2);
+    store.create(&short).await.unwrap();
+    store.create(&live).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Gone already, so not counted; but its index entries go.
+    assert_eq!(
+        store
+            .delete_expired(OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    let zcard: u64 = redis::cmd("ZCARD")
+        .arg(format!("{}x", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert_eq!(zcard, 1);
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{}d:{ALICE}", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert_eq!(members, [live.id.to_string()]);
+    support::drop_prefix(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_by_did_is_one_round_trip() {
+    let Some(probe) = support::fresh_redis().await else {
+        return;
+    };
+    // Talk to Redis through a proxy that counts the commands the store sends.
+    let (proxy_url, commands) = counting_proxy(&support::redis_url()).await;
+    let store =
+        atsession::store::redis::RedisStore::connect_with_prefix(&proxy_url, probe.prefix())
+            .await
+            .unwrap();
+    for n in 0..100u8 {
+        store
+            .create(&record(Duration::from_secs(3600), n))
+            .await
+            .unwrap();
+    }
+    let before = commands.load(Ordering::SeqCst);
+    assert!(before >= 100, "the proxy counts: {before}");
+    assert_eq!(
+        store
+            .delete_by_did(&Did::new(ALICE).unwrap())
+            .await
+            .unwrap(),
+        100
+    );
+    let sent = commands.load(Ordering::SeqCst) - before;
+    // One EVALSHA (two commands only if the server had to be sent the script first).
+    assert!(sent <= 2, "delete_by_did sent {sent} commands");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", probe.prefix()))
+        .query_async(&mut probe.connection())
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// A TCP proxy to the Redis at `upstream` that counts the RESP commands clients send.
+async fn counting_proxy(upstream: &str) -> (String, Arc<AtomicU64>) {
+    let addr = upstream
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(&addr).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    let n = match cr.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(used) = resp_command_len(&buf) {
+                        buf.drain(..used);
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if sw.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("redis://127.0.0.1:{port}"), count)
+}
+
+/// The length of the first complete RESP command (`*N` then N bulk strings) in `buf`.
+fn resp_command_len(buf: &[u8]) -> Option<usize> {
+    fn line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let (args, mut at) = line(buf, 0)?;
+    for _ in 0..args {
+        if buf.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, body) = line(buf, at)?;
+        at = body + len + 2;
+        if at > buf.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
