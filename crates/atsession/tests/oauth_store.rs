@@ -313,3 +313,11 @@ oauth_store_suite!(postgres, {
     };
     ((), store)
 });
+
+#[cfg(feature = "redis")]
+oauth_store_suite!(redis, {
+    let Some(store) = crate::support::fresh_redis().await else {
+        return;
+    };
+    ((), store)
+});
