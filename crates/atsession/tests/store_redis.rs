@@ -254,3 +254,73 @@ async fn command_count(store: &atsession::store::redis::RedisStore) -> (u64,) {
         .unwrap_or(0);
     (calls,)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_states_expire_and_grants_do_not() {
+    use atsession::clock::{to_millis, truncate_ms};
+    use atsession::store::oauth::{
+        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    };
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let now = truncate_ms(OffsetDateTime::now_utc());
+    let st = StoredAuthState {
+        key: TokenHash::of(b"state"),
+        sealed: vec![1],
+        expires_at: now + Duration::from_secs(600),
+    };
+    store.put_state(&st).await.unwrap();
+    let at = to_millis(st.expires_at);
+    assert_eq!(
+        pexpiretime(&store, &format!("os:{}", st.key.to_hex())).await,
+        at
+    );
+    assert_eq!(pexpiretime(&store, "ox").await, at);
+    // A state whose expiry passed by the server's clock is gone, whatever `now` says.
+    let short = StoredAuthState {
+        key: TokenHash::of(b"short"),
+        sealed: vec![2],
+        expires_at: now + Duration::from_millis(200),
+    };
+    store.put_state(&short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.take_state(&short.key, now).await.unwrap().is_none());
+    assert_eq!(store.take_state(&st.key, now).await.unwrap(), Some(st));
+
+    // Grants never expire by themselves, nor does their DID set.
+    let mut ids = Vec::new();
+    for n in 0..50u8 {
+        let g = StoredGrant {
+            id: GrantId::generate(),
+            did: Did::new(ALICE).unwrap(),
+            issuer: "https://pds.example".into(),
+            sealed: vec![n],
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        store.create_grant(&g).await.unwrap();
+        ids.push(g.id);
+    }
+    assert_eq!(pexpiretime(&store, &format!("og:{}", ids[0])).await, -1);
+    assert_eq!(pexpiretime(&store, &format!("od:{ALICE}")).await, -1);
+    // Deleting every grant of the account is one script call, and leaves no key behind.
+    let before = command_count(&store).await;
+    assert_eq!(
+        store
+            .delete_grants_by_did(&Did::new(ALICE).unwrap())
+            .await
+            .unwrap(),
+        50
+    );
+    let after = command_count(&store).await;
+    assert!(after.0 - before.0 <= 3, "{before:?} {after:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}o[gd]:*", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    support::drop_prefix(&store).await;
+}

@@ -1,17 +1,23 @@
 //! Storage: the traits every backend implements, and the backends.
 //!
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
-//! reaches it, only [`TokenHash`]es. Backends:
+//! reaches it, only [`TokenHash`]es. The OAuth client's pending states and grants go through
+//! the traits in [`oauth`] ([`StateStore`](oauth::StateStore),
+//! [`OAuthSessionStore`](oauth::OAuthSessionStore)), as sealed bytes only. Every backend
+//! implements all three traits:
 //!
 //! | backend | type | feature |
 //! |---|---|---|
 //! | in-process memory | [`MemoryStore`] | always |
 //! | SQLite (embedded default) | [`SqliteStore`](sqlite::SqliteStore) | `sqlite` (default) |
+//! | PostgreSQL (shared by many instances) | [`PostgresStore`](postgres::PostgresStore) | `postgres` |
+//! | Redis or Valkey (shared by many instances) | [`RedisStore`](redis::RedisStore) | `redis` |
 //!
 //! # The contract
 //!
-//! Every backend passes one conformance suite (`crates/atsession/tests/conformance/`). In
-//! short:
+//! Every backend passes one conformance suite for app sessions
+//! (`crates/atsession/tests/conformance/`) and one for the OAuth traits
+//! (`crates/atsession/tests/oauth_store.rs`; its contract is in [`oauth`]). In short:
 //! - [`create`](SessionStore::create) inserts; it never overwrites.
 //! - [`update`](SessionStore::update) is compare-and-swap on the version: it writes only if the
 //!   stored version is the expected one, and never re-creates a row that is gone. A session

@@ -10,6 +10,9 @@
 //! A state key expires (`PEXPIREAT`) at the state's expiry, so Redis drops a state nobody
 //! took even if no cleanup runs; the cleanup set expires with its latest member. Taking a
 //! state is one script that reads, deletes and checks the expiry against the caller's `now`.
+//! As with app sessions, a state whose expiry has passed *by the Redis server's clock* is
+//! gone whatever `now` says, and [`delete_expired_states`](StateStore::delete_expired_states)
+//! counts only the states that still existed (it also prunes the cleanup set).
 //!
 //! Grants have no expiry of their own: a grant lives until it is deleted (its refresh token's
 //! lifetime is the authorization server's business, and a refused refresh deletes it). The
