@@ -190,7 +190,7 @@ fn grant_from_fields(flat: Vec<Vec<u8>>) -> Result<Option<StoredGrant>, StoreErr
     if flat.is_empty() {
         return Ok(None);
     }
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(corrupt("odd field list"));
     }
     let mut f: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(flat.len() / 2);
