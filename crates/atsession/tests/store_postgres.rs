@@ -178,3 +178,34 @@ async fn bad_schema_names_are_refused() {
         assert!(err.to_string().contains("postgres"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tables_are_indexed_by_did_and_expiry() {
+    let Some(store) = support::fresh_postgres().await else {
+        return;
+    };
+    let client = store.pool().get().await.unwrap();
+    let indexes: Vec<(String, String)> = client
+        .query(
+            "SELECT tablename::text, indexdef FROM pg_indexes WHERE schemaname = $1",
+            &[&store.schema()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (table, col) in [
+        ("atsession_oauth_states", "(key)"),
+        ("atsession_oauth_states", "(expires_at)"),
+        ("atsession_oauth_grants", "(id)"),
+        ("atsession_oauth_grants", "(did, created_at)"),
+    ] {
+        assert!(
+            indexes.iter().any(|(t, i)| t == table && i.contains(col)),
+            "{table} {col}: {indexes:?}"
+        );
+    }
+    drop(client);
+    support::drop_schema(&store).await;
+}

@@ -316,3 +316,79 @@ fn resp_command_len(buf: &[u8]) -> Option<usize> {
     }
     Some(at)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_states_expire_and_grants_do_not() {
+    use atsession::clock::{to_millis, truncate_ms};
+    use atsession::store::oauth::{
+        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    };
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let now = truncate_ms(OffsetDateTime::now_utc());
+    let st = StoredAuthState {
+        key: TokenHash::of(b"state"),
+        sealed: vec![1],
+        expires_at: now + Duration::from_secs(600),
+    };
+    store.put_state(&st).await.unwrap();
+    let at = to_millis(st.expires_at);
+    assert_eq!(
+        pexpiretime(&store, &format!("os:{}", st.key.to_hex())).await,
+        at
+    );
+    assert_eq!(pexpiretime(&store, "ox").await, at);
+    // A state whose expiry passed by the server's clock is gone, whatever `now` says.
+    let short = StoredAuthState {
+        key: TokenHash::of(b"short"),
+        sealed: vec![2],
+        expires_at: now + Duration::from_millis(200),
+    };
+    store.put_state(&short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.take_state(&short.key, now).await.unwrap().is_none());
+    assert_eq!(store.take_state(&st.key, now).await.unwrap(), Some(st));
+
+    // Grants never expire by themselves, nor does their DID set.
+    let (proxy_url, commands) = counting_proxy(&support::redis_url()).await;
+    let counted =
+        atsession::store::redis::RedisStore::connect_with_prefix(&proxy_url, store.prefix())
+            .await
+            .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..50u8 {
+        let g = StoredGrant {
+            id: GrantId::generate(),
+            did: Did::new(ALICE).unwrap(),
+            issuer: "https://pds.example".into(),
+            sealed: vec![n],
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        counted.create_grant(&g).await.unwrap();
+        ids.push(g.id);
+    }
+    assert_eq!(pexpiretime(&store, &format!("og:{}", ids[0])).await, -1);
+    assert_eq!(pexpiretime(&store, &format!("od:{ALICE}")).await, -1);
+    // Deleting every grant of the account is one script call, and leaves no key behind.
+    let before = commands.load(Ordering::SeqCst);
+    assert!(before >= 50, "the proxy counts: {before}");
+    assert_eq!(
+        counted
+            .delete_grants_by_did(&Did::new(ALICE).unwrap())
+            .await
+            .unwrap(),
+        50
+    );
+    let sent = commands.load(Ordering::SeqCst) - before;
+    assert!(sent <= 2, "delete_grants_by_did sent {sent} commands");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}o[gd]:*", store.prefix()))
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    support::drop_prefix(&store).await;
+}

@@ -1,7 +1,10 @@
 //! Storage: the traits every backend implements, and the backends.
 //!
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
-//! reaches it, only [`TokenHash`]es. Backends:
+//! reaches it, only [`TokenHash`]es. The OAuth client's pending states and grants go through
+//! the traits in [`oauth`] ([`StateStore`](oauth::StateStore),
+//! [`OAuthSessionStore`](oauth::OAuthSessionStore)), as sealed bytes only. Every backend
+//! implements all three traits:
 //!
 //! | backend | type | feature | shared by processes | lock |
 //! |---|---|---|---|---|
@@ -12,13 +15,14 @@
 //!
 //! Each backend keeps its schema beside its code: SQLite and PostgreSQL as an append-only
 //! list of migrations whose applied count is recorded in the database, Redis as a key layout
-//! (see the `redis` module). A backend for a new kind of record
-//! adds a migration (or a key type) and a file beside `sessions.rs`.
+//! (see the `redis` module). A backend for a new kind of record adds a migration (or a key
+//! type) and a file beside `sessions.rs`, as `oauth.rs` does for the OAuth traits.
 //!
 //! # The contract
 //!
-//! Every backend passes one conformance suite (`crates/atsession/tests/conformance/`). In
-//! short:
+//! Every backend passes one conformance suite for app sessions
+//! (`crates/atsession/tests/conformance/`) and one for the OAuth traits
+//! (`crates/atsession/tests/oauth_store.rs`; its contract is in [`oauth`]). In short:
 //! - [`create`](SessionStore::create) inserts; it never overwrites.
 //! - [`update`](SessionStore::update) is compare-and-swap on the version: it writes only if the
 //!   stored version is the expected one, and never re-creates a row that is gone. A session
@@ -28,8 +32,8 @@
 //! - [`delete_expired`](SessionStore::delete_expired) removes every record whose idle or
 //!   absolute expiry is at or before `now`.
 //! - One exception, by design: Redis also expires keys on its own (`PEXPIREAT` at the
-//!   session's expiry, by the Redis server's clock), so there an expired record may be gone
-//!   before anyone deletes it.
+//!   session's or OAuth state's expiry, by the Redis server's clock), so there an expired
+//!   record may be gone before anyone deletes it. OAuth grants never expire on their own.
 //!
 //! [`SessionManager`]: crate::app::SessionManager
 

@@ -40,6 +40,25 @@ const MIGRATIONS: &[&str] = &[
         owner      bytea       NOT NULL,
         expires_at timestamptz NOT NULL
     );",
+    // 3: OAuth client: pending authorization states and grants (sealed at rest).
+    "CREATE TABLE {schema}.atsession_oauth_states (
+        key        bytea       PRIMARY KEY,
+        sealed     bytea       NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX atsession_oauth_states_by_expiry
+        ON {schema}.atsession_oauth_states (expires_at);
+    CREATE TABLE {schema}.atsession_oauth_grants (
+        id         text        PRIMARY KEY,
+        did        text        NOT NULL,
+        issuer     text        NOT NULL,
+        sealed     bytea       NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        version    bigint      NOT NULL
+    );
+    CREATE INDEX atsession_oauth_grants_by_did
+        ON {schema}.atsession_oauth_grants (did, created_at);",
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

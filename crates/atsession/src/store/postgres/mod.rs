@@ -9,10 +9,18 @@
 //! Tables (in the configured schema, `public` unless told otherwise):
 //! - `atsession_app_sessions`: app sessions, with unique indexes on the token hash and the
 //!   access-token hash, and indexes on `(did, created_at)` and on `expires_at`;
-//! - `atsession_locks`: the leases of [`PostgresLock`](crate::lock::postgres::PostgresLock).
+//! - `atsession_locks`: the leases of [`PostgresLock`](crate::lock::postgres::PostgresLock);
+//! - `atsession_oauth_states`: pending OAuth authorizations ([`StateStore`]), keyed by the
+//!   SHA-256 of the `state` parameter, with an index on `expires_at`;
+//! - `atsession_oauth_grants`: OAuth grants ([`OAuthSessionStore`]), keyed by grant id, with
+//!   an index on `(did, created_at)`. Both hold the OAuth client's sealed bytes only.
 //!
-//! Updates are compare-and-swap (`UPDATE … WHERE id = $1 AND version = $n`), never upserts;
-//! cleanup deletes at most 1000 rows per statement. Statements are prepared once per pooled
+//! [`StateStore`]: crate::store::oauth::StateStore
+//! [`OAuthSessionStore`]: crate::store::oauth::OAuthSessionStore
+//!
+//! Updates (of app sessions and of OAuth grants) are compare-and-swap
+//! (`UPDATE … WHERE id = $1 AND version = $n`), never upserts; taking an OAuth state is one
+//! `DELETE … RETURNING`, so it is taken once; cleanup deletes at most 1000 rows per statement. Statements are prepared once per pooled
 //! connection and cached (deadpool's statement cache).
 //!
 //! **TLS**: connections are made without TLS (`NoTls`). Use it on loopback, a private network
@@ -46,6 +54,7 @@ use tokio_postgres::NoTls;
 use super::StoreError;
 
 mod migrations;
+mod oauth;
 mod sessions;
 
 pub use deadpool_postgres;
@@ -58,7 +67,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free pooled connection.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sessions in a PostgreSQL database. Cheap to clone: clones share the pool.
+/// Sessions (app sessions, OAuth states and grants) in a PostgreSQL database. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -68,6 +77,7 @@ struct Inner {
     pool: Pool,
     schema: String,
     sessions: sessions::Sql,
+    oauth: oauth::Sql,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -122,6 +132,7 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 sessions: sessions::Sql::new(schema),
+                oauth: oauth::Sql::new(schema),
                 schema: schema.to_owned(),
                 pool,
             }),

@@ -28,6 +28,22 @@
 //! Unlike the other backends, a record whose expiry has passed *by the Redis server's clock*
 //! is gone, not returned expired.
 //!
+//! **OAuth.** The store also keeps the OAuth client's pending states ([`StateStore`]) and
+//! grants ([`OAuthSessionStore`]), sealed bytes only:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}os:{state_hash_hex}` | hash | a pending state, expiring (`PEXPIREAT`) at its expiry |
+//! | `{prefix}ox` | sorted set | state hashes scored by expiry, for cleanup |
+//! | `{prefix}og:{grant_id}` | hash | a grant: id, DID, issuer, sealed bytes, times, version |
+//! | `{prefix}od:{did}` | set | the ids of the account's grants |
+//!
+//! Taking a state is one script (read, delete, check the expiry), so it is taken once.
+//! Grant writes are scripts that change the grant and its DID set together; an update is
+//! compare-and-swap on the version and never inserts; deleting every grant of an account is
+//! one round trip. **Grants have no expiry of their own**: a grant lives until it is deleted
+//! (at logout, or when its refresh token is refused), never dropped by Redis.
+//!
 //! **Redis Cluster.** The scripts compute key names from the prefix, so all of a store's keys
 //! must live in one slot: give the prefix a hash tag, e.g. `{atsession}:`.
 //!
@@ -46,6 +62,8 @@
 //! ```
 //!
 //! [`delete_expired`]: crate::store::SessionStore::delete_expired
+//! [`StateStore`]: crate::store::oauth::StateStore
+//! [`OAuthSessionStore`]: crate::store::oauth::OAuthSessionStore
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +72,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::StoreError;
 
+mod oauth;
 mod sessions;
 
 pub use redis::aio::ConnectionManager as RedisConnection;
@@ -66,7 +85,7 @@ pub const DEFAULT_PREFIX: &str = "atsession:";
 /// How long connecting, and each command, may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sessions in Redis or Valkey. Cheap to clone: clones share the connection.
+/// Sessions (app sessions, OAuth states and grants) in Redis or Valkey. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,

@@ -1,0 +1,298 @@
+//! OAuth states and grants in PostgreSQL (tables `atsession_oauth_states` and
+//! `atsession_oauth_grants`, migration 3).
+//!
+//! Times are stored as `timestamptz`, truncated to the millisecond as every other backend
+//! keeps them. A take is one `DELETE … RETURNING`, so two callers cannot both get a state; a
+//! grant update is `UPDATE … WHERE id = $1 AND version = $n` and never inserts.
+
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{BACKEND, PostgresStore, err};
+use crate::clock::truncate_ms;
+use crate::secret::TokenHash;
+use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::{Cas, StoreError};
+use crate::syntax::Did;
+
+const GRANT_COLUMNS: &str = "id, did, issuer, sealed, created_at, updated_at, version";
+
+/// Deletes at most this many expired states per statement.
+const CLEANUP_BATCH: i64 = 1000;
+
+/// The statements, with the schema name filled in.
+pub(super) struct Sql {
+    put_state: String,
+    take_state: String,
+    cleanup_states: String,
+    create_grant: String,
+    load_grant: String,
+    update_grant: String,
+    delete_grant: String,
+    list_grants: String,
+    delete_grants_by_did: String,
+}
+
+impl Sql {
+    pub(super) fn new(schema: &str) -> Self {
+        let s = format!("\"{schema}\".atsession_oauth_states");
+        let g = format!("\"{schema}\".atsession_oauth_grants");
+        Self {
+            put_state: format!("INSERT INTO {s} (key, sealed, expires_at) VALUES ($1, $2, $3)"),
+            // The delete is the take: a concurrent second take waits for the row lock, then
+            // finds the row gone. An expired state is deleted all the same.
+            take_state: format!(
+                "DELETE FROM {s} WHERE key = $1 RETURNING sealed, expires_at, expires_at > $2"
+            ),
+            cleanup_states: format!(
+                "DELETE FROM {s} WHERE key IN (
+                    SELECT key FROM {s} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+                 )"
+            ),
+            create_grant: format!(
+                "INSERT INTO {g} ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            load_grant: format!("SELECT {GRANT_COLUMNS} FROM {g} WHERE id = $1"),
+            // One round trip: the CTE's UPDATE and the existence check see the same snapshot.
+            update_grant: format!(
+                "WITH u AS (
+                    UPDATE {g} SET did = $2, issuer = $3, sealed = $4, created_at = $5,
+                        updated_at = $6, version = $7
+                    WHERE id = $1 AND version = $8
+                    RETURNING 1
+                 )
+                 SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM {g} WHERE id = $1)"
+            ),
+            delete_grant: format!("DELETE FROM {g} WHERE id = $1"),
+            list_grants: format!(
+                "SELECT {GRANT_COLUMNS} FROM {g} WHERE did = $1 ORDER BY created_at, id COLLATE \"C\""
+            ),
+            delete_grants_by_did: format!("DELETE FROM {g} WHERE did = $1"),
+        }
+    }
+}
+
+fn corrupt(detail: &'static str) -> StoreError {
+    StoreError::corrupt(BACKEND, detail)
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt {
+        backend: BACKEND,
+        detail: "an OAuth column has the wrong type",
+        source: Some(Box::new(e)),
+    })
+}
+
+fn grant_from_row(row: &Row) -> Result<StoredGrant, StoreError> {
+    let id: &str = get(row, 0)?;
+    let did: &str = get(row, 1)?;
+    let version: i64 = get(row, 6)?;
+    Ok(StoredGrant {
+        id: GrantId::parse(id).ok_or_else(|| corrupt("malformed grant id"))?,
+        did: Did::new(did).map_err(|_| corrupt("malformed DID"))?,
+        issuer: get(row, 2)?,
+        sealed: get(row, 3)?,
+        created_at: get(row, 4)?,
+        updated_at: get(row, 5)?,
+        version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
+    })
+}
+
+fn version(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::backend(BACKEND, "write", "version out of range"))
+}
+
+/// A grant as the values bound to `$1..$7`.
+struct BoundGrant<'a> {
+    g: &'a StoredGrant,
+    id: &'a str,
+    did: &'a str,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    version: i64,
+}
+
+impl<'a> BoundGrant<'a> {
+    fn new(g: &'a StoredGrant) -> Result<Self, StoreError> {
+        Ok(Self {
+            g,
+            id: g.id.as_str(),
+            did: g.did.as_str(),
+            created_at: truncate_ms(g.created_at),
+            updated_at: truncate_ms(g.updated_at),
+            version: version(g.version)?,
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.id,
+            &self.did,
+            &self.g.issuer,
+            &self.g.sealed,
+            &self.created_at,
+            &self.updated_at,
+            &self.version,
+        ]
+    }
+}
+
+impl PostgresStore {
+    fn oauth_sql(&self) -> &Sql {
+        &self.inner.oauth
+    }
+
+    async fn oauth_execute(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err(operation))?;
+        client.execute(&stmt, params).await.map_err(err(operation))
+    }
+
+    async fn oauth_query(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err(operation))?;
+        client.query(&stmt, params).await.map_err(err(operation))
+    }
+}
+
+impl StateStore for PostgresStore {
+    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
+        let key = state.key.as_bytes().as_slice();
+        let expires = truncate_ms(state.expires_at);
+        self.oauth_execute(
+            "put_state",
+            &self.oauth_sql().put_state,
+            &[&key, &state.sealed, &expires],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn take_state(
+        &self,
+        key: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<StoredAuthState>, StoreError> {
+        let k = key.as_bytes().as_slice();
+        let now = truncate_ms(now);
+        let rows = self
+            .oauth_query("take_state", &self.oauth_sql().take_state, &[&k, &now])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let live: bool = get(row, 2)?;
+        if !live {
+            return Ok(None);
+        }
+        Ok(Some(StoredAuthState {
+            key: *key,
+            sealed: get(row, 0)?,
+            expires_at: get(row, 1)?,
+        }))
+    }
+
+    async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let now = truncate_ms(now);
+        let client = self.client("delete_expired_states").await?;
+        let stmt = client
+            .prepare_cached(&self.oauth_sql().cleanup_states)
+            .await
+            .map_err(err("delete_expired_states"))?;
+        let mut total = 0;
+        loop {
+            let n = client
+                .execute(&stmt, &[&now, &CLEANUP_BATCH])
+                .await
+                .map_err(err("delete_expired_states"))?;
+            total += n;
+            if n < CLEANUP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+impl OAuthSessionStore for PostgresStore {
+    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
+        let b = BoundGrant::new(grant)?;
+        self.oauth_execute("create_grant", &self.oauth_sql().create_grant, &b.params())
+            .await
+            .map(drop)
+    }
+
+    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
+        let rows = self
+            .oauth_query("load_grant", &self.oauth_sql().load_grant, &[&id.as_str()])
+            .await?;
+        rows.first().map(grant_from_row).transpose()
+    }
+
+    async fn update_grant(
+        &self,
+        expected_version: u64,
+        grant: &StoredGrant,
+    ) -> Result<Cas, StoreError> {
+        let b = BoundGrant::new(grant)?;
+        let expected = version(expected_version)?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
+        params.push(&expected);
+        let rows = self
+            .oauth_query("update_grant", &self.oauth_sql().update_grant, &params)
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| corrupt("the update returned no row"))?;
+        let updated: i64 = row.try_get(0).map_err(err("update_grant"))?;
+        let existed: bool = row.try_get(1).map_err(err("update_grant"))?;
+        Ok(match (updated, existed) {
+            (1, _) => Cas::Updated,
+            (_, true) => Cas::Conflict,
+            (_, false) => Cas::Missing,
+        })
+    }
+
+    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
+        let n = self
+            .oauth_execute(
+                "delete_grant",
+                &self.oauth_sql().delete_grant,
+                &[&id.as_str()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
+        self.oauth_query(
+            "list_grants_by_did",
+            &self.oauth_sql().list_grants,
+            &[&did.as_str()],
+        )
+        .await?
+        .iter()
+        .map(grant_from_row)
+        .collect()
+    }
+
+    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        self.oauth_execute(
+            "delete_grants_by_did",
+            &self.oauth_sql().delete_grants_by_did,
+            &[&did.as_str()],
+        )
+        .await
+    }
+}
