@@ -94,6 +94,7 @@ pub mod app;
 pub mod axum;
 pub mod clock;
 pub mod crypto;
+pub mod lock;
 #[cfg(feature = "oauth")]
 pub mod oauth;
 pub mod secret;

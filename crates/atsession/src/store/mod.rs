@@ -35,6 +35,10 @@ use crate::syntax::Did;
 
 mod memory;
 pub mod oauth;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -44,6 +44,12 @@ const MIGRATIONS: &[&str] = &[
         version    INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX oauth_grants_by_did ON oauth_grants (did, created_at);",
+    // 3: lock leases.
+    "CREATE TABLE atsession_locks (
+        key        TEXT    PRIMARY KEY NOT NULL,
+        owner      BLOB    NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -61,7 +61,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn err(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(crate) fn err(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(BACKEND, operation, e)
 }
 
@@ -168,7 +168,7 @@ impl SqliteStore {
     }
 
     /// Runs a write on the writer connection, on tokio's blocking pool.
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         operation: &'static str,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,

@@ -1,0 +1,193 @@
+//! The PostgreSQL store: for apps whose instances share one database.
+//!
+//! A [`PostgresStore`] holds a [deadpool] connection pool over [tokio-postgres]. Opening it
+//! creates the schema it was given (if missing) and migrates it: the applied version is
+//! recorded in the table `atsession_schema`, and the migrations run in one transaction under
+//! `pg_advisory_xact_lock`, so that instances starting at once migrate one after the other.
+//! The SQL lives beside this file, in `migrations.rs`.
+//!
+//! Tables (in the configured schema, `public` unless told otherwise):
+//! - `atsession_app_sessions`: app sessions, with unique indexes on the token hash and the
+//!   access-token hash, and indexes on `(did, created_at)` and on `expires_at`;
+//! - `atsession_locks`: the leases of [`PostgresLock`](crate::lock::postgres::PostgresLock).
+//!
+//! Updates are compare-and-swap (`UPDATE … WHERE id = $1 AND version = $n`), never upserts;
+//! cleanup deletes at most 1000 rows per statement. Statements are prepared once per pooled
+//! connection and cached (deadpool's statement cache).
+//!
+//! **TLS**: connections are made without TLS (`NoTls`). Use it on loopback, a private network
+//! or a Unix socket; to reach a server over an untrusted network, build your own pool with a
+//! TLS connector and hand it to [`PostgresStore::from_pool`].
+//!
+//! Errors name the store (`postgres`) and never carry the connection URL or its password.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), atsession::store::StoreError> {
+//! use atsession::app::SessionManager;
+//! use atsession::store::postgres::PostgresStore;
+//!
+//! let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
+//! // or with the tables in their own schema:
+//! let store = PostgresStore::connect_with_schema("postgres://app@db.internal/app", "sessions").await?;
+//! let manager = SessionManager::new(store);
+//! # Ok(()) }
+//! ```
+//!
+//! [deadpool]: deadpool_postgres
+//! [tokio-postgres]: tokio_postgres
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::StoreError;
+
+mod migrations;
+mod sessions;
+
+pub use deadpool_postgres;
+pub use migrations::SCHEMA_VERSION;
+
+pub(crate) const BACKEND: &str = "postgres";
+
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free pooled connection.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sessions in a PostgreSQL database. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    schema: String,
+    sessions: sessions::Sql,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the pool's configuration: it holds the password.
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.inner.schema)
+            .field("pool_size", &self.inner.pool.status().max_size)
+            .finish()
+    }
+}
+
+pub(crate) fn err<E>(operation: &'static str) -> impl FnOnce(E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| StoreError::backend(BACKEND, operation, e)
+}
+
+/// The error when a URL does not parse. The parser's own message is dropped: it could quote
+/// part of the URL.
+fn bad_url() -> StoreError {
+    StoreError::backend(BACKEND, "connect", "the PostgreSQL URL is malformed")
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?options`, or the
+    /// `key=value` form) and opens the store in the `public` schema.
+    ///
+    /// Fails if the server cannot be reached: the error names the store and carries the
+    /// driver's error, never the URL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_schema(url, "public").await
+    }
+
+    /// Like [`connect`](Self::connect), with the tables in `schema` (created if missing).
+    /// A schema name is 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a digit.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::from_pool_with_schema(pool_for(url)?, schema).await
+    }
+
+    /// Opens the store on a pool you built (for TLS, or to share it with your app), in the
+    /// `public` schema.
+    pub async fn from_pool(pool: Pool) -> Result<Self, StoreError> {
+        Self::from_pool_with_schema(pool, "public").await
+    }
+
+    /// Opens the store on a pool you built, in `schema` (created if missing).
+    pub async fn from_pool_with_schema(pool: Pool, schema: &str) -> Result<Self, StoreError> {
+        check_schema_name(schema)?;
+        migrations::migrate(&pool, schema).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sessions: sessions::Sql::new(schema),
+                schema: schema.to_owned(),
+                pool,
+            }),
+        })
+    }
+
+    /// The connection pool.
+    #[must_use]
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The schema holding the tables.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self, operation: &'static str) -> Result<Object, StoreError> {
+        self.inner.pool.get().await.map_err(err(operation))
+    }
+}
+
+/// A pool for `url`, without TLS, with bounded connect and wait times.
+fn pool_for(url: &str) -> Result<Pool, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|_| bad_url())?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("atsession");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let size = std::thread::available_parallelism().map_or(4, |n| n.get() * 4);
+    Pool::builder(manager)
+        .max_size(size.clamp(4, 32))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(err("connect"))
+}
+
+/// Accepts only plain lowercase identifiers, so that a schema name never needs escaping.
+fn check_schema_name(schema: &str) -> Result<(), StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.as_bytes()[0].is_ascii_digit()
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::backend(
+            BACKEND,
+            "connect",
+            "a schema name is 1 to 63 characters of a-z, 0-9 and _, not starting with a digit",
+        ))
+    }
+}

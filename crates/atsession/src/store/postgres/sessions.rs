@@ -1,0 +1,306 @@
+//! App sessions in PostgreSQL.
+
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{BACKEND, PostgresStore, err};
+use crate::app::{SessionId, StoredSession};
+use crate::secret::TokenHash;
+use crate::store::{Cas, SessionStore, StoreError};
+use crate::syntax::{Did, Handle};
+
+const COLUMNS: &str = "id, token_hash, access_token_hash, access_expires_at, did, handle, data, \
+                       grant_id, created_at, last_seen_at, idle_expires_at, absolute_expires_at, \
+                       version";
+
+/// Deletes at most this many expired rows per statement, so that cleanup never holds many
+/// row locks for long.
+const CLEANUP_BATCH: i64 = 1000;
+
+/// The statements, with the schema name filled in. Built once per store; each is prepared
+/// once per pooled connection.
+pub(super) struct Sql {
+    insert: String,
+    by_id: String,
+    by_token: String,
+    by_access: String,
+    update: String,
+    delete: String,
+    list: String,
+    delete_by_did: String,
+    cleanup: String,
+}
+
+impl Sql {
+    pub(super) fn new(schema: &str) -> Self {
+        let t = format!("\"{schema}\".atsession_app_sessions");
+        Self {
+            insert: format!(
+                "INSERT INTO {t} ({COLUMNS}, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            by_id: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
+            by_token: format!("SELECT {COLUMNS} FROM {t} WHERE token_hash = $1"),
+            by_access: format!("SELECT {COLUMNS} FROM {t} WHERE access_token_hash = $1"),
+            // One round trip: the CTE's UPDATE and the existence check see the same snapshot.
+            update: format!(
+                "WITH u AS (
+                    UPDATE {t} SET token_hash = $2, access_token_hash = $3,
+                        access_expires_at = $4, did = $5, handle = $6, data = $7, grant_id = $8,
+                        created_at = $9, last_seen_at = $10, idle_expires_at = $11,
+                        absolute_expires_at = $12, version = $13, expires_at = $14
+                    WHERE id = $1 AND version = $15
+                    RETURNING 1
+                 )
+                 SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM {t} WHERE id = $1)"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            list: format!(
+                "SELECT {COLUMNS} FROM {t} WHERE did = $1 ORDER BY created_at, id COLLATE \"C\""
+            ),
+            delete_by_did: format!("DELETE FROM {t} WHERE did = $1"),
+            cleanup: format!(
+                "DELETE FROM {t} WHERE id IN (
+                    SELECT id FROM {t} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+                 )"
+            ),
+        }
+    }
+}
+
+fn corrupt(detail: &'static str) -> StoreError {
+    StoreError::corrupt(BACKEND, detail)
+}
+
+fn hash(bytes: &[u8], detail: &'static str) -> Result<TokenHash, StoreError> {
+    let arr: [u8; 32] = bytes.try_into().map_err(|_| corrupt(detail))?;
+    Ok(TokenHash::from_bytes(arr))
+}
+
+/// Reads one row into a record; a malformed column is [`StoreError::Corrupt`].
+fn from_row(row: &Row) -> Result<StoredSession, StoreError> {
+    fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+        row: &'a Row,
+        i: usize,
+    ) -> Result<T, StoreError> {
+        row.try_get(i).map_err(|e| StoreError::Corrupt {
+            backend: BACKEND,
+            detail: "a column has the wrong type",
+            source: Some(Box::new(e)),
+        })
+    }
+    let id: &str = get(row, 0)?;
+    let token_hash: &[u8] = get(row, 1)?;
+    let access_hash: Option<&[u8]> = get(row, 2)?;
+    let access_expires: Option<OffsetDateTime> = get(row, 3)?;
+    let did: &str = get(row, 4)?;
+    let handle: &str = get(row, 5)?;
+    let data: &str = get(row, 6)?;
+    let version: i64 = get(row, 12)?;
+    if access_hash.is_some() != access_expires.is_some() {
+        return Err(corrupt("access token hash without expiry, or the reverse"));
+    }
+    Ok(StoredSession {
+        id: SessionId::parse(id).ok_or_else(|| corrupt("malformed session id"))?,
+        token_hash: hash(token_hash, "malformed token hash")?,
+        access_token_hash: access_hash
+            .map(|h| hash(h, "malformed access token hash"))
+            .transpose()?,
+        access_expires_at: access_expires,
+        did: Did::new(did).map_err(|_| corrupt("malformed DID"))?,
+        handle: Handle::new(handle).map_err(|_| corrupt("malformed handle"))?,
+        data: serde_json::from_str(data).map_err(|e| StoreError::Corrupt {
+            backend: BACKEND,
+            detail: "session data is not JSON",
+            source: Some(Box::new(e)),
+        })?,
+        grant_id: get(row, 7)?,
+        created_at: get(row, 8)?,
+        last_seen_at: get(row, 9)?,
+        idle_expires_at: get(row, 10)?,
+        absolute_expires_at: get(row, 11)?,
+        version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
+    })
+}
+
+/// A record as the values bound to `$1..$14` (the columns, then `expires_at`).
+struct Bound<'a> {
+    s: &'a StoredSession,
+    id: &'a str,
+    token_hash: &'a [u8],
+    access_token_hash: Option<&'a [u8]>,
+    did: &'a str,
+    handle: &'a str,
+    data: String,
+    expires_at: OffsetDateTime,
+    version: i64,
+}
+
+impl<'a> Bound<'a> {
+    fn new(s: &'a StoredSession) -> Result<Self, StoreError> {
+        Ok(Self {
+            s,
+            id: s.id.as_str(),
+            token_hash: s.token_hash.as_bytes(),
+            access_token_hash: s
+                .access_token_hash
+                .as_ref()
+                .map(|h| h.as_bytes().as_slice()),
+            did: s.did.as_str(),
+            handle: s.handle.as_str(),
+            data: s.data.to_string(),
+            expires_at: s.expires_at(),
+            version: version(s.version)?,
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+        let s = self.s;
+        [
+            &self.id,
+            &self.token_hash,
+            &self.access_token_hash,
+            &s.access_expires_at,
+            &self.did,
+            &self.handle,
+            &self.data,
+            &s.grant_id,
+            &s.created_at,
+            &s.last_seen_at,
+            &s.idle_expires_at,
+            &s.absolute_expires_at,
+            &self.version,
+            &self.expires_at,
+        ]
+    }
+}
+
+fn version(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::backend(BACKEND, "write", "version out of range"))
+}
+
+impl PostgresStore {
+    async fn load_one(
+        &self,
+        sql: &str,
+        key: &(dyn ToSql + Sync),
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let client = self.client("load").await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err("load"))?;
+        let row = client.query_opt(&stmt, &[key]).await.map_err(err("load"))?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn execute(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err(operation))?;
+        client.execute(&stmt, params).await.map_err(err(operation))
+    }
+
+    fn sql(&self) -> &Sql {
+        &self.inner.sessions
+    }
+}
+
+impl SessionStore for PostgresStore {
+    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let b = Bound::new(session)?;
+        self.execute("create", &self.sql().insert, &b.params())
+            .await
+            .map(drop)
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.load_one(&self.sql().by_id, &id.as_str()).await
+    }
+
+    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+        self.load_one(&self.sql().by_token, &hash.as_bytes().as_slice())
+            .await
+    }
+
+    async fn load_by_access_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        self.load_one(&self.sql().by_access, &hash.as_bytes().as_slice())
+            .await
+    }
+
+    async fn update(
+        &self,
+        expected_version: u64,
+        session: &StoredSession,
+    ) -> Result<Cas, StoreError> {
+        let b = Bound::new(session)?;
+        let expected = version(expected_version)?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
+        params.push(&expected);
+        let client = self.client("update").await?;
+        let stmt = client
+            .prepare_cached(&self.sql().update)
+            .await
+            .map_err(err("update"))?;
+        let row = client
+            .query_one(&stmt, &params)
+            .await
+            .map_err(err("update"))?;
+        let updated: i64 = row.try_get(0).map_err(err("update"))?;
+        let existed: bool = row.try_get(1).map_err(err("update"))?;
+        Ok(match (updated, existed) {
+            (1, _) => Cas::Updated,
+            (_, true) => Cas::Conflict,
+            (_, false) => Cas::Missing,
+        })
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let n = self
+            .execute("delete", &self.sql().delete, &[&id.as_str()])
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
+        let client = self.client("list").await?;
+        let stmt = client
+            .prepare_cached(&self.sql().list)
+            .await
+            .map_err(err("list"))?;
+        let rows = client
+            .query(&stmt, &[&did.as_str()])
+            .await
+            .map_err(err("list"))?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        self.execute("delete by DID", &self.sql().delete_by_did, &[&did.as_str()])
+            .await
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let client = self.client("cleanup").await?;
+        let stmt = client
+            .prepare_cached(&self.sql().cleanup)
+            .await
+            .map_err(err("cleanup"))?;
+        let mut total = 0;
+        loop {
+            let n = client
+                .execute(&stmt, &[&now, &CLEANUP_BATCH])
+                .await
+                .map_err(err("cleanup"))?;
+            total += n;
+            if n < CLEANUP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}

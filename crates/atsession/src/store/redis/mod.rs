@@ -1,0 +1,140 @@
+//! The Redis/Valkey store: for apps whose instances share one Redis or Valkey server.
+//!
+//! A [`RedisStore`] talks through redis-rs's [`ConnectionManager`]: one multiplexed
+//! connection, reconnected in the background when it drops. Every key starts with a
+//! configurable prefix (`atsession:` unless told otherwise). App sessions use:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}s:{id}` | hash | the record (times in Unix milliseconds) |
+//! | `{prefix}t:{token_hash_hex}` | string | the id of the session with this token hash |
+//! | `{prefix}a:{access_hash_hex}` | string | the id of the session with this access-token hash |
+//! | `{prefix}d:{did}` | set | the ids of the account's sessions |
+//! | `{prefix}x` | sorted set | `{id}{did}` scored by expiry, for cleanup |
+//!
+//! Each session key and its two token index keys expire (`PEXPIREAT`) at the session's
+//! expiry, so Redis drops an expired session by itself, even if no cleanup ever runs. The DID
+//! set expires at the latest expiry of its members. Creation, update and deletion are Lua
+//! scripts, so a session and its index entries change together; an update is
+//! compare-and-swap on the version inside the script and never inserts; deleting every
+//! session of an account is one script, one round trip.
+//!
+//! **Expiry and the indexes.** Because Redis expires session keys on its own, the DID set and
+//! the cleanup sorted set may still name a session whose key is gone. Listing skips (and
+//! prunes) such ids; deleting by DID and [`delete_expired`] remove them and count only the
+//! sessions that still existed. [`delete_expired`] walks the sorted set in batches of 1000 and
+//! is what keeps that set small: run it periodically
+//! ([`SessionManager::spawn_cleanup`](crate::app::SessionManager::spawn_cleanup)).
+//! Unlike the other backends, a record whose expiry has passed *by the Redis server's clock*
+//! is gone, not returned expired.
+//!
+//! **Redis Cluster.** The scripts compute key names from the prefix, so all of a store's keys
+//! must live in one slot: give the prefix a hash tag, e.g. `{atsession}:`.
+//!
+//! Errors name the store (`redis`) and never carry the connection URL or its password.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), atsession::store::StoreError> {
+//! use atsession::app::SessionManager;
+//! use atsession::store::redis::RedisStore;
+//!
+//! let store = RedisStore::connect("redis://cache.internal:6379").await?;
+//! // or with its own key prefix:
+//! let store = RedisStore::connect_with_prefix("redis://cache.internal:6379/1", "myapp:sess:").await?;
+//! let manager = SessionManager::new(store);
+//! # Ok(()) }
+//! ```
+//!
+//! [`delete_expired`]: crate::store::SessionStore::delete_expired
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::StoreError;
+
+mod sessions;
+
+pub use redis::aio::ConnectionManager as RedisConnection;
+
+pub(crate) const BACKEND: &str = "redis";
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "atsession:";
+
+/// How long connecting, and each command, may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sessions in Redis or Valkey. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the connection's address: it may hold a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+    move |e| StoreError::backend(BACKEND, operation, e)
+}
+
+/// A connection manager for `url`, with bounded connect and response times and a short
+/// retry schedule, so that a server that is down gives an error rather than a hang.
+pub(crate) async fn connection_for(url: &str) -> Result<ConnectionManager, StoreError> {
+    // The parser's own message is dropped: it could quote part of the URL.
+    let client = redis::Client::open(url)
+        .map_err(|_| StoreError::backend(BACKEND, "connect", "the Redis URL is malformed"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(err("connect"))
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, `rediss://` is not
+    /// enabled in this build) with the key prefix `atsession:`.
+    ///
+    /// Fails if the server cannot be reached: the error names the store and carries the
+    /// driver's error, never the URL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_prefix(url, DEFAULT_PREFIX).await
+    }
+
+    /// Like [`connect`](Self::connect), with every key starting with `prefix`.
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Ok(Self::from_connection(connection_for(url).await?, prefix))
+    }
+
+    /// A store on a connection manager you made, with every key starting with `prefix`.
+    #[must_use]
+    pub fn from_connection(conn: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The key prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The connection manager (cheap to clone).
+    #[must_use]
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}

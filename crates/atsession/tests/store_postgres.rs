@@ -1,0 +1,180 @@
+//! The conformance suite on PostgreSQL (a fresh schema per test), and what only PostgreSQL
+//! has: the recorded schema version, concurrent migration, corrupt rows.
+//!
+//! Needs a server: `ATSESSION_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Skipped if it is down, failed if `CI=true`.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used)]
+
+mod conformance;
+mod support;
+
+use atsession::app::SessionManager;
+use atsession::store::postgres::{PostgresStore, SCHEMA_VERSION};
+use atsession::store::{SessionStore, StoreError};
+
+mod suite {
+    crate::conformance::session_store_suite!({
+        let Some(store) = crate::support::fresh_postgres().await else {
+            return;
+        };
+        std::future::ready(store)
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_version_is_recorded_and_migration_is_idempotent() {
+    let Some(store) = support::fresh_postgres().await else {
+        return;
+    };
+    let client = store.pool().get().await.unwrap();
+    let v: i32 = client
+        .query_one(
+            &format!(
+                "SELECT version FROM \"{}\".atsession_schema",
+                store.schema()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v as u32, SCHEMA_VERSION);
+    // Indexes on the token hash, the DID and the expiry.
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'atsession_app_sessions'",
+            &[&store.schema()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for col in [
+        "(token_hash)",
+        "(access_token_hash)",
+        "(did, created_at)",
+        "(expires_at)",
+    ] {
+        assert!(
+            indexes.iter().any(|i| i.contains(col)),
+            "{col}: {indexes:?}"
+        );
+    }
+    drop(client);
+    // Opening again (many at once) migrates nothing and fails nothing.
+    let url = support::postgres_url();
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            let schema = store.schema().to_owned();
+            tokio::spawn(async move { PostgresStore::connect_with_schema(&url, &schema).await })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+    support::drop_schema(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_do_not_race() {
+    // Several stores open one fresh schema at the same instant: the advisory lock makes one
+    // migrate and the others see the result.
+    let Some(probe) = support::fresh_postgres().await else {
+        return;
+    };
+    let schema = support::unique_name();
+    let url = support::postgres_url();
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            let schema = schema.clone();
+            tokio::spawn(async move { PostgresStore::connect_with_schema(&url, &schema).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for o in opens {
+        stores.push(o.await.unwrap().unwrap());
+    }
+    let m = SessionManager::new(stores.pop().unwrap());
+    let new = m
+        .create("did:plc:alice00000000000000000000", "alice.test", ())
+        .await
+        .unwrap();
+    assert_eq!(
+        SessionManager::new(stores.pop().unwrap())
+            .load(new.token.expose())
+            .await
+            .unwrap()
+            .id,
+        new.session.id
+    );
+    support::drop_schema(m.store()).await;
+    support::drop_schema(&probe).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_schema_is_refused() {
+    let Some(store) = support::fresh_postgres().await else {
+        return;
+    };
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "UPDATE \"{}\".atsession_schema SET version = 999",
+            store.schema()
+        ))
+        .await
+        .unwrap();
+    let err = PostgresStore::connect_with_schema(&support::postgres_url(), store.schema())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("postgres"), "{err}");
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .to_string()
+            .contains("999")
+    );
+    support::drop_schema(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_rows_are_typed_errors() {
+    let Some(store) = support::fresh_postgres().await else {
+        return;
+    };
+    let m = SessionManager::new(store.clone());
+    let new = m
+        .create("did:plc:alice00000000000000000000", "alice.test", ())
+        .await
+        .unwrap();
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "UPDATE \"{}\".atsession_app_sessions SET data = 'not json'",
+            store.schema()
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load(&new.session.id).await,
+        Err(StoreError::Corrupt {
+            backend: "postgres",
+            ..
+        })
+    ));
+    support::drop_schema(&store).await;
+}
+
+#[tokio::test]
+async fn bad_schema_names_are_refused() {
+    for bad in ["", "Caps", "1abc", "a-b", "a\"b", &"x".repeat(64)] {
+        let err = PostgresStore::connect_with_schema("postgres://postgres@127.0.0.1:1/x", bad)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("postgres"));
+    }
+}
