@@ -34,7 +34,7 @@ use serde_json::Value;
 
 const REDIRECT: &str = "http://127.0.0.1:8080/callback";
 /// The access-token lifetime these tests run with.
-const TOKEN_LIFE: Duration = Duration::from_secs(8);
+const TOKEN_LIFE: Duration = Duration::from_secs(12);
 const GET_SESSION: &str = "com.atproto.server.getSession";
 
 fn client<S: StateStore + OAuthSessionStore>(
