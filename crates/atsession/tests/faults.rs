@@ -14,8 +14,11 @@
 mod support;
 
 use std::net::TcpListener;
+#[cfg(feature = "postgres")]
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+#[cfg(feature = "redis")]
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use atsession::app::SessionManager;

@@ -43,7 +43,9 @@ fn contender() {
         return;
     };
     let target = std::env::var("CONTENDER_TARGET").unwrap();
+    // The schema (PostgreSQL) or key prefix (Redis); unused for SQLite.
     let name = std::env::var("CONTENDER_NAME").unwrap();
+    let _ = &name;
     let mode = std::env::var("CONTENDER_MODE").unwrap();
     let log = std::path::PathBuf::from(std::env::var("CONTENDER_LOG").unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()

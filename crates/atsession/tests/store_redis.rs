@@ -9,6 +9,8 @@
 mod conformance;
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use atsession::app::{SessionId, StoredSession};
@@ -17,6 +19,8 @@ use atsession::store::SessionStore;
 use atsession::syntax::Did;
 use serde_json::json;
 use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 mod suite {
     crate::conformance::session_store_suite!({
@@ -209,16 +213,23 @@ async fn cleanup_prunes_what_redis_expired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_by_did_is_one_round_trip() {
-    let Some(store) = support::fresh_redis().await else {
+    let Some(probe) = support::fresh_redis().await else {
         return;
     };
+    // Talk to Redis through a proxy that counts the commands the store sends.
+    let (proxy_url, commands) = counting_proxy(&support::redis_url()).await;
+    let store =
+        atsession::store::redis::RedisStore::connect_with_prefix(&proxy_url, probe.prefix())
+            .await
+            .unwrap();
     for n in 0..100u8 {
         store
             .create(&record(Duration::from_secs(3600), n))
             .await
             .unwrap();
     }
-    let before = command_count(&store).await;
+    let before = commands.load(Ordering::SeqCst);
+    assert!(before >= 100, "the proxy counts: {before}");
     assert_eq!(
         store
             .delete_by_did(&Did::new(ALICE).unwrap())
@@ -226,31 +237,82 @@ async fn delete_by_did_is_one_round_trip() {
             .unwrap(),
         100
     );
-    let after = command_count(&store).await;
-    // One EVALSHA (plus the INFO that measured it); the server is shared with other tests, so
-    // count only the script calls' growth loosely against the 100 sessions.
-    assert!(after.0 - before.0 <= 3, "{before:?} {after:?}");
+    let sent = commands.load(Ordering::SeqCst) - before;
+    // One EVALSHA (two commands only if the server had to be sent the script first).
+    assert!(sent <= 2, "delete_by_did sent {sent} commands");
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", store.prefix()))
-        .query_async(&mut store.connection())
+        .arg(format!("{}*", probe.prefix()))
+        .query_async(&mut probe.connection())
         .await
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 }
 
-/// (calls of EVALSHA, ...) from INFO commandstats — server-wide.
-async fn command_count(store: &atsession::store::redis::RedisStore) -> (u64,) {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut store.connection())
-        .await
-        .unwrap();
-    let calls = info
-        .lines()
-        .find(|l| l.starts_with("cmdstat_evalsha:"))
-        .and_then(|l| l.split("calls=").nth(1))
-        .and_then(|s| s.split(',').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (calls,)
+/// A TCP proxy to the Redis at `upstream` that counts the RESP commands clients send.
+async fn counting_proxy(upstream: &str) -> (String, Arc<AtomicU64>) {
+    let addr = upstream
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(&addr).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    let n = match cr.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(used) = resp_command_len(&buf) {
+                        buf.drain(..used);
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if sw.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("redis://127.0.0.1:{port}"), count)
+}
+
+/// The length of the first complete RESP command (`*N` then N bulk strings) in `buf`.
+fn resp_command_len(buf: &[u8]) -> Option<usize> {
+    fn line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let (args, mut at) = line(buf, 0)?;
+    for _ in 0..args {
+        if buf.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, body) = line(buf, at)?;
+        at = body + len + 2;
+        if at > buf.len() {
+            return None;
+        }
+    }
+    Some(at)
 }

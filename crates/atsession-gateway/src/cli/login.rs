@@ -96,13 +96,16 @@ pub(crate) fn sibling(db: &Path, suffix: &str) -> PathBuf {
 
 /// The at-rest keyring: from the environment, the key file, or a new key file.
 fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
+    load_keyring(&opts.db, opts.key_file.as_deref())
+}
+
+/// The at-rest keyring of the database `db`: from `ATSESSION_AT_REST_KEY`, the key file
+/// (default `<db>.key`), or a new key file created with mode 0600.
+pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
     if let Ok(spec) = std::env::var(KEY_ENV) {
         return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
     }
-    let path = opts
-        .key_file
-        .clone()
-        .unwrap_or_else(|| sibling(&opts.db, ".key"));
+    let path = key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf);
     match std::fs::read_to_string(&path) {
         Ok(spec) => Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,15 +136,21 @@ pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStor
     let metadata = ClientMetadata::loopback(&[REDIRECT], SCOPE)?;
     let config = OAuthClientConfig::new(metadata, keyring(opts)?)
         .dev_mode(opts.dev)
-        .identity(IdentityConfig {
-            plc_url: opts.plc_url.clone(),
-            handle_resolver: opts
-                .handle_resolver
-                .clone()
-                .map_or(HandleResolver::Standard, HandleResolver::Xrpc),
-            ..IdentityConfig::default()
-        });
+        .identity(identity_config(
+            opts.plc_url.clone(),
+            opts.handle_resolver.clone(),
+        ));
     Ok(OAuthClient::new(config, store)?)
+}
+
+/// Identity resolution through `plc_url`, and handles through DNS and HTTPS or, when
+/// given, an XRPC `resolveHandle` service.
+pub fn identity_config(plc_url: Url, handle_resolver: Option<Url>) -> IdentityConfig {
+    IdentityConfig {
+        plc_url,
+        handle_resolver: handle_resolver.map_or(HandleResolver::Standard, HandleResolver::Xrpc),
+        ..IdentityConfig::default()
+    }
 }
 
 /// Runs `atsession login`.

@@ -3,10 +3,17 @@
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
 //! reaches it, only [`TokenHash`]es. Backends:
 //!
-//! | backend | type | feature |
-//! |---|---|---|
-//! | in-process memory | [`MemoryStore`] | always |
-//! | SQLite (embedded default) | [`SqliteStore`](sqlite::SqliteStore) | `sqlite` (default) |
+//! | backend | type | feature | shared by processes | lock |
+//! |---|---|---|---|---|
+//! | in-process memory | [`MemoryStore`] | always | no | [`MemoryLock`](crate::lock::MemoryLock) |
+//! | SQLite (embedded default) | [`SqliteStore`](sqlite::SqliteStore) | `sqlite` (default) | on one machine | [`SqliteLock`](crate::lock::sqlite::SqliteLock) |
+//! | PostgreSQL | [`PostgresStore`](postgres::PostgresStore) | `postgres` | yes | [`PostgresLock`](crate::lock::postgres::PostgresLock) |
+//! | Redis / Valkey | [`RedisStore`](redis::RedisStore) | `redis` | yes | [`RedisLock`](crate::lock::redis::RedisLock) |
+//!
+//! Each backend keeps its schema beside its code: SQLite and PostgreSQL as an append-only
+//! list of migrations whose applied count is recorded in the database, Redis as a key layout
+//! (see the `redis` module). A backend for a new kind of record
+//! adds a migration (or a key type) and a file beside `sessions.rs`.
 //!
 //! # The contract
 //!
@@ -20,6 +27,9 @@
 //!   expired record means.
 //! - [`delete_expired`](SessionStore::delete_expired) removes every record whose idle or
 //!   absolute expiry is at or before `now`.
+//! - One exception, by design: Redis also expires keys on its own (`PEXPIREAT` at the
+//!   session's expiry, by the Redis server's clock), so there an expired record may be gone
+//!   before anyone deletes it.
 //!
 //! [`SessionManager`]: crate::app::SessionManager
 

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use atsession::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 use atsession::store::redis::RedisStore;
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use tokio::sync::OnceCell;
 
 pub const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -227,7 +227,7 @@ fn from_fields(flat: Vec<String>) -> Result<Option<StoredSession>, StoreError> {
     if flat.is_empty() {
         return Ok(None);
     }
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err(corrupt("odd field list"));
     }
     let mut f: HashMap<String, String> = HashMap::with_capacity(flat.len() / 2);
