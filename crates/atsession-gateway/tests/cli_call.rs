@@ -48,7 +48,9 @@ async fn login_then_call() {
         return;
     };
     // Short access tokens, so that the last call needs a refresh.
-    peer.set_token_max_age(Duration::from_secs(15)).await.unwrap();
+    peer.set_token_max_age(Duration::from_secs(15))
+        .await
+        .unwrap();
     let alice = peer.account("alice.test").clone();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
@@ -93,7 +95,11 @@ async fn login_then_call() {
     let v = call(
         &peer,
         &db,
-        &["com.atproto.repo.describeRepo", "--param", &format!("repo={}", alice.did)],
+        &[
+            "com.atproto.repo.describeRepo",
+            "--param",
+            &format!("repo={}", alice.did),
+        ],
     )
     .await;
     assert_eq!(v["handle"], "alice.test");
@@ -116,7 +122,9 @@ async fn login_then_call() {
     tokio::time::sleep(left).await;
     let v = call(&peer, &db, &["com.atproto.server.getSession"]).await;
     assert_eq!(v["did"], alice.did.as_str());
-    let store = atsession::store::sqlite::SqliteStore::open(&db).await.unwrap();
+    let store = atsession::store::sqlite::SqliteStore::open(&db)
+        .await
+        .unwrap();
     let did = atsession::syntax::Did::new(&alice.did).unwrap();
     let grants = store.list_grants_by_did(&did).await.unwrap();
     assert_eq!(grants.len(), 1);

@@ -32,9 +32,12 @@ fn keyring() -> AtRestKeyring {
     AtRestKeyring::new(AtRestKey::new("bench", [9; 32]).unwrap())
 }
 
-async fn setup<S: StateStore + OAuthSessionStore + Clone>(store: S) -> (SessionGetter<S>, Vec<GrantId>) {
+async fn setup<S: StateStore + OAuthSessionStore + Clone>(
+    store: S,
+) -> (SessionGetter<S>, Vec<GrantId>) {
     let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
-    let client = OAuthClient::new(OAuthClientConfig::new(metadata, keyring()), store.clone()).unwrap();
+    let client =
+        OAuthClient::new(OAuthClientConfig::new(metadata, keyring()), store.clone()).unwrap();
     let now = truncate_ms(time::OffsetDateTime::now_utc());
     let mut ids = Vec::new();
     for i in 0..1000 {
@@ -42,18 +45,21 @@ async fn setup<S: StateStore + OAuthSessionStore + Clone>(store: S) -> (SessionG
             grant_id: GrantId::generate(),
             token_set: TokenSet {
                 iss: "https://pds.example".into(),
-                sub: Did::new(&format!("did:plc:bench{i:020}")).unwrap(),
+                sub: Did::new(format!("did:plc:bench{i:020}")).unwrap(),
                 aud: "https://pds.example/".into(),
                 scope: "atproto transition:generic".into(),
-                access_token: SecretString::new(&"a".repeat(700)),
-                refresh_token: Some(SecretString::new(&"r".repeat(300))),
+                access_token: SecretString::new("a".repeat(700)),
+                refresh_token: Some(SecretString::new("r".repeat(300))),
                 expires_at: Some(now + Duration::from_secs(3600)),
             },
             dpop_key: DpopKey::generate(),
             auth: ClientAuth::None,
             created_at: now,
         };
-        store.create_grant(&data.seal(&keyring(), now, 1).unwrap()).await.unwrap();
+        store
+            .create_grant(&data.seal(&keyring(), now, 1).unwrap())
+            .await
+            .unwrap();
         ids.push(data.grant_id);
     }
     (SessionGetter::new(client, GetterConfig::default()), ids)
@@ -85,7 +91,9 @@ fn benches(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("atsession-bench-oauth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let rt = runtime();
-    let sqlite = rt.block_on(SqliteStore::open(dir.join("bench.db"))).unwrap();
+    let sqlite = rt
+        .block_on(SqliteStore::open(dir.join("bench.db")))
+        .unwrap();
     bench_store(c, "sqlite", sqlite);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,7 @@
 
 #[path = "support/pds.rs"]
 mod pds;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::process::{Command, Stdio};
@@ -23,8 +23,8 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::lock::Lock;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient,
-    OAuthClientConfig, OAuthSessionData, Refresh, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
+    OAuthSessionData, Refresh, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
@@ -140,7 +140,10 @@ async fn two_hundred_concurrent_calls_make_one_refresh() {
         if f.status == StatusCode::UNAUTHORIZED {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the PDS never refused the token");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PDS never refused the token"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -165,13 +168,23 @@ async fn two_hundred_concurrent_calls_make_one_refresh() {
     // The chain is intact: the stored (newest) refresh token works…
     let stored = store.load_grant(&first.grant_id).await.unwrap().unwrap();
     assert_eq!(stored.version, 2);
-    let current = getter.get(&first.grant_id, Refresh::AcceptStale).await.unwrap();
+    let current = getter
+        .get(&first.grant_id, Refresh::AcceptStale)
+        .await
+        .unwrap();
     let (r0, r1) = (
         first.token_set.refresh_token.clone().unwrap(),
         current.token_set.refresh_token.clone().unwrap(),
     );
-    assert_ne!(r0.expose(), r1.expose(), "the refresh rotated the refresh token");
-    let next = client.refresh(&current).await.expect("the newest refresh token works");
+    assert_ne!(
+        r0.expose(),
+        r1.expose(),
+        "the refresh rotated the refresh token"
+    );
+    let next = client
+        .refresh(&current)
+        .await
+        .expect("the newest refresh token works");
     assert_ne!(next.refresh_token.unwrap().expose(), r1.expose());
     // …and the older ones are refused.
     let e = client.refresh(&first).await.unwrap_err();
@@ -213,14 +226,21 @@ async fn sign_out_makes_the_pds_refuse_both_tokens() {
         .pds_request(&data, Method::GET, &format!("/xrpc/{GET_SESSION}"), None)
         .await
         .unwrap();
-    assert_eq!(f.status, StatusCode::UNAUTHORIZED, "the access token is refused");
+    assert_eq!(
+        f.status,
+        StatusCode::UNAUTHORIZED,
+        "the access token is refused"
+    );
     let e = client.refresh(&data).await.unwrap_err();
     assert!(e.is_invalid_grant(), "the refresh token is refused: {e:?}");
     let e = session
         .xrpc_query::<Value>(GET_SESSION, &[])
         .await
         .unwrap_err();
-    assert!(matches!(e, atsession::oauth::SessionError::NotFound(_)), "{e:?}");
+    assert!(
+        matches!(e, atsession::oauth::SessionError::NotFound(_)),
+        "{e:?}"
+    );
 }
 
 // ---- Several OS processes ----
@@ -249,7 +269,10 @@ fn session_child() {
     let grant = GrantId::parse(&std::env::var("SESSION_CHILD_GRANT").unwrap()).unwrap();
     let lock_kind = std::env::var("SESSION_CHILD_LOCK").unwrap();
     let lock_target = std::env::var("SESSION_CHILD_LOCK_TARGET").unwrap_or_default();
-    let start_at: u64 = std::env::var("SESSION_CHILD_START").unwrap().parse().unwrap();
+    let start_at: u64 = std::env::var("SESSION_CHILD_START")
+        .unwrap()
+        .parse()
+        .unwrap();
     let plc = std::env::var("SESSION_CHILD_PLC").unwrap();
     let resolver = std::env::var("SESSION_CHILD_RESOLVER").unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -334,7 +357,13 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["session_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+                .args([
+                    "session_child",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env("SESSION_CHILD_DB", &db)
                 .env("SESSION_CHILD_KEY", spec.as_str())
                 .env("SESSION_CHILD_GRANT", data.grant_id.as_str())
@@ -374,7 +403,10 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
         }
     }
     assert_eq!(ok, PROCESSES * CALLS_PER_PROCESS, "every call succeeds");
-    assert_eq!(updated, 1, "exactly one refresh across {PROCESSES} processes");
+    assert_eq!(
+        updated, 1,
+        "exactly one refresh across {PROCESSES} processes"
+    );
     assert_eq!(deleted, 0);
     let stored = store.load_grant(&data.grant_id).await.unwrap().unwrap();
     assert_eq!(stored.version, 2, "one refresh stored");

@@ -125,9 +125,10 @@ impl Fake {
             buf.extend_from_slice(&chunk[..n]);
         }
         let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-        let form: HashMap<String, String> = atsession::oauth::url::form_urlencoded::parse(body.as_bytes())
-            .into_owned()
-            .collect();
+        let form: HashMap<String, String> =
+            atsession::oauth::url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
         let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
         let (status, extra, resp) = self.route(&path, &headers, &form).await;
         let out = format!(
@@ -342,7 +343,10 @@ async fn fresh_grant_is_not_refreshed_and_stale_one_is() {
     s.clock.advance(Duration::from_secs(3595));
     let d = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap();
     assert_eq!(d.token_set.access_token.expose(), "access-1");
-    assert_eq!(d.token_set.refresh_token.as_ref().unwrap().expose(), "refresh-1");
+    assert_eq!(
+        d.token_set.refresh_token.as_ref().unwrap().expose(),
+        "refresh-1"
+    );
     assert_eq!(s.fake.token_calls(), 1);
     // Accept stale never refreshes; force always does.
     s.clock.advance(Duration::from_secs(7200));
@@ -361,7 +365,14 @@ async fn fresh_grant_is_not_refreshed_and_stale_one_is() {
         }
         e => panic!("unexpected {e:?}"),
     }
-    let stored = s.getter.client().store().load_grant(&s.grant).await.unwrap().unwrap();
+    let stored = s
+        .getter
+        .client()
+        .store()
+        .load_grant(&s.grant)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.version, 3);
 }
 
@@ -374,9 +385,9 @@ async fn concurrent_callers_share_one_refresh() {
     for _ in 0..100 {
         let g = s.getter.clone();
         let id = s.grant.clone();
-        tasks.push(tokio::spawn(async move {
-            g.get(&id, Refresh::IfStale).await
-        }));
+        tasks.push(tokio::spawn(
+            async move { g.get(&id, Refresh::IfStale).await },
+        ));
     }
     for t in tasks {
         let d = t.await.unwrap().unwrap();
@@ -394,7 +405,15 @@ async fn server_error_keeps_the_grant() {
     s.fake.set_mode(Mode::ServerError);
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
     assert!(matches!(e, SessionError::Refresh(_)), "{e:?}");
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_some());
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(drain(&mut rx).is_empty());
     // It recovers once the server does.
     s.fake.set_mode(Mode::Ok);
@@ -409,7 +428,9 @@ async fn invalid_grant_deletes_the_grant() {
     s.fake.set_mode(Mode::InvalidGrant);
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
     match &e {
-        SessionError::Deleted { grant_id, cause, .. } => {
+        SessionError::Deleted {
+            grant_id, cause, ..
+        } => {
             assert_eq!(grant_id, &s.grant);
             assert_eq!(
                 cause,
@@ -420,7 +441,15 @@ async fn invalid_grant_deletes_the_grant() {
         }
         e => panic!("unexpected {e:?}"),
     }
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_none());
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let events = drain(&mut rx);
     assert_eq!(
         events,
@@ -433,7 +462,11 @@ async fn invalid_grant_deletes_the_grant() {
         }]
     );
     // Gone for good.
-    let e = s.getter.get(&s.grant, Refresh::AcceptStale).await.unwrap_err();
+    let e = s
+        .getter
+        .get(&s.grant, Refresh::AcceptStale)
+        .await
+        .unwrap_err();
     assert!(matches!(e, SessionError::NotFound(_)));
 }
 
@@ -462,7 +495,15 @@ async fn invalid_grant_after_a_refresh_elsewhere_uses_its_tokens() {
     let d = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap();
     other.await.unwrap();
     assert_eq!(d.token_set.access_token.expose(), "access-elsewhere");
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_some());
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -473,7 +514,15 @@ async fn a_hanging_token_endpoint_times_out_and_keeps_the_grant() {
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
     assert!(matches!(e, SessionError::Timeout(_)), "{e:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_some());
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -492,8 +541,19 @@ async fn another_sub_is_refused_the_grant_deleted_and_the_new_tokens_revoked() {
         ),
         "{e:?}"
     );
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_none());
-    assert_eq!(s.fake.log.lock().unwrap().revoked, vec!["access-1".to_owned()]);
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.fake.log.lock().unwrap().revoked,
+        vec!["access-1".to_owned()]
+    );
     assert!(matches!(
         drain(&mut rx).as_slice(),
         [SessionEvent::Deleted {
@@ -540,7 +600,10 @@ async fn invalid_token_at_the_pds_refreshes_once_and_retries() {
     assert_eq!(v["did"], DID);
     assert_eq!(s.fake.token_calls(), 1);
     let calls = s.fake.log.lock().unwrap().pds_calls.clone();
-    assert_eq!(calls, vec!["DPoP access-0".to_owned(), "DPoP access-1".to_owned()]);
+    assert_eq!(
+        calls,
+        vec!["DPoP access-0".to_owned(), "DPoP access-1".to_owned()]
+    );
     // An XRPC error is typed.
     *s.fake.valid_access.lock().unwrap() = "nothing".into();
     s.fake.set_mode(Mode::ServerError);
@@ -561,7 +624,15 @@ async fn sign_out_deletes_even_when_revoking_fails() {
     let session = s.getter.session(s.grant.clone());
     let e = session.sign_out().await.unwrap_err();
     assert!(matches!(e, SessionError::OAuth(_)), "{e:?}");
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_none());
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         s.fake.log.lock().unwrap().revoked,
         vec!["access-0".to_owned(), "refresh-0".to_owned()]
@@ -643,7 +714,15 @@ async fn tokens_that_cannot_be_saved_are_revoked() {
         s.fake.log.lock().unwrap().revoked,
         vec!["access-1".to_owned(), "refresh-1".to_owned()]
     );
-    assert!(s.getter.client().store().load_grant(&s.grant).await.unwrap().is_none());
+    assert!(
+        s.getter
+            .client()
+            .store()
+            .load_grant(&s.grant)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         drain(&mut rx).as_slice(),
         [SessionEvent::Deleted {

@@ -56,11 +56,10 @@ pub async fn call(args: CallArgs) -> Result<(), CliError> {
     };
     let did = Did::new(did.trim())?;
     let client = client(&args.oauth).await?;
-    let grant = client
-        .grants_of(&did)
-        .await?
-        .pop()
-        .ok_or_else(|| format!("no OAuth grant stored for {did}: run `atsession login` first"))?;
+    let grant =
+        client.grants_of(&did).await?.pop().ok_or_else(|| {
+            format!("no OAuth grant stored for {did}: run `atsession login` first")
+        })?;
     let lock = SqliteLock::new(client.store());
     let getter = SessionGetter::new(client, GetterConfig::default().lock(lock));
     let session = getter.session(grant);

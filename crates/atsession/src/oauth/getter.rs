@@ -50,6 +50,66 @@
 //! | grant updated meanwhile (a refresh elsewhere, no lock) | theirs kept | — | — (theirs returned) |
 //!
 //! Nothing a server sends can make the getter panic.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::lock::sqlite::SqliteLock;
+//! use atsession::oauth::{
+//!     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionEvent,
+//!     SessionGetter,
+//! };
+//! use atsession::store::oauth::GrantId;
+//! use atsession::store::sqlite::SqliteStore;
+//!
+//! # async fn demo(grant_id: GrantId) -> Result<(), Box<dyn std::error::Error>> {
+//! let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
+//! let keyring = AtRestKeyring::new(AtRestKey::from_spec(&std::env::var("AT_REST_KEY")?)?);
+//! let store = SqliteStore::open("app.db").await?;
+//! let client = OAuthClient::new(OAuthClientConfig::new(metadata, keyring), store.clone())?;
+//!
+//! // One refresh per grant across every process sharing app.db.
+//! let getter = SessionGetter::new(client, GetterConfig::default().lock(SqliteLock::new(&store)));
+//!
+//! // Mirror or audit refreshes and deletions.
+//! let mut events = getter.subscribe();
+//! tokio::spawn(async move {
+//!     while let Ok(event) = events.recv().await {
+//!         if let SessionEvent::Deleted { grant_id, cause, .. } = event {
+//!             println!("grant {grant_id} deleted: {cause:?}");
+//!         }
+//!     }
+//! });
+//!
+//! // The grant id comes from `OAuthClient::callback` (kept in the app session).
+//! let session = getter.session(grant_id);
+//! let info = session.token_info(Refresh::IfStale).await?;
+//! println!("{} until {:?}", info.sub, info.expires_at);
+//!
+//! // An XRPC query; the tokens are refreshed first if stale, and once more if the PDS
+//! // says `invalid_token`.
+//! let me: serde_json::Value = session
+//!     .xrpc_query("com.atproto.server.getSession", &[])
+//!     .await?;
+//! println!("{}", me["handle"]);
+//!
+//! // A procedure.
+//! let _: serde_json::Value = session
+//!     .xrpc_procedure(
+//!         "com.atproto.repo.createRecord",
+//!         &serde_json::json!({
+//!             "repo": info.sub,
+//!             "collection": "app.bsky.feed.post",
+//!             "record": {"text": "hi", "createdAt": "2026-01-01T00:00:00Z"},
+//!         }),
+//!     )
+//!     .await?;
+//!
+//! // Log out: revoked at the server, then deleted here.
+//! session.sign_out().await?;
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
@@ -160,7 +220,7 @@ pub enum SessionError {
         cause: DeleteCause,
         /// The refusal.
         #[source]
-        source: OAuthError,
+        source: Box<OAuthError>,
     },
     /// The refresh failed (network, 5xx, …); the grant is kept and a later call retries.
     #[error("the refresh failed; the grant is kept")]
@@ -567,7 +627,7 @@ where
                     return Err(SessionError::Deleted {
                         grant_id: data.grant_id.clone(),
                         cause,
-                        source: e,
+                        source: Box::new(e),
                     });
                 }
                 _ => {}
@@ -587,7 +647,7 @@ where
         Err(SessionError::Deleted {
             grant_id: data.grant_id.clone(),
             cause,
-            source: e,
+            source: Box::new(e),
         })
     }
 
