@@ -1,5 +1,6 @@
 //! The session getter's common path: a fresh grant (one store read, one decrypt, no
-//! refresh), on the memory and SQLite stores, with 1,000 grants stored.
+//! refresh), on the memory and SQLite stores, with 1,000 grants stored; and the store read
+//! alone, for comparison.
 //!
 //! `cargo bench -p atsession --features oauth --bench oauth_session`
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -78,6 +79,20 @@ fn bench_store<S: StateStore + OAuthSessionStore + Clone>(c: &mut Criterion, nam
                     let id = &ids[(i % 1000) as usize];
                     let d = getter.get(id, Refresh::IfStale).await.unwrap();
                     std::hint::black_box(d);
+                }
+                start.elapsed()
+            })
+        });
+    });
+    // For comparison: the store read alone.
+    group.bench_function(format!("{name}_load_grant_only"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let store = getter.client().store();
+                let start = Instant::now();
+                for i in 0..iters {
+                    let id = &ids[(i % 1000) as usize];
+                    std::hint::black_box(store.load_grant(id).await.unwrap());
                 }
                 start.elapsed()
             })
