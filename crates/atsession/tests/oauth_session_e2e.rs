@@ -314,6 +314,8 @@ fn session_child() {
 }
 
 async fn make_lock(kind: &str, target: &str, store: &SqliteStore) -> Arc<dyn Lock> {
+    // `target` names the PostgreSQL schema or Redis prefix (unused without those features).
+    let _ = target;
     match kind {
         "sqlite" => Arc::new(atsession::lock::sqlite::SqliteLock::new(store)),
         #[cfg(feature = "postgres")]
