@@ -24,6 +24,8 @@ enum Command {
     Login(cli::login::LoginArgs),
     /// Revoke and delete the stored OAuth grants of an account.
     Logout(cli::login::LogoutArgs),
+    /// Make an XRPC call to the logged-in account's PDS and print the JSON answer.
+    Call(cli::call::CallArgs),
     /// Run the gateway server.
     Serve(server::ServeArgs),
     /// Seal JSON from stdin into an Iron `Fe26.2` string (password from $ATSESSION_SEAL_PASSWORD).
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
             Command::Sessions(cmd) => cli::sessions::run(cmd).await,
             Command::Login(args) => cli::login::login(args).await,
             Command::Logout(args) => cli::login::logout(args).await,
+            Command::Call(args) => cli::call::call(args).await,
             Command::Serve(args) => server::run(args).await,
             Command::Seal(args) => cli::seal::seal(args),
             Command::Unseal(args) => cli::seal::unseal(args),

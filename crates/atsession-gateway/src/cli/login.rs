@@ -88,7 +88,7 @@ pub struct LogoutArgs {
     pub oauth: OAuthOptions,
 }
 
-fn sibling(db: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sibling(db: &Path, suffix: &str) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -131,7 +131,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
-async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStore>, CliError> {
+pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStore>, CliError> {
     let store = SqliteStore::open(&opts.db).await?;
     let metadata = ClientMetadata::loopback(&[REDIRECT], SCOPE)?;
     let config = OAuthClientConfig::new(metadata, keyring(opts)?)

@@ -1,5 +1,6 @@
 //! The subcommands, one module each.
 
+pub mod call;
 pub mod login;
 pub mod seal;
 pub mod sessions;

@@ -305,6 +305,10 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         self.core.keyset.as_ref().map(Keyset::public_jwks)
     }
 
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// The store.
     #[must_use]
     pub fn store(&self) -> &S {
@@ -609,6 +613,8 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         };
         let r = agent.refresh(refresh.expose()).await?;
         if r.sub != session.token_set.sub {
+            // Tokens for another account: nobody may hold them.
+            let _ = agent.revoke(r.access_token.expose()).await;
             return Err(OAuthError::SubjectChanged);
         }
         Ok(TokenSet {
@@ -668,6 +674,35 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         path_and_query: &str,
         json_body: Option<&serde_json::Value>,
     ) -> Result<Fetched, OAuthError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let body = match json_body {
+            Some(b) => {
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    reqwest::header::HeaderValue::from_static("application/json"),
+                );
+                Some(
+                    serde_json::to_vec(b)
+                        .map_err(|_| OAuthError::Corrupt("cannot serialize the body"))?,
+                )
+            }
+            None => None,
+        };
+        self.pds_send(session, method, path_and_query, &headers, body)
+            .await
+    }
+
+    /// Like [`pds_request`](Self::pds_request), with any headers and a raw body. The
+    /// `Authorization` and `DPoP` headers are set here (any given are replaced). The
+    /// response is read within [`HttpOptions::max_body`].
+    pub async fn pds_send(
+        &self,
+        session: &OAuthSessionData,
+        method: reqwest::Method,
+        path_and_query: &str,
+        headers: &reqwest::header::HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Fetched, OAuthError> {
         let base = Url::parse(&session.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
         let url = base.join(path_and_query).map_err(|_| {
@@ -678,14 +713,18 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         })?;
         let token = session.token_set.access_token.expose();
         let build = || {
+            let mut h = headers.clone();
+            h.remove("DPoP");
+            h.remove(reqwest::header::AUTHORIZATION);
             let mut req = self
                 .core
                 .http
                 .client
                 .request(method.clone(), url.clone())
+                .headers(h)
                 .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"));
-            if let Some(b) = json_body {
-                req = req.json(b);
+            if let Some(b) = &body {
+                req = req.body(b.clone());
             }
             Ok(req)
         };

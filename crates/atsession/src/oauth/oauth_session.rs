@@ -1,0 +1,240 @@
+//! [`OAuthSession`]: the handle an app uses for one grant — its token info, sign-out, and
+//! authenticated requests to the user's PDS that refresh as needed.
+
+use std::fmt;
+
+use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::events::TokenSetInfo;
+use super::getter::{Refresh, SessionError, SessionGetter, token_info};
+use super::http::Fetched;
+use super::metadata::truncate;
+use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+
+/// One grant, seen through a [`SessionGetter`]. Cheap to clone.
+pub struct OAuthSession<S> {
+    getter: SessionGetter<S>,
+    grant_id: GrantId,
+}
+
+impl<S> Clone for OAuthSession<S> {
+    fn clone(&self) -> Self {
+        Self {
+            getter: self.getter.clone(),
+            grant_id: self.grant_id.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for OAuthSession<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthSession")
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a PDS answer says the access token is not (or no longer) good:
+/// `401` with `WWW-Authenticate: DPoP … error="invalid_token"`.
+#[must_use]
+pub fn is_invalid_token(f: &Fetched) -> bool {
+    f.status == StatusCode::UNAUTHORIZED
+        && f.headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.trim_start().starts_with("DPoP") && v.contains("error=\"invalid_token\""))
+}
+
+/// Whether `nsid` looks like an NSID (`com.example.fooBar`): three or more dot-separated
+/// segments of ASCII letters, digits and hyphens, at most 317 characters.
+#[must_use]
+pub fn is_nsid(nsid: &str) -> bool {
+    nsid.len() <= 317
+        && nsid.split('.').count() >= 3
+        && nsid.split('.').all(|s| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+impl<S> OAuthSession<S>
+where
+    S: StateStore + OAuthSessionStore + Clone,
+{
+    pub(crate) fn new(getter: SessionGetter<S>, grant_id: GrantId) -> Self {
+        Self { getter, grant_id }
+    }
+
+    /// The grant id.
+    #[must_use]
+    pub fn grant_id(&self) -> &GrantId {
+        &self.grant_id
+    }
+
+    /// The getter.
+    #[must_use]
+    pub fn getter(&self) -> &SessionGetter<S> {
+        &self.getter
+    }
+
+    /// The token set's public facts (account, scope, expiry), refreshed first as `refresh`
+    /// says.
+    pub async fn token_info(&self, refresh: Refresh) -> Result<TokenSetInfo, SessionError> {
+        let (data, version) = self
+            .getter
+            .get_versioned(&self.grant_id, refresh, None)
+            .await?;
+        Ok(token_info(&data, version))
+    }
+
+    /// Signs out: revokes the tokens, then deletes the grant even when revoking fails (that
+    /// error is returned after the delete). `Ok(false)` if the grant was already gone.
+    pub async fn sign_out(&self) -> Result<bool, SessionError> {
+        self.getter.sign_out(&self.grant_id).await
+    }
+
+    /// An authenticated request to the user's PDS: any method, a path (and query) relative
+    /// to the PDS URL, any headers and body. Signs a DPoP proof with `ath`, retries once with
+    /// a new nonce when asked, refreshes first when the tokens are stale, and on
+    /// `401 invalid_token` refreshes once and retries once. Any other answer is returned as
+    /// is, whatever its status.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Fetched, SessionError> {
+        let client = self.getter.client();
+        let (data, version) = self
+            .getter
+            .get_versioned(&self.grant_id, Refresh::IfStale, None)
+            .await?;
+        let f = client
+            .pds_send(&data, method.clone(), path_and_query, headers, body.clone())
+            .await?;
+        if !is_invalid_token(&f) {
+            return Ok(f);
+        }
+        let (data, _) = self
+            .getter
+            .get_versioned(&self.grant_id, Refresh::Force, Some(version))
+            .await?;
+        Ok(client
+            .pds_send(&data, method, path_and_query, headers, body)
+            .await?)
+    }
+
+    /// An XRPC query: `GET /xrpc/<nsid>?<params>`, the JSON answer parsed as `T`.
+    pub async fn xrpc_query<T: DeserializeOwned>(
+        &self,
+        nsid: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T, SessionError> {
+        if !is_nsid(nsid) {
+            return Err(SessionError::InvalidRequest("not an NSID"));
+        }
+        let mut path = format!("/xrpc/{nsid}");
+        if !params.is_empty() {
+            path.push('?');
+            path.push_str(
+                &url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(params)
+                    .finish(),
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let f = self.request(Method::GET, &path, &headers, None).await?;
+        xrpc_answer(&f)
+    }
+
+    /// An XRPC procedure: `POST /xrpc/<nsid>` with `input` as JSON, the JSON answer parsed
+    /// as `T` (use `serde_json::Value` for an empty or free-form answer).
+    pub async fn xrpc_procedure<I: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        nsid: &str,
+        input: &I,
+    ) -> Result<T, SessionError> {
+        if !is_nsid(nsid) {
+            return Err(SessionError::InvalidRequest("not an NSID"));
+        }
+        let body = serde_json::to_vec(input).map_err(SessionError::InvalidResponse)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let f = self
+            .request(Method::POST, &format!("/xrpc/{nsid}"), &headers, Some(body))
+            .await?;
+        xrpc_answer(&f)
+    }
+}
+
+fn xrpc_answer<T: DeserializeOwned>(f: &Fetched) -> Result<T, SessionError> {
+    if !f.status.is_success() {
+        let body: Option<serde_json::Value> = serde_json::from_slice(&f.body).ok();
+        let field = |k: &str| {
+            body.as_ref()
+                .and_then(|b| b.get(k))
+                .and_then(|v| v.as_str())
+                .map(truncate)
+        };
+        return Err(SessionError::Xrpc {
+            status: f.status.as_u16(),
+            error: field("error").unwrap_or_else(|| "unknown".to_owned()),
+            message: field("message"),
+        });
+    }
+    let body: &[u8] = if f.body.is_empty() { b"null" } else { &f.body };
+    serde_json::from_slice(body).map_err(SessionError::InvalidResponse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nsids() {
+        assert!(is_nsid("com.atproto.server.getSession"));
+        assert!(is_nsid("app.bsky.feed.get-x"));
+        assert!(!is_nsid("com.atproto"));
+        assert!(!is_nsid("com.atproto.server/../x"));
+        assert!(!is_nsid("com..atproto.x"));
+        assert!(!is_nsid("com.atproto.x?y=1"));
+    }
+
+    #[test]
+    fn invalid_token_detection() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"DPoP algs="ES256", error="invalid_token""#),
+        );
+        let f = Fetched {
+            status: StatusCode::UNAUTHORIZED,
+            headers: headers.clone(),
+            body: vec![],
+        };
+        assert!(is_invalid_token(&f));
+        let f = Fetched {
+            status: StatusCode::FORBIDDEN,
+            headers,
+            body: vec![],
+        };
+        assert!(!is_invalid_token(&f));
+    }
+}
