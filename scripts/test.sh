@@ -24,9 +24,9 @@ cleanup() { bash e2e/pds/down.sh >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
 trap cleanup EXIT
 bash e2e/pds/up.sh "$run_dir/pds.json" >/dev/null
 export ATSESSION_E2E_PDS="$run_dir/pds.json"
-# A second peer whose access tokens live 3 s, for refresh tests.
-ATSESSION_E2E_TOKEN_MAX_AGE_MS=3000 bash e2e/pds/up.sh "$run_dir/pds-short.json" >/dev/null
-export ATSESSION_E2E_PDS_SHORT="$run_dir/pds-short.json"
+# A second peer for the refresh tests, which change its token lifetime (global to a PDS).
+bash e2e/pds/up.sh "$run_dir/pds-refresh.json" >/dev/null
+export ATSESSION_E2E_PDS_REFRESH="$run_dir/pds-refresh.json"
 
 step "formatting"
 cargo fmt --all -- --check

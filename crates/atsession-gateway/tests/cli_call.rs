@@ -44,7 +44,7 @@ async fn call(peer: &pds::Peer, db: &Path, args: &[&str]) -> serde_json::Value {
 
 #[tokio::test]
 async fn login_then_call() {
-    let Some(peer) = pds::peer_or_skip!() else {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
     // Short access tokens, so that the last call needs a refresh.

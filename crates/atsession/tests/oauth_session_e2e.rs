@@ -114,7 +114,7 @@ fn count_updates(rx: &mut tokio::sync::broadcast::Receiver<SessionEvent>) -> (us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_calls_make_one_refresh() {
-    let Some(peer) = pds::peer_or_skip!() else {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
     let store = MemoryStore::new();
@@ -195,7 +195,7 @@ async fn two_hundred_concurrent_calls_make_one_refresh() {
 
 #[tokio::test]
 async fn sign_out_makes_the_pds_refuse_both_tokens() {
-    let Some(peer) = pds::peer_or_skip!() else {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
     let store = MemoryStore::new();
@@ -280,19 +280,70 @@ fn session_child() {
         .enable_all()
         .build()
         .unwrap();
+    let store_kind = std::env::var("SESSION_CHILD_STORE").unwrap_or_else(|_| "sqlite".into());
+    let store_target = std::env::var("SESSION_CHILD_STORE_TARGET").unwrap_or_default();
     rt.block_on(async move {
-        let store = SqliteStore::open(&db).await.unwrap();
-        let lock: Arc<dyn Lock> = make_lock(&lock_kind, &lock_target, &store).await;
+        let sqlite = SqliteStore::open(&db).await.unwrap();
+        let lock: Arc<dyn Lock> = make_lock(&lock_kind, &lock_target, &sqlite).await;
         let keyring = AtRestKeyring::new(AtRestKey::from_spec(&key).unwrap());
-        let client = client(&plc, &resolver, keyring, store);
+        let child = Child {
+            keyring,
+            grant,
+            lock,
+            start_at,
+            plc,
+            resolver,
+        };
+        let _ = &store_target;
+        let (ok, updated, deleted) = match store_kind.as_str() {
+            "sqlite" => child.calls(sqlite).await,
+            #[cfg(feature = "postgres")]
+            "postgres" => {
+                let (url, schema) = store_target.split_once('|').unwrap();
+                let pg =
+                    atsession::store::postgres::PostgresStore::connect_with_schema(url, schema)
+                        .await
+                        .unwrap();
+                child.calls(pg).await
+            }
+            #[cfg(feature = "redis")]
+            "redis" => {
+                let (url, prefix) = store_target.split_once('|').unwrap();
+                let redis = atsession::store::redis::RedisStore::connect_with_prefix(url, prefix)
+                    .await
+                    .unwrap();
+                child.calls(redis).await
+            }
+            other => panic!("unknown store {other}"),
+        };
+        println!("SESSION-CHILD ok={ok} updated={updated} deleted={deleted}");
+    });
+}
+
+/// What one child process does: all its calls at once, at the agreed instant.
+struct Child {
+    keyring: AtRestKeyring,
+    grant: GrantId,
+    lock: Arc<dyn Lock>,
+    start_at: u64,
+    plc: String,
+    resolver: String,
+}
+
+impl Child {
+    async fn calls<S: StateStore + OAuthSessionStore + Clone>(
+        self,
+        store: S,
+    ) -> (usize, usize, usize) {
+        let client = client(&self.plc, &self.resolver, self.keyring, store);
         let config = GetterConfig {
-            lock: Some(lock),
+            lock: Some(self.lock),
             ..getter_config()
         };
         let getter = SessionGetter::new(client, config);
         let mut rx = getter.subscribe();
-        let session = getter.session(grant);
-        let wait = start_at.saturating_sub(unix_ms());
+        let session = getter.session(self.grant);
+        let wait = self.start_at.saturating_sub(unix_ms());
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let tasks: Vec<_> = (0..CALLS_PER_PROCESS)
             .map(|_| {
@@ -309,8 +360,8 @@ fn session_child() {
             }
         }
         let (updated, deleted) = count_updates(&mut rx);
-        println!("SESSION-CHILD ok={ok} updated={updated} deleted={deleted}");
-    });
+        (ok, updated, deleted)
+    }
 }
 
 async fn make_lock(kind: &str, target: &str, store: &SqliteStore) -> Arc<dyn Lock> {
@@ -345,6 +396,18 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let store = SqliteStore::open(&db).await.unwrap();
+    processes_share_one_store(peer, store, &db, ("sqlite", ""), (lock_kind, lock_target)).await;
+}
+
+/// The same with the grants in `store` (named to the children by `store_env`: kind and
+/// target), the lock named by `lock_env`; `db` is a SQLite file for the SQLite lock.
+async fn processes_share_one_store<S: StateStore + OAuthSessionStore + Clone>(
+    peer: &pds::Peer,
+    store: S,
+    db: &std::path::Path,
+    (store_kind, store_target): (&str, &str),
+    (lock_kind, lock_target): (&str, &str),
+) {
     let key = AtRestKey::generate("k").unwrap();
     let spec = key.to_spec();
     let client = client(
@@ -366,7 +429,9 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env("SESSION_CHILD_DB", &db)
+                .env("SESSION_CHILD_DB", db)
+                .env("SESSION_CHILD_STORE", store_kind)
+                .env("SESSION_CHILD_STORE_TARGET", store_target)
                 .env("SESSION_CHILD_KEY", spec.as_str())
                 .env("SESSION_CHILD_GRANT", data.grant_id.as_str())
                 .env("SESSION_CHILD_LOCK", lock_kind)
@@ -413,13 +478,13 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
     let stored = store.load_grant(&data.grant_id).await.unwrap().unwrap();
     assert_eq!(stored.version, 2, "one refresh stored");
     eprintln!(
-        "{PROCESSES} processes x {CALLS_PER_PROCESS} calls on a shared SQLite file with the {lock_kind} lock: 1 refresh"
+        "{PROCESSES} processes x {CALLS_PER_PROCESS} calls on a shared {store_kind} store with the {lock_kind} lock: 1 refresh"
     );
 }
 
 #[tokio::test]
 async fn processes_sqlite_file_and_sqlite_lock() {
-    let Some(peer) = pds::peer_or_skip!() else {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
     processes_share_one_refresh(&peer, "sqlite", "").await;
@@ -428,7 +493,7 @@ async fn processes_sqlite_file_and_sqlite_lock() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn processes_sqlite_file_and_postgres_lock() {
-    let Some(peer) = pds::peer_or_skip!() else {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
     let Some(pg) = support::fresh_postgres().await else {
@@ -442,7 +507,7 @@ async fn processes_sqlite_file_and_postgres_lock() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn processes_sqlite_file_and_redis_lock() {
-    let Some(peer) = pds::peer_or_skip!() else {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
     let Some(redis) = support::fresh_redis().await else {
@@ -450,5 +515,51 @@ async fn processes_sqlite_file_and_redis_lock() {
     };
     let target = format!("{}|{}", support::redis_url(), redis.prefix());
     processes_share_one_refresh(&peer, "redis", &target).await;
+    support::drop_prefix(&redis).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn processes_share_one_postgres_store_and_lock() {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
+        return;
+    };
+    let Some(pg) = support::fresh_postgres().await else {
+        return;
+    };
+    let target = format!("{}|{}", support::postgres_url(), pg.schema());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("unused.db");
+    processes_share_one_store(
+        &peer,
+        pg.clone(),
+        &db,
+        ("postgres", &target),
+        ("postgres", &target),
+    )
+    .await;
+    support::drop_schema(&pg).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn processes_share_one_redis_store_and_lock() {
+    let Some(peer) = pds::refresh_peer_or_skip!() else {
+        return;
+    };
+    let Some(redis) = support::fresh_redis().await else {
+        return;
+    };
+    let target = format!("{}|{}", support::redis_url(), redis.prefix());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("unused.db");
+    processes_share_one_store(
+        &peer,
+        redis.clone(),
+        &db,
+        ("redis", &target),
+        ("redis", &target),
+    )
+    .await;
     support::drop_prefix(&redis).await;
 }

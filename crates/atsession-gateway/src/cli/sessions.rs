@@ -41,8 +41,8 @@ pub enum SessionsCommand {
         /// End every session of this account (every device).
         #[arg(long, conflicts_with_all = ["id", "all_expired"], required_unless_present_any = ["id", "all_expired"])]
         did: Option<String>,
-        /// End the session with this id (as `list` shows it).
-        #[arg(long, conflicts_with = "all_expired")]
+        /// End the session with this id (as `list` shows it). Ids may start with `-`.
+        #[arg(long, conflicts_with = "all_expired", allow_hyphen_values = true)]
         id: Option<String>,
         /// End every expired session.
         #[arg(long)]

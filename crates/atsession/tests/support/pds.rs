@@ -61,12 +61,28 @@ pub const HOW_TO_RUN: &str = "bash e2e/pds/setup.sh && bash e2e/pds/up.sh /tmp/p
 /// Returns `Some(Peer)` when `ATSESSION_E2E_PDS` names a running peer; otherwise prints
 /// a skip message naming the calling module and returns `None`. Panics under `CI=true`
 /// when the peer is missing.
+#[allow(unused_macros)]
 macro_rules! peer_or_skip {
     () => {
         $crate::pds::Peer::from_env_for(module_path!())
     };
 }
+#[allow(unused_imports)]
 pub(crate) use peer_or_skip;
+
+/// [`peer_or_skip!`] for tests that change the peer's token lifetime: see
+/// [`Peer::refresh_peer_for`].
+#[allow(unused_macros)]
+macro_rules! refresh_peer_or_skip {
+    () => {
+        $crate::pds::Peer::refresh_peer_for(module_path!())
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use refresh_peer_or_skip;
+
+/// The environment variable naming the peer of tests that change its token lifetime.
+pub const REFRESH_ENV: &str = "ATSESSION_E2E_PDS_REFRESH";
 
 /// An account created on the PDS at start-up.
 #[derive(Debug, Clone, Deserialize)]
@@ -171,18 +187,34 @@ impl Peer {
     /// [`Peer::from_env`], naming `test` (and the running test's thread) in the skip
     /// message.
     pub fn from_env_for(test: &str) -> Option<Peer> {
+        Self::from_var_for(ENV, test)
+    }
+
+    /// The peer for tests that change its token lifetime (a setting global to the PDS), so
+    /// that they never share a peer with tests that run later: `ATSESSION_E2E_PDS_REFRESH`,
+    /// else (outside CI, when only one peer runs) `ATSESSION_E2E_PDS`.
+    pub fn refresh_peer_for(test: &str) -> Option<Peer> {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        if std::env::var_os(REFRESH_ENV).is_some_and(|p| !p.is_empty()) || in_ci {
+            Self::from_var_for(REFRESH_ENV, test)
+        } else {
+            Self::from_var_for(ENV, test)
+        }
+    }
+
+    fn from_var_for(env: &str, test: &str) -> Option<Peer> {
         let thread = std::thread::current();
         let test = match thread.name() {
             Some(name) if name != "main" => format!("{test}::{name}"),
             _ => test.to_owned(),
         };
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        let path = match std::env::var_os(ENV) {
+        let path = match std::env::var_os(env) {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => {
                 assert!(
                     !in_ci,
-                    "CI=true but {ENV} is not set: the e2e PDS peer must run in CI ({HOW_TO_RUN})"
+                    "CI=true but {env} is not set: the e2e PDS peer must run in CI ({HOW_TO_RUN})"
                 );
                 skip_note(&format!(
                     "SKIPPED {test}: needs the local PDS peer. Run: {HOW_TO_RUN}"
@@ -195,18 +227,18 @@ impl Peer {
             Err(err) => {
                 assert!(
                     !in_ci,
-                    "CI=true but {ENV}={} cannot be read ({err}): is the peer up? ({HOW_TO_RUN})",
+                    "CI=true but {env}={} cannot be read ({err}): is the peer up? ({HOW_TO_RUN})",
                     path.display()
                 );
                 skip_note(&format!(
-                    "SKIPPED {test}: {ENV}={} cannot be read ({err}). Run: {HOW_TO_RUN}",
+                    "SKIPPED {test}: {env}={} cannot be read ({err}). Run: {HOW_TO_RUN}",
                     path.display()
                 ));
                 return None;
             }
         };
         let info: PeerInfo = serde_json::from_str(&text).unwrap_or_else(|err| {
-            panic!("{ENV}={}: not a peer description: {err}", path.display())
+            panic!("{env}={}: not a peer description: {err}", path.display())
         });
         Some(Peer::new(info))
     }
