@@ -30,7 +30,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{LeaseOwner, Lock, LockFuture, lease_millis};
+use super::{LeaseOwner, Lock, LockError, LockFuture, lease_millis};
 use crate::store::postgres::{PostgresStore, err};
 
 /// Leases in the `atsession_locks` table of a [`PostgresStore`]'s schema. Cheap to clone.
@@ -83,6 +83,28 @@ impl PostgresLock {
     }
 }
 
+impl PostgresLock {
+    /// Runs a statement that takes or extends a lease (`$1` key, `$2` owner, `$3` lease in
+    /// milliseconds); `true` if it changed a row.
+    async fn lease_statement(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        key: &str,
+        owner: &LeaseOwner,
+        lease: Duration,
+    ) -> Result<bool, LockError> {
+        let client = self.store.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err(operation))?;
+        let ms = lease_millis(lease) as f64;
+        let n = client
+            .execute(&stmt, &[&key, &owner.as_bytes().as_slice(), &ms])
+            .await
+            .map_err(err(operation))?;
+        Ok(n == 1)
+    }
+}
+
 impl Lock for PostgresLock {
     fn try_lock<'a>(
         &'a self,
@@ -90,19 +112,7 @@ impl Lock for PostgresLock {
         owner: &'a LeaseOwner,
         lease: Duration,
     ) -> LockFuture<'a, bool> {
-        Box::pin(async move {
-            let client = self.store.client("lock").await?;
-            let stmt = client
-                .prepare_cached(&self.sql.try_lock)
-                .await
-                .map_err(err("lock"))?;
-            let ms = lease_millis(lease) as f64;
-            let n = client
-                .execute(&stmt, &[&key, &owner.as_bytes().as_slice(), &ms])
-                .await
-                .map_err(err("lock"))?;
-            Ok(n == 1)
-        })
+        Box::pin(self.lease_statement("lock", &self.sql.try_lock, key, owner, lease))
     }
 
     fn renew<'a>(
@@ -111,19 +121,7 @@ impl Lock for PostgresLock {
         owner: &'a LeaseOwner,
         lease: Duration,
     ) -> LockFuture<'a, bool> {
-        Box::pin(async move {
-            let client = self.store.client("renew lock").await?;
-            let stmt = client
-                .prepare_cached(&self.sql.renew)
-                .await
-                .map_err(err("renew lock"))?;
-            let ms = lease_millis(lease) as f64;
-            let n = client
-                .execute(&stmt, &[&key, &owner.as_bytes().as_slice(), &ms])
-                .await
-                .map_err(err("renew lock"))?;
-            Ok(n == 1)
-        })
+        Box::pin(self.lease_statement("renew lock", &self.sql.renew, key, owner, lease))
     }
 
     fn unlock<'a>(&'a self, key: &'a str, owner: &'a LeaseOwner) -> LockFuture<'a, bool> {

@@ -152,6 +152,31 @@ impl PostgresStore {
     }
 
     /// A pooled connection.
+    /// Runs a cleanup statement (`$1` the time, `$2` the batch size) until it deletes fewer
+    /// than a batch; returns how many rows it deleted in all. Batches keep each statement short.
+    pub(crate) async fn delete_in_batches(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        /// Rows deleted at most per statement.
+        const CLEANUP_BATCH: i64 = 1000;
+        let client = self.client(operation).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err(operation))?;
+        let mut total = 0;
+        loop {
+            let n = client
+                .execute(&stmt, &[&now, &CLEANUP_BATCH])
+                .await
+                .map_err(err(operation))?;
+            total += n;
+            if n < CLEANUP_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
+    }
+
     pub(crate) async fn client(&self, operation: &'static str) -> Result<Object, StoreError> {
         self.inner.pool.get().await.map_err(err(operation))
     }

@@ -18,9 +18,6 @@ use crate::syntax::Did;
 
 const GRANT_COLUMNS: &str = "id, did, issuer, sealed, created_at, updated_at, version";
 
-/// Deletes at most this many expired states per statement.
-const CLEANUP_BATCH: i64 = 1000;
-
 /// The statements, with the schema name filled in.
 pub(super) struct Sql {
     put_state: String,
@@ -206,22 +203,12 @@ impl StateStore for PostgresStore {
 
     async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let now = truncate_ms(now);
-        let client = self.client("delete_expired_states").await?;
-        let stmt = client
-            .prepare_cached(&self.oauth_sql().cleanup_states)
-            .await
-            .map_err(err("delete_expired_states"))?;
-        let mut total = 0;
-        loop {
-            let n = client
-                .execute(&stmt, &[&now, &CLEANUP_BATCH])
-                .await
-                .map_err(err("delete_expired_states"))?;
-            total += n;
-            if n < CLEANUP_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        self.delete_in_batches(
+            "delete_expired_states",
+            &self.oauth_sql().cleanup_states,
+            now,
+        )
+        .await
     }
 }
 

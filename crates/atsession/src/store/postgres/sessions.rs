@@ -14,10 +14,6 @@ const COLUMNS: &str = "id, token_hash, access_token_hash, access_expires_at, did
                        grant_id, created_at, last_seen_at, idle_expires_at, absolute_expires_at, \
                        version";
 
-/// Deletes at most this many expired rows per statement, so that cleanup never holds many
-/// row locks for long.
-const CLEANUP_BATCH: i64 = 1000;
-
 /// The statements, with the schema name filled in. Built once per store; each is prepared
 /// once per pooled connection.
 pub(super) struct Sql {
@@ -286,21 +282,7 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let client = self.client("cleanup").await?;
-        let stmt = client
-            .prepare_cached(&self.sql().cleanup)
+        self.delete_in_batches("cleanup", &self.sql().cleanup, now)
             .await
-            .map_err(err("cleanup"))?;
-        let mut total = 0;
-        loop {
-            let n = client
-                .execute(&stmt, &[&now, &CLEANUP_BATCH])
-                .await
-                .map_err(err("cleanup"))?;
-            total += n;
-            if n < CLEANUP_BATCH as u64 {
-                return Ok(total);
-            }
-        }
     }
 }
