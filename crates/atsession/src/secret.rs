@@ -21,6 +21,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -217,32 +218,54 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// A string secret (a password, a key) that never prints itself and is wiped on drop.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
-pub struct SecretString(String);
+/// A string secret (a token, a password) that never prints itself and is wiped on drop.
+///
+/// Clones share one buffer, so cloning a session's tokens copies nothing; the buffer is
+/// wiped when the last clone is dropped.
+#[derive(Clone)]
+pub struct SecretString(Arc<Wiped>);
+
+/// The shared buffer: zeroed when dropped.
+struct Wiped(String);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl SecretString {
     /// Wraps a secret.
     #[must_use]
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self(Arc::new(Wiped(s.into())))
     }
     /// The secret itself.
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.0
     }
 }
 
+impl ZeroizeOnDrop for SecretString {}
+
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretString {}
+
 impl From<String> for SecretString {
     fn from(s: String) -> Self {
-        Self(s)
+        Self::new(s)
     }
 }
 
 impl From<&str> for SecretString {
     fn from(s: &str) -> Self {
-        Self(s.to_owned())
+        Self::new(s)
     }
 }
 
@@ -311,6 +334,19 @@ mod tests {
         }
         let s = SecretString::new("hunter2hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_string_clones_share_one_buffer_and_compare_by_content() {
+        let a = SecretString::new("access-token-value");
+        let b = a.clone();
+        assert_eq!(a.expose().as_ptr(), b.expose().as_ptr());
+        let c = SecretString::from("access-token-value");
+        assert_ne!(a.expose().as_ptr(), c.expose().as_ptr());
+        assert_eq!(a, c);
+        assert_ne!(a, SecretString::from("other"));
+        drop(a);
+        assert_eq!(b.expose(), "access-token-value");
     }
 
     #[test]
