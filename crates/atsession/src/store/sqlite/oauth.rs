@@ -10,28 +10,43 @@ use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthStat
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
-const GRANT_COLUMNS: &str = "id, did, issuer, sealed, created_at, updated_at, version";
+/// The columns `grant_from_row` reads, in its order.
+macro_rules! grant_columns {
+    () => {
+        "id, did, issuer, sealed, created_at, updated_at, version"
+    };
+}
 
 fn corrupt(detail: &'static str) -> StoreError {
     StoreError::corrupt(BACKEND, detail)
 }
 
-fn grant_from_row(row: &Row<'_>) -> Result<StoredGrant, StoreError> {
-    let get_err = |e: rusqlite::Error| StoreError::Corrupt {
+fn column_type(e: rusqlite::Error) -> StoreError {
+    StoreError::Corrupt {
         backend: BACKEND,
         detail: "an OAuth grant column has the wrong type",
         source: Some(Box::new(e)),
-    };
-    let id: String = row.get(0).map_err(get_err)?;
-    let did: String = row.get(1).map_err(get_err)?;
-    let version: i64 = row.get(6).map_err(get_err)?;
+    }
+}
+
+/// A grant from a row of `grant_columns!()`.
+fn grant_from_row(row: &Row<'_>) -> Result<StoredGrant, StoreError> {
+    let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(column_type)?;
+    let id = GrantId::parse(id).ok_or_else(|| corrupt("malformed grant id"))?;
+    grant_fields(row, 1, id)
+}
+
+/// A grant from the columns after the id, starting at `at`.
+fn grant_fields(row: &Row<'_>, at: usize, id: GrantId) -> Result<StoredGrant, StoreError> {
+    let did: String = row.get(at).map_err(column_type)?;
+    let version: i64 = row.get(at + 5).map_err(column_type)?;
     Ok(StoredGrant {
-        id: GrantId::parse(&id).ok_or_else(|| corrupt("malformed grant id"))?,
+        id,
         did: Did::new(did).map_err(|_| corrupt("malformed DID"))?,
-        issuer: row.get(2).map_err(get_err)?,
-        sealed: row.get(3).map_err(get_err)?,
-        created_at: from_millis(row.get(4).map_err(get_err)?),
-        updated_at: from_millis(row.get(5).map_err(get_err)?),
+        issuer: row.get(at + 1).map_err(column_type)?,
+        sealed: row.get(at + 2).map_err(column_type)?,
+        created_at: from_millis(row.get(at + 3).map_err(column_type)?),
+        updated_at: from_millis(row.get(at + 4).map_err(column_type)?),
         version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
     })
 }
@@ -105,8 +120,10 @@ impl OAuthSessionStore for SqliteStore {
         let g = grant.clone();
         let v = version(g.version)?;
         self.write("create_grant", move |conn| {
-            conn.prepare_cached(&format!(
-                "INSERT INTO oauth_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            conn.prepare_cached(concat!(
+                "INSERT INTO oauth_grants (",
+                grant_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -127,14 +144,17 @@ impl OAuthSessionStore for SqliteStore {
 
     async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
         self.read(|conn| {
+            // The hot path: a constant statement text (the statement cache is keyed by it),
+            // and the id is the one asked for, not parsed again from the row.
             let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE id = ?1"
-                ))
+                .prepare_cached(
+                    "SELECT did, issuer, sealed, created_at, updated_at, version \
+                     FROM oauth_grants WHERE id = ?1",
+                )
                 .map_err(err("load_grant"))?;
             let mut rows = stmt.query([id.as_str()]).map_err(err("load_grant"))?;
             match rows.next().map_err(err("load_grant"))? {
-                Some(row) => grant_from_row(row).map(Some),
+                Some(row) => grant_fields(row, 0, id.clone()).map(Some),
                 None => Ok(None),
             }
         })
@@ -199,9 +219,10 @@ impl OAuthSessionStore for SqliteStore {
     async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {GRANT_COLUMNS} FROM oauth_grants WHERE did = ?1 \
-                     ORDER BY created_at, id"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    grant_columns!(),
+                    " FROM oauth_grants WHERE did = ?1 ORDER BY created_at, id"
                 ))
                 .map_err(err("list_grants_by_did"))?;
             let mut rows = stmt
