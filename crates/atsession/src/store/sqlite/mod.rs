@@ -191,9 +191,10 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
             .map_err(err("configure"))?;
     }
     if !writer {
-        // Readers map the file instead of copying pages through read(2), and keep a larger
-        // page cache (both are per connection and grow only as pages are touched).
-        conn.execute_batch("PRAGMA mmap_size = 268435456; PRAGMA cache_size = -8192;")
+        // A reader keeps up to 8 MiB of pages (SQLite's default is 2 MiB), so that a working
+        // set of a few thousand grants or sessions is served without reading the file again.
+        // The cache grows only as pages are touched.
+        conn.execute_batch("PRAGMA cache_size = -8192;")
             .map_err(err("configure"))?;
     }
     conn.set_prepared_statement_cache_capacity(64);
