@@ -260,7 +260,7 @@ pub enum SessionError {
 
 type Flights = Mutex<HashMap<GrantId, Weak<tokio::sync::Mutex<()>>>>;
 /// Opened sessions by grant, with the sealed bytes they were opened from.
-type Opened = HashMap<GrantId, (Vec<u8>, OAuthSessionData)>;
+type Opened = HashMap<GrantId, (Vec<u8>, Arc<OAuthSessionData>)>;
 /// How many opened sessions are kept (the map is emptied when full).
 const OPENED_CAPACITY: usize = 4096;
 
@@ -378,12 +378,13 @@ where
         OAuthSession::new(self.clone(), grant_id)
     }
 
-    /// The grant's session, refreshed first as `refresh` says.
+    /// The grant's session, refreshed first as `refresh` says. Shared: the same stored
+    /// grant gives the same `Arc` until it changes.
     pub async fn get(
         &self,
         grant_id: &GrantId,
         refresh: Refresh,
-    ) -> Result<OAuthSessionData, SessionError> {
+    ) -> Result<Arc<OAuthSessionData>, SessionError> {
         self.get_versioned(grant_id, refresh, None)
             .await
             .map(|(d, _)| d)
@@ -411,7 +412,7 @@ where
     async fn load(
         &self,
         grant_id: &GrantId,
-    ) -> Result<(StoredGrant, OAuthSessionData), SessionError> {
+    ) -> Result<(StoredGrant, Arc<OAuthSessionData>), SessionError> {
         let client = &self.inner.client;
         let Some(stored) = client
             .store()
@@ -427,15 +428,15 @@ where
         if let Some((sealed, data)) = self.opened().get(grant_id)
             && *sealed == stored.sealed
         {
-            let data = data.clone();
+            let data = Arc::clone(data);
             return Ok((stored, data));
         }
-        let data = OAuthSessionData::open(&stored, &client.core().keyring)?;
+        let data = Arc::new(OAuthSessionData::open(&stored, &client.core().keyring)?);
         let mut opened = self.opened();
         if opened.len() >= OPENED_CAPACITY {
             opened.clear();
         }
-        opened.insert(grant_id.clone(), (stored.sealed.clone(), data.clone()));
+        opened.insert(grant_id.clone(), (stored.sealed.clone(), Arc::clone(&data)));
         drop(opened);
         Ok((stored, data))
     }
@@ -455,7 +456,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: Option<u64>,
-    ) -> Result<(OAuthSessionData, u64), SessionError> {
+    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
         let (stored, data) = self.load(grant_id).await?;
         let now = self.inner.client.core().clock.now();
         let wanted = match refresh {
@@ -502,7 +503,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: u64,
-    ) -> Result<(OAuthSessionData, u64), SessionError> {
+    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
         let c = &self.inner.config;
         let lease = match &c.lock {
             Some(lock) => Some(
@@ -530,7 +531,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: u64,
-    ) -> Result<(OAuthSessionData, u64), SessionError> {
+    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
         let c = &self.inner.config;
         let client = &self.inner.client;
         // Another task or process may have refreshed while this one waited.
@@ -556,17 +557,17 @@ where
     async fn refresh_and_save(
         &self,
         stored: StoredGrant,
-        data: OAuthSessionData,
-    ) -> Result<(OAuthSessionData, u64), SessionError> {
+        data: Arc<OAuthSessionData>,
+    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
         let client = &self.inner.client;
         let token_set = match client.refresh(&data).await {
             Ok(t) => t,
             Err(e) => return self.refused_or_kept(&stored, &data, e).await,
         };
-        let new = OAuthSessionData {
+        let new = Arc::new(OAuthSessionData {
             token_set,
-            ..data.clone()
-        };
+            ..(*data).clone()
+        });
         let version = stored.version + 1;
         let now = truncate_ms(client.core().clock.now());
         let saved = match new.seal(&client.core().keyring, now, version) {
@@ -613,7 +614,7 @@ where
         stored: &StoredGrant,
         data: &OAuthSessionData,
         e: OAuthError,
-    ) -> Result<(OAuthSessionData, u64), SessionError> {
+    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
         let Some(cause) = refusal(&e) else {
             tracing::warn!(grant = %data.grant_id, error = %e, "refresh failed; grant kept");
             return Err(SessionError::Refresh(e));
