@@ -31,7 +31,10 @@ fn column_type(e: rusqlite::Error) -> StoreError {
 
 /// A grant from a row of `grant_columns!()`.
 fn grant_from_row(row: &Row<'_>) -> Result<StoredGrant, StoreError> {
-    let id = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(column_type)?;
+    let id = row
+        .get_ref(0)
+        .and_then(|v| Ok(v.as_str()?))
+        .map_err(column_type)?;
     let id = GrantId::parse(id).ok_or_else(|| corrupt("malformed grant id"))?;
     grant_fields(row, 1, id)
 }
