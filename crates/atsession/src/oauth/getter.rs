@@ -190,6 +190,19 @@ impl fmt::Debug for GetterConfig {
 
 impl GetterConfig {
     /// Takes `lock` around every refresh.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), atsession::store::StoreError> {
+    /// use atsession::lock::sqlite::SqliteLock;
+    /// use atsession::oauth::GetterConfig;
+    /// use atsession::store::sqlite::SqliteStore;
+    ///
+    /// // Every process that opens this file refreshes a grant only under its lease.
+    /// let store = SqliteStore::open_in_memory().await?;
+    /// let config = GetterConfig::default().lock(SqliteLock::new(&store));
+    /// assert!(config.lock.is_some());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn lock(mut self, lock: impl Lock) -> Self {
         self.lock = Some(Arc::new(lock));
@@ -197,6 +210,14 @@ impl GetterConfig {
     }
 
     /// Sets the cap on one refresh.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use atsession::oauth::GetterConfig;
+    ///
+    /// let config = GetterConfig::default().refresh_timeout(Duration::from_secs(10));
+    /// assert_eq!(config.refresh_timeout, Duration::from_secs(10));
+    /// ```
     #[must_use]
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.refresh_timeout = timeout;
@@ -296,12 +317,34 @@ impl<S> fmt::Debug for SessionGetter<S> {
 }
 
 /// The lock key of a grant's refresh.
+///
+/// ```
+/// use atsession::oauth::getter::refresh_lock_key;
+/// use atsession::store::oauth::GrantId;
+///
+/// let id = GrantId::parse("grant-0123456789abcdef").unwrap();
+/// assert_eq!(refresh_lock_key(&id), "atsession:oauth-refresh:grant-0123456789abcdef");
+/// ```
 #[must_use]
 pub fn refresh_lock_key(grant: &GrantId) -> String {
     format!("atsession:oauth-refresh:{grant}")
 }
 
 /// What can be told about a session's token set, without its secrets.
+///
+/// ```
+/// # include!("../../doc/getter_setup.rs");
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use atsession::oauth::Refresh;
+/// use atsession::oauth::getter::token_info;
+///
+/// let (getter, grant_id) = demo_getter().await;
+/// let data = getter.get(&grant_id, Refresh::AcceptStale).await.unwrap();
+/// let info = token_info(&data, 1);
+/// assert!(info.has_refresh_token);
+/// assert!(!format!("{info:?}").contains("refresh-token"));
+/// # }
+/// ```
 #[must_use]
 pub fn token_info(data: &OAuthSessionData, version: u64) -> TokenSetInfo {
     let t = &data.token_set;
@@ -340,6 +383,22 @@ where
     S: StateStore + OAuthSessionStore + Clone,
 {
     /// A getter over `client` (and its store).
+    ///
+    /// ```
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::oauth::{
+    ///     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
+    /// };
+    /// use atsession::store::MemoryStore;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
+    /// let keyring = AtRestKeyring::new(AtRestKey::new("2026-11", [7; 32])?);
+    /// let client = OAuthClient::new(OAuthClientConfig::new(metadata, keyring), MemoryStore::new())?;
+    /// let getter = SessionGetter::new(client, GetterConfig::default());
+    /// assert!(getter.config().lock.is_none());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn new(client: OAuthClient<S>, config: GetterConfig) -> Self {
         let (events, _) = broadcast::channel(config.events_capacity.max(1));
@@ -354,25 +413,73 @@ where
         }
     }
 
-    /// The OAuth client.
+    /// The OAuth client (for logins: [`OAuthClient::authorize`] and
+    /// [`OAuthClient::callback`]).
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::store::oauth::OAuthSessionStore;
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let stored = getter.client().store().load_grant(&grant_id).await.unwrap().unwrap();
+    /// assert_eq!(stored.version, 1);
+    /// # }
+    /// ```
     #[must_use]
     pub fn client(&self) -> &OAuthClient<S> {
         &self.inner.client
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (getter, _) = demo_getter().await;
+    /// assert_eq!(getter.config().stale_margin, std::time::Duration::from_secs(10));
+    /// # }
+    /// ```
     #[must_use]
     pub fn config(&self) -> &GetterConfig {
         &self.inner.config
     }
 
     /// Subscribes to the [`SessionEvent`]s sent from now on.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::oauth::{DeleteCause, SessionEvent};
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let mut events = getter.subscribe();
+    /// // The revocation fails (the demo server is unreachable); the grant is deleted anyway.
+    /// let _ = getter.sign_out(&grant_id).await;
+    /// match events.recv().await.unwrap() {
+    ///     SessionEvent::Deleted { grant_id: id, cause, .. } => {
+    ///         assert_eq!(id, grant_id);
+    ///         assert_eq!(cause, DeleteCause::SignedOut);
+    ///     }
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # }
+    /// ```
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.inner.events.subscribe()
     }
 
     /// The handle an app uses for one grant.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id.clone());
+    /// assert_eq!(session.grant_id(), &grant_id);
+    /// # }
+    /// ```
     #[must_use]
     pub fn session(&self, grant_id: GrantId) -> OAuthSession<S> {
         OAuthSession::new(self.clone(), grant_id)
@@ -380,6 +487,16 @@ where
 
     /// The grant's session, refreshed first as `refresh` says. Shared: the same stored
     /// grant gives the same `Arc` until it changes.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::oauth::Refresh;
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let data = getter.get(&grant_id, Refresh::IfStale).await.unwrap();
+    /// assert_eq!(data.token_set.sub.as_str(), "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+    /// # }
+    /// ```
     pub async fn get(
         &self,
         grant_id: &GrantId,
@@ -391,6 +508,21 @@ where
     }
 
     /// Whether a token set is stale at `now` (margin plus a fresh random jitter).
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use atsession::oauth::Refresh;
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let data = getter.get(&grant_id, Refresh::AcceptStale).await.unwrap();
+    /// let expires = data.token_set.expires_at.unwrap();
+    /// // Fresh well before the margin and jitter (10 s + up to 30 s), stale within the margin.
+    /// assert!(!getter.is_stale(&data, expires - Duration::from_secs(60)));
+    /// assert!(getter.is_stale(&data, expires - Duration::from_secs(5)));
+    /// # }
+    /// ```
     #[must_use]
     pub fn is_stale(&self, data: &OAuthSessionData, now: OffsetDateTime) -> bool {
         let Some(exp) = data.token_set.expires_at else {
@@ -656,6 +788,23 @@ where
     /// even when revoking failed (that error is returned after the delete), and sends
     /// [`SessionEvent::Deleted`] with [`DeleteCause::SignedOut`]. `Ok(false)` if there was
     /// no such grant.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::oauth::{Refresh, SessionError};
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// // The demo server cannot be reached, so revoking fails: that error is returned, but
+    /// // only after the grant is deleted.
+    /// assert!(getter.sign_out(&grant_id).await.is_err());
+    /// assert!(matches!(
+    ///     getter.get(&grant_id, Refresh::IfStale).await,
+    ///     Err(SessionError::NotFound(_))
+    /// ));
+    /// assert!(!getter.sign_out(&grant_id).await.unwrap());
+    /// # }
+    /// ```
     pub async fn sign_out(&self, grant_id: &GrantId) -> Result<bool, SessionError> {
         let client = &self.inner.client;
         let Some(stored) = client

@@ -15,6 +15,10 @@ use super::metadata::truncate;
 use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
 
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
+///
+/// Made by [`SessionGetter::session`] from the grant id that
+/// [`OAuthClient::callback`](super::client::OAuthClient::callback) returned (an app keeps it
+/// in its own session, e.g. in [`Session::data`](crate::app::Session::data)).
 pub struct OAuthSession<S> {
     getter: SessionGetter<S>,
     grant_id: GrantId,
@@ -39,6 +43,7 @@ impl<S> fmt::Debug for OAuthSession<S> {
 
 /// Whether a PDS answer says the access token is not (or no longer) good:
 /// `401` with `WWW-Authenticate: DPoP … error="invalid_token"`.
+/// [`OAuthSession::request`] refreshes and retries once on such an answer.
 #[must_use]
 pub fn is_invalid_token(f: &Fetched) -> bool {
     f.status == StatusCode::UNAUTHORIZED
@@ -51,6 +56,15 @@ pub fn is_invalid_token(f: &Fetched) -> bool {
 
 /// Whether `nsid` looks like an NSID (`com.example.fooBar`): three or more dot-separated
 /// segments of ASCII letters, digits and hyphens, at most 317 characters.
+///
+/// ```
+/// use atsession::oauth::oauth_session::is_nsid;
+///
+/// assert!(is_nsid("app.bsky.feed.getTimeline"));
+/// assert!(!is_nsid("getTimeline"));
+/// assert!(!is_nsid("app.bsky..getTimeline"));
+/// assert!(!is_nsid("app.bsky.feed/getTimeline"));
+/// ```
 #[must_use]
 pub fn is_nsid(nsid: &str) -> bool {
     nsid.len() <= 317
@@ -71,12 +85,29 @@ where
     }
 
     /// The grant id.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (getter, grant_id) = demo_getter().await;
+    /// assert_eq!(getter.session(grant_id.clone()).grant_id(), &grant_id);
+    /// # }
+    /// ```
     #[must_use]
     pub fn grant_id(&self) -> &GrantId {
         &self.grant_id
     }
 
-    /// The getter.
+    /// The getter the session reads through.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id);
+    /// let _events = session.getter().subscribe();
+    /// # }
+    /// ```
     #[must_use]
     pub fn getter(&self) -> &SessionGetter<S> {
         &self.getter
@@ -84,6 +115,19 @@ where
 
     /// The token set's public facts (account, scope, expiry), refreshed first as `refresh`
     /// says.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::oauth::Refresh;
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let info = getter.session(grant_id).token_info(Refresh::IfStale).await.unwrap();
+    /// assert_eq!(info.sub.as_str(), "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+    /// assert_eq!(info.scope, "atproto transition:generic");
+    /// assert_eq!(info.version, 1);
+    /// # }
+    /// ```
     pub async fn token_info(&self, refresh: Refresh) -> Result<TokenSetInfo, SessionError> {
         let (data, version) = self
             .getter
@@ -94,6 +138,23 @@ where
 
     /// Signs out: revokes the tokens, then deletes the grant even when revoking fails (that
     /// error is returned after the delete). `Ok(false)` if the grant was already gone.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::oauth::{Refresh, SessionError};
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id);
+    /// // The demo server is unreachable: revoking fails, and the grant is deleted anyway.
+    /// assert!(session.sign_out().await.is_err());
+    /// assert!(matches!(
+    ///     session.token_info(Refresh::AcceptStale).await,
+    ///     Err(SessionError::NotFound(_))
+    /// ));
+    /// assert!(!session.sign_out().await.unwrap());
+    /// # }
+    /// ```
     pub async fn sign_out(&self) -> Result<bool, SessionError> {
         self.getter.sign_out(&self.grant_id).await
     }
@@ -103,6 +164,31 @@ where
     /// a new nonce when asked, refreshes first when the tokens are stale, and on
     /// `401 invalid_token` refreshes once and retries once. Any other answer is returned as
     /// is, whatever its status.
+    ///
+    /// ```no_run
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use atsession::oauth::reqwest::Method;
+    /// use atsession::oauth::reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+    ///
+    /// # let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id);
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    /// let answer = session
+    ///     .request(
+    ///         Method::GET,
+    ///         "/xrpc/com.atproto.repo.listRecords?repo=did:plc:ewvi7nxzyoun6zhxrhs64oiz&collection=app.bsky.feed.post",
+    ///         &headers,
+    ///         None,
+    ///     )
+    ///     .await?;
+    /// if answer.status.is_success() {
+    ///     let page: serde_json::Value = serde_json::from_slice(&answer.body)?;
+    ///     println!("{} records", page["records"].as_array().map_or(0, Vec::len));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn request(
         &self,
         method: Method,
@@ -130,7 +216,28 @@ where
             .await?)
     }
 
-    /// An XRPC query: `GET /xrpc/<nsid>?<params>`, the JSON answer parsed as `T`.
+    /// An XRPC query: `GET /xrpc/<nsid>?<params>`, the JSON answer parsed as `T`. An answer
+    /// other than 2xx is [`SessionError::Xrpc`] with the XRPC error name and message.
+    ///
+    /// ```no_run
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Profile {
+    ///     handle: String,
+    ///     #[serde(rename = "followersCount")]
+    ///     followers_count: Option<u64>,
+    /// }
+    ///
+    /// # let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id);
+    /// let me = session.token_info(atsession::oauth::Refresh::IfStale).await?.sub;
+    /// let profile: Profile = session
+    ///     .xrpc_query("app.bsky.actor.getProfile", &[("actor", me.as_str())])
+    ///     .await?;
+    /// println!("@{} has {:?} followers", profile.handle, profile.followers_count);
+    /// # Ok(()) }
+    /// ```
     pub async fn xrpc_query<T: DeserializeOwned>(
         &self,
         nsid: &str,
@@ -159,6 +266,33 @@ where
 
     /// An XRPC procedure: `POST /xrpc/<nsid>` with `input` as JSON, the JSON answer parsed
     /// as `T` (use `serde_json::Value` for an empty or free-form answer).
+    ///
+    /// ```no_run
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use serde_json::json;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Created {
+    ///     uri: String,
+    /// }
+    ///
+    /// # let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id);
+    /// let me = session.token_info(atsession::oauth::Refresh::IfStale).await?.sub;
+    /// let created: Created = session
+    ///     .xrpc_procedure(
+    ///         "com.atproto.repo.createRecord",
+    ///         &json!({
+    ///             "repo": me,
+    ///             "collection": "app.bsky.feed.post",
+    ///             "record": {"text": "hello", "createdAt": "2026-11-23T12:00:00Z"},
+    ///         }),
+    ///     )
+    ///     .await?;
+    /// println!("posted {}", created.uri);
+    /// # Ok(()) }
+    /// ```
     pub async fn xrpc_procedure<I: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         nsid: &str,
