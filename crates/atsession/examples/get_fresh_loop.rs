@@ -1,0 +1,102 @@
+//! A fixed number of fresh-grant reads, for profilers and instruction counters, where
+//! criterion's own work would get in the way (the figures themselves come from
+//! `benches/oauth_session.rs`).
+//!
+//! ```text
+//! cargo build --release -p atsession --features oauth,sqlite --example get_fresh_loop
+//! target/release/examples/get_fresh_loop <memory|sqlite> <reads> [load]
+//! valgrind --tool=callgrind target/release/examples/get_fresh_loop sqlite 10000
+//! ```
+//!
+//! With `load`, it times the store read alone instead of `SessionGetter::get`. 1,000
+//! grants are stored and read in turn; each was opened once before the timing starts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use atsession::clock::truncate_ms;
+use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::oauth::dpop::DpopKey;
+use atsession::oauth::{
+    ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, OAuthSessionData,
+    Refresh, SessionGetter, TokenSet,
+};
+use atsession::secret::SecretString;
+use atsession::store::MemoryStore;
+use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::sqlite::SqliteStore;
+use atsession::syntax::Did;
+
+fn keyring() -> AtRestKeyring {
+    AtRestKeyring::new(AtRestKey::new("loop", [9; 32]).unwrap())
+}
+
+async fn run<S: StateStore + OAuthSessionStore + Clone>(store: S, reads: u64, load_only: bool) {
+    let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
+    let client =
+        OAuthClient::new(OAuthClientConfig::new(metadata, keyring()), store.clone()).unwrap();
+    let now = truncate_ms(time::OffsetDateTime::now_utc());
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let data = OAuthSessionData {
+            grant_id: GrantId::generate(),
+            token_set: TokenSet {
+                iss: "https://pds.example".into(),
+                sub: Did::new(format!("did:plc:loop{i:020}")).unwrap(),
+                aud: "https://pds.example/".into(),
+                scope: "atproto transition:generic".into(),
+                access_token: SecretString::new("a".repeat(700)),
+                refresh_token: Some(SecretString::new("r".repeat(300))),
+                expires_at: Some(now + Duration::from_secs(3600)),
+            },
+            dpop_key: DpopKey::generate(),
+            auth: ClientAuth::None,
+            created_at: now,
+        };
+        store
+            .create_grant(&data.seal(&keyring(), now, 1).unwrap())
+            .await
+            .unwrap();
+        ids.push(data.grant_id);
+    }
+    let getter = SessionGetter::new(client, GetterConfig::default());
+    for id in &ids {
+        getter.get(id, Refresh::IfStale).await.unwrap();
+    }
+    let start = Instant::now();
+    for i in 0..reads {
+        let id = &ids[(i % 1000) as usize];
+        if load_only {
+            std::hint::black_box(store.load_grant(id).await.unwrap());
+        } else {
+            std::hint::black_box(getter.get(id, Refresh::IfStale).await.unwrap());
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let per_second = reads as f64 / secs;
+    println!("{reads} reads in {secs:.3} s: {per_second:.0}/s");
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: get_fresh_loop <memory|sqlite> <reads> [load]";
+    let backend = args.next().expect(usage);
+    let reads: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
+    let load_only = args.next().as_deref() == Some("load");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match backend.as_str() {
+            "memory" => run(MemoryStore::new(), reads, load_only).await,
+            "sqlite" => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStore::open(dir.path().join("loop.db")).await.unwrap();
+                run(store, reads, load_only).await;
+            }
+            _ => panic!("{usage}"),
+        }
+    });
+}
