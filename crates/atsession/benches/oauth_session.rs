@@ -1,24 +1,20 @@
-//! The session getter's common path: a fresh grant (one store read, one decrypt, no
-//! refresh), on the memory and SQLite stores, with 1,000 grants stored; and the store read
-//! alone, for comparison.
+//! The session getter's common path: a fresh grant (one store read; no refresh, and no
+//! decryption while the stored bytes are the ones opened before), on the memory and SQLite
+//! stores, with 1,000 grants stored and read in turn; and the store read alone, for
+//! comparison.
 //!
 //! `cargo bench -p atsession --features oauth --bench oauth_session`
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+#[path = "support/grants.rs"]
+mod grants;
 
-use atsession::clock::truncate_ms;
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopKey;
-use atsession::oauth::{
-    ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, OAuthSessionData,
-    Refresh, SessionGetter, TokenSet,
-};
-use atsession::secret::SecretString;
+use std::time::Instant;
+
+use atsession::oauth::{Refresh, SessionGetter};
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{OAuthSessionStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
-use atsession::syntax::Did;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 
@@ -29,46 +25,9 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-fn keyring() -> AtRestKeyring {
-    AtRestKeyring::new(AtRestKey::new("bench", [9; 32]).unwrap())
-}
-
-async fn setup<S: StateStore + OAuthSessionStore + Clone>(
-    store: S,
-) -> (SessionGetter<S>, Vec<GrantId>) {
-    let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
-    let client =
-        OAuthClient::new(OAuthClientConfig::new(metadata, keyring()), store.clone()).unwrap();
-    let now = truncate_ms(time::OffsetDateTime::now_utc());
-    let mut ids = Vec::new();
-    for i in 0..1000 {
-        let data = OAuthSessionData {
-            grant_id: GrantId::generate(),
-            token_set: TokenSet {
-                iss: "https://pds.example".into(),
-                sub: Did::new(format!("did:plc:bench{i:020}")).unwrap(),
-                aud: "https://pds.example/".into(),
-                scope: "atproto transition:generic".into(),
-                access_token: SecretString::new("a".repeat(700)),
-                refresh_token: Some(SecretString::new("r".repeat(300))),
-                expires_at: Some(now + Duration::from_secs(3600)),
-            },
-            dpop_key: DpopKey::generate(),
-            auth: ClientAuth::None,
-            created_at: now,
-        };
-        store
-            .create_grant(&data.seal(&keyring(), now, 1).unwrap())
-            .await
-            .unwrap();
-        ids.push(data.grant_id);
-    }
-    (SessionGetter::new(client, GetterConfig::default()), ids)
-}
-
 fn bench_store<S: StateStore + OAuthSessionStore + Clone>(c: &mut Criterion, name: &str, store: S) {
     let rt = runtime();
-    let (getter, ids) = rt.block_on(setup(store));
+    let (getter, ids): (SessionGetter<S>, _) = rt.block_on(grants::fresh_grants(store));
     let mut group = c.benchmark_group("oauth_session_get_fresh");
     group.throughput(Throughput::Elements(1));
     group.bench_function(name, |b| {

@@ -12,54 +12,18 @@
 //! grants are stored and read in turn; each was opened once before the timing starts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+#[path = "../benches/support/grants.rs"]
+mod grants;
 
-use atsession::clock::truncate_ms;
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopKey;
-use atsession::oauth::{
-    ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, OAuthSessionData,
-    Refresh, SessionGetter, TokenSet,
-};
-use atsession::secret::SecretString;
+use std::time::Instant;
+
+use atsession::oauth::Refresh;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{OAuthSessionStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
-use atsession::syntax::Did;
-
-fn keyring() -> AtRestKeyring {
-    AtRestKeyring::new(AtRestKey::new("loop", [9; 32]).unwrap())
-}
 
 async fn run<S: StateStore + OAuthSessionStore + Clone>(store: S, reads: u64, load_only: bool) {
-    let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
-    let client =
-        OAuthClient::new(OAuthClientConfig::new(metadata, keyring()), store.clone()).unwrap();
-    let now = truncate_ms(time::OffsetDateTime::now_utc());
-    let mut ids = Vec::new();
-    for i in 0..1000 {
-        let data = OAuthSessionData {
-            grant_id: GrantId::generate(),
-            token_set: TokenSet {
-                iss: "https://pds.example".into(),
-                sub: Did::new(format!("did:plc:loop{i:020}")).unwrap(),
-                aud: "https://pds.example/".into(),
-                scope: "atproto transition:generic".into(),
-                access_token: SecretString::new("a".repeat(700)),
-                refresh_token: Some(SecretString::new("r".repeat(300))),
-                expires_at: Some(now + Duration::from_secs(3600)),
-            },
-            dpop_key: DpopKey::generate(),
-            auth: ClientAuth::None,
-            created_at: now,
-        };
-        store
-            .create_grant(&data.seal(&keyring(), now, 1).unwrap())
-            .await
-            .unwrap();
-        ids.push(data.grant_id);
-    }
-    let getter = SessionGetter::new(client, GetterConfig::default());
+    let (getter, ids) = grants::fresh_grants(store.clone()).await;
     for id in &ids {
         getter.get(id, Refresh::IfStale).await.unwrap();
     }
