@@ -227,6 +227,7 @@ fn check(key: &str, lease: Duration) -> Result<(), LockError> {
 }
 
 /// Milliseconds in `lease`, at least 1, saturating.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) fn lease_millis(lease: Duration) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
 }
