@@ -1,5 +1,7 @@
-//! Shared by `benches/oauth_session.rs` and `examples/get_fresh_loop.rs`: a getter over a
-//! store holding 1,000 fresh grants (tokens good for an hour, sizes as a PDS issues them).
+//! Shared by `benches/oauth_session.rs`, `examples/get_fresh_loop.rs` and
+//! `tests/oauth_opened_cache.rs`: a getter over a store holding fresh grants (tokens good for
+//! an hour, sizes as a PDS issues them; grant `i` is for `did:plc:bench<i, 20 digits>`).
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use atsession::secret::SecretString;
 use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
 use atsession::syntax::Did;
 
-fn keyring() -> AtRestKeyring {
+pub fn keyring() -> AtRestKeyring {
     AtRestKeyring::new(AtRestKey::new("bench", [9; 32]).unwrap())
 }
 
@@ -22,17 +24,32 @@ fn keyring() -> AtRestKeyring {
 pub async fn fresh_grants<S: StateStore + OAuthSessionStore + Clone>(
     store: S,
 ) -> (SessionGetter<S>, Vec<GrantId>) {
+    fresh_grants_with(store, 1000, GetterConfig::default()).await
+}
+
+/// The DID of grant `i`.
+pub fn did(i: usize) -> Did {
+    Did::new(format!("did:plc:bench{i:020}")).unwrap()
+}
+
+/// A getter configured by `config` over `store`, which is given `n` fresh grants, and their
+/// ids.
+pub async fn fresh_grants_with<S: StateStore + OAuthSessionStore + Clone>(
+    store: S,
+    n: usize,
+    config: GetterConfig,
+) -> (SessionGetter<S>, Vec<GrantId>) {
     let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
     let client =
         OAuthClient::new(OAuthClientConfig::new(metadata, keyring()), store.clone()).unwrap();
     let now = truncate_ms(time::OffsetDateTime::now_utc());
     let mut ids = Vec::new();
-    for i in 0..1000 {
+    for i in 0..n {
         let data = OAuthSessionData {
             grant_id: GrantId::generate(),
             token_set: TokenSet {
                 iss: "https://pds.example".into(),
-                sub: Did::new(format!("did:plc:bench{i:020}")).unwrap(),
+                sub: did(i),
                 aud: "https://pds.example/".into(),
                 scope: "atproto transition:generic".into(),
                 access_token: SecretString::new("a".repeat(700)),
@@ -49,5 +66,5 @@ pub async fn fresh_grants<S: StateStore + OAuthSessionStore + Clone>(
             .unwrap();
         ids.push(data.grant_id);
     }
-    (SessionGetter::new(client, GetterConfig::default()), ids)
+    (SessionGetter::new(client, config), ids)
 }

@@ -26,8 +26,12 @@
 //! # The common path
 //!
 //! A fresh grant costs one store read. The getter keeps the sessions it opened (up to
-//! 4,096) with the sealed bytes they came from; when the row read is byte-for-byte the one
-//! opened before, the opened copy is used, otherwise the row is decrypted and checked again.
+//! [`GetterConfig::opened_capacity`], 4,096 by default, about 3 KiB each; the least useful
+//! are evicted first) with the sealed bytes they came from; when the row read is
+//! byte-for-byte the one opened before, the opened copy is used, otherwise the row is
+//! decrypted and checked again. Opening costs about a hundred times a read (the DPoP key's
+//! public half is recomputed from its private scalar), so size the capacity to the number
+//! of grants in use at once.
 //!
 //! # What happens to the grant
 //!
@@ -159,6 +163,8 @@ pub struct GetterConfig {
     pub recheck_delay: Duration,
     /// How many events a slow subscriber may lag behind (default 1024).
     pub events_capacity: usize,
+    /// How many opened (decrypted) sessions are kept for reuse (default 4,096; at least 1).
+    pub opened_capacity: usize,
 }
 
 impl Default for GetterConfig {
@@ -171,6 +177,7 @@ impl Default for GetterConfig {
             stale_jitter: Duration::from_secs(30),
             recheck_delay: Duration::from_secs(1),
             events_capacity: 1024,
+            opened_capacity: 4096,
         }
     }
 }
@@ -184,6 +191,8 @@ impl fmt::Debug for GetterConfig {
             .field("stale_margin", &self.stale_margin)
             .field("stale_jitter", &self.stale_jitter)
             .field("recheck_delay", &self.recheck_delay)
+            .field("events_capacity", &self.events_capacity)
+            .field("opened_capacity", &self.opened_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -280,16 +289,19 @@ pub enum SessionError {
 }
 
 type Flights = Mutex<HashMap<GrantId, Weak<tokio::sync::Mutex<()>>>>;
-/// Opened sessions by grant, with the sealed bytes they were opened from.
-type Opened = HashMap<GrantId, (Vec<u8>, Arc<OAuthSessionData>)>;
-/// How many opened sessions are kept (the map is emptied when full).
-const OPENED_CAPACITY: usize = 4096;
+
+/// An opened session, with the sealed bytes it was opened from.
+struct Opened {
+    sealed: Vec<u8>,
+    data: Arc<OAuthSessionData>,
+}
 
 struct Inner<S> {
     client: OAuthClient<S>,
     config: GetterConfig,
     flights: Flights,
-    opened: Mutex<Opened>,
+    /// Opened sessions by grant (a concurrent cache with S3-FIFO eviction).
+    opened: quick_cache::sync::Cache<GrantId, Arc<Opened>>,
     events: broadcast::Sender<SessionEvent>,
 }
 
@@ -402,12 +414,13 @@ where
     #[must_use]
     pub fn new(client: OAuthClient<S>, config: GetterConfig) -> Self {
         let (events, _) = broadcast::channel(config.events_capacity.max(1));
+        let opened = quick_cache::sync::Cache::new(config.opened_capacity.max(1));
         Self {
             inner: Arc::new(Inner {
                 client,
                 config,
                 flights: Mutex::new(HashMap::new()),
-                opened: Mutex::new(HashMap::new()),
+                opened,
                 events,
             }),
         }
@@ -552,32 +565,25 @@ where
             .await
             .map_err(OAuthError::from)?
         else {
-            self.opened().remove(grant_id);
+            self.inner.opened.remove(grant_id);
             return Err(SessionError::NotFound(grant_id.clone()));
         };
         // The same sealed bytes open to the same session: reuse it (rebuilding the DPoP
         // key from its private scalar costs an elliptic-curve multiplication).
-        if let Some((sealed, data)) = self.opened().get(grant_id)
-            && *sealed == stored.sealed
+        if let Some(opened) = self.inner.opened.get(grant_id)
+            && opened.sealed == stored.sealed
         {
-            let data = Arc::clone(data);
-            return Ok((stored, data));
+            return Ok((stored, Arc::clone(&opened.data)));
         }
         let data = Arc::new(OAuthSessionData::open(&stored, &client.core().keyring)?);
-        let mut opened = self.opened();
-        if opened.len() >= OPENED_CAPACITY {
-            opened.clear();
-        }
-        opened.insert(grant_id.clone(), (stored.sealed.clone(), Arc::clone(&data)));
-        drop(opened);
+        self.inner.opened.insert(
+            grant_id.clone(),
+            Arc::new(Opened {
+                sealed: stored.sealed.clone(),
+                data: Arc::clone(&data),
+            }),
+        );
         Ok((stored, data))
-    }
-
-    fn opened(&self) -> std::sync::MutexGuard<'_, Opened> {
-        self.inner
-            .opened
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The session and its stored version. With `Refresh::Force`, `seen` is the version the
