@@ -228,26 +228,9 @@ async fn delete_by_did_is_one_round_trip() {
             .await
             .unwrap();
     }
-    // Once first for an account with no sessions, so that the server has the script: a
-    // server that does not answers NOSCRIPT, and the client loads it and asks again.
-    assert_eq!(
-        store
-            .delete_by_did(&Did::new("did:plc:nobodyhere").unwrap())
-            .await
-            .unwrap(),
-        0
-    );
-    let before = commands.load(Ordering::SeqCst);
-    assert!(before >= 100, "the proxy counts: {before}");
-    assert_eq!(
-        store
-            .delete_by_did(&Did::new(ALICE).unwrap())
-            .await
-            .unwrap(),
-        100
-    );
-    let sent = commands.load(Ordering::SeqCst) - before;
-    // One EVALSHA.
+    assert!(commands.load(Ordering::SeqCst) >= 100, "the proxy counts");
+    let (deleted, sent) = one_script_call(&commands, |did| store.delete_by_did(did)).await;
+    assert_eq!(deleted, 100);
     assert_eq!(sent, 1, "delete_by_did sent {sent} commands");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}*", probe.prefix()))
@@ -255,6 +238,24 @@ async fn delete_by_did_is_one_round_trip() {
         .await
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// Runs `delete` for an account with nothing stored (so that the server has the script: one
+/// that does not answers NOSCRIPT, and the client loads it and asks again), then for
+/// `ALICE`; returns what the second deleted and how many commands it sent.
+async fn one_script_call<'a, F, Fut>(commands: &AtomicU64, delete: F) -> (u64, u64)
+where
+    F: Fn(&'a Did) -> Fut,
+    Fut: Future<Output = Result<u64, atsession::store::StoreError>>,
+{
+    static NOBODY: std::sync::LazyLock<Did> =
+        std::sync::LazyLock::new(|| Did::new("did:plc:nobodyhere").unwrap());
+    static ALICE_DID: std::sync::LazyLock<Did> =
+        std::sync::LazyLock::new(|| Did::new(ALICE).unwrap());
+    assert_eq!(delete(&NOBODY).await.unwrap(), 0);
+    let before = commands.load(Ordering::SeqCst);
+    let deleted = delete(&ALICE_DID).await.unwrap();
+    (deleted, commands.load(Ordering::SeqCst) - before)
 }
 
 /// A TCP proxy to the Redis at `upstream` that counts the RESP commands clients send.
@@ -382,24 +383,9 @@ async fn oauth_states_expire_and_grants_do_not() {
     assert_eq!(pexpiretime(&store, &format!("og:{}", ids[0])).await, -1);
     assert_eq!(pexpiretime(&store, &format!("od:{ALICE}")).await, -1);
     // Deleting every grant of the account is one script call, and leaves no key behind.
-    // Once first for an account with none, so that the server has the script.
-    assert_eq!(
-        counted
-            .delete_grants_by_did(&Did::new("did:plc:nobodyhere").unwrap())
-            .await
-            .unwrap(),
-        0
-    );
-    let before = commands.load(Ordering::SeqCst);
-    assert!(before >= 50, "the proxy counts: {before}");
-    assert_eq!(
-        counted
-            .delete_grants_by_did(&Did::new(ALICE).unwrap())
-            .await
-            .unwrap(),
-        50
-    );
-    let sent = commands.load(Ordering::SeqCst) - before;
+    assert!(commands.load(Ordering::SeqCst) >= 50, "the proxy counts");
+    let (deleted, sent) = one_script_call(&commands, |did| counted.delete_grants_by_did(did)).await;
+    assert_eq!(deleted, 50);
     assert_eq!(sent, 1, "delete_grants_by_did sent {sent} commands");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}o[gd]:*", store.prefix()))
