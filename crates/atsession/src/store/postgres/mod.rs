@@ -99,6 +99,20 @@ where
 
 /// The error when a URL does not parse. The parser's own message is dropped: it could quote
 /// part of the URL.
+/// The outcome of a compare-and-swap update from its row `(updated count, row existed)`.
+pub(crate) fn cas_from_row(
+    row: &tokio_postgres::Row,
+    operation: &'static str,
+) -> Result<super::Cas, StoreError> {
+    let updated: i64 = row.try_get(0).map_err(err(operation))?;
+    let existed: bool = row.try_get(1).map_err(err(operation))?;
+    Ok(match (updated, existed) {
+        (1, _) => super::Cas::Updated,
+        (_, true) => super::Cas::Conflict,
+        (_, false) => super::Cas::Missing,
+    })
+}
+
 fn bad_url() -> StoreError {
     StoreError::backend(BACKEND, "connect", "the PostgreSQL URL is malformed")
 }

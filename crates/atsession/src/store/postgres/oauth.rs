@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{BACKEND, PostgresStore, err};
+use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::clock::truncate_ms;
 use crate::secret::TokenHash;
 use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
@@ -242,13 +242,7 @@ impl OAuthSessionStore for PostgresStore {
         let row = rows
             .first()
             .ok_or_else(|| corrupt("the update returned no row"))?;
-        let updated: i64 = row.try_get(0).map_err(err("update_grant"))?;
-        let existed: bool = row.try_get(1).map_err(err("update_grant"))?;
-        Ok(match (updated, existed) {
-            (1, _) => Cas::Updated,
-            (_, true) => Cas::Conflict,
-            (_, false) => Cas::Missing,
-        })
+        cas_from_row(row, "update_grant")
     }
 
     async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{BACKEND, PostgresStore, err};
+use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
 use crate::store::{Cas, SessionStore, StoreError};
@@ -247,13 +247,7 @@ impl SessionStore for PostgresStore {
             .query_one(&stmt, &params)
             .await
             .map_err(err("update"))?;
-        let updated: i64 = row.try_get(0).map_err(err("update"))?;
-        let existed: bool = row.try_get(1).map_err(err("update"))?;
-        Ok(match (updated, existed) {
-            (1, _) => Cas::Updated,
-            (_, true) => Cas::Conflict,
-            (_, false) => Cas::Missing,
-        })
+        cas_from_row(&row, "update")
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
