@@ -129,6 +129,61 @@ pub struct AuthorizeOptions {
     pub app_state: Option<String>,
     /// The redirect URI; the client's first by default.
     pub redirect_uri: Option<String>,
+    /// `prompt`: what the authorization server should show (sign in again, consent, …).
+    pub prompt: Option<Prompt>,
+    /// `login_hint`: the account the authorization server should preselect. By default the
+    /// identifier exactly as the user typed it (a handle or a DID; none for a PDS URL).
+    pub login_hint: Option<String>,
+}
+
+/// The `prompt` parameter of an authorization request (OpenID Connect Core §3.1.2.1, as the
+/// atproto authorization server reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prompt {
+    /// `login`: ask for the password even if the browser is signed in.
+    Login,
+    /// `none`: show nothing; fail if the user would have to act.
+    None,
+    /// `consent`: ask for consent even if it was given before.
+    Consent,
+    /// `select_account`: let the user pick among the accounts signed in.
+    SelectAccount,
+    /// `create`: offer to create an account.
+    Create,
+}
+
+impl Prompt {
+    /// The parameter value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::None => "none",
+            Self::Consent => "consent",
+            Self::SelectAccount => "select_account",
+            Self::Create => "create",
+        }
+    }
+
+    /// Parses a parameter value.
+    ///
+    /// ```
+    /// use atsession::oauth::Prompt;
+    /// assert_eq!(Prompt::parse("select_account"), Some(Prompt::SelectAccount));
+    /// assert_eq!(Prompt::parse("always"), None);
+    /// ```
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "login" => Self::Login,
+            "none" => Self::None,
+            "consent" => Self::Consent,
+            "select_account" => Self::SelectAccount,
+            "create" => Self::Create,
+            _ => return None,
+        })
+    }
 }
 
 /// The query parameters of an authorization response.
@@ -391,12 +446,15 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 .servers
                 .server_for_pds(&resolved.pds, auth.kind(), false)
                 .await?;
-            let hint = match &resolved.handle {
-                Some(h) => h.as_str().to_owned(),
-                None => resolved.did.as_str().to_owned(),
-            };
-            (server, Some(hint))
+            (server, Some(input.to_owned()))
         };
+        let login_hint = options.login_hint.or(login_hint);
+        if login_hint
+            .as_deref()
+            .is_some_and(|h| h.is_empty() || h.len() > 2048 || h.chars().any(char::is_control))
+        {
+            return Err(OAuthError::InvalidInput);
+        }
 
         let pkce = Pkce::generate();
         let dpop_key = DpopKey::generate();
@@ -411,6 +469,9 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         ];
         if let Some(h) = &login_hint {
             params.push(("login_hint", h));
+        }
+        if let Some(p) = options.prompt {
+            params.push(("prompt", p.as_str()));
         }
         let agent = Agent {
             core: &self.core,

@@ -88,7 +88,9 @@ pub use reqwest;
 /// The URL crate of this API's URLs.
 pub use url::{self, Url};
 
-pub use client::{AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig};
+pub use client::{
+    AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig, Prompt,
+};
 pub use client_metadata::{ClientAuth, ClientMetadata};
 pub use error::{CallbackError, OAuthError};
 pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
