@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the browser tests need: Debian's Chromium (apt-get, when /usr/bin/chromium
+# is missing; needs root) and puppeteer-core from this folder's lockfile (on the project's
+# Node 22). puppeteer-core downloads no browser. Idempotent.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+say() { echo "[browser setup] $*" >&2; }
+
+if ! [[ -x "${ATSESSION_CHROMIUM:-/usr/bin/chromium}" ]]; then
+  say "installing Debian's chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+"${ATSESSION_CHROMIUM:-/usr/bin/chromium}" --version >&2
+
+# shellcheck source=../env.sh
+source "$HERE/../env.sh"
+stamp="$HERE/node_modules/.atsession-e2e-stamp"
+key="$(sha256sum < "$HERE/package-lock.json" | cut -c1-16)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then
+  say "puppeteer-core: up to date"
+else
+  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$key" > "$stamp"
+fi
+say "ready"
