@@ -17,6 +17,7 @@
 //! served at `<public url>/oauth/client-metadata.json`, signing with the private JWKS given by
 //! `--client-keys`.
 
+mod listen;
 mod login;
 
 use std::net::SocketAddr;
@@ -83,6 +84,19 @@ pub struct ServeArgs {
     /// Never for real accounts.
     #[arg(long)]
     dev: bool,
+    /// Seconds a client has to send a request's headers, counted from when the connection
+    /// is ready for a request (so an idle keep-alive connection closes after it too).
+    #[arg(long, default_value_t = 10, env = "ATSESSION_HEADER_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds without a byte in either direction after which a connection is closed.
+    #[arg(long, default_value_t = 60, env = "ATSESSION_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    idle_timeout: u64,
+    /// Open connections at most; more wait until one closes.
+    #[arg(long, default_value_t = 512, env = "ATSESSION_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
+    #[arg(long, default_value_t = 10, env = "ATSESSION_SHUTDOWN_TIMEOUT", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    shutdown_timeout: u64,
 }
 
 type Manager = SessionManager<SqliteStore>;
@@ -121,9 +135,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     tracing::info!(%addr, %public_url, confidential, db = %args.db, "atsession gateway listening");
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let limits = listen::Limits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
+    listen::serve(listener, app, limits, shutdown()).await?;
     Ok(())
 }
 
