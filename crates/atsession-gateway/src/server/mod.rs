@@ -19,6 +19,8 @@
 
 mod listen;
 mod login;
+#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod safety;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
