@@ -20,6 +20,10 @@
 mod listen;
 mod login;
 #[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod metrics;
+#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod ratelimit;
+#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod safety;
 
 use std::net::SocketAddr;
