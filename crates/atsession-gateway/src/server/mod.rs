@@ -22,9 +22,13 @@ mod login;
 #[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod metrics;
 #[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod page;
+#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod ratelimit;
 #[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod safety;
+#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod spa;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
