@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 mod cli;
 mod server;
@@ -11,8 +11,21 @@ mod server;
 #[derive(Debug, Parser)]
 #[command(name = "atsession", version, about)]
 struct Args {
+    /// Log lines as plain text or as one JSON object per line. The filter is
+    /// `ATSESSION_LOG` (e.g. `info`, `atsession=debug`; default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ATSESSION_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,15 +47,37 @@ enum Command {
     Unseal(cli::seal::UnsealArgs),
 }
 
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATSESSION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+fn parse_args() -> Args {
+    let parsed = cli::config_file::parse(Args::command(), std::env::args_os().collect())
+        .map_err(|e| match e {
+            cli::config_file::ParseError::Clap(c) => c,
+            cli::config_file::ParseError::File(f) => {
+                Args::command().error(clap::error::ErrorKind::InvalidValue, f)
+            }
+        })
+        .and_then(|m| Args::from_arg_matches(&m));
+    match parsed {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATSESSION_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
+    let args = parse_args();
+    init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Never for real accounts.
     #[arg(long)]
     dev: bool,
+    /// A TOML file of these options, keyed by their long names (`listen = "…"`); a flag
+    /// wins over its environment variable, which wins over the file.
+    #[arg(long, env = "ATSESSION_CONFIG")]
+    config: Option<PathBuf>,
     /// Seconds a client has to send a request's headers, counted from when the connection
     /// is ready for a request (so an idle keep-alive connection closes after it too).
     #[arg(long, default_value_t = 10, env = "ATSESSION_HEADER_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
