@@ -3,7 +3,8 @@
 //! Routes:
 //! - `GET /oauth/login`, `GET /oauth/callback`, and for a confidential gateway
 //!   `GET /oauth/client-metadata.json` and `GET /oauth/jwks.json`: see [`login`].
-//! - `GET /healthz`: `200 ok` when the store answers.
+//! - `GET /healthz`: `200 ok` when the store answers; `GET /livez`: `200 ok` while the
+//!   process serves (no store access).
 //! - `GET /session`: the request's session (cookie or `Authorization: Bearer`) as JSON, or
 //!   `401 {"error": …}`. Sends a refreshed cookie when the idle window slid.
 //! - `POST /session/refresh`: body `{"session_token": …}`; answers a new access token for
@@ -218,6 +219,7 @@ fn oauth_client(
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .route("/session", get(session))
         .route("/session/refresh", post(refresh))
         .route("/logout", post(logout))
@@ -245,6 +247,11 @@ async fn shutdown() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutting down");
+}
+
+/// `GET /livez`: `200 ok` while the process serves, without touching the store.
+async fn livez() -> &'static str {
+    "ok"
 }
 
 async fn healthz(State(m): State<Manager>) -> Response {

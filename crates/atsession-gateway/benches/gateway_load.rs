@@ -1,0 +1,139 @@
+//! The gateway under load, measured with `wrk` (Debian's package) on loopback: `GET /session`
+//! with a valid cookie against `GET /livez` (a route that does nothing) of the same server,
+//! in the same run, at 64 keep-alive connections.
+//!
+//! ```sh
+//! cargo bench -p atsession-gateway --bench gateway_load             # 10 s per route
+//! ATSESSION_LOAD_SECONDS=30 cargo bench -p atsession-gateway --bench gateway_load
+//! ```
+//!
+//! Prints one JSON line per route and the ratio. The load generator shares the machine's
+//! cores with the gateway, so the absolute figures depend on the machine; the ratio is the
+//! point.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use atsession::app::{CookieConfig, SessionConfig, SessionManager};
+use atsession::store::sqlite::SqliteStore;
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Run {
+    requests_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn ms(s: &str) -> f64 {
+    let s = s.trim();
+    if let Some(v) = s.strip_suffix("us") {
+        v.parse::<f64>().unwrap() / 1000.0
+    } else if let Some(v) = s.strip_suffix("ms") {
+        v.parse().unwrap()
+    } else if let Some(v) = s.strip_suffix('s') {
+        v.parse::<f64>().unwrap() * 1000.0
+    } else {
+        panic!("latency `{s}`")
+    }
+}
+
+fn wrk(url: &str, cookie: &str, seconds: u64) -> Run {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c64", &format!("-d{seconds}s"), "--latency", "-H"])
+        .arg(format!("cookie: {cookie}"))
+        .arg(url)
+        .output()
+        .expect("wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(prefix)
+                .map(str::trim)
+                .map(str::to_owned)
+        })
+    };
+    Run {
+        requests_per_s: field("Requests/sec:")
+            .unwrap_or_else(|| panic!("{text}"))
+            .parse()
+            .unwrap(),
+        p50_ms: ms(&field("50%").unwrap()),
+        p99_ms: ms(&field("99%").unwrap()),
+        non_2xx: field("Non-2xx or 3xx responses:").map_or(0, |v| v.parse().unwrap()),
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list of benchmarks
+    }
+    let seconds: u64 = std::env::var("ATSESSION_LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("load.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = runtime.block_on(async {
+        let store = SqliteStore::open(&db).await.unwrap();
+        let config = SessionConfig::default().cookie(CookieConfig::insecure_for_development());
+        let sessions = SessionManager::with_config(store, config).unwrap();
+        let new = sessions
+            .create(
+                "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+                "alice.test",
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        new.token.expose().to_owned()
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
+        .arg(&db)
+        .env("ATSESSION_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _gateway = Gateway(child);
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let cookie = format!("atsession={token}");
+    // Warm up both routes.
+    wrk(&format!("{base}/livez"), &cookie, 1);
+    wrk(&format!("{base}/session"), &cookie, 1);
+    let trivial = wrk(&format!("{base}/livez"), &cookie, seconds);
+    let session = wrk(&format!("{base}/session"), &cookie, seconds);
+    assert_eq!(session.non_2xx, 0, "every /session answer was a success");
+    for (route, r) in [("/livez", &trivial), ("/session", &session)] {
+        println!(
+            "{{\"route\":\"{route}\",\"connections\":64,\"seconds\":{seconds},\"requests_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+            r.requests_per_s, r.p50_ms, r.p99_ms
+        );
+    }
+    println!(
+        "{{\"session_vs_trivial\":{:.3}}}",
+        session.requests_per_s / trivial.requests_per_s
+    );
+}
