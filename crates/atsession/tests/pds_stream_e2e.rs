@@ -479,3 +479,31 @@ async fn an_upload_after_expiry_refreshes_once_and_sends_the_body_once() {
         .count();
     assert_eq!(updated, 1);
 }
+
+#[tokio::test]
+async fn a_refused_refresh_keeps_the_server_description_and_no_token() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let client = client(&peer, None);
+    let data = login(&peer, &client, "alice.test").await;
+    // The first refresh rotates the refresh token; sending the old one again is a replay.
+    let fresh = client.refresh(&data).await.unwrap();
+    let e = client.refresh(&data).await.unwrap_err();
+    assert!(e.is_invalid_grant(), "{e:?}");
+    let atsession::oauth::OAuthError::Server { description, .. } = &e else {
+        panic!("{e:?}")
+    };
+    let description = description.as_deref().expect("the server's description");
+    assert!(!description.is_empty());
+    let shown = e.to_string();
+    assert!(shown.contains(description), "{shown}");
+    for secret in [
+        data.token_set.refresh_token.as_ref().unwrap().expose(),
+        fresh.refresh_token.as_ref().unwrap().expose(),
+        fresh.access_token.expose(),
+    ] {
+        assert!(!shown.contains(secret) && !format!("{e:?}").contains(secret));
+    }
+    eprintln!("refused refresh: {shown}");
+}

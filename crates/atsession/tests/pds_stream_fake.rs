@@ -257,8 +257,14 @@ struct Setup {
     data: OAuthSessionData,
 }
 
-/// A fresh grant (one hour left) on the PDS at `pds_url`.
+/// A fresh grant (one hour left) on the PDS at `pds_url`, which is its own authorization
+/// server.
 async fn setup(pds_url: &str) -> Setup {
+    setup_expiring(pds_url, Duration::from_secs(3600)).await
+}
+
+/// A grant whose access token expires in `expires_in`.
+async fn setup_expiring(pds_url: &str, expires_in: Duration) -> Setup {
     let store = MemoryStore::new();
     let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
     let client = OAuthClient::new(
@@ -281,7 +287,7 @@ async fn setup(pds_url: &str) -> Setup {
             scope: "atproto".into(),
             access_token: SecretString::new("access-0"),
             refresh_token: Some(SecretString::new("refresh-0")),
-            expires_at: Some(now + Duration::from_secs(3600)),
+            expires_at: Some(now + expires_in),
         },
         dpop_key: DpopKey::generate(),
         auth: ClientAuth::None,
@@ -529,7 +535,8 @@ async fn hostile_paths_and_headers_are_refused_without_a_request() {
     let (pds, pds_hits) = counting_listener().await;
     let (other, other_hits) = counting_listener().await;
     let other_host = other.trim_start_matches("http://");
-    let s = setup(&pds).await;
+    // Stale tokens: a refresh, too, would be a request (the PDS is its own server here).
+    let s = setup_expiring(&pds, Duration::from_secs(1)).await;
     let session = s.getter.session(s.grant.clone());
     let paths = [
         format!("//{other_host}/xrpc/a.b.c"),

@@ -12,6 +12,7 @@ use super::dpop::resource_asks_nonce;
 use super::events::TokenSetInfo;
 use super::getter::{Refresh, RetryReason, SessionError, SessionGetter, token_info};
 use super::http::{Fetched, HttpError};
+use super::pds_headers::first_refused;
 use super::pds_path::check_path;
 use super::pds_request::{PdsBody, PdsRequest};
 use super::pds_response::{PdsResponse, xrpc_error};
@@ -205,6 +206,10 @@ where
         // Refused before anything is sent, a refresh included.
         check_path(request.path_and_query())
             .map_err(|e| SessionError::OAuth(HttpError::PdsPath(e).into()))?;
+        if let Some(name) = first_refused(request.headers()) {
+            let name = name.as_str().to_owned();
+            return Err(SessionError::OAuth(HttpError::Header { name }.into()));
+        }
         let client = self.getter.client();
         let (data, version) = self
             .getter

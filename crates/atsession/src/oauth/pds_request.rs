@@ -44,8 +44,10 @@ pub(crate) type BoxStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> +
 /// layer makes sure a DPoP nonce is known and the tokens are fresh before sending it, and
 /// if the server still refuses it the call ends with
 /// [`SessionError::Retryable`](super::SessionError::Retryable), never a partial resend.
+#[derive(Default)]
 pub enum PdsBody {
     /// No body.
+    #[default]
     Empty,
     /// A body in memory.
     Bytes(Bytes),
@@ -76,12 +78,6 @@ impl fmt::Debug for PdsBody {
             Self::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             Self::Stream(s) => write!(f, "Stream(len={:?})", s.len),
         }
-    }
-}
-
-impl Default for PdsBody {
-    fn default() -> Self {
-        Self::Empty
     }
 }
 
