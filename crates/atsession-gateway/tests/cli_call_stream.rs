@@ -71,7 +71,10 @@ fn max_rss_kib(out: &Output) -> u64 {
     let stderr = String::from_utf8_lossy(&out.stderr);
     stderr
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS in: {stderr}"))
 }
@@ -187,7 +190,11 @@ async fn large_uploads_and_downloads_stream_in_bounded_memory() {
         &call(
             &peer,
             &db,
-            &["com.atproto.repo.createRecord", "--json", &record.to_string()],
+            &[
+                "com.atproto.repo.createRecord",
+                "--json",
+                &record.to_string(),
+            ],
             false,
         )
         .await,
@@ -219,8 +226,14 @@ async fn large_uploads_and_downloads_stream_in_bounded_memory() {
 
     // Peak memory: the 50 MB transfers cost a few MB over a small call.
     eprintln!("peak RSS: getSession {baseline} KiB, upload {up_rss} KiB, download {down_rss} KiB");
-    assert!(up_rss < baseline + 16 * 1024, "upload {up_rss} KiB vs {baseline} KiB");
-    assert!(down_rss < baseline + 16 * 1024, "download {down_rss} KiB vs {baseline} KiB");
+    assert!(
+        up_rss < baseline + 16 * 1024,
+        "upload {up_rss} KiB vs {baseline} KiB"
+    );
+    assert!(
+        down_rss < baseline + 16 * 1024,
+        "download {down_rss} KiB vs {baseline} KiB"
+    );
 }
 
 #[tokio::test]
@@ -274,10 +287,18 @@ async fn stdin_uploads_get_repo_to_a_file_and_server_messages() {
         false,
     )
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&car).unwrap();
     assert!(bytes.len() > 100);
-    assert!(bytes[..bytes.len().min(120)].windows(5).any(|w| w == b"roots"));
+    assert!(
+        bytes[..bytes.len().min(120)]
+            .windows(5)
+            .any(|w| w == b"roots")
+    );
 
     // An error answer: the XRPC error name and the server's message, no token.
     let out = call(&peer, &db, &["com.atproto.repo.listRecords"], false).await;

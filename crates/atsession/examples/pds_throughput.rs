@@ -5,6 +5,9 @@
 //!   session layer / curl);
 //! - `uploadBlob` of the same 50 MB from a file (in the page cache), streamed, in MB/s,
 //!   beside `curl --data-binary @file` with a password session's Bearer token;
+//! - the client's CPU time per 50 MB transfer, ours (this process, `/proc/self/stat`) and
+//!   curl's (`/usr/bin/time`), which stays meaningful when a loaded machine makes the
+//!   throughput noisy (the PDS, in Node, is usually the bottleneck);
 //! - the CPU time of the whole process per small XRPC call (`getSession`, sequential),
 //!   from `/proc/self/stat` (user + system, every thread) over many calls, in µs, beside
 //!   the cost of the DPoP proof alone.
@@ -66,9 +69,11 @@ fn clock_ticks() -> u64 {
 }
 
 async fn login(peer: &pds::Peer) -> (OAuthSession<MemoryStore>, String) {
-    let metadata =
-        ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto transition:generic")
-            .unwrap();
+    let metadata = ClientMetadata::loopback(
+        &["http://127.0.0.1:8080/callback"],
+        "atproto transition:generic",
+    )
+    .unwrap();
     let identity = IdentityConfig {
         plc_url: Url::parse(peer.plc_url()).unwrap(),
         handle_resolver: HandleResolver::Xrpc(Url::parse(peer.handle_resolver_url()).unwrap()),
@@ -145,7 +150,10 @@ async fn main() {
     let password = peer.account("alice.test").password.clone();
     let bearer: Value = peer
         .http()
-        .post(format!("{}/xrpc/com.atproto.server.createSession", peer.pds_url()))
+        .post(format!(
+            "{}/xrpc/com.atproto.server.createSession",
+            peer.pds_url()
+        ))
         .json(&json!({"identifier": "alice.test", "password": password}))
         .send()
         .await
@@ -162,12 +170,23 @@ async fn main() {
         blob = v["blob"].clone();
         ours_up.push(mb_s(LEN, took));
         let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{speed_upload} %{http_code}", "-X", "POST"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{speed_upload} %{http_code}",
+                "-X",
+                "POST",
+            ])
             .args(["-H", "content-type: application/octet-stream"])
             .args(["-H", &format!("authorization: Bearer {jwt}")])
             .arg("--data-binary")
             .arg(format!("@{}", path.display()))
-            .arg(format!("{}/xrpc/com.atproto.repo.uploadBlob", peer.pds_url()))
+            .arg(format!(
+                "{}/xrpc/com.atproto.repo.uploadBlob",
+                peer.pds_url()
+            ))
             .output()
             .unwrap();
         let out = String::from_utf8(out.stdout).unwrap();
@@ -191,7 +210,9 @@ async fn main() {
         peer.pds_url()
     );
     let (mut ours_down, mut curl_down) = (Vec::new(), Vec::new());
+    let (mut ours_cpu, mut curl_cpu) = (Vec::new(), Vec::new());
     for _ in 0..runs {
+        let cpu0 = cpu_time();
         let started = Instant::now();
         let mut answer = session
             .send(PdsRequest::query(
@@ -205,17 +226,25 @@ async fn main() {
             got += c.len();
         }
         let took = started.elapsed();
+        ours_cpu.push((cpu_time() - cpu0).as_secs_f64() * 1e3);
         assert_eq!(got, LEN);
         ours_down.push(mb_s(LEN, took));
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}"])
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%U %S", "curl", "-s", "-o", "/dev/null", "-w"])
+            .arg("%{speed_download} %{size_download}")
             .arg(&public)
             .output()
             .unwrap();
-        let out = String::from_utf8(out.stdout).unwrap();
-        let (speed, size) = out.split_once(' ').unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let (speed, size) = stdout.split_once(' ').unwrap();
         assert_eq!(size, LEN.to_string(), "curl download");
         curl_down.push(speed.parse::<f64>().unwrap() / 1e6);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let cpu: f64 = stderr
+            .split_whitespace()
+            .filter_map(|t| t.parse::<f64>().ok())
+            .sum();
+        curl_cpu.push(cpu * 1e3);
     }
 
     // CPU per small call.
@@ -240,7 +269,13 @@ async fn main() {
     let started = Instant::now();
     for i in 0..2000 {
         let _ = key
-            .proof("GET", "http://localhost/xrpc/x.y.z", Some("nonce"), Some(&a), i)
+            .proof(
+                "GET",
+                "http://localhost/xrpc/x.y.z",
+                Some("nonce"),
+                Some(&a),
+                i,
+            )
             .unwrap();
     }
     let proof_us = started.elapsed().as_secs_f64() * 1e6 / 2000.0;
@@ -252,6 +287,8 @@ async fn main() {
             "session_mb_s": ours_down, "curl_mb_s": curl_down,
             "median_session_mb_s": ours_down_m, "median_curl_mb_s": curl_down_m,
             "ratio_session_over_curl": ours_down_m / curl_down_m,
+            "session_cpu_ms": ours_cpu, "curl_cpu_ms": curl_cpu,
+            "median_session_cpu_ms": median(ours_cpu.clone()), "median_curl_cpu_ms": median(curl_cpu.clone()),
         },
         "upload_blob_50mb": {
             "session_mb_s": ours_up, "curl_mb_s": curl_up,

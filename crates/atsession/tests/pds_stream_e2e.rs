@@ -21,8 +21,7 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSession, OAuthSessionData, PdsBody, PdsRequest, SessionError, SessionEvent,
-    SessionGetter,
+    OAuthSession, OAuthSessionData, PdsBody, PdsRequest, SessionError, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
 use futures_util::StreamExt as _;
@@ -173,7 +172,13 @@ async fn list_records_answers_over_a_megabyte_and_xrpc_errors_keep_the_message()
     let answer = session
         .send(PdsRequest::query(
             "com.atproto.sync.getBlob",
-            &[("did", &did), ("cid", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")],
+            &[
+                ("did", &did),
+                (
+                    "cid",
+                    "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+                ),
+            ],
         ))
         .await
         .unwrap();
@@ -409,7 +414,9 @@ async fn an_upload_after_expiry_refreshes_once_and_sends_the_body_once() {
     let Some(peer) = pds::refresh_peer_or_skip!() else {
         return;
     };
-    peer.set_token_max_age(Duration::from_secs(6)).await.unwrap();
+    peer.set_token_max_age(Duration::from_secs(6))
+        .await
+        .unwrap();
     let (proxy, relayed) = recording_proxy().await;
     // One connection per request, so that the proxy sees each request on its own.
     let http = reqwest::Client::builder()
@@ -451,7 +458,9 @@ async fn an_upload_after_expiry_refreshes_once_and_sends_the_body_once() {
         .await
         .unwrap();
     assert_eq!(uploaded["blob"]["size"], LEN);
-    peer.set_token_max_age(Duration::from_secs(3600)).await.unwrap();
+    peer.set_token_max_age(Duration::from_secs(3600))
+        .await
+        .unwrap();
 
     let relayed = relayed.lock().unwrap();
     let lines: Vec<&str> = relayed.iter().map(|r| r.request_line.as_str()).collect();
@@ -459,7 +468,10 @@ async fn an_upload_after_expiry_refreshes_once_and_sends_the_body_once() {
     assert_eq!(refreshes, 1, "one refresh: {lines:?}");
     let uploads: Vec<&Relayed> = relayed
         .iter()
-        .filter(|r| r.request_line.starts_with("POST /xrpc/com.atproto.repo.uploadBlob"))
+        .filter(|r| {
+            r.request_line
+                .starts_with("POST /xrpc/com.atproto.repo.uploadBlob")
+        })
         .collect();
     assert_eq!(uploads.len(), 1, "the body went once: {lines:?}");
     assert_eq!(
@@ -468,7 +480,10 @@ async fn an_upload_after_expiry_refreshes_once_and_sends_the_body_once() {
         "exactly the body, once"
     );
     // The refresh came before the upload.
-    let refresh_at = lines.iter().position(|l| *l == "POST /oauth/token").unwrap();
+    let refresh_at = lines
+        .iter()
+        .position(|l| *l == "POST /oauth/token")
+        .unwrap();
     let upload_at = lines
         .iter()
         .position(|l| l.starts_with("POST /xrpc/com.atproto.repo.uploadBlob"))

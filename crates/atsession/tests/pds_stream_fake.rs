@@ -181,8 +181,15 @@ impl Fake {
         } else if path.starts_with("/xrpc/") {
             let auth = headers.get("authorization").cloned().unwrap_or_default();
             let ok = serde_json::json!({"blob": {"size": body.len()}, "did": DID}).to_string();
-            let want_nonce =
-                |n: String| ("401 Unauthorized", format!("dpop-nonce: {n}\r\nwww-authenticate: DPoP error=\"use_dpop_nonce\"\r\n"), r#"{"error":"use_dpop_nonce","message":"DPoP nonce mismatch"}"#.to_owned());
+            let want_nonce = |n: String| {
+                (
+                    "401 Unauthorized",
+                    format!(
+                        "dpop-nonce: {n}\r\nwww-authenticate: DPoP error=\"use_dpop_nonce\"\r\n"
+                    ),
+                    r#"{"error":"use_dpop_nonce","message":"DPoP nonce mismatch"}"#.to_owned(),
+                )
+            };
             match mode {
                 Mode::NonceOnce if nonce.as_deref() != Some("good") => want_nonce("good".into()),
                 Mode::NonceOnce => ("200 OK", "dpop-nonce: good\r\n".into(), ok),
@@ -379,7 +386,11 @@ async fn use_dpop_nonce_to_a_streamed_upload_is_retryable_and_nothing_is_resent(
     let uploads = fake.seen(&format!("/xrpc/{UPLOAD}"));
     assert_eq!(uploads.len(), 1, "the stream went once: {uploads:?}");
     assert_eq!(uploads[0].body_bytes, 200_000);
-    assert_eq!(taken.load(Ordering::SeqCst), 200_000, "read once, never twice");
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        200_000,
+        "read once, never twice"
+    );
     assert_eq!(fake.token_calls.load(Ordering::SeqCst), 0);
     grant_kept(&s).await;
 
@@ -455,7 +466,10 @@ async fn a_body_in_memory_is_refreshed_and_resent_on_invalid_token() {
     assert_eq!(fake.token_calls.load(Ordering::SeqCst), 1);
     let uploads = fake.seen(&format!("/xrpc/{UPLOAD}"));
     assert_eq!(uploads.len(), 2);
-    assert!(uploads.iter().all(|u| u.body_bytes == 200_000), "{uploads:?}");
+    assert!(
+        uploads.iter().all(|u| u.body_bytes == 200_000),
+        "{uploads:?}"
+    );
 }
 
 #[tokio::test]
@@ -575,7 +589,13 @@ async fn hostile_paths_and_headers_are_refused_without_a_request() {
         );
         let e = s
             .client
-            .pds_send(&s.data, Method::POST, path, &HeaderMap::new(), Some(vec![1]))
+            .pds_send(
+                &s.data,
+                Method::POST,
+                path,
+                &HeaderMap::new(),
+                Some(vec![1]),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -605,10 +625,9 @@ async fn hostile_paths_and_headers_are_refused_without_a_request() {
         "x-forwarded-host",
     ] {
         let mut request = PdsRequest::procedure("com.atproto.repo.createRecord").body("{}");
-        request.headers_mut().insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static("x"),
-        );
+        request
+            .headers_mut()
+            .insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
         let e = session.send(request).await.unwrap_err();
         match e {
             SessionError::OAuth(OAuthError::Http(HttpError::Header { name: n })) => {
@@ -618,8 +637,16 @@ async fn hostile_paths_and_headers_are_refused_without_a_request() {
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(pds_hits.load(Ordering::SeqCst), 0, "nothing reached the PDS");
-    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "nothing reached the other host");
+    assert_eq!(
+        pds_hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the PDS"
+    );
+    assert_eq!(
+        other_hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the other host"
+    );
     // The same client still calls the PDS itself (the listener counts it).
     let _ = session
         .send(PdsRequest::query("com.atproto.server.getSession", &[]))
@@ -700,6 +727,9 @@ async fn a_1_gb_metadata_document_is_cut_at_the_discovery_limit() {
         // Give the writer a moment to notice the hang-up, then check it stopped early.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let w = written.load(Ordering::SeqCst);
-        assert!(w < 64 << 20, "announce={announce}: the client read {w} bytes");
+        assert!(
+            w < 64 << 20,
+            "announce={announce}: the client read {w} bytes"
+        );
     }
 }

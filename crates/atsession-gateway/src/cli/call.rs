@@ -23,9 +23,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use atsession::lock::sqlite::SqliteLock;
-use atsession::oauth::reqwest::header::CONTENT_TYPE;
 use atsession::oauth::oauth_session::is_nsid;
-use atsession::oauth::{GetterConfig, OAuthSession, PdsBody, PdsRequest, PdsResponse, SessionGetter};
+use atsession::oauth::reqwest::header::CONTENT_TYPE;
+use atsession::oauth::{
+    GetterConfig, OAuthSession, PdsBody, PdsRequest, PdsResponse, SessionGetter,
+};
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use clap::Args;
@@ -300,7 +302,6 @@ impl Progress {
         };
         eprint!("\r\x1b[2K{line}");
     }
-
 }
 
 impl Drop for Progress {

@@ -15,14 +15,14 @@ use super::error::{CallbackError, ConfigError, OAuthError};
 use super::http::{
     Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
 };
-use super::pds_headers::first_refused;
-use super::pds_path::pds_url;
-use super::pds_request::PdsRequest;
-use super::pds_response::PdsResponse;
 use super::identity::{AtIdentifier, IdentityConfig, IdentityResolver};
 use super::jose::b64url;
 use super::keys::{Jwks, Keyset};
 use super::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata};
+use super::pds_headers::first_refused;
+use super::pds_path::pds_url;
+use super::pds_request::PdsRequest;
+use super::pds_response::PdsResponse;
 use super::pkce::Pkce;
 use super::server::Agent;
 use super::session::OAuthSessionData;
@@ -843,8 +843,8 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let base = Url::parse(&session.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
         let url = pds_url(&base, &request.path_and_query).map_err(HttpError::PdsPath)?;
-        let probe = pds_url(&base, "/xrpc/com.atproto.server.getSession")
-            .map_err(HttpError::PdsPath)?;
+        let probe =
+            pds_url(&base, "/xrpc/com.atproto.server.getSession").map_err(HttpError::PdsPath)?;
         if let Some(name) = first_refused(&request.headers) {
             return Err(HttpError::Header {
                 name: name.as_str().to_owned(),

@@ -26,9 +26,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::http::{Fetched, Http, HttpError, PdsHttp};
+use super::jose::{EcKey, JoseError, Jwk, b64url, random_id};
 use super::pds_request::PdsBody;
 use super::pds_response::PdsResponse;
-use super::jose::{EcKey, JoseError, Jwk, b64url, random_id};
 use crate::clock::Clock;
 
 /// A DPoP key: a P-256 key pair, fresh for each grant. Never printed.
@@ -297,7 +297,12 @@ pub(crate) struct ResourceCall<'a> {
 }
 
 impl ResourceCall<'_> {
-    fn request(&self, url: &Url, method: Method, nonce: Option<&str>) -> Result<RequestBuilder, JoseError> {
+    fn request(
+        &self,
+        url: &Url,
+        method: Method,
+        nonce: Option<&str>,
+    ) -> Result<RequestBuilder, JoseError> {
         let proof = self.key.proof(
             method.as_str(),
             &htu(url),
@@ -310,7 +315,10 @@ impl ResourceCall<'_> {
             .client
             .request(method, url.clone())
             .headers(self.headers.clone())
-            .header(reqwest::header::AUTHORIZATION, format!("DPoP {}", self.access_token))
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("DPoP {}", self.access_token),
+            )
             .header("DPoP", proof))
     }
 
@@ -331,7 +339,8 @@ impl ResourceCall<'_> {
         let first_nonce = self.nonces.get(self.url);
         let first = self.request(self.url, self.method.clone(), first_nonce.as_deref())?;
         let first = self.http.send(self.url, first, body).await?;
-        let Some(next_nonce) = nonce_of(first.headers()).filter(|n| Some(n) != first_nonce.as_ref())
+        let Some(next_nonce) =
+            nonce_of(first.headers()).filter(|n| Some(n) != first_nonce.as_ref())
         else {
             return Ok(first);
         };

@@ -313,16 +313,22 @@ impl Resolve for PublicOnlyResolver {
 /// installed), no redirects, a connect timeout, and outside development mode a DNS resolver
 /// that refuses non-public addresses.
 pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpError> {
-    base_builder(options.dev_mode, options.timeout.min(Duration::from_secs(5)))?
-        .timeout(options.timeout)
-        .build()
-        .map_err(|e| HttpError::Build(Box::new(e)))
+    base_builder(
+        options.dev_mode,
+        options.timeout.min(Duration::from_secs(5)),
+    )?
+    .timeout(options.timeout)
+    .build()
+    .map_err(|e| HttpError::Build(Box::new(e)))
 }
 
 /// Builds the HTTP client of PDS calls: the same TLS, redirect and address policy as
 /// [`build_client`], [`PdsOptions::connect_timeout`], and no whole-call timeout (the idle
 /// timeout is applied per call).
-pub fn build_pds_client(http: &HttpOptions, pds: &PdsOptions) -> Result<reqwest::Client, HttpError> {
+pub fn build_pds_client(
+    http: &HttpOptions,
+    pds: &PdsOptions,
+) -> Result<reqwest::Client, HttpError> {
     base_builder(http.dev_mode, pds.connect_timeout)?
         .tcp_keepalive(Duration::from_secs(30))
         .build()

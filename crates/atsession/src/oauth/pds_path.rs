@@ -81,9 +81,7 @@ pub fn check_path(path_and_query: &str) -> Result<(&str, Option<&str>), PdsPathE
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    let nsid = path
-        .strip_prefix("/xrpc/")
-        .ok_or(PdsPathError::NotXrpc)?;
+    let nsid = path.strip_prefix("/xrpc/").ok_or(PdsPathError::NotXrpc)?;
     if !is_nsid(nsid) {
         return Err(PdsPathError::NotXrpc);
     }
@@ -164,7 +162,10 @@ mod tests {
             ("/xrpc/a.b.c%5c", PdsPathError::NotXrpc),
             ("/xrpc/user@evil.example", PdsPathError::NotXrpc),
             ("/oauth/token", PdsPathError::NotXrpc),
-            ("/@atproto/oauth-provider/~api/sign-in", PdsPathError::NotXrpc),
+            (
+                "/@atproto/oauth-provider/~api/sign-in",
+                PdsPathError::NotXrpc,
+            ),
             ("/xrpc/a.b.c\\x", PdsPathError::Character),
             ("/xrpc/a.b.c\r\nHost: evil", PdsPathError::Character),
             ("/xrpc/a.b.c\0", PdsPathError::Character),
@@ -190,7 +191,10 @@ mod tests {
         for path in accepted {
             let url = pds_url(&pds, path).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!(url.origin(), pds.origin(), "{path}");
-            assert!(url.as_str().starts_with("https://pds.example/xrpc/"), "{url}");
+            assert!(
+                url.as_str().starts_with("https://pds.example/xrpc/"),
+                "{url}"
+            );
         }
     }
 

@@ -109,9 +109,9 @@ impl PdsBody {
         })
     }
 
-    /// A body read from `reader` in chunks of 64 KiB; `len` is its length if known.
+    /// A body read from `reader` in chunks of up to 256 KiB; `len` is its length if known.
     pub fn reader<R: AsyncRead + Send + 'static>(reader: R, len: Option<u64>) -> Self {
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
         match len {
             Some(n) => Self::sized_stream(stream, n),
             None => Self::stream(stream),
