@@ -423,9 +423,12 @@ async fn use_dpop_nonce_to_a_streamed_upload_is_retryable_and_nothing_is_resent(
 #[tokio::test]
 async fn invalid_token_to_a_streamed_upload_refreshes_once_then_is_retryable() {
     let fake = Fake::start(Mode::TokenCheck).await;
-    *fake.valid_access.lock().unwrap() = "revoked-elsewhere".into();
     let s = setup(&fake.url).await;
     let session = s.getter.session(s.grant.clone());
+    // A first call caches the nonce; then the token is revoked behind the client's back.
+    let answer = session.send(upload(PdsBody::from("small"))).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    *fake.valid_access.lock().unwrap() = "revoked-elsewhere".into();
     let taken = Arc::new(AtomicU64::new(0));
     let e = session
         .send(upload(counted_stream(100_000, Arc::clone(&taken))))
@@ -436,7 +439,7 @@ async fn invalid_token_to_a_streamed_upload_refreshes_once_then_is_retryable() {
         "{e:?}"
     );
     assert_eq!(fake.token_calls.load(Ordering::SeqCst), 1, "one refresh");
-    assert_eq!(fake.seen(&format!("/xrpc/{UPLOAD}")).len(), 1);
+    assert_eq!(fake.seen(&format!("/xrpc/{UPLOAD}")).len(), 2);
     assert_eq!(taken.load(Ordering::SeqCst), 100_000);
     // The retry the error promises works, with the refreshed tokens, without a refresh.
     let answer = session
@@ -446,9 +449,71 @@ async fn invalid_token_to_a_streamed_upload_refreshes_once_then_is_retryable() {
     assert_eq!(answer.status(), 200);
     assert_eq!(fake.token_calls.load(Ordering::SeqCst), 1);
     let uploads = fake.seen(&format!("/xrpc/{UPLOAD}"));
-    assert_eq!(uploads.len(), 2);
-    assert_eq!(uploads[1].body_bytes, 100_000);
+    assert_eq!(uploads.len(), 3);
+    assert_eq!(uploads[2].body_bytes, 100_000);
     grant_kept(&s).await;
+}
+
+#[tokio::test]
+async fn a_refused_nonce_probe_refreshes_before_the_stream_is_sent() {
+    let fake = Fake::start(Mode::TokenCheck).await;
+    *fake.valid_access.lock().unwrap() = "revoked-elsewhere".into();
+    let s = setup(&fake.url).await;
+    let taken = Arc::new(AtomicU64::new(0));
+    let answer = s
+        .getter
+        .session(s.grant.clone())
+        .send(upload(counted_stream(100_000, Arc::clone(&taken))))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(fake.token_calls.load(Ordering::SeqCst), 1, "one refresh");
+    let xrpc = fake.seen("/xrpc/");
+    assert_eq!(xrpc.len(), 2, "the probe, then the upload once: {xrpc:?}");
+    assert_eq!(xrpc[0].path, "/xrpc/com.atproto.server.getSession");
+    assert_eq!(xrpc[1].body_bytes, 100_000);
+    assert_eq!(taken.load(Ordering::SeqCst), 100_000);
+}
+
+#[tokio::test]
+async fn a_body_cap_when_set_ends_the_read() {
+    let fake = Fake::start(Mode::Stall).await;
+    let store = MemoryStore::new();
+    let s = setup(&fake.url).await;
+    // Another client on the same grant data, with a 50 KB cap.
+    let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], "atproto").unwrap();
+    let capped = OAuthClient::new(
+        OAuthClientConfig::new(metadata, keyring())
+            .dev_mode(true)
+            .pds_options(PdsOptions {
+                idle_timeout: IDLE,
+                max_body: Some(50_000),
+                ..PdsOptions::default()
+            }),
+        store,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = capped
+        .pds_request(
+            &s.data,
+            Method::GET,
+            "/xrpc/com.atproto.sync.getBlob?did=x&cid=y",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OAuthError::Http(HttpError::TooLarge { limit: 50_000, .. })
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < IDLE,
+        "cut at once, not by the idle timeout"
+    );
 }
 
 #[tokio::test]

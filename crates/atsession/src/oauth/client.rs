@@ -840,11 +840,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         session: &OAuthSessionData,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
-        let base = Url::parse(&session.token_set.aud)
-            .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
-        let url = pds_url(&base, &request.path_and_query).map_err(HttpError::PdsPath)?;
-        let probe =
-            pds_url(&base, "/xrpc/com.atproto.server.getSession").map_err(HttpError::PdsPath)?;
+        let (url, probe) = Self::pds_urls(session, &request.path_and_query)?;
         if let Some(name) = first_refused(&request.headers) {
             return Err(HttpError::Header {
                 name: name.as_str().to_owned(),
@@ -875,7 +871,47 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         };
         Ok(call.send(body).await?)
     }
+
+    /// The URL of a call and of the nonce probe, on the grant's PDS.
+    fn pds_urls(
+        session: &OAuthSessionData,
+        path_and_query: &str,
+    ) -> Result<(Url, Url), OAuthError> {
+        let base = Url::parse(&session.token_set.aud)
+            .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
+        let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
+        let probe = pds_url(&base, PROBE_PATH).map_err(HttpError::PdsPath)?;
+        Ok((url, probe))
+    }
+
+    /// Before a body that cannot be resent: when no DPoP nonce is cached for the grant's
+    /// PDS, sends the probe (learning a nonce). Returns whether the probe's answer refused
+    /// the access token (`invalid_token`), so that the caller can refresh before sending.
+    pub(crate) async fn pds_prepare_stream(
+        &self,
+        session: &OAuthSessionData,
+    ) -> Result<bool, OAuthError> {
+        let (_, probe) = Self::pds_urls(session, PROBE_PATH)?;
+        let headers = reqwest::header::HeaderMap::new();
+        let call = dpop::ResourceCall {
+            http: &self.core.pds,
+            nonces: &self.core.nonces,
+            clock: self.core.clock.as_ref(),
+            key: &session.dpop_key,
+            access_token: session.token_set.access_token.expose(),
+            method: &reqwest::Method::GET,
+            url: &probe,
+            headers: &headers,
+            probe: &probe,
+        };
+        Ok(call.learn_nonce().await?.is_some_and(|answer| {
+            super::oauth_session::is_invalid_token_answer(answer.status(), answer.headers())
+        }))
+    }
 }
+
+/// The cheap authenticated call that learns a PDS's DPoP nonce.
+const PROBE_PATH: &str = "/xrpc/com.atproto.server.getSession";
 
 #[cfg(test)]
 mod tests {

@@ -297,6 +297,20 @@ pub(crate) struct ResourceCall<'a> {
 }
 
 impl ResourceCall<'_> {
+    /// Sends the probe when no nonce is cached for the origin, and caches the nonce of its
+    /// answer; returns that answer (`None` when a nonce was cached already).
+    pub(crate) async fn learn_nonce(&self) -> Result<Option<PdsResponse>, DpopError> {
+        if self.nonces.get(self.url).is_some() {
+            return Ok(None);
+        }
+        let probe = self.request(self.probe, Method::GET, None)?;
+        let answer = self.http.send(self.probe, probe, PdsBody::Empty).await?;
+        if let Some(n) = nonce_of(answer.headers()) {
+            self.nonces.set(self.url, &n);
+        }
+        Ok(Some(answer))
+    }
+
     fn request(
         &self,
         url: &Url,
@@ -329,12 +343,8 @@ impl ResourceCall<'_> {
     /// is, with the new nonce cached).
     pub(crate) async fn send(&self, body: PdsBody) -> Result<PdsResponse, DpopError> {
         let resend = body.try_clone();
-        if resend.is_none() && self.nonces.get(self.url).is_none() {
-            let probe = self.request(self.probe, Method::GET, None)?;
-            let answer = self.http.send(self.probe, probe, PdsBody::Empty).await?;
-            if let Some(n) = nonce_of(answer.headers()) {
-                self.nonces.set(self.url, &n);
-            }
+        if resend.is_none() {
+            self.learn_nonce().await?;
         }
         let first_nonce = self.nonces.get(self.url);
         let first = self.request(self.url, self.method.clone(), first_nonce.as_deref())?;

@@ -181,7 +181,7 @@ where
     /// | answer | body in memory | stream body |
     /// |---|---|---|
     /// | `use_dpop_nonce` | resent once with the new nonce | [`SessionError::Retryable`] (a nonce is fetched *before* sending when none is cached) |
-    /// | `invalid_token` | refreshed, resent once | refreshed, then [`SessionError::Retryable`] |
+    /// | `invalid_token` | refreshed, resent once | refreshed, then [`SessionError::Retryable`] (refreshed *before* sending when the nonce probe is refused) |
     /// | anything else | returned as is, whatever its status | the same |
     ///
     /// Use [`PdsResponse::error_for_status`] to turn an XRPC error answer into
@@ -211,13 +211,21 @@ where
             return Err(SessionError::OAuth(HttpError::Header { name }.into()));
         }
         let client = self.getter.client();
-        let (data, version) = self
+        let (mut data, mut version) = self
             .getter
             .get_versioned(&self.grant_id, Refresh::IfStale, None)
             .await?;
         let resend = request.body_ref().try_clone();
         let again = resend.as_ref().map(|_| request.with_body(PdsBody::Empty));
         let streamed = resend.is_none();
+        // A stream goes once: learn the nonce first, and refresh first if the token it was
+        // learnt with is refused.
+        if streamed && client.pds_prepare_stream(&data).await? {
+            (data, version) = self
+                .getter
+                .get_versioned(&self.grant_id, Refresh::Force, Some(version))
+                .await?;
+        }
         let response = client.pds_call(&data, request).await?;
         if streamed && resource_asks_nonce(response.status(), response.headers()) {
             return Err(SessionError::Retryable(RetryReason::UseDpopNonce));
