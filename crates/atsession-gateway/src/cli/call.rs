@@ -8,7 +8,8 @@
 //! procedure whose body is streamed from a file or standard input (`-`), never read into
 //! memory, sent as `--content-type` (for `com.atproto.repo.uploadBlob`). A JSON answer is
 //! printed pretty; any other answer, or any answer with `--output`, is streamed as is to
-//! standard output or the file (for `com.atproto.sync.getBlob` and `getRepo`). Large
+//! standard output (unless it is a terminal and the answer is binary) or the file (for
+//! `com.atproto.sync.getBlob` and `getRepo`). Large
 //! transfers show a progress line on standard error when it is a terminal. An error
 //! answer prints the server's XRPC error name and message.
 //!
@@ -153,6 +154,9 @@ pub async fn call(args: CallArgs) -> Result<(), CliError> {
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             download(answer, file).await?;
         }
+        None if std::io::stdout().is_terminal() && !is_text(&answer) => {
+            return Err("the answer is binary: write it to a file with --output FILE".into());
+        }
         _ => download(answer, tokio::io::stdout()).await?,
     }
     Ok(())
@@ -211,6 +215,15 @@ async fn upload(
             other => return Ok(other?),
         }
     }
+}
+
+/// Whether the answer is text (fit for a terminal).
+fn is_text(answer: &PdsResponse) -> bool {
+    answer
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/"))
 }
 
 /// Streams the answer's body to `out`, with a progress line for large ones.
