@@ -132,6 +132,8 @@ try {
     jwtSecret: randomBytes(32).toString('hex'),
     adminPassword: randomBytes(16).toString('hex'),
     plcRotationKeyK256PrivateKeyHex: randomBytes(32).toString('hex'),
+    // Room for the 50 MB uploads of the streaming tests (the PDS's default is 5 MB).
+    blobUploadLimit: 100 * 1024 * 1024,
   })
   await pds.start()
   const pdsUrl = `http://localhost:${pdsPort}`

@@ -37,7 +37,7 @@ enum Command {
     Login(cli::login::LoginArgs),
     /// Revoke and delete the stored OAuth grants of an account.
     Logout(cli::login::LogoutArgs),
-    /// Make an XRPC call to the logged-in account's PDS and print the JSON answer.
+    /// Make an XRPC call to the logged-in account's PDS: print the JSON answer, or stream a binary one.
     Call(cli::call::CallArgs),
     /// Run the gateway server.
     Serve(server::ServeArgs),

@@ -10,13 +10,19 @@ use serde::Deserialize;
 use url::Url;
 
 use super::client_metadata::{ClientAuth, ClientMetadata};
-use super::dpop::{self, DpopKey, DpopNonces, DpopTarget};
+use super::dpop::{self, DpopKey, DpopNonces};
 use super::error::{CallbackError, ConfigError, OAuthError};
-use super::http::{Fetched, Http, HttpOptions, build_client};
+use super::http::{
+    Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
+};
 use super::identity::{AtIdentifier, IdentityConfig, IdentityResolver};
 use super::jose::b64url;
 use super::keys::{Jwks, Keyset};
 use super::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata};
+use super::pds_headers::first_refused;
+use super::pds_path::pds_url;
+use super::pds_request::PdsRequest;
+use super::pds_response::PdsResponse;
 use super::pkce::Pkce;
 use super::server::Agent;
 use super::session::OAuthSessionData;
@@ -41,11 +47,16 @@ pub struct OAuthClientConfig {
     pub keyset: Option<Keyset>,
     /// Where identities are resolved.
     pub identity: IdentityConfig,
-    /// Request limits and development mode.
+    /// Request limits and development mode of discovery and authorization-server requests.
     pub http: HttpOptions,
-    /// Your own HTTP client, instead of the one [`build_client`] makes. It should not follow
-    /// redirects; the URL policy, size limits and timeouts are applied either way, but only
-    /// the built-in client also refuses host names resolving to private addresses.
+    /// Limits of the calls to a grant's PDS: no body cap by default, a connect timeout and
+    /// an idle timeout (see [`PdsOptions`]).
+    pub pds: PdsOptions,
+    /// Your own HTTP client, instead of the ones [`build_client`] and [`build_pds_client`]
+    /// make; it is used for PDS calls too. It should not follow redirects nor have a
+    /// whole-call timeout shorter than your largest PDS transfer; the URL policy, size
+    /// limits and idle timeouts are applied either way, but only the built-in clients also
+    /// refuse host names resolving to private addresses.
     pub http_client: Option<reqwest::Client>,
     /// The keys that seal states and grants at rest.
     pub keyring: AtRestKeyring,
@@ -62,6 +73,7 @@ impl fmt::Debug for OAuthClientConfig {
         f.debug_struct("OAuthClientConfig")
             .field("client_id", &self.metadata.client_id)
             .field("http", &self.http)
+            .field("pds", &self.pds)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +88,7 @@ impl OAuthClientConfig {
             keyset: None,
             identity: IdentityConfig::default(),
             http: HttpOptions::default(),
+            pds: PdsOptions::default(),
             http_client: None,
             keyring,
             clock: Arc::new(SystemClock),
@@ -102,6 +115,31 @@ impl OAuthClientConfig {
     #[must_use]
     pub fn dev_mode(mut self, on: bool) -> Self {
         self.http.dev_mode = on;
+        self
+    }
+
+    /// Sets the limits of PDS calls.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::oauth::http::PdsOptions;
+    /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
+    /// let keyring = AtRestKeyring::new(AtRestKey::new("2026-11", [7; 32])?);
+    /// let config = OAuthClientConfig::new(metadata, keyring).pds_options(PdsOptions {
+    ///     idle_timeout: Duration::from_secs(120),
+    ///     max_body: Some(512 * 1024 * 1024),
+    ///     ..PdsOptions::default()
+    /// });
+    /// assert_eq!(config.pds.idle_timeout, Duration::from_secs(120));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn pds_options(mut self, pds: PdsOptions) -> Self {
+        self.pds = pds;
         self
     }
 
@@ -238,6 +276,7 @@ pub struct Callback {
 /// The parts of a client that do not depend on the store.
 pub(crate) struct Core {
     pub(crate) http: Http,
+    pub(crate) pds: PdsHttp,
     pub(crate) nonces: DpopNonces,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metadata: ClientMetadata,
@@ -320,9 +359,17 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         {
             return Err(ConfigError::MissingKeyset.into());
         }
-        let client = match config.http_client {
-            Some(c) => c,
-            None => build_client(&config.http).map_err(ConfigError::Http)?,
+        let (client, pds_client) = match config.http_client {
+            Some(c) => (c.clone(), c),
+            None => (
+                build_client(&config.http).map_err(ConfigError::Http)?,
+                build_pds_client(&config.http, &config.pds).map_err(ConfigError::Http)?,
+            ),
+        };
+        let pds = PdsHttp {
+            client: pds_client,
+            options: config.pds,
+            dev_mode: config.http.dev_mode,
         };
         let http = Http {
             client,
@@ -334,6 +381,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         Ok(Self {
             core: Arc::new(Core {
                 http,
+                pds,
                 nonces: DpopNonces::new(),
                 clock: config.clock,
                 metadata: config.metadata,
@@ -753,9 +801,9 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             .await
     }
 
-    /// Like [`pds_request`](Self::pds_request), with any headers and a raw body. The
-    /// `Authorization` and `DPoP` headers are set here (any given are replaced). The
-    /// response is read within [`HttpOptions::max_body`].
+    /// Like [`pds_request`](Self::pds_request), with any headers and a raw body, the whole
+    /// answer read into memory (within [`PdsOptions::max_body`] when set). The path and
+    /// the headers are checked as by [`pds_call`](Self::pds_call).
     pub async fn pds_send(
         &self,
         session: &OAuthSessionData,
@@ -764,45 +812,106 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         headers: &reqwest::header::HeaderMap,
         body: Option<Vec<u8>>,
     ) -> Result<Fetched, OAuthError> {
+        let mut request = PdsRequest::new(method, path_and_query).body(body);
+        *request.headers_mut() = headers.clone();
+        let response = self.pds_call(session, request).await?;
+        Ok(response.into_fetched().await?)
+    }
+
+    /// An authenticated call to the session's PDS, streamed both ways: the answer is
+    /// returned as soon as its headers arrived, its body read as a stream.
+    ///
+    /// Before anything is sent, the path must be `/xrpc/<nsid>` with at most one query
+    /// ([`pds_path`](super::pds_path)), and every header must be on the allow-list
+    /// ([`PDS_REQUEST_HEADERS`](super::pds_headers::PDS_REQUEST_HEADERS)); otherwise
+    /// [`HttpError::PdsPath`] or [`HttpError::Header`]. The URL is built on the grant's PDS
+    /// and its origin checked, so the access token goes nowhere else. `Authorization` and
+    /// `DPoP` are set here.
+    ///
+    /// A body in memory is sent again once if the PDS asks for a new DPoP nonce. A stream
+    /// body is sent once: if no nonce is cached for the PDS, one is fetched first with a
+    /// `GET` of `com.atproto.server.getSession`; if the PDS still asks for a nonce, that
+    /// `401` answer is returned (the new nonce is cached, and
+    /// [`OAuthSession::send`](super::OAuthSession::send) turns it into
+    /// [`SessionError::Retryable`](super::SessionError::Retryable)). No refresh: that is
+    /// the session layer's job.
+    pub async fn pds_call(
+        &self,
+        session: &OAuthSessionData,
+        request: PdsRequest,
+    ) -> Result<PdsResponse, OAuthError> {
+        let (url, probe) = Self::pds_urls(session, &request.path_and_query)?;
+        if let Some(name) = first_refused(&request.headers) {
+            return Err(HttpError::Header {
+                name: name.as_str().to_owned(),
+            }
+            .into());
+        }
+        let PdsRequest {
+            method,
+            mut headers,
+            body,
+            ..
+        } = request;
+        // The body's own length wins; a caller's Content-Length is kept only for a stream
+        // of unknown length.
+        if body.len().is_some() {
+            headers.remove(reqwest::header::CONTENT_LENGTH);
+        }
+        let call = dpop::ResourceCall {
+            http: &self.core.pds,
+            nonces: &self.core.nonces,
+            clock: self.core.clock.as_ref(),
+            key: &session.dpop_key,
+            access_token: session.token_set.access_token.expose(),
+            method: &method,
+            url: &url,
+            headers: &headers,
+            probe: &probe,
+        };
+        Ok(call.send(body).await?)
+    }
+
+    /// The URL of a call and of the nonce probe, on the grant's PDS.
+    fn pds_urls(
+        session: &OAuthSessionData,
+        path_and_query: &str,
+    ) -> Result<(Url, Url), OAuthError> {
         let base = Url::parse(&session.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
-        let url = base.join(path_and_query).map_err(|_| {
-            OAuthError::Http(super::http::HttpError::Url {
-                url: path_and_query.chars().take(200).collect(),
-                source: super::http::UrlError::Parse,
-            })
-        })?;
-        let token = session.token_set.access_token.expose();
-        let build = || {
-            let mut h = headers.clone();
-            h.remove("DPoP");
-            h.remove(reqwest::header::AUTHORIZATION);
-            let mut req = self
-                .core
-                .http
-                .client
-                .request(method.clone(), url.clone())
-                .headers(h)
-                .header(reqwest::header::AUTHORIZATION, format!("DPoP {token}"));
-            if let Some(b) = &body {
-                req = req.body(b.clone());
-            }
-            Ok(req)
+        let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
+        let probe = pds_url(&base, PROBE_PATH).map_err(HttpError::PdsPath)?;
+        Ok((url, probe))
+    }
+
+    /// Before a body that cannot be resent: when no DPoP nonce is cached for the grant's
+    /// PDS, sends the probe (learning a nonce). Returns whether the probe's answer refused
+    /// the access token (`invalid_token`), so that the caller can refresh before sending.
+    pub(crate) async fn pds_prepare_stream(
+        &self,
+        session: &OAuthSessionData,
+    ) -> Result<bool, OAuthError> {
+        let (_, probe) = Self::pds_urls(session, PROBE_PATH)?;
+        let headers = reqwest::header::HeaderMap::new();
+        let call = dpop::ResourceCall {
+            http: &self.core.pds,
+            nonces: &self.core.nonces,
+            clock: self.core.clock.as_ref(),
+            key: &session.dpop_key,
+            access_token: session.token_set.access_token.expose(),
+            method: &reqwest::Method::GET,
+            url: &probe,
+            headers: &headers,
+            probe: &probe,
         };
-        Ok(dpop::send(
-            &self.core.http,
-            &self.core.nonces,
-            self.core.clock.as_ref(),
-            &session.dpop_key,
-            DpopTarget::ResourceServer,
-            method.as_str(),
-            &url,
-            Some(token),
-            build,
-        )
-        .await?)
+        Ok(call.learn_nonce().await?.is_some_and(|answer| {
+            super::oauth_session::is_invalid_token_answer(answer.status(), answer.headers())
+        }))
     }
 }
+
+/// The cheap authenticated call that learns a PDS's DPoP nonce.
+const PROBE_PATH: &str = "/xrpc/com.atproto.server.getSession";
 
 #[cfg(test)]
 mod tests {

@@ -20,12 +20,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, StatusCode};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::http::{Fetched, Http, HttpError};
+use super::http::{Fetched, Http, HttpError, PdsHttp};
 use super::jose::{EcKey, JoseError, Jwk, b64url, random_id};
+use super::pds_request::PdsBody;
+use super::pds_response::PdsResponse;
 use crate::clock::Clock;
 
 /// A DPoP key: a P-256 key pair, fresh for each grant. Never printed.
@@ -177,6 +180,18 @@ pub enum DpopTarget {
     ResourceServer,
 }
 
+/// Whether a resource server's answer (its status and headers) asks for a (new) nonce:
+/// `401` with `WWW-Authenticate: DPoP … error="use_dpop_nonce"`.
+#[must_use]
+pub fn resource_asks_nonce(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        && headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.trim_start().starts_with("DPoP") && v.contains("error=\"use_dpop_nonce\""))
+}
+
 /// Whether a response asks for a (new) nonce.
 #[must_use]
 pub fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched: &Fetched) -> bool {
@@ -188,17 +203,7 @@ pub fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched: &Fetch
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
                     .is_some_and(|e| e == "use_dpop_nonce")
         }
-        DpopTarget::ResourceServer => {
-            status == StatusCode::UNAUTHORIZED
-                && fetched
-                    .headers
-                    .get_all(reqwest::header::WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .any(|v| {
-                        v.trim_start().starts_with("DPoP") && v.contains("error=\"use_dpop_nonce\"")
-                    })
-        }
+        DpopTarget::ResourceServer => resource_asks_nonce(status, &fetched.headers),
     }
 }
 
@@ -265,10 +270,105 @@ pub(crate) async fn send(
 }
 
 fn header_nonce(f: &Fetched) -> Option<String> {
-    f.headers
+    nonce_of(&f.headers)
+}
+
+fn nonce_of(headers: &HeaderMap) -> Option<String> {
+    headers
         .get("DPoP-Nonce")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// One call to a resource server (the grant's PDS).
+pub(crate) struct ResourceCall<'a> {
+    pub(crate) http: &'a PdsHttp,
+    pub(crate) nonces: &'a DpopNonces,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) key: &'a DpopKey,
+    pub(crate) access_token: &'a str,
+    pub(crate) method: &'a Method,
+    pub(crate) url: &'a Url,
+    /// The caller's headers, already checked against the allow-list.
+    pub(crate) headers: &'a HeaderMap,
+    /// A cheap authenticated `GET` on the same origin, sent first to learn a nonce when a
+    /// body that cannot be resent is about to go and none is cached.
+    pub(crate) probe: &'a Url,
+}
+
+impl ResourceCall<'_> {
+    /// Sends the probe when no nonce is cached for the origin, and caches the nonce of its
+    /// answer; returns that answer (`None` when a nonce was cached already).
+    pub(crate) async fn learn_nonce(&self) -> Result<Option<PdsResponse>, DpopError> {
+        if self.nonces.get(self.url).is_some() {
+            return Ok(None);
+        }
+        let probe = self.request(self.probe, Method::GET, None)?;
+        let answer = self.http.send(self.probe, probe, PdsBody::Empty).await?;
+        if let Some(n) = nonce_of(answer.headers()) {
+            self.nonces.set(self.url, &n);
+        }
+        Ok(Some(answer))
+    }
+
+    fn request(
+        &self,
+        url: &Url,
+        method: Method,
+        nonce: Option<&str>,
+    ) -> Result<RequestBuilder, JoseError> {
+        let proof = self.key.proof(
+            method.as_str(),
+            &htu(url),
+            nonce,
+            Some(&ath(self.access_token)),
+            self.clock.now().unix_timestamp(),
+        )?;
+        Ok(self
+            .http
+            .client
+            .request(method, url.clone())
+            .headers(self.headers.clone())
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("DPoP {}", self.access_token),
+            )
+            .header("DPoP", proof))
+    }
+
+    /// Sends the call with `body`, recording the nonce of every answer. A body in memory
+    /// is sent again once when the server asks for a nonce it had not given before. Before
+    /// a stream body, a nonce is fetched with the probe when the origin has none cached; a
+    /// stream body is never sent twice (a `use_dpop_nonce` answer to it is returned as
+    /// is, with the new nonce cached).
+    pub(crate) async fn send(&self, body: PdsBody) -> Result<PdsResponse, DpopError> {
+        let resend = body.try_clone();
+        if resend.is_none() {
+            self.learn_nonce().await?;
+        }
+        let first_nonce = self.nonces.get(self.url);
+        let first = self.request(self.url, self.method.clone(), first_nonce.as_deref())?;
+        let first = self.http.send(self.url, first, body).await?;
+        let Some(next_nonce) =
+            nonce_of(first.headers()).filter(|n| Some(n) != first_nonce.as_ref())
+        else {
+            return Ok(first);
+        };
+        self.nonces.set(self.url, &next_nonce);
+        let Some(body) = resend else {
+            return Ok(first);
+        };
+        if !resource_asks_nonce(first.status(), first.headers()) {
+            return Ok(first);
+        }
+        drop(first);
+        let retry = self.request(self.url, self.method.clone(), Some(&next_nonce))?;
+        let retried = self.http.send(self.url, retry, body).await?;
+        if let Some(n) = nonce_of(retried.headers()) {
+            self.nonces.set(self.url, &n);
+        }
+        Ok(retried)
+    }
 }
 
 #[cfg(test)]

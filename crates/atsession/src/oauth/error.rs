@@ -45,7 +45,7 @@ pub enum OAuthError {
     #[error("stored OAuth data is corrupt: {0}")]
     Corrupt(&'static str),
     /// The authorization server answered an OAuth error.
-    #[error("the {endpoint} endpoint answered HTTP {status}: {error}")]
+    #[error("the {endpoint} endpoint answered HTTP {status}: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Server {
         /// `par`, `token` or `revocation`.
         endpoint: &'static str,

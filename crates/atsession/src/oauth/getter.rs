@@ -268,7 +268,7 @@ pub enum SessionError {
     #[error(transparent)]
     OAuth(#[from] OAuthError),
     /// An XRPC call answered an error.
-    #[error("the XRPC call answered HTTP {status}: {error}")]
+    #[error("the XRPC call answered HTTP {status}: {error}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Xrpc {
         /// The HTTP status.
         status: u16,
@@ -286,6 +286,39 @@ pub enum SessionError {
     /// The refresh task ended abnormally.
     #[error("the refresh task ended abnormally")]
     Task,
+    /// The PDS refused a call whose body was a stream, which cannot be sent again; nothing
+    /// was resent. What the retry needs is in place (the new DPoP nonce is cached, or the
+    /// tokens were refreshed) and the grant is kept: make the call again with a fresh body.
+    #[error("the PDS refused the streamed call ({0}); it was not resent and can be retried")]
+    Retryable(RetryReason),
+}
+
+/// Why a call with a streamed body must be made again ([`SessionError::Retryable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// The PDS asked for a new DPoP nonce (`use_dpop_nonce`); it is now cached.
+    UseDpopNonce,
+    /// The PDS refused the access token (`invalid_token`); the tokens were refreshed.
+    InvalidToken,
+}
+
+impl fmt::Display for RetryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::InvalidToken => "invalid_token",
+        })
+    }
+}
+
+impl SessionError {
+    /// Whether making the same call again (with a fresh body) may succeed:
+    /// [`SessionError::Retryable`].
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
 }
 
 type Flights = Mutex<HashMap<GrantId, Weak<tokio::sync::Mutex<()>>>>;

@@ -10,11 +10,26 @@
 //!
 //! Development mode ([`HttpOptions::dev_mode`]) allows `http` and loopback addresses, for a
 //! PDS on `http://localhost:<port>`. Never enable it in production.
+//!
+//! # Two policies
+//!
+//! Discovery and the authorization server (identity, DID documents, metadata, PAR, token,
+//! revocation) are read with [`HttpOptions`]: every body is capped and every request has one
+//! short whole-call timeout, because those documents are small and may be hostile.
+//!
+//! Calls to a grant's PDS (the data an app reads and writes) are made with [`PdsOptions`]:
+//! no body cap unless the app sets one, a connect timeout, and an *idle* timeout instead of
+//! a whole-call timeout. The idle timer restarts whenever the request body makes progress
+//! (a chunk is taken by the connection) and whenever a chunk of the response arrives, so a
+//! 100 MB upload on a slow link is not cut off while a server that stops answering is.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::HeaderMap;
@@ -22,10 +37,53 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
+use super::pds_request::{BoxError, BoxStream, PdsBody};
+use super::pds_response::PdsResponse;
+
 /// The default limit on a response body: 64 KiB.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// The default timeout of one request, connection to last byte.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default connect timeout of a PDS call.
+pub const DEFAULT_PDS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default idle timeout of a PDS call: how long it may go without progress.
+pub const DEFAULT_PDS_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limits of the calls to a grant's PDS (see the [module docs](self)).
+///
+/// ```
+/// use std::time::Duration;
+/// use atsession::oauth::http::PdsOptions;
+///
+/// let options = PdsOptions {
+///     max_body: Some(200 * 1024 * 1024),
+///     idle_timeout: Duration::from_secs(60),
+///     ..PdsOptions::default()
+/// };
+/// assert_eq!(options.connect_timeout, Duration::from_secs(10));
+/// assert_eq!(PdsOptions::default().max_body, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdsOptions {
+    /// How long connecting (TCP and TLS) may take.
+    pub connect_timeout: Duration,
+    /// How long a call may go without progress: no chunk of the request body taken by the
+    /// connection, no response headers, no chunk of the response body.
+    pub idle_timeout: Duration,
+    /// The largest response body read, if any (none by default).
+    pub max_body: Option<u64>,
+}
+
+impl Default for PdsOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_PDS_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_PDS_IDLE_TIMEOUT,
+            max_body: None,
+        }
+    }
+}
 
 /// Limits and policy for every request the OAuth client makes.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +178,25 @@ pub enum HttpError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     Build(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A PDS call made no progress for the idle timeout ([`PdsOptions::idle_timeout`]).
+    #[error("{url} made no progress for {timeout:?}")]
+    Idle {
+        /// The URL, without query or fragment.
+        url: String,
+        /// The idle timeout.
+        timeout: Duration,
+    },
+    /// The path of a PDS call was refused: it could lead the access token elsewhere.
+    /// Nothing was sent.
+    #[error("refused PDS path")]
+    PdsPath(#[source] super::pds_path::PdsPathError),
+    /// A header given for a PDS call is not one that is forwarded
+    /// ([`PDS_REQUEST_HEADERS`](super::pds_headers::PDS_REQUEST_HEADERS)). Nothing was sent.
+    #[error("the header `{name}` is not forwarded to a PDS")]
+    Header {
+        /// The header name (lowercase).
+        name: String,
+    },
 }
 
 /// A URL for messages: scheme, host, port and path; no query, fragment or credentials.
@@ -236,6 +313,32 @@ impl Resolve for PublicOnlyResolver {
 /// installed), no redirects, a connect timeout, and outside development mode a DNS resolver
 /// that refuses non-public addresses.
 pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpError> {
+    base_builder(
+        options.dev_mode,
+        options.timeout.min(Duration::from_secs(5)),
+    )?
+    .timeout(options.timeout)
+    .build()
+    .map_err(|e| HttpError::Build(Box::new(e)))
+}
+
+/// Builds the HTTP client of PDS calls: the same TLS, redirect and address policy as
+/// [`build_client`], [`PdsOptions::connect_timeout`], and no whole-call timeout (the idle
+/// timeout is applied per call).
+pub fn build_pds_client(
+    http: &HttpOptions,
+    pds: &PdsOptions,
+) -> Result<reqwest::Client, HttpError> {
+    base_builder(http.dev_mode, pds.connect_timeout)?
+        .tcp_keepalive(Duration::from_secs(30))
+        .build()
+        .map_err(|e| HttpError::Build(Box::new(e)))
+}
+
+fn base_builder(
+    dev_mode: bool,
+    connect_timeout: Duration,
+) -> Result<reqwest::ClientBuilder, HttpError> {
     use rustls_platform_verifier::BuilderVerifierExt as _;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -248,13 +351,12 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpError>
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(options.timeout.min(Duration::from_secs(5)))
-        .timeout(options.timeout)
+        .connect_timeout(connect_timeout)
         .user_agent(concat!("atsession/", env!("CARGO_PKG_VERSION")));
-    if !options.dev_mode {
+    if !dev_mode {
         builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
     }
-    builder.build().map_err(|e| HttpError::Build(Box::new(e)))
+    Ok(builder)
 }
 
 /// A response read to the end (within the limit).
@@ -361,6 +463,137 @@ impl Http {
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         self.send(url, req).await
+    }
+}
+
+/// The client of PDS calls with its policy.
+#[derive(Debug, Clone)]
+pub(crate) struct PdsHttp {
+    pub(crate) client: reqwest::Client,
+    pub(crate) options: PdsOptions,
+    pub(crate) dev_mode: bool,
+}
+
+/// Request bodies in memory larger than this are handed to the connection in slices of
+/// this size, so that the idle timer sees their progress.
+const BODY_SLICE: usize = 64 * 1024;
+
+impl PdsHttp {
+    /// Sends `request` (its URL checked first) with `body`, under the idle timeout, and
+    /// returns the response as soon as its headers arrived. A stream body of known length
+    /// is sent with that `Content-Length`.
+    pub(crate) async fn send(
+        &self,
+        url: &Url,
+        request: RequestBuilder,
+        body: PdsBody,
+    ) -> Result<PdsResponse, HttpError> {
+        check_url(url, self.dev_mode).map_err(|source| HttpError::Url {
+            url: display_url(url),
+            source,
+        })?;
+        let idle = self.options.idle_timeout;
+        let progress = Arc::new(Progress::new());
+        let tracked = |inner: BoxStream| {
+            reqwest::Body::wrap_stream(ProgressStream {
+                inner,
+                progress: Arc::clone(&progress),
+            })
+        };
+        let request = match body.into_stream() {
+            Ok((stream, len)) => {
+                let request = match len {
+                    Some(n) => request.header(reqwest::header::CONTENT_LENGTH, n),
+                    None => request,
+                };
+                request.body(tracked(stream))
+            }
+            Err(PdsBody::Bytes(b)) if b.len() > BODY_SLICE => {
+                let len = b.len();
+                let slices: Vec<Result<Bytes, BoxError>> = (0..len)
+                    .step_by(BODY_SLICE)
+                    .map(|at| Ok(b.slice(at..(at + BODY_SLICE).min(len))))
+                    .collect();
+                request
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(tracked(Box::pin(futures_util::stream::iter(slices))))
+            }
+            Err(PdsBody::Bytes(b)) => request.body(b),
+            Err(_) => request,
+        };
+        let send = request.send();
+        tokio::pin!(send);
+        let response = loop {
+            let deadline = progress.last() + idle;
+            tokio::select! {
+                biased;
+                r = &mut send => break r.map_err(|e| HttpError::Transport {
+                    url: display_url(url),
+                    source: e.without_url(),
+                })?,
+                () = tokio::time::sleep_until(deadline) => {
+                    if progress.last() + idle <= tokio::time::Instant::now() {
+                        return Err(HttpError::Idle { url: display_url(url), timeout: idle });
+                    }
+                }
+            }
+        };
+        Ok(PdsResponse::new(
+            response,
+            display_url(url),
+            idle,
+            self.options.max_body,
+        ))
+    }
+}
+
+/// When a request body last made progress.
+struct Progress {
+    base: tokio::time::Instant,
+    /// Milliseconds since `base`.
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            base: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A request body stream that records each chunk the connection takes.
+struct ProgressStream {
+    inner: BoxStream,
+    progress: Arc<Progress>,
+}
+
+impl futures_core::Stream for ProgressStream {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = self.inner.as_mut().poll_next(cx);
+        if next.is_ready() {
+            self.progress.touch();
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 

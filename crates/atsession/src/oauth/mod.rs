@@ -19,10 +19,15 @@
 //!    same issuer, and stores the grant — token set, DPoP key, client auth — sealed under
 //!    a fresh [`GrantId`](crate::store::oauth::GrantId), so each device has its own grant.
 //! 4. [`OAuthClient::pds_request`] makes DPoP-signed calls to the user's PDS;
-//!    [`OAuthClient::revoke`] logs out (revokes at the server, then deletes).
+//!    [`OAuthClient::revoke`] logs out (revokes at the server, then deletes). Through the
+//!    session layer, [`OAuthSession::send`] streams calls of any size both ways
+//!    ([`PdsRequest`], [`PdsBody`], [`PdsResponse`]), only ever to the grant's own PDS
+//!    origin ([`pds_path`], [`pds_headers`]).
 //!
 //! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
-//! public addresses only, size-limited and time-limited, and never follows redirects.
+//! public addresses only, time-limited, and never follows redirects. Discovery and
+//! authorization-server documents are size-limited; PDS calls are not (unless the app sets
+//! [`PdsOptions::max_body`]) and have an idle timeout instead of a whole-call one.
 //!
 //! ```no_run
 //! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
@@ -77,6 +82,10 @@ pub mod jose;
 pub mod keys;
 pub mod metadata;
 pub mod oauth_session;
+pub mod pds_headers;
+pub mod pds_path;
+pub mod pds_request;
+pub mod pds_response;
 pub mod pkce;
 mod server;
 pub mod session;
@@ -94,7 +103,10 @@ pub use client::{
 pub use client_metadata::{ClientAuth, ClientMetadata};
 pub use error::{CallbackError, OAuthError};
 pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
-pub use getter::{GetterConfig, Refresh, SessionError, SessionGetter};
+pub use getter::{GetterConfig, Refresh, RetryReason, SessionError, SessionGetter};
+pub use http::PdsOptions;
 pub use oauth_session::OAuthSession;
+pub use pds_request::{PdsBody, PdsRequest};
+pub use pds_response::PdsResponse;
 pub use session::OAuthSessionData;
 pub use token::TokenSet;

@@ -8,10 +8,14 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::dpop::resource_asks_nonce;
 use super::events::TokenSetInfo;
-use super::getter::{Refresh, SessionError, SessionGetter, token_info};
-use super::http::Fetched;
-use super::metadata::truncate;
+use super::getter::{Refresh, RetryReason, SessionError, SessionGetter, token_info};
+use super::http::{Fetched, HttpError};
+use super::pds_headers::first_refused;
+use super::pds_path::check_path;
+use super::pds_request::{PdsBody, PdsRequest};
+use super::pds_response::{PdsResponse, xrpc_error};
 use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
 
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
@@ -46,8 +50,14 @@ impl<S> fmt::Debug for OAuthSession<S> {
 /// [`OAuthSession::request`] refreshes and retries once on such an answer.
 #[must_use]
 pub fn is_invalid_token(f: &Fetched) -> bool {
-    f.status == StatusCode::UNAUTHORIZED
-        && f.headers
+    is_invalid_token_answer(f.status, &f.headers)
+}
+
+/// [`is_invalid_token`] from the status and headers alone (before the body is read).
+#[must_use]
+pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        && headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -159,11 +169,85 @@ where
         self.getter.sign_out(&self.grant_id).await
     }
 
-    /// An authenticated request to the user's PDS: any method, a path (and query) relative
-    /// to the PDS URL, any headers and body. Signs a DPoP proof with `ath`, retries once with
-    /// a new nonce when asked, refreshes first when the tokens are stale, and on
-    /// `401 invalid_token` refreshes once and retries once. Any other answer is returned as
-    /// is, whatever its status.
+    /// An authenticated call to the user's PDS, streamed both ways: the request body may be
+    /// a stream ([`PdsBody`]), and the answer is returned as soon as its status and headers
+    /// arrived, its body to be read as a stream ([`PdsResponse::bytes_stream`]) or whole.
+    ///
+    /// The path and headers are checked before anything is sent, a refresh included (see
+    /// [`OAuthClient::pds_call`](super::OAuthClient::pds_call)). The tokens are refreshed
+    /// first when stale. On `401 invalid_token` the tokens are refreshed once and a body in
+    /// memory is sent once more; a stream body is never sent twice:
+    ///
+    /// | answer | body in memory | stream body |
+    /// |---|---|---|
+    /// | `use_dpop_nonce` | resent once with the new nonce | [`SessionError::Retryable`] (a nonce is fetched *before* sending when none is cached) |
+    /// | `invalid_token` | refreshed, resent once | refreshed, then [`SessionError::Retryable`] (refreshed *before* sending when the nonce probe is refused) |
+    /// | anything else | returned as is, whatever its status | the same |
+    ///
+    /// Use [`PdsResponse::error_for_status`] to turn an XRPC error answer into
+    /// [`SessionError::Xrpc`] with the server's message.
+    ///
+    /// ```no_run
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use atsession::oauth::{PdsBody, PdsRequest};
+    ///
+    /// # let (getter, grant_id) = demo_getter().await;
+    /// let session = getter.session(grant_id);
+    /// // Upload a video from disk, streamed.
+    /// let upload = PdsRequest::procedure("com.atproto.repo.uploadBlob")
+    ///     .header("content-type", "video/mp4")
+    ///     .body(PdsBody::file("clip.mp4").await?);
+    /// let blob: serde_json::Value = session.send(upload).await?.json().await?;
+    /// println!("uploaded {}", blob["blob"]["ref"]["$link"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, request: PdsRequest) -> Result<PdsResponse, SessionError> {
+        // Refused before anything is sent, a refresh included.
+        check_path(request.path_and_query())
+            .map_err(|e| SessionError::OAuth(HttpError::PdsPath(e).into()))?;
+        if let Some(name) = first_refused(request.headers()) {
+            let name = name.as_str().to_owned();
+            return Err(SessionError::OAuth(HttpError::Header { name }.into()));
+        }
+        let client = self.getter.client();
+        let (mut data, mut version) = self
+            .getter
+            .get_versioned(&self.grant_id, Refresh::IfStale, None)
+            .await?;
+        let resend = request.body_ref().try_clone();
+        let again = resend.as_ref().map(|_| request.with_body(PdsBody::Empty));
+        let streamed = resend.is_none();
+        // A stream goes once: learn the nonce first, and refresh first if the token it was
+        // learnt with is refused.
+        if streamed && client.pds_prepare_stream(&data).await? {
+            (data, version) = self
+                .getter
+                .get_versioned(&self.grant_id, Refresh::Force, Some(version))
+                .await?;
+        }
+        let response = client.pds_call(&data, request).await?;
+        if streamed && resource_asks_nonce(response.status(), response.headers()) {
+            return Err(SessionError::Retryable(RetryReason::UseDpopNonce));
+        }
+        if !is_invalid_token_answer(response.status(), response.headers()) {
+            return Ok(response);
+        }
+        drop(response);
+        let (data, _) = self
+            .getter
+            .get_versioned(&self.grant_id, Refresh::Force, Some(version))
+            .await?;
+        match (again, resend) {
+            (Some(again), Some(body)) => Ok(client.pds_call(&data, again.body(body)).await?),
+            _ => Err(SessionError::Retryable(RetryReason::InvalidToken)),
+        }
+    }
+
+    /// An authenticated request to the user's PDS, buffered both ways: any method, a path
+    /// (and query) `/xrpc/<nsid>…`, allow-listed headers and a body in memory, the whole
+    /// answer read into memory. For small calls; see [`send`](Self::send) for streaming
+    /// and for what is retried. Any answer is returned as is, whatever its status.
     ///
     /// ```no_run
     /// # include!("../../doc/getter_setup.rs");
@@ -196,24 +280,13 @@ where
         headers: &HeaderMap,
         body: Option<Vec<u8>>,
     ) -> Result<Fetched, SessionError> {
-        let client = self.getter.client();
-        let (data, version) = self
-            .getter
-            .get_versioned(&self.grant_id, Refresh::IfStale, None)
-            .await?;
-        let f = client
-            .pds_send(&data, method.clone(), path_and_query, headers, body.clone())
-            .await?;
-        if !is_invalid_token(&f) {
-            return Ok(f);
-        }
-        let (data, _) = self
-            .getter
-            .get_versioned(&self.grant_id, Refresh::Force, Some(version))
-            .await?;
-        Ok(client
-            .pds_send(&data, method, path_and_query, headers, body)
-            .await?)
+        let mut request = PdsRequest::new(method, path_and_query).body(body);
+        *request.headers_mut() = headers.clone();
+        let response = self.send(request).await?;
+        response
+            .into_fetched()
+            .await
+            .map_err(|e| SessionError::OAuth(e.into()))
     }
 
     /// An XRPC query: `GET /xrpc/<nsid>?<params>`, the JSON answer parsed as `T`. An answer
@@ -320,18 +393,7 @@ where
 
 fn xrpc_answer<T: DeserializeOwned>(f: &Fetched) -> Result<T, SessionError> {
     if !f.status.is_success() {
-        let body: Option<serde_json::Value> = serde_json::from_slice(&f.body).ok();
-        let field = |k: &str| {
-            body.as_ref()
-                .and_then(|b| b.get(k))
-                .and_then(|v| v.as_str())
-                .map(truncate)
-        };
-        return Err(SessionError::Xrpc {
-            status: f.status.as_u16(),
-            error: field("error").unwrap_or_else(|| "unknown".to_owned()),
-            message: field("message"),
-        });
+        return Err(xrpc_error(f.status.as_u16(), &f.body));
     }
     let body: &[u8] = if f.body.is_empty() { b"null" } else { &f.body };
     serde_json::from_slice(body).map_err(SessionError::InvalidResponse)

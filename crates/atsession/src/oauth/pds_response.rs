@@ -1,0 +1,212 @@
+//! [`PdsResponse`]: the answer of a PDS call, its status and headers available before the
+//! body, the body read as a stream (in constant memory) or buffered.
+//!
+//! Every read of the body is bounded by the idle timeout
+//! ([`PdsOptions::idle_timeout`](super::http::PdsOptions::idle_timeout)): a server that
+//! stops sending in the middle of a body ends the read with [`HttpError::Idle`]. A body
+//! cap ([`PdsOptions::max_body`](super::http::PdsOptions::max_body)), when set, ends it
+//! with [`HttpError::TooLarge`].
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
+
+use super::getter::SessionError;
+use super::http::{Fetched, HttpError};
+use super::metadata::truncate;
+
+/// How much of an error answer is read to find the XRPC error name and message.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// The answer of a PDS call. Dropping it before the end of the body closes the
+/// connection.
+pub struct PdsResponse {
+    inner: reqwest::Response,
+    url: String,
+    idle: Duration,
+    max_body: Option<u64>,
+    received: u64,
+}
+
+impl fmt::Debug for PdsResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PdsResponse")
+            .field("url", &self.url)
+            .field("status", &self.inner.status())
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PdsResponse {
+    pub(crate) fn new(
+        inner: reqwest::Response,
+        url: String,
+        idle: Duration,
+        max_body: Option<u64>,
+    ) -> Self {
+        Self {
+            inner,
+            url,
+            idle,
+            max_body,
+            received: 0,
+        }
+    }
+
+    /// The status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.inner.status()
+    }
+
+    /// The headers.
+    #[must_use]
+    pub fn headers(&self) -> &HeaderMap {
+        self.inner.headers()
+    }
+
+    /// The body's length as announced by the server (`Content-Length`), if any.
+    #[must_use]
+    pub fn content_length(&self) -> Option<u64> {
+        self.inner.content_length()
+    }
+
+    /// The URL called, without its query.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many bytes of the body were read so far.
+    #[must_use]
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    fn too_large(&self) -> HttpError {
+        HttpError::TooLarge {
+            url: self.url.clone(),
+            limit: self
+                .max_body
+                .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// The next chunk of the body, `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        if self.received == 0
+            && let (Some(max), Some(len)) = (self.max_body, self.inner.content_length())
+            && len > max
+        {
+            return Err(self.too_large());
+        }
+        let next = match tokio::time::timeout(self.idle, self.inner.chunk()).await {
+            Err(_) => {
+                return Err(HttpError::Idle {
+                    url: self.url.clone(),
+                    timeout: self.idle,
+                });
+            }
+            Ok(r) => r.map_err(|e| HttpError::Transport {
+                url: self.url.clone(),
+                source: e.without_url(),
+            })?,
+        };
+        if let Some(c) = &next {
+            self.received += c.len() as u64;
+            if self.max_body.is_some_and(|m| self.received > m) {
+                return Err(self.too_large());
+            }
+        }
+        Ok(next)
+    }
+
+    /// The body as a stream of chunks.
+    ///
+    /// ```no_run
+    /// # async fn demo(response: atsession::oauth::pds_response::PdsResponse) -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt as _;
+    /// use tokio::io::AsyncWriteExt as _;
+    ///
+    /// let mut file = tokio::fs::File::create("blob.bin").await?;
+    /// let mut body = std::pin::pin!(response.bytes_stream());
+    /// while let Some(chunk) = body.next().await {
+    ///     file.write_all(&chunk?).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, HttpError>> + Send {
+        futures_util::stream::try_unfold(self, |mut r| async move {
+            Ok(r.chunk().await?.map(|c| (c, r)))
+        })
+    }
+
+    /// The whole body, in memory (within [`PdsOptions::max_body`](super::http::PdsOptions::max_body)
+    /// when set). For small answers; stream large ones.
+    pub async fn bytes(mut self) -> Result<Bytes, HttpError> {
+        let mut body = BytesMut::new();
+        while let Some(c) = self.chunk().await? {
+            body.extend_from_slice(&c);
+        }
+        Ok(body.freeze())
+    }
+
+    /// The whole answer, buffered.
+    pub async fn into_fetched(self) -> Result<Fetched, HttpError> {
+        let status = self.status();
+        let headers = self.headers().clone();
+        let body = self.bytes().await?.to_vec();
+        Ok(Fetched {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The response itself if its status is 2xx; otherwise [`SessionError::Xrpc`] with the
+    /// XRPC error name and the server's message (read from the first 64 KiB of the body).
+    pub async fn error_for_status(mut self) -> Result<Self, SessionError> {
+        if self.status().is_success() {
+            return Ok(self);
+        }
+        let status = self.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_LIMIT {
+            match self.chunk().await {
+                Ok(Some(c)) => body.extend_from_slice(&c),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Err(xrpc_error(status, &body))
+    }
+
+    /// The JSON answer as `T` (2xx), or [`SessionError::Xrpc`].
+    pub async fn json<T: DeserializeOwned>(self) -> Result<T, SessionError> {
+        let body = self.error_for_status().await?.bytes().await;
+        let body = body.map_err(|e| SessionError::OAuth(e.into()))?;
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body).map_err(SessionError::InvalidResponse)
+    }
+}
+
+/// The error of a non-2xx XRPC answer: its status, the `error` name and the `message`.
+pub(crate) fn xrpc_error(status: u16, body: &[u8]) -> SessionError {
+    let body: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |k: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(k))
+            .and_then(|v| v.as_str())
+            .map(truncate)
+    };
+    SessionError::Xrpc {
+        status,
+        error: field("error").unwrap_or_else(|| "unknown".to_owned()),
+        message: field("message"),
+    }
+}
