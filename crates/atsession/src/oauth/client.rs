@@ -170,7 +170,8 @@ pub struct AuthorizeOptions {
     /// `prompt`: what the authorization server should show (sign in again, consent, …).
     pub prompt: Option<Prompt>,
     /// `login_hint`: the account the authorization server should preselect. By default the
-    /// identifier exactly as the user typed it (a handle or a DID; none for a PDS URL).
+    /// identifier as the user typed it, without a leading `@` (a handle or a DID, not the
+    /// DID a handle resolves to; none for a PDS URL).
     pub login_hint: Option<String>,
 }
 
@@ -494,7 +495,13 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 .servers
                 .server_for_pds(&resolved.pds, auth.kind(), false)
                 .await?;
-            (server, Some(input.to_owned()))
+            // The identifier as the user typed it, less a leading `@` (which the
+            // authorization server refuses in a login hint).
+            let hint = match &id {
+                AtIdentifier::Handle(h) => h.as_str().to_owned(),
+                AtIdentifier::Did(d) => d.as_str().to_owned(),
+            };
+            (server, Some(hint))
         };
         let login_hint = options.login_hint.or(login_hint);
         if login_hint
