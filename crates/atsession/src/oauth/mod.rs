@@ -84,6 +84,7 @@ mod server;
 pub mod session;
 mod state;
 pub mod token;
+pub mod upgrade;
 
 /// The HTTP client crate the OAuth client is built on (for [`OAuthClientConfig::http_client`]).
 pub use reqwest;
@@ -102,3 +103,4 @@ pub use permission_set::PermissionSet;
 pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
 pub use session::OAuthSessionData;
 pub use token::TokenSet;
+pub use upgrade::ScopeUpgrade;

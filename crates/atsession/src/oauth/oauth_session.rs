@@ -246,6 +246,7 @@ where
         if !is_nsid(nsid) {
             return Err(SessionError::InvalidRequest("not an NSID"));
         }
+        self.precheck_scope(nsid, None).await?;
         let mut path = format!("/xrpc/{nsid}");
         if !params.is_empty() {
             path.push('?');
@@ -302,6 +303,7 @@ where
             return Err(SessionError::InvalidRequest("not an NSID"));
         }
         let body = serde_json::to_vec(input).map_err(SessionError::InvalidResponse)?;
+        self.precheck_scope(nsid, Some(&body)).await?;
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -327,6 +329,19 @@ fn xrpc_answer<T: DeserializeOwned>(f: &Fetched) -> Result<T, SessionError> {
                 .and_then(|v| v.as_str())
                 .map(truncate)
         };
+        let message = body.as_ref().and_then(|b| b.get("message")?.as_str());
+        if let Some(scope) = super::scope::scope_missing(
+            f.status.as_u16(),
+            body.as_ref()
+                .and_then(|b| b.get("error")?.as_str())
+                .unwrap_or_default(),
+            message,
+        ) {
+            return Err(SessionError::ScopeMissing {
+                scope,
+                message: field("message"),
+            });
+        }
         return Err(SessionError::Xrpc {
             status: f.status.as_u16(),
             error: field("error").unwrap_or_else(|| "unknown".to_owned()),
