@@ -107,6 +107,10 @@ async fn granular_scopes_and_upgrade_in_place() {
         "{granted}"
     );
     let before = getter.get(&grant, Refresh::AcceptStale).await.unwrap();
+    assert_eq!(
+        before.token_set.scope, login.session.token_set.scope,
+        "the token response's scope is what was stored"
+    );
 
     // The app session that belongs to this grant.
     let sessions = SessionManager::new(MemoryStore::new());
