@@ -1752,7 +1752,8 @@ mod tests {
     #[test]
     fn refusals() {
         use ScopeError as E;
-        let cases: &[(&str, fn(&E) -> bool)] = &[
+        type Check = fn(&E) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("repo", |e| matches!(e, E::MissingParameter { .. })),
             ("repo:", |e| matches!(e, E::InvalidNsid { .. })),
             ("repo?action=create", |e| {
