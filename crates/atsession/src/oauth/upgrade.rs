@@ -9,7 +9,7 @@
 //!    event) exchanges the code as for any login; then, instead of making a new grant:
 //!    - a callback signed in as another account (`sub` is not the grant's DID) touches
 //!      nothing: the new tokens are revoked and the error is
-//!      [`CallbackError::UpgradeAccountMismatch`](super::CallbackError::UpgradeAccountMismatch);
+//!      [`CallbackError::UpgradeAccountMismatch`];
 //!    - otherwise the grant's token set, DPoP key and client auth are replaced by
 //!      compare-and-swap on its version (retried if a refresh stored a newer version
 //!      meanwhile), and the old tokens are revoked at the server. A grant signed out
