@@ -8,7 +8,7 @@ use std::hint::black_box;
 use atsession::oauth::scope::{RepoAction, ScopeSet, precheck_xrpc};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-/// 40 scopes: `atproto`, 20 collections, 15 methods on the AppView, blobs, account email.
+/// 41 scopes: `atproto`, 20 collections, 15 methods on the AppView, blobs, account email.
 fn granted() -> String {
     let mut s = vec!["atproto".to_owned()];
     for i in 0..20 {
@@ -32,11 +32,11 @@ fn granted() -> String {
 fn bench(c: &mut Criterion) {
     let text = granted();
     let set = ScopeSet::parse_granted(&text).expect("valid");
-    assert_eq!(set.len(), 40);
-    c.bench_function("parse_granted (40 scopes)", |b| {
+    assert_eq!(set.len(), 41);
+    c.bench_function("parse_granted (41 scopes)", |b| {
         b.iter(|| ScopeSet::parse_granted(black_box(&text)))
     });
-    c.bench_function("allows_repo (40 scopes)", |b| {
+    c.bench_function("allows_repo (41 scopes)", |b| {
         b.iter(|| set.allows_repo(black_box("app.example.record19"), RepoAction::Create))
     });
     let input =

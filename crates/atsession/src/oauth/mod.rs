@@ -21,6 +21,16 @@
 //! 4. [`OAuthClient::pds_request`] makes DPoP-signed calls to the user's PDS;
 //!    [`OAuthClient::revoke`] logs out (revokes at the server, then deletes).
 //!
+//! # Permission scopes
+//!
+//! [`scope`] models the atproto permission scopes (`repo:`, `rpc:`, `blob:`, `account:`,
+//! `identity:`, `include:`, the `transition:` scopes) and answers what a grant permits.
+//! [`OAuthClient::authorize`] refuses a scope the client metadata does not declare before
+//! anything is sent; the granted scope is stored from every token response (login,
+//! refresh, upgrade); a PDS's `403 ScopeMissingError` is
+//! [`SessionError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
+//! to a grant in place ([`upgrade`]). [`permission_set`] checks a permission-set lexicon.
+//!
 //! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
 //! public addresses only, size-limited and time-limited, and never follows redirects.
 //!
