@@ -134,7 +134,7 @@ pub struct AuthorizeOptions {
     /// `prompt`: what the authorization server should show (sign in again, consent, …).
     pub prompt: Option<Prompt>,
     /// `login_hint`: the account the authorization server should preselect. By default the
-    /// identifier exactly as the user typed it (a handle or a DID; none for a PDS URL).
+    /// identifier the user typed (a handle, without a leading `@`, or a DID; none for a PDS URL).
     pub login_hint: Option<String>,
 }
 
@@ -481,7 +481,12 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 .servers
                 .server_for_pds(&resolved.pds, auth.kind(), false)
                 .await?;
-            (server, Some(input.to_owned()))
+            // The identifier as typed, less a handle's leading `@` (servers refuse it).
+            let hint = match &id {
+                AtIdentifier::Handle(h) => h.as_str().to_owned(),
+                AtIdentifier::Did(d) => d.as_str().to_owned(),
+            };
+            (server, Some(hint))
         };
         let login_hint = options.login_hint.or(login_hint);
         self.send_authorization(
