@@ -51,6 +51,8 @@ struct Fake {
     par_state: Mutex<Option<String>>,
     /// Every token revoked.
     revoked: Mutex<Vec<String>>,
+    /// How long a refresh takes to answer.
+    refresh_delay: Mutex<Duration>,
 }
 
 impl Fake {
@@ -66,6 +68,7 @@ impl Fake {
             code_sub: Mutex::new(DID.into()),
             par_state: Mutex::new(None),
             revoked: Mutex::new(Vec::new()),
+            refresh_delay: Mutex::new(Duration::ZERO),
         });
         let f = Arc::clone(&fake);
         tokio::spawn(async move {
@@ -115,6 +118,10 @@ impl Fake {
         let body = buf[head_end..].to_vec();
         let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
         *self.requests.lock().unwrap() += 1;
+        if path == "/oauth/token" && body.windows(13).any(|w| w == b"refresh_token") {
+            let delay = *self.refresh_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+        }
         let (status, resp) = self.route(&path, &body);
         let out = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{resp}",
@@ -175,6 +182,16 @@ impl Fake {
                 })
                 .to_string(),
             ),
+            "/oauth/token"
+                if form
+                    .get("refresh_token")
+                    .is_some_and(|r| self.revoked.lock().unwrap().contains(r)) =>
+            {
+                (
+                    "400 Bad Request",
+                    json!({"error": "invalid_grant", "error_description": "revoked"}).to_string(),
+                )
+            }
             "/oauth/token" => {
                 let n = {
                     let mut c = self.token_calls.lock().unwrap();
@@ -516,4 +533,35 @@ async fn an_upgrade_that_meets_a_concurrent_update_retries_its_compare_and_swap(
     assert_eq!(now.token_set.access_token.expose(), "access-1");
     assert_eq!(now.token_set.scope, WIDE);
     assert_eq!(revoked(&s), ["access-0", "refresh-0"]);
+}
+
+#[tokio::test]
+async fn a_refresh_refused_because_an_upgrade_revoked_its_token_keeps_the_upgraded_grant() {
+    // With a lock (no re-check delay), as in a multi-process deployment.
+    let store = MemoryStore::new();
+    let mut s = setup_with(store.clone()).await;
+    s.getter = SessionGetter::new(
+        s.getter.client().clone(),
+        GetterConfig::default().lock(atsession::lock::MemoryLock::new()),
+    );
+    let params = upgrade(&s).await;
+    *s.fake.refresh_delay.lock().unwrap() = Duration::from_millis(1500);
+    // A refresh with refresh-0 is in flight…
+    let getter = s.getter.clone();
+    let grant = s.grant.clone();
+    let refresh = tokio::spawn(async move { getter.get(&grant, Refresh::Force).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …when the upgrade stores version 2 and revokes refresh-0.
+    let done = s.getter.callback(&params).await.expect("upgrade");
+    assert_eq!(done.upgrade.unwrap().version, 2);
+    assert!(revoked(&s).contains(&"refresh-0".to_owned()));
+    // The refresh is refused (invalid_grant), and the getter returns the upgraded grant
+    // instead of deleting it.
+    let got = refresh.await.unwrap().expect("the upgraded grant");
+    assert_eq!(got.token_set.scope, WIDE);
+    assert_eq!(got.token_set.access_token.expose(), "access-1");
+    assert_eq!(
+        store.load_grant(&s.grant).await.unwrap().unwrap().version,
+        2
+    );
 }

@@ -52,6 +52,7 @@
 //! | new tokens that cannot be stored | new tokens revoked, grant deleted | `Deleted` ([`DeleteCause::SaveFailed`]) | [`SessionError::SaveFailed`] |
 //! | grant deleted meanwhile (sign-out) | new tokens revoked | — | [`SessionError::NotFound`] |
 //! | grant updated meanwhile (a refresh elsewhere, no lock) | theirs kept | — | — (theirs returned) |
+//! | refused, but the grant was replaced meanwhile (a scope upgrade) | the new one kept | — | — (the new one returned) |
 //!
 //! Nothing a server sends can make the getter panic.
 //!
