@@ -523,14 +523,19 @@ pub fn is_nsid(s: &str) -> bool {
         && n.iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// Whether `s` is an atproto DID service reference: a `did:plc:` or `did:web:` DID, `#`,
-/// and a non-empty fragment (`did:web:api.bsky.app#bsky_appview`).
+/// Whether `s` is an atproto DID service reference, as the reference implementation
+/// reads one: an atproto DID, `#`, and a non-empty URI fragment
+/// (`did:web:api.bsky.app#bsky_appview`). The DID is a `did:plc:` of 24 base32 characters,
+/// or a host-only `did:web:` (a port, `%3A…`, only for `localhost`).
 ///
 /// ```
 /// use atsession::oauth::scope::is_did_service_ref;
 ///
 /// assert!(is_did_service_ref("did:web:api.bsky.app#bsky_appview"));
+/// assert!(is_did_service_ref("did:web:localhost%3A2583#atproto_pds"));
 /// assert!(!is_did_service_ref("did:web:api.bsky.app"));
+/// assert!(!is_did_service_ref("did:web:example.com%3A8443#svc"));
+/// assert!(!is_did_service_ref("did:web:example.com:path#svc"));
 /// assert!(!is_did_service_ref("did:key:zQ3sh#x"));
 /// ```
 #[must_use]
@@ -538,12 +543,53 @@ pub fn is_did_service_ref(s: &str) -> bool {
     let Some((did, fragment)) = s.split_once('#') else {
         return false;
     };
-    !fragment.is_empty()
-        && fragment.len() <= 256
-        && fragment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._~:-".contains(&b))
-        && crate::syntax::Did::new(did).is_ok_and(|d| matches!(d.method(), "plc" | "web"))
+    !fragment.is_empty() && is_uri_fragment(fragment) && is_atproto_did(did)
+}
+
+fn is_atproto_did(did: &str) -> bool {
+    if let Some(id) = did.strip_prefix("did:plc:") {
+        return id.len() == 24 && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
+    }
+    let Some(host) = did.strip_prefix("did:web:") else {
+        return false;
+    };
+    if host.is_empty() || host.contains(':') || crate::syntax::Did::new(did).is_err() {
+        return false;
+    }
+    let (name, port) = match host.split_once("%3A") {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let port_ok = match port {
+        None => true,
+        Some(p) => name == "localhost" && !p.is_empty() && p.parse::<u16>().is_ok(),
+    };
+    port_ok
+        && !name.contains('%')
+        && url::Url::parse(&format!("https://{name}/")).is_ok_and(|u| u.host_str().is_some())
+}
+
+/// RFC 3986 `fragment`: unreserved, percent-encoded, sub-delims, `:`, `@`, `/`, `?`.
+fn is_uri_fragment(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&c)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 fn is_mime_char(b: u8) -> bool {
