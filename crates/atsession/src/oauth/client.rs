@@ -236,7 +236,8 @@ pub struct Callback {
     /// The app state given to `authorize`.
     pub app_state: Option<String>,
     /// Set when this callback completed a scope upgrade
-    /// ([`OAuthClient::authorize_upgrade`]) of an existing grant.
+    /// ([`OAuthClient::authorize_upgrade`]) of an existing grant: the grant id is the one
+    /// the app sessions already hold, so an app keeps its session instead of creating one.
     pub upgrade: Option<ScopeUpgrade>,
 }
 
