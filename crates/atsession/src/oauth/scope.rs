@@ -1583,7 +1583,10 @@ pub fn scope_missing(status: u16, error: &str, message: Option<&str>) -> Option<
 /// before sending it: `createRecord`, `putRecord`, `deleteRecord` and `applyWrites` by the
 /// collections in their JSON `input` (as the PDS checks them), `uploadBlob` by its
 /// `content_type`, and any other method sent with an `atproto-proxy` header (`proxy`) as
-/// an `rpc` call on that service. Anything else is left to the PDS (`Ok`).
+/// an `rpc` call on that service. Anything else is left to the PDS (`Ok`), and so is every
+/// call when the grant holds a scope whose reach is not known here (an `include:` the
+/// server did not expand, or a [`Scope::Unknown`] form): the pre-check never refuses what
+/// the server might permit.
 ///
 /// ```
 /// use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
@@ -1601,6 +1604,9 @@ pub fn scope_missing(status: u16, error: &str, message: Option<&str>) -> Option<
 /// assert!(precheck_xrpc(&granted, "com.atproto.repo.putRecord", Some(&note), None, None).is_err());
 /// let proxied = precheck_xrpc(&granted, "app.bsky.feed.getTimeline", None, Some("did:web:api.bsky.app#bsky_appview"), None);
 /// assert_eq!(proxied.unwrap_err().scope, "rpc:app.bsky.feed.getTimeline?aud=did:web:api.bsky.app%23bsky_appview");
+/// // An unexpanded permission set might permit it: left to the PDS.
+/// let with_set: ScopeSet = "atproto include:app.bsky.authFullApp".parse().unwrap();
+/// assert!(precheck_xrpc(&with_set, "com.atproto.repo.createRecord", Some(&post), None, None).is_ok());
 /// ```
 pub fn precheck_xrpc(
     granted: &ScopeSet,
@@ -1609,6 +1615,12 @@ pub fn precheck_xrpc(
     proxy: Option<&str>,
     content_type: Option<&str>,
 ) -> Result<(), ScopeMissing> {
+    if granted
+        .iter()
+        .any(|s| matches!(s, Scope::Include { .. } | Scope::Unknown(_)))
+    {
+        return Ok(());
+    }
     let collection = || {
         input
             .and_then(|v| v.get("collection"))
