@@ -344,3 +344,34 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_not_granted_are_named() {
+        let asked = "atproto repo:com.example.note?action=create repo:app.bsky.feed.post";
+        assert_eq!(
+            not_granted(asked, "atproto repo:com.example.note?action=create"),
+            ["repo:app.bsky.feed.post"]
+        );
+        // Compared in canonical form: another spelling of the same scope is granted.
+        assert!(
+            not_granted(
+                asked,
+                "repo?collection=app.bsky.feed.post atproto repo:com.example.note?action=create"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_client_scope_is_remembered_next_to_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cli.db");
+        assert_eq!(client_scope(&db), SCOPE);
+        std::fs::write(sibling(&db, ".scope"), "atproto repo:com.example.note\n").unwrap();
+        assert_eq!(client_scope(&db), "atproto repo:com.example.note");
+    }
+}
