@@ -166,8 +166,8 @@ pub struct GetterConfig {
     pub events_capacity: usize,
     /// How many opened (decrypted) sessions are kept for reuse (default 4,096; at least 1).
     pub opened_capacity: usize,
-    /// Whether the XRPC helpers check the stored scope before sending and refuse a call it
-    /// plainly does not permit with [`SessionError::ScopeMissing`] (default `false`). See
+    /// Whether [`OAuthSession::xrpc_procedure`] checks the stored scope before sending and
+    /// refuses a call it plainly does not permit with [`SessionError::ScopeMissing`] (default `false`). See
     /// [`OAuthSession::check_scope`].
     pub scope_check: bool,
 }
@@ -225,7 +225,7 @@ impl GetterConfig {
         self
     }
 
-    /// Makes the XRPC helpers check the stored scope before sending.
+    /// Makes [`OAuthSession::xrpc_procedure`] check the stored scope before sending.
     ///
     /// ```
     /// use atsession::oauth::GetterConfig;

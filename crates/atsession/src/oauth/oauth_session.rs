@@ -246,7 +246,6 @@ where
         if !is_nsid(nsid) {
             return Err(SessionError::InvalidRequest("not an NSID"));
         }
-        self.precheck_scope(nsid, None).await?;
         let mut path = format!("/xrpc/{nsid}");
         if !params.is_empty() {
             path.push('?');

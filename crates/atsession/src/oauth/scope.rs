@@ -1687,7 +1687,9 @@ where
     /// message (nothing is sent); anything else is left to the PDS. The stored scope is
     /// read as is (no refresh).
     ///
-    /// The XRPC helpers run this themselves when [`GetterConfig::scope_check`] is on.
+    /// [`xrpc_procedure`](Self::xrpc_procedure) runs this itself when
+    /// [`GetterConfig::scope_check`] is on (a query sent without `atproto-proxy` needs no
+    /// scope this can judge).
     ///
     /// [`SessionError::ScopeMissing`]: super::getter::SessionError::ScopeMissing
     /// [`GetterConfig::scope_check`]: super::getter::GetterConfig::scope_check
