@@ -10,6 +10,12 @@
 //! The client id is `http://localhost?redirect_uri=http://127.0.0.1/callback&scope=…`: its
 //! loopback redirect URI has no port, so the port picked at each login (a free one, or
 //! `--port`) is accepted, and `logout` later authenticates as the same client.
+//!
+//! `--scope` (or `ATSESSION_SCOPE`) chooses the permissions asked for, e.g.
+//! `atproto repo:com.example.note?action=create`; the loopback client id declares exactly
+//! that scope. It is checked before anything is sent (an invalid scope is refused, naming
+//! what is wrong), remembered in `<db>.scope` so that `logout` and `call` authenticate as
+//! the same client, and after the login every scope the server did not grant is named.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,7 +24,7 @@ use std::time::Duration;
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, Url,
+    AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, ScopeSet, Url,
 };
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
@@ -30,8 +36,10 @@ use super::CliError;
 
 /// The environment variable holding the at-rest key.
 pub const KEY_ENV: &str = "ATSESSION_AT_REST_KEY";
-/// The scope the command line asks for.
+/// The scope the command line asks for by default.
 pub const SCOPE: &str = "atproto transition:generic";
+/// The environment variable for `--scope`.
+pub const SCOPE_ENV: &str = "ATSESSION_SCOPE";
 /// The registered loopback redirect URI (no port: any port is accepted).
 pub const REDIRECT: &str = "http://127.0.0.1/callback";
 
@@ -72,6 +80,11 @@ pub struct LoginArgs {
     /// How long to wait for the redirect, in seconds.
     #[arg(long, default_value_t = 600)]
     pub wait_secs: u64,
+    /// The permissions to ask for, space-separated (default: the scope of the previous
+    /// login with this database, else `atproto transition:generic`). Remembered in
+    /// `<db>.scope` for `logout` and `call`.
+    #[arg(long, env = SCOPE_ENV)]
+    pub scope: Option<String>,
     /// Shared options.
     #[command(flatten)]
     pub oauth: OAuthOptions,
@@ -131,9 +144,27 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
+/// The scope the command-line client declares: the one remembered next to `db` by the
+/// last `login`, or [`SCOPE`].
+pub fn client_scope(db: &Path) -> String {
+    std::fs::read_to_string(sibling(db, ".scope"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| SCOPE.to_owned())
+}
+
 pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStore>, CliError> {
+    client_with_scope(opts, &client_scope(&opts.db)).await
+}
+
+async fn client_with_scope(
+    opts: &OAuthOptions,
+    scope: &str,
+) -> Result<OAuthClient<SqliteStore>, CliError> {
+    let metadata = ClientMetadata::loopback(&[REDIRECT], scope)
+        .map_err(|e| format!("invalid scope `{scope}`: {}", error_chain(&e)))?;
     let store = SqliteStore::open(&opts.db).await?;
-    let metadata = ClientMetadata::loopback(&[REDIRECT], SCOPE)?;
     let config = OAuthClientConfig::new(metadata, keyring(opts)?)
         .dev_mode(opts.dev)
         .identity(identity_config(
@@ -153,9 +184,41 @@ pub fn identity_config(plc_url: Url, handle_resolver: Option<Url>) -> IdentityCo
     }
 }
 
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
+    }
+    s
+}
+
+/// The scopes of `asked` that `granted` does not hold (compared in canonical form).
+pub fn not_granted(asked: &str, granted: &str) -> Vec<String> {
+    let (Ok(asked), Ok(granted)) = (
+        ScopeSet::parse_granted(asked),
+        ScopeSet::parse_granted(granted),
+    ) else {
+        return Vec::new();
+    };
+    asked
+        .difference(&granted)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 /// Runs `atsession login`.
 pub async fn login(args: LoginArgs) -> Result<(), CliError> {
-    let client = client(&args.oauth).await?;
+    let scope = args
+        .scope
+        .as_deref()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| client_scope(&args.oauth.db));
+    let client = client_with_scope(&args.oauth, &scope).await?;
     let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
     let port = listener.local_addr()?.port();
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
@@ -186,10 +249,16 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let done = client.callback(&params).await?;
     let ts = &done.session.token_set;
     std::fs::write(sibling(&args.oauth.db, ".last-did"), ts.sub.as_str())?;
+    std::fs::write(sibling(&args.oauth.db, ".scope"), &scope)?;
     println!(
         "Logged in as {} on {} (grant {}, scope `{}`).",
         ts.sub, ts.aud, done.session.grant_id, ts.scope
     );
+    for missing in not_granted(&scope, &ts.scope) {
+        println!(
+            "The server did not grant the scope `{missing}`: calls that need it will be refused."
+        );
+    }
     Ok(())
 }
 
@@ -273,5 +342,36 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_not_granted_are_named() {
+        let asked = "atproto repo:com.example.note?action=create repo:app.bsky.feed.post";
+        assert_eq!(
+            not_granted(asked, "atproto repo:com.example.note?action=create"),
+            ["repo:app.bsky.feed.post"]
+        );
+        // Compared in canonical form: another spelling of the same scope is granted.
+        assert!(
+            not_granted(
+                asked,
+                "repo?collection=app.bsky.feed.post atproto repo:com.example.note?action=create"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_client_scope_is_remembered_next_to_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("cli.db");
+        assert_eq!(client_scope(&db), SCOPE);
+        std::fs::write(sibling(&db, ".scope"), "atproto repo:com.example.note\n").unwrap();
+        assert_eq!(client_scope(&db), "atproto repo:com.example.note");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::client_metadata::{ClientAuth, ClientMetadata};
+use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
 use super::dpop::{self, DpopKey, DpopNonces};
 use super::error::{CallbackError, ConfigError, OAuthError};
 use super::http::{
@@ -24,10 +24,12 @@ use super::pds_path::pds_url;
 use super::pds_request::PdsRequest;
 use super::pds_response::PdsResponse;
 use super::pkce::Pkce;
+use super::scope::ScopeSet;
 use super::server::Agent;
 use super::session::OAuthSessionData;
-use super::state::AuthState;
+use super::state::{AuthState, UpgradeTarget};
 use super::token::TokenSet;
+use super::upgrade::ScopeUpgrade;
 use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::crypto::at_rest::AtRestKeyring;
 use crate::secret::{TokenHash, random_bytes};
@@ -268,10 +270,25 @@ impl CallbackParams {
 /// A completed login.
 #[derive(Debug)]
 pub struct Callback {
-    /// The new grant, stored.
+    /// The new grant, stored (for a scope upgrade: the upgraded grant, same id).
     pub session: OAuthSessionData,
     /// The app state given to `authorize`.
     pub app_state: Option<String>,
+    /// Set when this callback completed a scope upgrade
+    /// ([`OAuthClient::authorize_upgrade`]) of an existing grant: the grant id is the one
+    /// the app sessions already hold, so an app keeps its session instead of creating one.
+    pub upgrade: Option<ScopeUpgrade>,
+}
+
+/// What an authorization request carries into its pending state.
+pub(crate) struct PendingRequest {
+    pub(crate) auth: ClientAuth,
+    pub(crate) scope: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) login_hint: Option<String>,
+    pub(crate) prompt: Option<Prompt>,
+    pub(crate) app_state: Option<String>,
+    pub(crate) upgrade: Option<UpgradeTarget>,
 }
 
 /// The parts of a client that do not depend on the store.
@@ -425,7 +442,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         &self.core.identity
     }
 
-    fn client_auth(&self) -> Result<ClientAuth, OAuthError> {
+    pub(crate) fn client_auth(&self) -> Result<ClientAuth, OAuthError> {
         match self.core.metadata.token_endpoint_auth_method {
             AuthMethodKind::None => Ok(ClientAuth::None),
             AuthMethodKind::PrivateKeyJwt => {
@@ -442,16 +459,24 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         }
     }
 
-    /// Starts a login: resolves `input` (a handle, a DID, or a PDS or entryway URL) to its
-    /// authorization server, sends a pushed authorization request (PKCE S256, a DPoP proof
-    /// with a fresh key, client authentication), keeps the pending state, and returns the URL
-    /// to send the user to.
-    pub async fn authorize(
-        &self,
-        input: &str,
-        options: AuthorizeOptions,
-    ) -> Result<Url, OAuthError> {
-        let redirect_uri = match options.redirect_uri {
+    /// The scope an authorization asks for: `asked`, or the client metadata's scope.
+    /// Checked before anything is sent: a valid scope string, with `atproto`, every scope
+    /// of it declared in the client metadata (the server refuses undeclared ones).
+    pub(crate) fn asked_scope(&self, asked: Option<&str>) -> Result<String, OAuthError> {
+        let scope = asked.map_or_else(|| self.core.metadata.scope.clone(), str::to_owned);
+        ScopeSet::parse(&scope).map_err(ConfigError::InvalidScope)?;
+        if !scope_has_atproto(&scope) {
+            return Err(ConfigError::Scope.into());
+        }
+        if let Some(undeclared) = first_undeclared(&scope, &self.core.metadata.scope) {
+            return Err(ConfigError::ScopeNotDeclared(undeclared.to_owned()).into());
+        }
+        Ok(scope)
+    }
+
+    /// The redirect URI: `asked` if it is one of the client's, else its first.
+    pub(crate) fn redirect_uri(&self, asked: Option<String>) -> Result<String, OAuthError> {
+        match asked {
             Some(r)
                 if self
                     .core
@@ -460,17 +485,28 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                     .iter()
                     .any(|allowed| redirect_uri_allowed(allowed, &r)) =>
             {
-                r
+                Ok(r)
             }
-            Some(_) => return Err(ConfigError::RedirectUri.into()),
-            None => self.core.metadata.redirect_uris[0].clone(),
-        };
-        let scope = options
-            .scope
-            .unwrap_or_else(|| self.core.metadata.scope.clone());
-        if !scope_has_atproto(&scope) {
-            return Err(ConfigError::Scope.into());
+            Some(_) => Err(ConfigError::RedirectUri.into()),
+            None => Ok(self.core.metadata.redirect_uris[0].clone()),
         }
+    }
+
+    /// Starts a login: resolves `input` (a handle, a DID, or a PDS or entryway URL) to its
+    /// authorization server, sends a pushed authorization request (PKCE S256, a DPoP proof
+    /// with a fresh key, client authentication), keeps the pending state, and returns the URL
+    /// to send the user to.
+    ///
+    /// The scope asked for ([`AuthorizeOptions::scope`], by default the client metadata's)
+    /// is checked first: a scope the client metadata does not declare is
+    /// [`ConfigError::ScopeNotDeclared`], naming it, and nothing is sent.
+    pub async fn authorize(
+        &self,
+        input: &str,
+        options: AuthorizeOptions,
+    ) -> Result<Url, OAuthError> {
+        let scope = self.asked_scope(options.scope.as_deref())?;
+        let redirect_uri = self.redirect_uri(options.redirect_uri)?;
         let auth = self.client_auth()?;
         let input = input.trim();
         let (server, login_hint) = if input.starts_with("https://") || input.starts_with("http://")
@@ -504,6 +540,37 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             (server, Some(hint))
         };
         let login_hint = options.login_hint.or(login_hint);
+        self.send_authorization(
+            &server,
+            PendingRequest {
+                auth,
+                scope,
+                redirect_uri,
+                login_hint,
+                prompt: options.prompt,
+                app_state: options.app_state,
+                upgrade: None,
+            },
+        )
+        .await
+    }
+
+    /// Sends the pushed authorization request, keeps the pending state, and returns the URL
+    /// to send the user to.
+    pub(crate) async fn send_authorization(
+        &self,
+        server: &AuthorizationServer,
+        request: PendingRequest,
+    ) -> Result<Url, OAuthError> {
+        let PendingRequest {
+            auth,
+            scope,
+            redirect_uri,
+            login_hint,
+            prompt,
+            app_state,
+            upgrade,
+        } = request;
         if login_hint
             .as_deref()
             .is_some_and(|h| h.is_empty() || h.len() > 2048 || h.chars().any(char::is_control))
@@ -525,12 +592,12 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         if let Some(h) = &login_hint {
             params.push(("login_hint", h));
         }
-        if let Some(p) = options.prompt {
+        if let Some(p) = prompt {
             params.push(("prompt", p.as_str()));
         }
         let agent = Agent {
             core: &self.core,
-            server: &server,
+            server,
             auth: &auth,
             key: &dpop_key,
         };
@@ -543,7 +610,8 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             auth,
             verifier: pkce.verifier.expose().to_owned(),
             redirect_uri,
-            app_state: options.app_state,
+            app_state,
+            upgrade,
         };
         let stored = pending.seal(
             &self.core.keyring,
@@ -626,6 +694,20 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let response = agent
             .exchange_code(code, &pending.verifier, &pending.redirect_uri)
             .await?;
+        if let Some(target) = &pending.upgrade
+            && response.sub != target.did
+        {
+            // Another account signed in: nobody may hold these tokens.
+            let _ = agent.revoke(response.access_token.expose()).await;
+            if let Some(r) = &response.refresh_token {
+                let _ = agent.revoke(r.expose()).await;
+            }
+            return Err(CallbackError::UpgradeAccountMismatch {
+                expected: target.did.clone(),
+                found: response.sub,
+            }
+            .into());
+        }
 
         let aud = match self.verify_issuer(&response.sub, &pending.issuer).await {
             Ok(pds) => pds,
@@ -634,17 +716,28 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 return Err(e);
             }
         };
+        let token_set = TokenSet {
+            iss: pending.issuer.clone(),
+            sub: response.sub,
+            aud: aud.to_string(),
+            scope: response.scope,
+            access_token: response.access_token,
+            refresh_token: response.refresh_token,
+            expires_at: response.expires_at.map(truncate_ms),
+        };
+        if let Some(target) = &pending.upgrade {
+            let (session, upgrade) = self
+                .finish_upgrade(target, token_set, &dpop_key, &pending.auth, &agent)
+                .await?;
+            return Ok(Callback {
+                session,
+                app_state,
+                upgrade: Some(upgrade),
+            });
+        }
         let session = OAuthSessionData {
             grant_id: GrantId::generate(),
-            token_set: TokenSet {
-                iss: pending.issuer.clone(),
-                sub: response.sub,
-                aud: aud.to_string(),
-                scope: response.scope,
-                access_token: response.access_token,
-                refresh_token: response.refresh_token,
-                expires_at: response.expires_at.map(truncate_ms),
-            },
+            token_set,
             dpop_key: dpop_key.clone(),
             auth: pending.auth.clone(),
             created_at: truncate_ms(now),
@@ -662,7 +755,11 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             let _ = agent.revoke(session.token_set.access_token.expose()).await;
             return Err(e);
         }
-        Ok(Callback { session, app_state })
+        Ok(Callback {
+            session,
+            app_state,
+            upgrade: None,
+        })
     }
 
     /// Checks that `sub`'s PDS (resolved afresh) is protected by `issuer`; returns the PDS.

@@ -24,6 +24,7 @@ use url::Url;
 
 use super::keys::Jwks;
 use super::metadata::AuthMethodKind;
+use super::scope::{Scope, ScopeError, ScopeSet};
 
 /// A client metadata document (the fields atproto uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,10 +85,40 @@ pub enum ClientMetadataError {
     /// A redirect URI is not a URL.
     #[error("a redirect URI is not a valid URL")]
     RedirectUri,
+    /// The scope is not a valid scope string (see [`ScopeSet::parse`]).
+    #[error("the client scope is invalid")]
+    InvalidScope(#[source] ScopeError),
 }
 
-fn has_atproto(scope: &str) -> bool {
-    scope.split_ascii_whitespace().any(|s| s == "atproto")
+/// Checks a client's declared scope: valid, with `atproto`.
+fn check_scope(scope: &str) -> Result<(), ClientMetadataError> {
+    let set = ScopeSet::parse(scope).map_err(ClientMetadataError::InvalidScope)?;
+    if set.contains(&Scope::Atproto) {
+        Ok(())
+    } else {
+        Err(ClientMetadataError::Scope)
+    }
+}
+
+/// The first scope of `asked` (space-separated) that is not literally one of `declared`,
+/// as the authorization server compares them.
+///
+/// ```
+/// use atsession::oauth::client_metadata::first_undeclared;
+///
+/// let declared = "atproto repo:com.example.note?action=create repo:app.bsky.feed.post";
+/// assert_eq!(first_undeclared("atproto repo:app.bsky.feed.post", declared), None);
+/// assert_eq!(
+///     first_undeclared("atproto repo:app.bsky.feed.like", declared),
+///     Some("repo:app.bsky.feed.like")
+/// );
+/// ```
+#[must_use]
+pub fn first_undeclared<'a>(asked: &'a str, declared: &str) -> Option<&'a str> {
+    asked
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .find(|a| !declared.split(' ').any(|d| d == *a))
 }
 
 impl ClientMetadata {
@@ -103,9 +134,7 @@ impl ClientMetadata {
                 return Err(ClientMetadataError::LoopbackRedirect);
             }
         }
-        if !has_atproto(scope) {
-            return Err(ClientMetadataError::Scope);
-        }
+        check_scope(scope)?;
         let mut id = Url::parse("http://localhost").map_err(|_| ClientMetadataError::ClientId)?;
         {
             let mut q = id.query_pairs_mut();
@@ -156,9 +185,7 @@ impl ClientMetadata {
         for r in redirect_uris {
             Url::parse(r).map_err(|_| ClientMetadataError::RedirectUri)?;
         }
-        if !has_atproto(scope) {
-            return Err(ClientMetadataError::Scope);
-        }
+        check_scope(scope)?;
         if jwks.is_none() && jwks_uri.is_none() {
             return Err(ClientMetadataError::NoKeys);
         }
@@ -234,6 +261,22 @@ mod tests {
             ClientMetadata::loopback(&["http://127.0.0.1/cb"], "openid").err(),
             Some(ClientMetadataError::Scope)
         );
+        assert!(matches!(
+            ClientMetadata::loopback(&["http://127.0.0.1/cb"], "atproto repo:app.bsky.*"),
+            Err(ClientMetadataError::InvalidScope(_))
+        ));
+        // The loopback client id declares the scope the server will check requests against.
+        let m = ClientMetadata::loopback(
+            &["http://127.0.0.1/cb"],
+            "atproto repo:com.example.note?action=create",
+        )
+        .unwrap();
+        let declared = url::Url::parse(&m.client_id)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(declared.as_deref(), Some(m.scope.as_str()));
     }
 
     #[test]

@@ -8,9 +8,11 @@ use super::identity::IdentityError;
 use super::jose::JoseError;
 use super::keys::KeysetError;
 use super::metadata::MetadataError;
+use super::scope::ScopeError;
 use super::token::TokenResponseError;
 use crate::crypto::at_rest::AtRestError;
 use crate::store::StoreError;
+use crate::store::oauth::GrantId;
 use crate::syntax::Did;
 
 /// What went wrong in the OAuth client.
@@ -85,6 +87,13 @@ pub enum OAuthError {
     /// The server has no revocation endpoint.
     #[error("the authorization server has no revocation endpoint")]
     NoRevocationEndpoint,
+    /// No stored grant has this id (a scope upgrade for a grant that is gone).
+    #[error("no OAuth grant {0}")]
+    UnknownGrant(GrantId),
+    /// The grant kept changing while a scope upgrade tried to store its new tokens; the
+    /// new tokens were revoked.
+    #[error("grant {0} kept changing during the scope upgrade; the new tokens were revoked")]
+    UpgradeConflict(GrantId),
 }
 
 impl OAuthError {
@@ -133,6 +142,13 @@ pub enum ConfigError {
     /// The scope asked for does not include `atproto`.
     #[error("the scope must include `atproto`")]
     Scope,
+    /// The scope asked for is not a valid scope string.
+    #[error("the scope asked for is invalid")]
+    InvalidScope(#[source] ScopeError),
+    /// The scope asked for names a scope the client metadata does not declare (the
+    /// authorization server would refuse the request). Nothing was sent.
+    #[error("the scope `{0}` is not declared in the client metadata's scope")]
+    ScopeNotDeclared(String),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     Http(#[source] HttpError),
@@ -188,4 +204,15 @@ pub enum CallbackError {
     /// The response has neither `code` nor `error`.
     #[error("the authorization response has no code")]
     MissingCode,
+    /// A scope upgrade came back for another account than the grant's: the grant was not
+    /// touched and the new tokens were revoked.
+    #[error(
+        "the scope upgrade of {expected}'s grant came back signed in as {found}; the grant was not touched"
+    )]
+    UpgradeAccountMismatch {
+        /// The grant's account.
+        expected: Did,
+        /// The account that signed in.
+        found: Did,
+    },
 }

@@ -12,7 +12,7 @@ use crate::syntax::Did;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEvent {
-    /// A refresh stored a new token set.
+    /// A refresh or a scope upgrade stored a new token set.
     Updated(TokenSetInfo),
     /// A grant was deleted.
     Deleted {
@@ -44,6 +44,10 @@ pub struct TokenSetInfo {
     pub has_refresh_token: bool,
     /// The stored grant's version (bumped by every refresh).
     pub version: u64,
+    /// In an [`Updated`](SessionEvent::Updated) event: the granted scope before this
+    /// update, when the scope changed (a scope upgrade, or a server that recomputed the
+    /// scope on refresh). `None` otherwise.
+    pub previous_scope: Option<String>,
 }
 
 /// Why a grant was deleted.

@@ -52,6 +52,7 @@
 //! | new tokens that cannot be stored | new tokens revoked, grant deleted | `Deleted` ([`DeleteCause::SaveFailed`]) | [`SessionError::SaveFailed`] |
 //! | grant deleted meanwhile (sign-out) | new tokens revoked | — | [`SessionError::NotFound`] |
 //! | grant updated meanwhile (a refresh elsewhere, no lock) | theirs kept | — | — (theirs returned) |
+//! | refused, but the grant was replaced meanwhile (a scope upgrade) | the new one kept | — | — (the new one returned) |
 //!
 //! Nothing a server sends can make the getter panic.
 //!
@@ -165,6 +166,10 @@ pub struct GetterConfig {
     pub events_capacity: usize,
     /// How many opened (decrypted) sessions are kept for reuse (default 4,096; at least 1).
     pub opened_capacity: usize,
+    /// Whether [`OAuthSession::xrpc_procedure`] checks the stored scope before sending and
+    /// refuses a call it plainly does not permit with [`SessionError::ScopeMissing`] (default `false`). See
+    /// [`OAuthSession::check_scope`].
+    pub scope_check: bool,
 }
 
 impl Default for GetterConfig {
@@ -178,6 +183,7 @@ impl Default for GetterConfig {
             recheck_delay: Duration::from_secs(1),
             events_capacity: 1024,
             opened_capacity: 4096,
+            scope_check: false,
         }
     }
 }
@@ -193,6 +199,7 @@ impl fmt::Debug for GetterConfig {
             .field("recheck_delay", &self.recheck_delay)
             .field("events_capacity", &self.events_capacity)
             .field("opened_capacity", &self.opened_capacity)
+            .field("scope_check", &self.scope_check)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +222,19 @@ impl GetterConfig {
     #[must_use]
     pub fn lock(mut self, lock: impl Lock) -> Self {
         self.lock = Some(Arc::new(lock));
+        self
+    }
+
+    /// Makes [`OAuthSession::xrpc_procedure`] check the stored scope before sending.
+    ///
+    /// ```
+    /// use atsession::oauth::GetterConfig;
+    ///
+    /// assert!(GetterConfig::default().scope_check(true).scope_check);
+    /// ```
+    #[must_use]
+    pub fn scope_check(mut self, on: bool) -> Self {
+        self.scope_check = on;
         self
     }
 
@@ -275,6 +295,17 @@ pub enum SessionError {
         /// The XRPC error name (`unknown` if the body had none).
         error: String,
         /// The message, if any (cut to 200 characters).
+        message: Option<String>,
+    },
+    /// The grant lacks a scope the call needs: the PDS answered `403 ScopeMissingError`
+    /// (`message` is its message), or, with [`GetterConfig::scope_check`], the stored scope
+    /// plainly does not permit the call and nothing was sent (`message` is `None`).
+    /// `scope` is the missing scope as the PDS names it (empty if it named none).
+    #[error("the grant lacks the scope `{scope}` ({})", if .message.is_some() { "refused by the PDS" } else { "refused before sending" })]
+    ScopeMissing {
+        /// The missing scope, e.g. `repo:app.bsky.feed.post?action=create`.
+        scope: String,
+        /// The PDS's message.
         message: Option<String>,
     },
     /// An XRPC answer is not the JSON expected.
@@ -402,6 +433,7 @@ pub fn token_info(data: &OAuthSessionData, version: u64) -> TokenSetInfo {
         expires_at: t.expires_at,
         has_refresh_token: t.refresh_token.is_some(),
         version,
+        previous_scope: None,
     }
 }
 
@@ -751,7 +783,11 @@ where
         };
         match saved {
             Ok(Cas::Updated) => {
-                self.emit(SessionEvent::Updated(token_info(&new, version)));
+                let mut info = token_info(&new, version);
+                if new.token_set.scope != data.token_set.scope {
+                    info.previous_scope = Some(data.token_set.scope.clone());
+                }
+                self.emit(SessionEvent::Updated(info));
                 Ok((new, version))
             }
             Ok(Cas::Conflict) => {
@@ -804,6 +840,13 @@ where
                 }
                 _ => {}
             }
+        }
+        // A scope upgrade may have replaced (and revoked) the refused tokens meanwhile.
+        if self.inner.config.lock.is_some()
+            && let Ok((s, d)) = self.load(&data.grant_id).await
+            && s.version != stored.version
+        {
+            return Ok((d, s.version));
         }
         let client = &self.inner.client;
         if let Err(de) = client.store().delete_grant(&data.grant_id).await {
@@ -874,7 +917,7 @@ where
         Ok(existed)
     }
 
-    fn emit(&self, event: SessionEvent) {
+    pub(crate) fn emit(&self, event: SessionEvent) {
         // No subscriber is fine.
         let _ = self.inner.events.send(event);
     }

@@ -24,6 +24,16 @@
 //!    ([`PdsRequest`], [`PdsBody`], [`PdsResponse`]), only ever to the grant's own PDS
 //!    origin ([`pds_path`], [`pds_headers`]).
 //!
+//! # Permission scopes
+//!
+//! [`scope`] models the atproto permission scopes (`repo:`, `rpc:`, `blob:`, `account:`,
+//! `identity:`, `include:`, the `transition:` scopes) and answers what a grant permits.
+//! [`OAuthClient::authorize`] refuses a scope the client metadata does not declare before
+//! anything is sent; the granted scope is stored from every token response (login,
+//! refresh, upgrade); a PDS's `403 ScopeMissingError` is
+//! [`SessionError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
+//! to a grant in place ([`upgrade`]). [`permission_set`] checks a permission-set lexicon.
+//!
 //! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
 //! public addresses only, time-limited, and never follows redirects. Discovery and
 //! authorization-server documents are size-limited; PDS calls are not (unless the app sets
@@ -86,11 +96,14 @@ pub mod pds_headers;
 pub mod pds_path;
 pub mod pds_request;
 pub mod pds_response;
+pub mod permission_set;
 pub mod pkce;
+pub mod scope;
 mod server;
 pub mod session;
 mod state;
 pub mod token;
+pub mod upgrade;
 
 /// The HTTP client crate the OAuth client is built on (for [`OAuthClientConfig::http_client`]).
 pub use reqwest;
@@ -108,5 +121,8 @@ pub use http::PdsOptions;
 pub use oauth_session::OAuthSession;
 pub use pds_request::{PdsBody, PdsRequest};
 pub use pds_response::PdsResponse;
+pub use permission_set::PermissionSet;
+pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
 pub use session::OAuthSessionData;
 pub use token::TokenSet;
+pub use upgrade::ScopeUpgrade;

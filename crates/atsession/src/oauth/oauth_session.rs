@@ -375,6 +375,7 @@ where
             return Err(SessionError::InvalidRequest("not an NSID"));
         }
         let body = serde_json::to_vec(input).map_err(SessionError::InvalidResponse)?;
+        self.precheck_scope(nsid, Some(&body)).await?;
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,

@@ -204,6 +204,15 @@ pub(crate) fn xrpc_error(status: u16, body: &[u8]) -> SessionError {
             .and_then(|v| v.as_str())
             .map(truncate)
     };
+    let raw = |k: &str| body.as_ref().and_then(|b| b.get(k)?.as_str());
+    if let Some(scope) =
+        super::scope::scope_missing(status, raw("error").unwrap_or_default(), raw("message"))
+    {
+        return SessionError::ScopeMissing {
+            scope,
+            message: field("message"),
+        };
+    }
     SessionError::Xrpc {
         status,
         error: field("error").unwrap_or_else(|| "unknown".to_owned()),

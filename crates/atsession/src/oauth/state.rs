@@ -11,7 +11,8 @@ use super::error::OAuthError;
 use super::jose::Jwk;
 use crate::crypto::at_rest::AtRestKeyring;
 use crate::secret::TokenHash;
-use crate::store::oauth::StoredAuthState;
+use crate::store::oauth::{GrantId, StoredAuthState};
+use crate::syntax::Did;
 
 /// A pending authorization.
 #[derive(Serialize, Deserialize)]
@@ -23,6 +24,16 @@ pub(crate) struct AuthState {
     pub(crate) redirect_uri: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) app_state: Option<String>,
+    /// Set when this authorization upgrades the scope of an existing grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) upgrade: Option<UpgradeTarget>,
+}
+
+/// The grant a scope upgrade is for, and its account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UpgradeTarget {
+    pub(crate) grant_id: GrantId,
+    pub(crate) did: Did,
 }
 
 impl Drop for AuthState {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::scope::{ScopeError, ScopeSet};
 use crate::secret::SecretString;
 use crate::syntax::Did;
 
@@ -58,10 +59,35 @@ impl TokenSet {
         self.expires_at.is_some_and(|at| at <= now + margin)
     }
 
-    /// Whether the granted scope includes `scope`.
+    /// Whether the granted scope includes `scope` (literally).
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split_ascii_whitespace().any(|s| s == scope)
+    }
+
+    /// The granted scope, parsed as a server's grant is read
+    /// ([`ScopeSet::parse_granted`]): ask it what the tokens permit.
+    ///
+    /// ```
+    /// use atsession::oauth::TokenSet;
+    /// use atsession::oauth::scope::RepoAction;
+    /// use atsession::syntax::Did;
+    ///
+    /// let t = TokenSet {
+    ///     iss: "https://pds.example".into(),
+    ///     sub: Did::new("did:plc:ewvi7nxzyoun6zhxrhs64oiz").unwrap(),
+    ///     aud: "https://pds.example/".into(),
+    ///     scope: "atproto repo:com.example.note?action=create".into(),
+    ///     access_token: "a".into(),
+    ///     refresh_token: None,
+    ///     expires_at: None,
+    /// };
+    /// let granted = t.granted().unwrap();
+    /// assert!(granted.allows_repo("com.example.note", RepoAction::Create));
+    /// assert!(!granted.allows_repo("app.bsky.feed.post", RepoAction::Create));
+    /// ```
+    pub fn granted(&self) -> Result<ScopeSet, ScopeError> {
+        ScopeSet::parse_granted(&self.scope)
     }
 }
 
