@@ -44,6 +44,19 @@ struct Log {
     token_calls: usize,
     revoked: Vec<String>,
     pds_calls: Vec<String>,
+    /// (path, the `nonce` claim of the request's DPoP proof).
+    proof_nonces: Vec<(String, Option<String>)>,
+}
+
+/// The `nonce` claim of a DPoP proof.
+fn proof_nonce(proof: &str) -> Option<String> {
+    use base64::Engine as _;
+    let claims = proof.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    v.get("nonce")?.as_str().map(str::to_owned)
 }
 
 struct Fake {
@@ -54,6 +67,8 @@ struct Fake {
     /// The access token the PDS accepts.
     valid_access: Mutex<String>,
     log: Mutex<Log>,
+    /// Send `DPoP-Nonce: as-nonce` from the token endpoint and `rs-nonce` from the PDS.
+    send_nonces: Mutex<bool>,
 }
 
 impl Fake {
@@ -67,6 +82,7 @@ impl Fake {
             revoke_fails: Mutex::new(false),
             valid_access: Mutex::new("access-0".into()),
             log: Mutex::new(Log::default()),
+            send_nonces: Mutex::new(false),
         });
         let f = Arc::clone(&fake);
         tokio::spawn(async move {
@@ -130,7 +146,19 @@ impl Fake {
                 .into_owned()
                 .collect();
         let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
-        let (status, extra, resp) = self.route(&path, &headers, &form).await;
+        let path_only = path.split('?').next().unwrap_or_default().to_owned();
+        self.log.lock().unwrap().proof_nonces.push((
+            path_only.clone(),
+            headers.get("dpop").and_then(|p| proof_nonce(p)),
+        ));
+        let (status, mut extra, resp) = self.route(&path, &headers, &form).await;
+        if *self.send_nonces.lock().unwrap() {
+            if path_only == "/oauth/token" {
+                extra.push_str("dpop-nonce: as-nonce\r\n");
+            } else if path_only.starts_with("/xrpc/") {
+                extra.push_str("dpop-nonce: rs-nonce\r\n");
+            }
+        }
         let out = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{resp}",
             resp.len()
@@ -614,6 +642,44 @@ async fn invalid_token_at_the_pds_refreshes_once_and_retries() {
     assert!(matches!(e, SessionError::Refresh(_)), "{e:?}");
     let info = session.token_info(Refresh::AcceptStale).await.unwrap();
     assert_eq!(info.version, 2);
+}
+
+#[tokio::test]
+async fn the_authorization_server_and_the_pds_keep_their_own_nonces() {
+    // One origin is both, as the official PDS is; each side's nonce goes back to it only.
+    let s = setup_stale(quick()).await;
+    *s.fake.send_nonces.lock().unwrap() = true;
+    let session = s.getter.session(s.grant.clone());
+    for _ in 0..2 {
+        let _: serde_json::Value = session
+            .xrpc_query("com.atproto.server.getSession", &[])
+            .await
+            .unwrap();
+    }
+    s.getter.get(&s.grant, Refresh::Force).await.unwrap();
+    let _: serde_json::Value = session
+        .xrpc_query("com.atproto.server.getSession", &[])
+        .await
+        .unwrap();
+    let log = s.fake.log.lock().unwrap().proof_nonces.clone();
+    let token: Vec<_> = log.iter().filter(|(p, _)| p == "/oauth/token").collect();
+    let pds: Vec<_> = log
+        .iter()
+        .filter(|(p, _)| p.starts_with("/xrpc/"))
+        .collect();
+    assert_eq!(token.len(), 2, "{log:?}");
+    assert_eq!(token[1].1.as_deref(), Some("as-nonce"), "{log:?}");
+    assert!(pds.len() >= 3, "{log:?}");
+    assert!(
+        pds.iter()
+            .skip(1)
+            .all(|(_, n)| n.as_deref() == Some("rs-nonce")),
+        "every PDS call after the first carries the PDS's nonce: {log:?}"
+    );
+    assert!(
+        token.iter().all(|(_, n)| n.as_deref() != Some("rs-nonce")),
+        "the token endpoint never gets the PDS's nonce: {log:?}"
+    );
 }
 
 #[tokio::test]

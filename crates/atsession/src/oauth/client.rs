@@ -295,7 +295,11 @@ pub(crate) struct PendingRequest {
 pub(crate) struct Core {
     pub(crate) http: Http,
     pub(crate) pds: PdsHttp,
+    /// Nonces of authorization servers (PAR, token, revocation), by origin.
     pub(crate) nonces: DpopNonces,
+    /// Nonces of PDSes as resource servers, by origin: kept apart from the authorization
+    /// servers' even when one origin is both, since each side rotates its own.
+    pub(crate) pds_nonces: DpopNonces,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metadata: ClientMetadata,
     pub(crate) keyset: Option<Keyset>,
@@ -401,6 +405,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 http,
                 pds,
                 nonces: DpopNonces::new(),
+                pds_nonces: DpopNonces::new(),
                 clock: config.clock,
                 metadata: config.metadata,
                 keyset: config.keyset,
@@ -964,7 +969,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         }
         let call = dpop::ResourceCall {
             http: &self.core.pds,
-            nonces: &self.core.nonces,
+            nonces: &self.core.pds_nonces,
             clock: self.core.clock.as_ref(),
             key: &session.dpop_key,
             access_token: session.token_set.access_token.expose(),
@@ -999,7 +1004,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let headers = reqwest::header::HeaderMap::new();
         let call = dpop::ResourceCall {
             http: &self.core.pds,
-            nonces: &self.core.nonces,
+            nonces: &self.core.pds_nonces,
             clock: self.core.clock.as_ref(),
             key: &session.dpop_key,
             access_token: session.token_set.access_token.expose(),
