@@ -47,8 +47,10 @@ use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
 use crate::syntax::Did;
 
+mod any;
 mod memory;
 pub mod oauth;
+mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -56,7 +58,9 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use any::AnyStore;
 pub use memory::MemoryStore;
+pub use open::{OpenError, open};
 
 /// A boxed error from a backend's driver.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
