@@ -119,6 +119,8 @@ pub mod app;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod crypto;
 pub mod lock;
 #[cfg(feature = "oauth")]

@@ -14,6 +14,7 @@
 //!
 //! Errors ([`OpenError`]) name the store and the host, never the URL's user or password.
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::error::Error as StdError;
 
 use super::{AnyStore, MemoryStore, StoreError};
