@@ -134,6 +134,11 @@ pub struct AuthorizeOptions {
     /// `login_hint`: the account the authorization server should preselect. By default the
     /// identifier exactly as the user typed it (a handle or a DID; none for a PDS URL).
     pub login_hint: Option<String>,
+    /// Binds the login to the browser that starts it (login CSRF): the SHA-256 of a random
+    /// value that browser keeps (in a cookie). [`OAuthClient::callback`] then requires the
+    /// same value in [`CallbackParams::browser_binding`] before anything is exchanged or
+    /// stored. The web layer sets both.
+    pub browser_binding: Option<TokenHash>,
 }
 
 /// The `prompt` parameter of an authorization request (OpenID Connect Core §3.1.2.1, as the
@@ -199,6 +204,10 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// `error_description`.
     pub error_description: Option<String>,
+    /// The browser's binding value (from its cookie, never from the query), for logins
+    /// started with [`AuthorizeOptions::browser_binding`].
+    #[serde(skip)]
+    pub browser_binding: Option<crate::secret::SecretString>,
 }
 
 impl CallbackParams {
@@ -489,6 +498,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             verifier: pkce.verifier.expose().to_owned(),
             redirect_uri,
             app_state: options.app_state,
+            binding: options.browser_binding.map(|h| h.to_hex()),
         };
         let stored = pending.seal(
             &self.core.keyring,
@@ -521,6 +531,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             .await?
             .ok_or(CallbackError::UnknownState)?;
         let pending = AuthState::open(&stored, &self.core.keyring)?;
+        pending.check_binding(params.browser_binding.as_ref())?;
         let app_state = pending.app_state.clone();
 
         // RFC 9207: the issuer is checked on error responses too.
