@@ -40,7 +40,9 @@ mod sqlite {
 #[cfg(feature = "postgres")]
 mod postgres {
     async fn fresh() -> Option<super::AnyStore> {
-        crate::support::fresh_postgres().await.map(super::AnyStore::from)
+        crate::support::fresh_postgres()
+            .await
+            .map(super::AnyStore::from)
     }
     atsession::session_store_suite!({
         let Some(store) = fresh().await else { return };
@@ -48,13 +50,17 @@ mod postgres {
     });
     mod oauth {
         atsession::oauth_store_suite!({
-            let Some(store) = super::fresh().await else { return };
+            let Some(store) = super::fresh().await else {
+                return;
+            };
             std::future::ready(store)
         });
     }
     mod lock {
         atsession::lock_suite!({
-            let Some(store) = super::fresh().await else { return };
+            let Some(store) = super::fresh().await else {
+                return;
+            };
             std::future::ready(store.lock())
         });
     }
@@ -63,7 +69,9 @@ mod postgres {
 #[cfg(feature = "redis")]
 mod redis {
     async fn fresh() -> Option<super::AnyStore> {
-        crate::support::fresh_redis().await.map(super::AnyStore::from)
+        crate::support::fresh_redis()
+            .await
+            .map(super::AnyStore::from)
     }
     atsession::session_store_suite!({
         let Some(store) = fresh().await else { return };
@@ -71,13 +79,17 @@ mod redis {
     });
     mod oauth {
         atsession::oauth_store_suite!({
-            let Some(store) = super::fresh().await else { return };
+            let Some(store) = super::fresh().await else {
+                return;
+            };
             std::future::ready(store)
         });
     }
     mod lock {
         atsession::lock_suite!({
-            let Some(store) = super::fresh().await else { return };
+            let Some(store) = super::fresh().await else {
+                return;
+            };
             std::future::ready(store.lock())
         });
     }
@@ -181,7 +193,16 @@ async fn wrong_postgres_password_is_not_echoed() {
     if matches!(e, OpenError::Unreachable { .. }) {
         return; // no server here
     }
-    assert!(matches!(e, OpenError::Open { store: "postgres", .. }), "{all}");
+    assert!(
+        matches!(
+            e,
+            OpenError::Open {
+                store: "postgres",
+                ..
+            }
+        ),
+        "{all}"
+    );
     assert!(!all.contains(PASSWORD), "{all}");
 }
 
@@ -194,9 +215,30 @@ async fn urls_and_bare_paths_open_sqlite() {
     assert_eq!(store.backend(), "sqlite");
     assert!(bare.exists());
     let e = open("sqlite://").await.unwrap_err();
-    assert!(matches!(e, OpenError::BadUrl { store: "sqlite", .. }), "{e:?}");
-    let e = open(&format!("sqlite://{}/missing/dir/x.db", dir.path().display()))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, OpenError::Open { store: "sqlite", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            OpenError::BadUrl {
+                store: "sqlite",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = open(&format!(
+        "sqlite://{}/missing/dir/x.db",
+        dir.path().display()
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OpenError::Open {
+                store: "sqlite",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }

@@ -3,7 +3,6 @@
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)]
 
-
 use atsession::store::sqlite::SqliteStore;
 
 /// A store on a fresh file that lives as long as the store (the directory is leaked into the

@@ -94,7 +94,10 @@ fn missing(what: &str) {
 }
 
 fn query(url: &Path) -> String {
-    url.display().to_string().replace('%', "%25").replace('&', "%26")
+    url.display()
+        .to_string()
+        .replace('%', "%25")
+        .replace('&', "%26")
 }
 
 /// What every untrusted attempt must give.
@@ -132,7 +135,16 @@ async fn redis_over_tls() {
     let c = certs();
     let port = free_port();
     let child = Command::new("redis-server")
-        .args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--tls-port")
         .arg(port.to_string())
         .arg("--tls-cert-file")
@@ -206,11 +218,8 @@ impl PgCluster {
         let key = dir.path().join("server.key");
         std::fs::copy(&c.cert, &cert).unwrap();
         std::fs::copy(&c.key, &key).unwrap();
-        std::fs::set_permissions(
-            &key,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let owned = Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(dir.path())
@@ -297,12 +306,10 @@ async fn postgres_over_tls() {
     assert_untrusted(&e, "postgres");
 
     // Nothing was created by the refused attempts.
-    let (plain, conn) = tokio_postgres::connect(
-        &format!("{base}?sslmode=disable"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
+    let (plain, conn) =
+        tokio_postgres::connect(&format!("{base}?sslmode=disable"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let tables: i64 = plain
         .query_one(

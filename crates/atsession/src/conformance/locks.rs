@@ -226,4 +226,3 @@ pub async fn invalid_requests<L: Lock + Clone>(lock: L) {
         ));
     }
 }
-

@@ -6,9 +6,7 @@ use std::sync::LazyLock;
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
 use crate::store::Cas;
-use crate::store::oauth::{
-    GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-};
+use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
 use crate::syntax::Did;
 use time::OffsetDateTime;
 
@@ -247,4 +245,3 @@ pub async fn sealed_bytes_round_trip<S: StateStore + OAuthSessionStore>(s: &S) {
     assert_eq!(listed[0].sealed, every);
     assert!(listed[1].sealed.is_empty());
 }
-

@@ -22,8 +22,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::future::Future;
-
 use time::OffsetDateTime;
 
 use super::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
@@ -141,112 +139,79 @@ macro_rules! each {
 }
 
 impl SessionStore for AnyStore {
-    fn create(
-        &self,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.create(session)) }
+    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
+        each!(self, s => s.create(session))
     }
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
-        async move { each!(self, s => s.load(id)) }
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        each!(self, s => s.load(id))
     }
-    fn load_by_token(
+    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+        each!(self, s => s.load_by_token(hash))
+    }
+    async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
-        async move { each!(self, s => s.load_by_token(hash)) }
+    ) -> Result<Option<StoredSession>, StoreError> {
+        each!(self, s => s.load_by_access_token(hash))
     }
-    fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
-        async move { each!(self, s => s.load_by_access_token(hash)) }
-    }
-    fn update(
+    async fn update(
         &self,
         expected_version: u64,
         session: &StoredSession,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
-        async move { each!(self, s => s.update(expected_version, session)) }
+    ) -> Result<Cas, StoreError> {
+        each!(self, s => s.update(expected_version, session))
     }
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { each!(self, s => SessionStore::delete(s, id)) }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        each!(self, s => SessionStore::delete(s, id))
     }
-    fn list_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send {
-        async move { each!(self, s => s.list_by_did(did)) }
+    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
+        each!(self, s => s.list_by_did(did))
     }
-    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { each!(self, s => s.delete_by_did(did)) }
+    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        each!(self, s => s.delete_by_did(did))
     }
-    fn delete_expired(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { each!(self, s => s.delete_expired(now)) }
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        each!(self, s => s.delete_expired(now))
     }
 }
 
 impl StateStore for AnyStore {
-    fn put_state(
-        &self,
-        state: &StoredAuthState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.put_state(state)) }
+    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
+        each!(self, s => s.put_state(state))
     }
-    fn take_state(
+    async fn take_state(
         &self,
         key: &TokenHash,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<StoredAuthState>, StoreError>> + Send {
-        async move { each!(self, s => s.take_state(key, now)) }
+    ) -> Result<Option<StoredAuthState>, StoreError> {
+        each!(self, s => s.take_state(key, now))
     }
-    fn delete_expired_states(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { each!(self, s => s.delete_expired_states(now)) }
+    async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        each!(self, s => s.delete_expired_states(now))
     }
 }
 
 impl OAuthSessionStore for AnyStore {
-    fn create_grant(
-        &self,
-        grant: &StoredGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.create_grant(grant)) }
+    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
+        each!(self, s => s.create_grant(grant))
     }
-    fn load_grant(
-        &self,
-        id: &GrantId,
-    ) -> impl Future<Output = Result<Option<StoredGrant>, StoreError>> + Send {
-        async move { each!(self, s => s.load_grant(id)) }
+    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
+        each!(self, s => s.load_grant(id))
     }
-    fn update_grant(
+    async fn update_grant(
         &self,
         expected_version: u64,
         grant: &StoredGrant,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
-        async move { each!(self, s => s.update_grant(expected_version, grant)) }
+    ) -> Result<Cas, StoreError> {
+        each!(self, s => s.update_grant(expected_version, grant))
     }
-    fn delete_grant(&self, id: &GrantId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { each!(self, s => s.delete_grant(id)) }
+    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_grant(id))
     }
-    fn list_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredGrant>, StoreError>> + Send {
-        async move { each!(self, s => s.list_grants_by_did(did)) }
+    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
+        each!(self, s => s.list_grants_by_did(did))
     }
-    fn delete_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        async move { each!(self, s => s.delete_grants_by_did(did)) }
+    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
+        each!(self, s => s.delete_grants_by_did(did))
     }
 }

@@ -422,6 +422,9 @@ mod tests {
         let (u, v) = take_query_param("rediss://h:1/0?sslrootcert=/ca.pem", "sslrootcert");
         assert_eq!(u, "rediss://h:1/0");
         assert_eq!(v.as_deref(), Some("/ca.pem"));
-        assert_eq!(take_query_param("redis://h", "a"), ("redis://h".into(), None));
+        assert_eq!(
+            take_query_param("redis://h", "a"),
+            ("redis://h".into(), None)
+        );
     }
 }
