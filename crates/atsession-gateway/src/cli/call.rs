@@ -8,7 +8,6 @@
 //! the newest one of `--did`, or of the last account logged in with this database.
 //! Refreshes take the SQLite lock of the database, so concurrent invocations share one.
 
-use atsession::lock::sqlite::SqliteLock;
 use atsession::oauth::{GetterConfig, SessionGetter};
 use atsession::syntax::Did;
 use clap::Args;
@@ -60,7 +59,7 @@ pub async fn call(args: CallArgs) -> Result<(), CliError> {
         client.grants_of(&did).await?.pop().ok_or_else(|| {
             format!("no OAuth grant stored for {did}: run `atsession login` first")
         })?;
-    let lock = SqliteLock::new(client.store());
+    let lock = client.store().lock();
     let getter = SessionGetter::new(client, GetterConfig::default().lock(lock));
     let session = getter.session(grant);
     let answer: Value = match body {

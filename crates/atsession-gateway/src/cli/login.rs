@@ -20,7 +20,7 @@ use atsession::oauth::identity::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, Url,
 };
-use atsession::store::sqlite::SqliteStore;
+use atsession::store::AnyStore;
 use atsession::syntax::Did;
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,9 +38,10 @@ pub const REDIRECT: &str = "http://127.0.0.1/callback";
 /// Options shared by `login` and `logout`.
 #[derive(Debug, Args)]
 pub struct OAuthOptions {
-    /// The SQLite database holding the OAuth grants.
-    #[arg(long, default_value = "atsession.db")]
-    pub db: PathBuf,
+    /// The store holding the OAuth grants: a SQLite file, or a store URL (`sqlite://…`,
+    /// `postgres://…`, `redis://…`, `rediss://…`, `memory:`).
+    #[arg(long, default_value = "atsession.db", env = "ATSESSION_DB")]
+    pub db: String,
     /// The at-rest key file (default: `<db>.key`, created on first use). The
     /// `ATSESSION_AT_REST_KEY` environment variable takes precedence.
     #[arg(long)]
@@ -88,10 +89,16 @@ pub struct LogoutArgs {
     pub oauth: OAuthOptions,
 }
 
-pub(crate) fn sibling(db: &Path, suffix: &str) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+/// A file beside the store: `<file><suffix>` for a SQLite file, `./atsession<suffix>` for
+/// a network store.
+pub(crate) fn sibling(db: &str, suffix: &str) -> PathBuf {
+    let file = match db.split_once("://") {
+        Some(("sqlite", path)) => path,
+        Some(_) => "atsession",
+        None if db.starts_with("sqlite:") || db.starts_with("memory:") => "atsession",
+        None => db,
+    };
+    PathBuf::from(format!("{file}{suffix}"))
 }
 
 /// The at-rest keyring: from the environment, the key file, or a new key file.
@@ -99,9 +106,10 @@ fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
     load_keyring(&opts.db, opts.key_file.as_deref())
 }
 
-/// The at-rest keyring of the database `db`: from `ATSESSION_AT_REST_KEY`, the key file
-/// (default `<db>.key`), or a new key file created with mode 0600.
-pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
+/// The at-rest keyring of the store `db`: from `ATSESSION_AT_REST_KEY`, the key file
+/// (default `<db>.key` beside a SQLite file, `./atsession.key` for a network store), or a
+/// new key file created with mode 0600.
+pub fn load_keyring(db: &str, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
     if let Ok(spec) = std::env::var(KEY_ENV) {
         return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
     }
@@ -131,8 +139,8 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     o.open(path)
 }
 
-pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStore>, CliError> {
-    let store = SqliteStore::open(&opts.db).await?;
+pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<AnyStore>, CliError> {
+    let store = atsession::store::open(&opts.db).await?;
     let metadata = ClientMetadata::loopback(&[REDIRECT], SCOPE)?;
     let config = OAuthClientConfig::new(metadata, keyring(opts)?)
         .dev_mode(opts.dev)

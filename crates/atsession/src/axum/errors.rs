@@ -78,14 +78,13 @@ impl LoginErrorCode {
         }
     }
 
-    /// The HTTP status a JSON client gets.
+    /// The HTTP status of the answer (when it is not a redirect to the error page).
     #[must_use]
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MissingIdentifier | Self::BadRequest | Self::UnknownState => {
+            Self::MissingIdentifier | Self::BadRequest | Self::NotFound | Self::UnknownState => {
                 StatusCode::BAD_REQUEST
             }
-            Self::NotFound => StatusCode::NOT_FOUND,
             Self::OtherBrowser | Self::AccessDenied | Self::Refused => StatusCode::FORBIDDEN,
             Self::ServerUnreachable => StatusCode::BAD_GATEWAY,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -104,8 +104,8 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-/// `GET /oauth/login`.
-async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri) -> Response {
+/// `GET /oauth/login` (mounted by [`AtprotoAuth::router`]; public to mount at more paths).
+pub async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri) -> Response {
     let json = wants_json(&headers);
     let q = match Query::<LoginQuery>::try_from_uri(&uri) {
         Ok(Query(q)) => q,
@@ -167,23 +167,26 @@ async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri) ->
     }
 }
 
-/// `GET /oauth/callback`.
-async fn callback(
+/// `GET /oauth/callback`. The browser binding cookie is cleared (when the request carries
+/// one), whatever the outcome.
+pub async fn callback(
     State(auth): State<AtprotoAuth>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let json = wants_json(&headers);
+    let bound = binding::from_headers(&headers, auth.secure());
+    let clear = bound.is_some();
     let mut params = match CallbackParams::from_query(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
-        Err(e) => return auth.fail(json, &LoginError::from_oauth(&OAuthError::from(e)), true),
+        Err(e) => return auth.fail(json, &LoginError::from_oauth(&OAuthError::from(e)), clear),
     };
-    params.browser_binding = binding::from_headers(&headers, auth.secure());
+    params.browser_binding = bound;
     let done = match auth.client().callback(&params).await {
         Ok(done) => done,
         Err(e) => {
             tracing::info!(error = %super::errors::describe(&e), "login callback refused");
-            return auth.fail(json, &LoginError::from_oauth(&e), true);
+            return auth.fail(json, &LoginError::from_oauth(&e), clear);
         }
     };
     let grant = done.session.grant_id.clone();
@@ -207,7 +210,7 @@ async fn callback(
                 tracing::warn!(error = %r, "signing the orphaned grant out failed");
             }
             let e = LoginError::new(LoginErrorCode::Internal, "could not create the session");
-            return auth.fail(json, &e, true);
+            return auth.fail(json, &e, clear);
         }
     };
     tracing::info!(did = %did, session = %new.session.id, "logged in");
@@ -224,7 +227,9 @@ async fn callback(
     };
     let h = response.headers_mut();
     h.append(header::SET_COOKIE, auth.sessions().set_cookie(&new));
-    h.append(header::SET_COOKIE, binding::clear_cookie(auth.secure()));
+    if clear {
+        h.append(header::SET_COOKIE, binding::clear_cookie(auth.secure()));
+    }
     no_store(response)
 }
 
@@ -244,8 +249,9 @@ pub async fn verified_handle(client: &OAuthClient<AnyStore>, did: &Did) -> Handl
     Handle::new(INVALID_HANDLE).unwrap_or_else(|_| unreachable!("a valid handle"))
 }
 
-/// `POST /oauth/logout`.
-async fn logout(State(auth): State<AtprotoAuth>, headers: HeaderMap) -> Response {
+/// `POST /oauth/logout`: `303` to the after-logout page for browsers, `204` for clients that
+/// ask for JSON; the session cookie is cleared either way.
+pub async fn logout(State(auth): State<AtprotoAuth>, headers: HeaderMap) -> Response {
     let json = wants_json(&headers);
     let signed_out = || {
         let mut r = if json {
@@ -274,12 +280,12 @@ async fn logout(State(auth): State<AtprotoAuth>, headers: HeaderMap) -> Response
 }
 
 /// `GET /oauth/client-metadata.json` (confidential clients only).
-async fn client_metadata(State(auth): State<AtprotoAuth>) -> Response {
+pub async fn client_metadata(State(auth): State<AtprotoAuth>) -> Response {
     Json(auth.client().metadata()).into_response()
 }
 
 /// `GET /oauth/jwks.json` (confidential clients only).
-async fn jwks(State(auth): State<AtprotoAuth>) -> Response {
+pub async fn jwks(State(auth): State<AtprotoAuth>) -> Response {
     match auth.client().jwks() {
         Some(jwks) => Json(jwks).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
