@@ -112,7 +112,10 @@ async fn login_session_and_logout_through_the_gateway() {
     // nothing; the state is spent.
     let elsewhere = http
         .get(format!("{}{callback_path}", gw.base))
-        .header("cookie", "atsession-login=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .header(
+            "cookie",
+            "atsession-login=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
         .send()
         .await
         .unwrap();

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use atsession::app::{Session, SessionId, SessionManager};
-use atsession::oauth::{ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter};
+use atsession::oauth::{
+    ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
+};
 use atsession::store::oauth::GrantId;
 use atsession::store::{AnyStore, SessionStore};
 use atsession::syntax::Did;
@@ -169,7 +171,10 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
         return Ok(0);
     }
     if std::env::var(KEY_ENV).is_err() && !sibling(db, ".key").exists() {
-        eprintln!("no at-rest key: the sessions' {} OAuth grants are left", grants.len());
+        eprintln!(
+            "no at-rest key: the sessions' {} OAuth grants are left",
+            grants.len()
+        );
         return Ok(0);
     }
     let store = atsession::store::open(db).await?;
