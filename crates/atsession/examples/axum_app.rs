@@ -11,8 +11,6 @@
 //! default). The profile page calls `com.atproto.server.getSession` on the user's PDS:
 //! `app.bsky.actor.getProfile` needs a Bluesky AppView, which a bare PDS (like the local one
 //! the end-to-end test runs against) does not have.
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use atsession::app::{CookieConfig, SessionConfig};
 use atsession::axum::{AtprotoAuth, AtprotoSession, Session, WebConfig};
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
@@ -21,8 +19,6 @@ use atsession::oauth::{ClientMetadata, OAuthClientConfig};
 use axum::response::Html;
 use axum::{Router, routing::get};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
 /// The app on store `db`, reachable at `http://127.0.0.1:{port}`.
 pub async fn app(
     db: &str,
@@ -30,7 +26,7 @@ pub async fn app(
     key: AtRestKey,
     identity: IdentityConfig,
     dev: bool,
-) -> Result<Router, Error> {
+) -> Result<Router, Box<dyn std::error::Error + Send + Sync>> {
     let metadata = ClientMetadata::loopback(
         &["http://127.0.0.1/oauth/callback"],
         "atproto transition:generic",
@@ -71,19 +67,17 @@ async fn profile(user: AtprotoSession) -> Result<Html<String>, String> {
         .xrpc_query("com.atproto.server.getSession", &[])
         .await
         .map_err(|e| e.to_string())?;
+    let (handle, did, scope) = (&me["handle"], &me["did"], &user.info.scope);
     Ok(Html(format!(
-        "<h1>{}</h1><p>{}</p><p>Scope: {}</p>",
-        me["handle"], me["did"], user.info.scope
+        "<h1>{handle}</h1><p>{did}</p><p>Scope: {scope}</p>"
     )))
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let db = std::env::var("ATSESSION_DB").unwrap_or_else(|_| "memory:".into());
-    let key = match std::env::var("AT_REST_KEY") {
-        Ok(spec) => AtRestKey::from_spec(&spec)?,
-        Err(_) => AtRestKey::generate("k1")?,
-    };
+    let key = std::env::var("AT_REST_KEY").ok();
+    let key = key.map_or_else(|| AtRestKey::generate("k1"), |k| AtRestKey::from_spec(&k))?;
     let app = app(&db, 8080, key, IdentityConfig::default(), false).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     println!("open http://127.0.0.1:8080/");

@@ -29,8 +29,12 @@ impl CookieSlot {
     }
 }
 
-/// The layer (see the [module docs](self)). Get one from
-/// [`AtprotoAuth::layer`](super::AtprotoAuth::layer).
+/// Puts the slid session cookie on responses. Get one from
+/// [`AtprotoAuth::layer`](super::AtprotoAuth::layer) and wrap the whole router in it.
+///
+/// Each request gets a slot; the extractors fill it when the session's idle window slid on
+/// a cookie request; after the handler, the layer appends that `Set-Cookie`, unless the
+/// handler set the session cookie itself (a login or a logout).
 #[derive(Debug, Clone)]
 pub struct SessionCookieLayer {
     cookie_name: Arc<str>,

@@ -1,17 +1,5 @@
 //! Opening a store from a URL, with the backend chosen at run time.
 //!
-//! | URL | backend | feature |
-//! |---|---|---|
-//! | `memory:` | [`MemoryStore`] | always |
-//! | `sqlite://relative.db`, `sqlite:///absolute.db`, `sqlite::memory:`, a bare path | SQLite | `sqlite` |
-//! | `postgres://…`, `postgresql://…` (TLS with `sslmode=require` or `verify-full`) | PostgreSQL | `postgres` |
-//! | `redis://…`, `rediss://…` (TLS) | Redis / Valkey | `redis` |
-//!
-//! For TLS the server's certificate is checked against the platform's roots, or against the
-//! CA certificates of the PEM file named by `sslrootcert=<path>` in the URL's query (for
-//! PostgreSQL and Redis alike). The certificate chain and the host name are always verified:
-//! `sslmode=require`, `verify-ca` and `verify-full` all mean *encrypted and verified*.
-//!
 //! Errors ([`OpenError`]) name the store and the host, never the URL's user or password.
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
@@ -90,8 +78,20 @@ pub enum OpenError {
     },
 }
 
-/// Opens the store a URL names (see the [table](self)); for SQLite and PostgreSQL the
-/// schema is created or migrated.
+/// Opens the store a URL names; for SQLite and PostgreSQL the schema is created or
+/// migrated.
+///
+/// | URL | backend | feature |
+/// |---|---|---|
+/// | `memory:` | [`MemoryStore`] | always |
+/// | `sqlite://relative.db`, `sqlite:///absolute.db`, `sqlite::memory:`, a bare path | SQLite | `sqlite` |
+/// | `postgres://…`, `postgresql://…` (TLS with `sslmode=require` or `verify-full`) | PostgreSQL | `postgres` |
+/// | `redis://…`, `rediss://…` (TLS) | Redis / Valkey | `redis` |
+///
+/// For TLS the server's certificate is checked against the platform's roots, or against the
+/// CA certificates of the PEM file named by `sslrootcert=<path>` in the URL's query (for
+/// PostgreSQL and Redis alike). The certificate chain and the host name are always verified:
+/// `sslmode=require`, `verify-ca` and `verify-full` all mean *encrypted and verified*.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
