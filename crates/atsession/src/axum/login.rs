@@ -42,14 +42,21 @@ impl AtprotoAuth {
     /// use axum::Router;
     /// use axum::extract::FromRef;
     ///
-    /// #[derive(Clone, FromRef)]
+    /// #[derive(Clone)]
     /// struct App {
     ///     auth: AtprotoAuth,
     ///     greeting: String,
     /// }
     ///
+    /// impl FromRef<App> for AtprotoAuth {
+    ///     fn from_ref(app: &App) -> Self {
+    ///         app.auth.clone()
+    ///     }
+    /// }
+    ///
     /// fn routes(app: App) -> Router {
-    ///     Router::new().merge(app.auth.router()).layer(app.auth.layer()).with_state(app)
+    ///     let auth = app.auth.clone();
+    ///     Router::new().merge(auth.router()).layer(auth.layer()).with_state(app)
     /// }
     /// ```
     pub fn router<S>(&self) -> Router<S>

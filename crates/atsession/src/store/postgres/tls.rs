@@ -5,7 +5,8 @@
 //! the server's certificate chain and host name, whatever the mode says: against the
 //! platform's roots, or against the PEM file named by `sslrootcert=<path>`. Without one of
 //! these modes (the default is `prefer`) connections are plain, as before: use them on
-//! loopback, a private network or a Unix socket.
+//! loopback, a private network or a Unix socket. TLS is configured in the `postgres://` URL
+//! form only; the `key=value` form connects without it.
 
 use std::sync::Arc;
 
@@ -22,6 +23,22 @@ pub(super) struct Prepared {
 /// verifying modes into `require` (the only one it knows that insists on TLS).
 pub(super) fn prepare(url: &str) -> Result<Prepared, StoreError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        // The `key=value` form: plain connections only (a required TLS would fail later,
+        // with a less clear error).
+        if [
+            "sslmode=require",
+            "sslmode=verify-ca",
+            "sslmode=verify-full",
+        ]
+        .iter()
+        .any(|m| url.contains(m))
+        {
+            return Err(StoreError::backend(
+                BACKEND,
+                "connect",
+                "TLS settings are read from the postgres:// URL form only",
+            ));
+        }
         return Ok(Prepared {
             url: url.to_owned(),
             tls: None,
