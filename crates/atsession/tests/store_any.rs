@@ -1,5 +1,5 @@
-//! `AnyStore` and `AnyLock` run every conformance suite (on memory and SQLite here, on
-//! PostgreSQL and Redis when their servers are up), and `store::open` gives typed errors
+//! `AnyStore` and `AnyLock` run every conformance suite (on memory, a custom store and
+//! SQLite here, on PostgreSQL and Redis when their servers are up), and `store::open` gives typed errors
 //! that name the store but never a password.
 #![allow(clippy::unwrap_used)]
 
@@ -23,6 +23,25 @@ mod memory {
     }
     mod lock {
         atsession::lock_suite!(async { atsession::store::open("memory:").await.unwrap().lock() });
+    }
+}
+
+/// A store "written elsewhere": the memory store behind the object-safe `DynStore`.
+fn custom() -> AnyStore {
+    AnyStore::custom(
+        "custom-memory",
+        atsession::store::MemoryStore::new(),
+        atsession::lock::MemoryLock::new(),
+    )
+}
+
+mod custom {
+    atsession::session_store_suite!(async { crate::custom() });
+    mod oauth {
+        atsession::oauth_store_suite!(async { crate::custom() });
+    }
+    mod lock {
+        atsession::lock_suite!(async { crate::custom().lock() });
     }
 }
 

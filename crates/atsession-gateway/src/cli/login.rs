@@ -270,9 +270,15 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let mut failed = None;
+    // Through the session getter, so that its `Deleted` event fires for every sign-out.
+    let lock = client.store().lock();
+    let getter = atsession::oauth::SessionGetter::new(
+        client,
+        atsession::oauth::GetterConfig::default().lock(lock),
+    );
     for grant in &grants {
         // Revokes at the server, then deletes (even when revoking failed).
-        if let Err(e) = client.revoke(grant).await {
+        if let Err(e) = getter.sign_out(grant).await {
             eprintln!("grant {grant}: revoking at the server failed: {e}");
             failed = Some(e);
         }

@@ -18,7 +18,7 @@ use super::{LeaseOwner, Lock, LockFuture, MemoryLock};
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum AnyLock {
     /// In-process.
@@ -32,6 +32,23 @@ pub enum AnyLock {
     /// Redis `SET NX PX`.
     #[cfg(feature = "redis")]
     Redis(super::redis::RedisLock),
+    /// A lock written elsewhere.
+    Custom(std::sync::Arc<dyn Lock>),
+}
+
+impl std::fmt::Debug for AnyLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory(l) => l.fmt(f),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(l) => l.fmt(f),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(l) => l.fmt(f),
+            #[cfg(feature = "redis")]
+            Self::Redis(l) => l.fmt(f),
+            Self::Custom(_) => f.write_str("AnyLock::Custom"),
+        }
+    }
 }
 
 impl AnyLock {
@@ -44,6 +61,7 @@ impl AnyLock {
             Self::Postgres(l) => l,
             #[cfg(feature = "redis")]
             Self::Redis(l) => l,
+            Self::Custom(l) => &**l,
         }
     }
 }

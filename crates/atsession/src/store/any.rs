@@ -6,7 +6,9 @@
 //! [`OAuthSessionStore`] by handing each call to its backend. Code that is generic over a
 //! store ([`SessionManager`](crate::app::SessionManager), the OAuth client, the session
 //! getter) takes it like any other store; code that must not be generic (the web layer, a
-//! binary) names `AnyStore` and works on every backend.
+//! binary) names `AnyStore` and works on every backend. A store written elsewhere joins
+//! through [`AnyStore::custom`] (as an object of the object-safe
+//! [`DynStore`](super::custom::DynStore)).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,6 +47,8 @@ pub enum AnyStore {
     /// Redis or Valkey.
     #[cfg(feature = "redis")]
     Redis(super::redis::RedisStore),
+    /// A store written elsewhere (see [`AnyStore::custom`]).
+    Custom(super::custom::CustomStore),
 }
 
 impl AnyStore {
@@ -64,6 +68,7 @@ impl AnyStore {
             Self::Postgres(_) => "postgres",
             #[cfg(feature = "redis")]
             Self::Redis(_) => "redis",
+            Self::Custom(c) => c.name,
         }
     }
 
@@ -87,7 +92,31 @@ impl AnyStore {
             Self::Postgres(s) => AnyLock::Postgres(crate::lock::postgres::PostgresLock::new(s)),
             #[cfg(feature = "redis")]
             Self::Redis(s) => AnyLock::Redis(crate::lock::redis::RedisLock::new(s)),
+            Self::Custom(c) => AnyLock::Custom(std::sync::Arc::clone(&c.lock)),
         }
+    }
+
+    /// A store written outside this crate (any type implementing [`SessionStore`],
+    /// [`StateStore`] and [`OAuthSessionStore`]), with its lock, so that code that takes an
+    /// `AnyStore` (the web layer) works on it too. `name` appears in messages.
+    ///
+    /// ```
+    /// use atsession::lock::MemoryLock;
+    /// use atsession::store::{AnyStore, MemoryStore};
+    ///
+    /// let store = AnyStore::custom("my-store", MemoryStore::new(), MemoryLock::new());
+    /// assert_eq!(store.backend(), "my-store");
+    /// ```
+    #[must_use]
+    pub fn custom<S>(name: &'static str, store: S, lock: impl crate::lock::Lock) -> Self
+    where
+        S: SessionStore + StateStore + OAuthSessionStore,
+    {
+        Self::Custom(super::custom::CustomStore {
+            name,
+            store: std::sync::Arc::new(store),
+            lock: std::sync::Arc::new(lock),
+        })
     }
 
     /// Opens a store from a URL: see [`open`](super::open).
@@ -134,6 +163,7 @@ macro_rules! each {
             AnyStore::Postgres($s) => $call.await,
             #[cfg(feature = "redis")]
             AnyStore::Redis($s) => $call.await,
+            AnyStore::Custom($s) => $call.await,
         }
     };
 }

@@ -56,6 +56,7 @@ use crate::secret::TokenHash;
 use crate::syntax::Did;
 
 mod any;
+pub mod custom;
 mod memory;
 pub mod oauth;
 mod open;
