@@ -269,3 +269,77 @@ impl IntoResponse for AuthRejection {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_errors_map_to_codes() {
+        let code = |e: CallbackError| LoginError::from_oauth(&OAuthError::Callback(e)).code;
+        assert_eq!(
+            code(CallbackError::OtherBrowser),
+            LoginErrorCode::OtherBrowser
+        );
+        assert_eq!(
+            code(CallbackError::NoBrowserBinding),
+            LoginErrorCode::OtherBrowser
+        );
+        assert_eq!(
+            code(CallbackError::UnknownState),
+            LoginErrorCode::UnknownState
+        );
+        assert_eq!(
+            code(CallbackError::MissingState),
+            LoginErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(CallbackError::AccessDenied {
+                description: None,
+                app_state: None
+            }),
+            LoginErrorCode::AccessDenied
+        );
+        let e = LoginError::from_oauth(&OAuthError::InvalidInput);
+        assert_eq!(e.code, LoginErrorCode::BadRequest);
+        assert_eq!(e.code.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(LoginErrorCode::OtherBrowser.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn browsers_get_redirects_and_api_clients_json() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_json(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(wants_json(&h));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml,application/json;q=0.9"),
+        );
+        assert!(!wants_json(&h));
+
+        let e = LoginError::new(LoginErrorCode::UnknownState, "spent");
+        let r = e.respond(false, Some("/oops?from=login"), None);
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "/oops?from=login&error=unknown_state"
+        );
+        let r = e.respond(
+            true,
+            Some("/oops"),
+            Some(HeaderValue::from_static("a=; Max-Age=0")),
+        );
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::SET_COOKIE], "a=; Max-Age=0");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        let r = e.respond(false, None, None);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+    }
+}
