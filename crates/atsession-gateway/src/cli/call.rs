@@ -6,7 +6,7 @@
 //! Without `--json` the call is a query (`GET`, the params in the query string); with
 //! `--json` it is a procedure (`POST`, the body as given, which must be JSON). The grant is
 //! the newest one of `--did`, or of the last account logged in with this database.
-//! Refreshes take the SQLite lock of the database, so concurrent invocations share one.
+//! Refreshes take the lock of the store, so concurrent invocations share one.
 
 use atsession::oauth::{GetterConfig, SessionGetter};
 use atsession::syntax::Did;

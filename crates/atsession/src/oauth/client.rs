@@ -455,7 +455,8 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 .servers
                 .server_for_pds(&resolved.pds, auth.kind(), false)
                 .await?;
-            (server, Some(input.to_owned()))
+            // As typed, less a leading `@`: authorization servers refuse `@handle`.
+            (server, Some(input.trim_start_matches('@').to_owned()))
         };
         let login_hint = options.login_hint.or(login_hint);
         if login_hint
