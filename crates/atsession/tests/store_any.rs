@@ -261,3 +261,18 @@ async fn urls_and_bare_paths_open_sqlite() {
         "{e:?}"
     );
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn unknown_sslmode_is_a_bad_url() {
+    let e = open(&format!(
+        "postgres://app:{PASSWORD}@127.0.0.1:5432/app?sslmode=sometimes"
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, OpenError::BadUrl { store: "postgres", reason } if reason.contains("sslmode")),
+        "{e:?}"
+    );
+    assert!(!everything(&e).contains(PASSWORD));
+}

@@ -32,8 +32,8 @@ pub enum OpenError {
     BadUrl {
         /// Which store.
         store: &'static str,
-        /// What is wrong.
-        reason: &'static str,
+        /// What is wrong (never a part of the URL).
+        reason: String,
     },
     /// The URL's port is not a number from 1 to 65535.
     #[error("the {store} store URL has a bad port (expected a number from 1 to 65535)")]
@@ -141,7 +141,7 @@ async fn open_sqlite(url: &str) -> Result<AnyStore, OpenError> {
     if path.split('?').next().unwrap_or_default().is_empty() {
         return Err(OpenError::BadUrl {
             store: "sqlite",
-            reason: "it names no file",
+            reason: "it names no file".into(),
         });
     }
     super::sqlite::SqliteStore::connect(url)
@@ -196,17 +196,17 @@ fn network_address(store: &'static str, url: &str) -> Result<String, OpenError> 
     let rest = url
         .split_once("://")
         .map(|(_, r)| r)
-        .ok_or(OpenError::BadUrl {
+        .ok_or_else(|| OpenError::BadUrl {
             store,
-            reason: "expected scheme://host",
+            reason: "expected scheme://host".into(),
         })?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     for host in hosts.split(',') {
         let port = if let Some(v6) = host.strip_prefix('[') {
-            let (_, after) = v6.split_once(']').ok_or(OpenError::BadUrl {
+            let (_, after) = v6.split_once(']').ok_or_else(|| OpenError::BadUrl {
                 store,
-                reason: "an IPv6 address without its closing `]`",
+                reason: "an IPv6 address without its closing `]`".into(),
             })?;
             after.strip_prefix(':')
         } else {
@@ -217,6 +217,9 @@ fn network_address(store: &'static str, url: &str) -> Result<String, OpenError> 
         {
             return Err(OpenError::BadPort { store });
         }
+    }
+    if hosts.is_empty() {
+        return Ok("the default host".to_owned());
     }
     Ok(hosts.chars().take(200).collect())
 }
@@ -259,11 +262,14 @@ fn classify(store: &'static str, address: String, source: StoreError) -> OpenErr
             address,
             source,
         }
-    } else if matches!(&source, StoreError::Backend { source: s, .. } if s.to_string().contains("malformed"))
+    } else if let StoreError::Backend { source: s, .. } = &source
+        && s.source().is_none()
+        && s.to_string().contains("URL")
     {
+        // One of the stores' own messages about the URL (never quoting it).
         OpenError::BadUrl {
             store,
-            reason: "it does not parse",
+            reason: s.to_string(),
         }
     } else if unreachable {
         OpenError::Unreachable {
