@@ -499,3 +499,159 @@ async fn login_csrf_json_scopes_cookie_and_sign_out_events() {
         assert_eq!(r.status(), 401);
     }
 }
+
+/// A store whose app sessions cannot be created (everything else works): what a callback
+/// meets when the session store fails after the grant was stored.
+#[derive(Clone, Default)]
+struct NoNewSessions(atsession::store::MemoryStore);
+
+mod no_new_sessions {
+    use atsession::app::{SessionId, StoredSession};
+    use atsession::secret::TokenHash;
+    use atsession::store::oauth::{
+        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    };
+    use atsession::store::{Cas, SessionStore, StoreError};
+    use atsession::syntax::Did;
+    use time::OffsetDateTime;
+
+    use super::NoNewSessions;
+
+    type R<T> = Result<T, StoreError>;
+
+    impl SessionStore for NoNewSessions {
+        async fn create(&self, _: &StoredSession) -> R<()> {
+            Err(StoreError::backend("test", "create", "the disk is full"))
+        }
+        async fn load(&self, id: &SessionId) -> R<Option<StoredSession>> {
+            self.0.load(id).await
+        }
+        async fn load_by_token(&self, h: &TokenHash) -> R<Option<StoredSession>> {
+            self.0.load_by_token(h).await
+        }
+        async fn load_by_access_token(&self, h: &TokenHash) -> R<Option<StoredSession>> {
+            self.0.load_by_access_token(h).await
+        }
+        async fn update(&self, v: u64, s: &StoredSession) -> R<Cas> {
+            self.0.update(v, s).await
+        }
+        async fn delete(&self, id: &SessionId) -> R<bool> {
+            SessionStore::delete(&self.0, id).await
+        }
+        async fn list_by_did(&self, did: &Did) -> R<Vec<StoredSession>> {
+            self.0.list_by_did(did).await
+        }
+        async fn delete_by_did(&self, did: &Did) -> R<u64> {
+            self.0.delete_by_did(did).await
+        }
+        async fn delete_expired(&self, now: OffsetDateTime) -> R<u64> {
+            self.0.delete_expired(now).await
+        }
+    }
+
+    impl StateStore for NoNewSessions {
+        async fn put_state(&self, s: &StoredAuthState) -> R<()> {
+            self.0.put_state(s).await
+        }
+        async fn take_state(
+            &self,
+            k: &TokenHash,
+            now: OffsetDateTime,
+        ) -> R<Option<StoredAuthState>> {
+            self.0.take_state(k, now).await
+        }
+        async fn delete_expired_states(&self, now: OffsetDateTime) -> R<u64> {
+            self.0.delete_expired_states(now).await
+        }
+    }
+
+    impl OAuthSessionStore for NoNewSessions {
+        async fn create_grant(&self, g: &StoredGrant) -> R<()> {
+            self.0.create_grant(g).await
+        }
+        async fn load_grant(&self, id: &GrantId) -> R<Option<StoredGrant>> {
+            self.0.load_grant(id).await
+        }
+        async fn update_grant(&self, v: u64, g: &StoredGrant) -> R<Cas> {
+            self.0.update_grant(v, g).await
+        }
+        async fn delete_grant(&self, id: &GrantId) -> R<bool> {
+            self.0.delete_grant(id).await
+        }
+        async fn list_grants_by_did(&self, did: &Did) -> R<Vec<StoredGrant>> {
+            self.0.list_grants_by_did(did).await
+        }
+        async fn delete_grants_by_did(&self, did: &Did) -> R<u64> {
+            self.0.delete_grants_by_did(did).await
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_nobody_would_hold_is_signed_out() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let alice = peer.account("alice.test").clone();
+    let did = Did::new(alice.did.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let inner = NoNewSessions::default();
+    let store = atsession::store::AnyStore::custom(
+        "no-new-sessions",
+        inner.clone(),
+        atsession::lock::MemoryLock::new(),
+    );
+    let metadata =
+        ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
+    let auth = AtprotoAuth::build(
+        store,
+        SessionConfig::default().cookie(CookieConfig::insecure_for_development()),
+        OAuthClientConfig::new(
+            metadata,
+            AtRestKeyring::new(AtRestKey::generate("k").unwrap()),
+        )
+        .dev_mode(true)
+        .identity(identity(&peer)),
+        WebConfig::default().redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback")),
+    )
+    .unwrap();
+    let mut events = auth.getter().subscribe();
+    let base = serve(
+        listener,
+        Router::new()
+            .merge(auth.router())
+            .layer(auth.layer())
+            .with_state(auth.clone()),
+    )
+    .await;
+    let mut browser = Jar::default();
+    let r = browser
+        .get(
+            peer.http(),
+            &format!("{base}/oauth/login?identifier=alice.test"),
+        )
+        .await;
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let r = browser
+        .get(peer.http(), &format!("{base}{}", callback_of(&redirect)))
+        .await;
+    assert_eq!(r.status(), 500);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("could not create the session")
+    );
+    assert!(!browser.0.contains_key("atsession"));
+    // The grant was stored, then signed out through the getter: revoked and deleted.
+    let event = next_deleted(&mut events).await;
+    assert!(
+        matches!(&event, SessionEvent::Deleted { did: d, cause: DeleteCause::SignedOut, .. } if *d == did),
+        "{event:?}"
+    );
+    assert!(inner.0.list_grants_by_did(&did).await.unwrap().is_empty());
+}
