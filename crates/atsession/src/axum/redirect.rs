@@ -52,4 +52,19 @@ mod tests {
         );
         assert_eq!(local_path(None, "/home"), "/home");
     }
+
+    proptest::proptest! {
+        /// Whatever is asked for, the answer is a path on this site.
+        #[test]
+        fn never_another_origin(
+            prefix in proptest::sample::select(vec!["", "/", "//", "/\\", "\\\\", "/\t", "https://"]),
+            rest in "\\PC{0,40}",
+        ) {
+            let p = local_path(Some(&format!("{prefix}{rest}")), "/");
+            proptest::prop_assert!(p.starts_with('/'));
+            proptest::prop_assert!(!p.starts_with("//"));
+            proptest::prop_assert!(!p.contains('\\'));
+            proptest::prop_assert!(!p.bytes().any(|b| b.is_ascii_control()));
+        }
+    }
 }
