@@ -226,6 +226,55 @@ async fn login_session_and_logout_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+
+    // 6. Admin revocation: `atsession sessions revoke --did` ends the account's sessions and
+    // signs their grants out (through the session getter).
+    let r = http
+        .get(format!("{}/oauth/login?identifier=alice.test", gw.base))
+        .send()
+        .await
+        .unwrap();
+    let binding = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let r = http
+        .get(format!(
+            "{}{}",
+            gw.base,
+            &redirect[redirect.find("/oauth/callback").unwrap()..]
+        ))
+        .header("cookie", &binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["sessions", "revoke", "--did", alice.did.as_str(), "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("revoked 1 sessions of the account"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("signed out 1 OAuth grants"), "{stdout}");
+    assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use atsession::app::{Session, SessionId, SessionManager};
 use atsession::oauth::{
     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
 };
-use atsession::store::oauth::GrantId;
+use atsession::store::oauth::{GrantId, OAuthSessionStore};
 use atsession::store::{AnyStore, SessionStore};
 use atsession::syntax::Did;
 use clap::{Args, Subcommand};
@@ -191,8 +191,15 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
     for grant in grants {
         match getter.sign_out(grant).await {
             Ok(existed) => signed_out += u64::from(existed),
-            // Revoking at the server failed (the grant is deleted all the same), or the store.
-            Err(e) => eprintln!("grant {grant}: {e}"),
+            Err(e) => {
+                // Revoking at the server failed (the grant is deleted all the same), or the
+                // store did.
+                eprintln!("grant {grant}: {e}");
+                let store = getter.client().store();
+                if matches!(OAuthSessionStore::load_grant(store, grant).await, Ok(None)) {
+                    signed_out += 1;
+                }
+            }
         }
     }
     Ok(signed_out)
