@@ -13,7 +13,9 @@ use crate::syntax::Did;
 /// The web layer's state. Put it in your router's state (or anything it can be taken from
 /// with [`FromRef`](axum::extract::FromRef)). Cheap to clone.
 ///
-/// Handlers never name the store: it is an [`AnyStore`], opened from a URL at run time.
+/// Handlers never name the store: it is an [`AnyStore`], opened from a URL at run time
+/// ([`store::open`](crate::store::open)), or a store of your own behind
+/// [`AnyStore::custom`].
 #[derive(Clone)]
 pub struct AtprotoAuth {
     inner: Arc<Inner>,
