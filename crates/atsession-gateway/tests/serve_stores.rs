@@ -173,3 +173,37 @@ fn bad_store_urls_fail_clearly_without_the_password() {
         assert!(out.stdout.is_empty(), "{url}: did not start");
     }
 }
+
+#[test]
+fn admin_commands_take_store_urls() {
+    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args([
+            "sessions",
+            "list",
+            "--did",
+            "did:plc:nobody",
+            "--db",
+            "memory:",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no live sessions"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["sessions", "cleanup", "--db"])
+        .arg(format!("rediss://default:hunter2@127.0.0.1:{closed}/0"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the redis store at 127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
