@@ -155,6 +155,7 @@ async fn bad_ports_are_typed_and_name_no_password() {
 }
 
 /// A loopback port nothing listens on.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 async fn closed_port() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
