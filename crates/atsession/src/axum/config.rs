@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-/// Where the login routes live and where they send the browser.
+/// Where the login routes live and where they send the browser. The pages it sends the
+/// browser to are paths on this site; anything else is replaced by `/` (see
+/// [`local_path`](super::local_path)).
 ///
 /// ```
 /// use atsession::axum::WebConfig;

@@ -90,7 +90,13 @@ impl AtprotoAuth {
 
     fn fail(&self, json: bool, e: &LoginError, clear_binding: bool) -> Response {
         let extra = clear_binding.then(|| binding::clear_cookie(self.secure()));
-        e.respond(json, self.config().error_path.as_deref(), extra)
+        // Configured paths go through the same guard: a Location is always valid.
+        let error_path = self
+            .config()
+            .error_path
+            .as_deref()
+            .map(|p| local_path(Some(p), "/"));
+        e.respond(json, error_path.as_deref(), extra)
     }
 }
 
@@ -149,7 +155,10 @@ pub async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri
     let config = auth.config();
     let (value, hash) = binding::generate();
     let options = AuthorizeOptions {
-        app_state: Some(local_path(q.redirect_to.as_deref(), &config.after_login)),
+        app_state: Some(local_path(
+            q.redirect_to.as_deref(),
+            &local_path(Some(&config.after_login), "/"),
+        )),
         redirect_uri: config.redirect_uri.clone(),
         prompt,
         login_hint: q.login_hint.filter(|h| !h.trim().is_empty()),
@@ -221,7 +230,10 @@ pub async fn callback(
         }
     };
     tracing::info!(did = %did, session = %new.session.id, "logged in");
-    let to = local_path(done.app_state.as_deref(), &auth.config().after_login);
+    let to = local_path(
+        done.app_state.as_deref(),
+        &local_path(Some(&auth.config().after_login), "/"),
+    );
     let mut response = if json {
         Json(serde_json::json!({
             "did": did,
@@ -264,7 +276,7 @@ pub async fn logout(State(auth): State<AtprotoAuth>, headers: HeaderMap) -> Resp
         let mut r = if json {
             StatusCode::NO_CONTENT.into_response()
         } else {
-            Redirect::to(&auth.config().after_logout).into_response()
+            Redirect::to(&local_path(Some(&auth.config().after_logout), "/")).into_response()
         };
         r.headers_mut()
             .append(header::SET_COOKIE, auth.sessions().clear_cookie());

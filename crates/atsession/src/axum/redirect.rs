@@ -2,7 +2,8 @@
 //! open redirect).
 
 /// `to` if it is a path on this site (`/…`, not `//…`, no backslash, no control
-/// characters, at most 2048 bytes); otherwise `fallback`.
+/// characters, at most 2048 bytes), with non-ASCII characters percent-encoded (so that it is
+/// always a valid `Location`); otherwise `fallback`.
 ///
 /// ```
 /// use atsession::axum::local_path;
@@ -20,7 +21,18 @@ pub fn local_path(to: Option<&str>, fallback: &str) -> String {
                 && p.len() <= 2048
                 && !p.bytes().any(|b| b.is_ascii_control()) =>
         {
-            p.to_owned()
+            let mut out = String::with_capacity(p.len());
+            for c in p.chars() {
+                if c.is_ascii() {
+                    out.push(c);
+                } else {
+                    let mut buf = [0; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("%{b:02X}"));
+                    }
+                }
+            }
+            out
         }
         _ => fallback.to_owned(),
     }
@@ -51,6 +63,10 @@ mod tests {
             "/"
         );
         assert_eq!(local_path(None, "/home"), "/home");
+        assert_eq!(
+            local_path(Some("/caf\u{e9}?q=\u{2603}"), "/"),
+            "/caf%C3%A9?q=%E2%98%83"
+        );
     }
 
     proptest::proptest! {
@@ -65,6 +81,8 @@ mod tests {
             proptest::prop_assert!(!p.starts_with("//"));
             proptest::prop_assert!(!p.contains('\\'));
             proptest::prop_assert!(!p.bytes().any(|b| b.is_ascii_control()));
+            proptest::prop_assert!(axum::http::HeaderValue::from_str(&p).is_ok());
+            proptest::prop_assert!(p.is_ascii());
         }
     }
 }
