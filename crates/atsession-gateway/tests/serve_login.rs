@@ -1,7 +1,8 @@
 //! `atsession serve` doing the whole job against the official PDS: `/oauth/login` sends the
 //! browser to the PDS, the user's step is done with four HTTP calls, `/oauth/callback` stores
 //! the grant, creates the app session and sets the cookie, `/session` finds it, and
-//! `/logout` revokes the grant at the PDS and ends the session.
+//! `/logout` revokes the grant at the PDS and ends the session. A callback followed in
+//! another browser (without the login's binding cookie) creates nothing.
 //!
 //! `bash e2e/pds/up.sh /tmp/pds.json && ATSESSION_E2E_PDS=/tmp/pds.json
 //!  cargo test -p atsession-gateway --test serve_login`
@@ -91,6 +92,13 @@ async fn login_session_and_logout_through_the_gateway() {
         authorization_url.starts_with(peer.issuer()),
         "{authorization_url}"
     );
+    // The login is bound to this browser by a short-lived cookie.
+    let binding = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(binding.starts_with("atsession-login="), "{binding}");
+    assert!(binding.contains("HttpOnly") && binding.contains("SameSite=Lax"));
 
     // 2. The user signs in and consents at the PDS, which redirects back to the gateway.
     let redirect = peer
@@ -100,9 +108,49 @@ async fn login_session_and_logout_through_the_gateway() {
     assert!(redirect.contains("/oauth/callback?"), "{redirect}");
     let callback_path = &redirect[redirect.find("/oauth/callback").unwrap()..];
 
-    // 3. The callback: session created, cookie set, browser sent to redirect_to.
+    // Followed in another browser (no binding cookie, or another one), the callback creates
+    // nothing; the state is spent.
+    let elsewhere = http
+        .get(format!("{}{callback_path}", gw.base))
+        .header(
+            "cookie",
+            "atsession-login=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 403);
+    let body = elsewhere.text().await.unwrap();
+    assert!(body.contains("another browser"), "{body}");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let did = Did::new(alice.did.clone()).unwrap();
+    assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
+
+    // 3. A second login, finished in the browser that started it: session created, cookie
+    // set, browser sent to redirect_to.
+    let r = http
+        .get(format!(
+            "{}/oauth/login?identifier=alice.test&redirect_to=/home",
+            gw.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let binding = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let callback_path = &redirect[redirect.find("/oauth/callback").unwrap()..];
     let r = http
         .get(format!("{}{callback_path}", gw.base))
+        .header("cookie", &binding)
         .send()
         .await
         .unwrap();
@@ -115,15 +163,30 @@ async fn login_session_and_logout_through_the_gateway() {
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     assert!(cookie.starts_with("atsession="), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly"));
+    assert!(
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("atsession-login=;")),
+        "the binding cookie is cleared"
+    );
 
-    // A replay of the same callback is refused and creates nothing.
+    // A replay of the same callback, even with the binding cookie, is refused and creates
+    // nothing.
     let r = http
         .get(format!("{}{callback_path}", gw.base))
+        .header("cookie", &binding)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.headers().get(reqwest::header::SET_COOKIE).is_none());
+    assert!(
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .all(|v| !v.to_str().unwrap().starts_with("atsession="))
+    );
+    assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
 
     // 4. The session is there, tied to a stored grant.
     let r = http
@@ -137,8 +200,6 @@ async fn login_session_and_logout_through_the_gateway() {
     assert_eq!(session["did"], alice.did.as_str());
     assert_eq!(session["handle"], "alice.test");
     let grant_id = session["grant_id"].as_str().unwrap().to_owned();
-    let store = SqliteStore::open(&db).await.unwrap();
-    let did = Did::new(alice.did.clone()).unwrap();
     let grants = store.list_grants_by_did(&did).await.unwrap();
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].id.as_str(), grant_id);
@@ -165,6 +226,55 @@ async fn login_session_and_logout_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+
+    // 6. Admin revocation: `atsession sessions revoke --did` ends the account's sessions and
+    // signs their grants out (through the session getter).
+    let r = http
+        .get(format!("{}/oauth/login?identifier=alice.test", gw.base))
+        .send()
+        .await
+        .unwrap();
+    let binding = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let r = http
+        .get(format!(
+            "{}{}",
+            gw.base,
+            &redirect[redirect.find("/oauth/callback").unwrap()..]
+        ))
+        .header("cookie", &binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["sessions", "revoke", "--did", alice.did.as_str(), "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("revoked 1 sessions of the account"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("signed out 1 OAuth grants"), "{stdout}");
+    assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -200,6 +310,13 @@ async fn refused_consent_and_bad_input_create_nothing() {
         .send()
         .await
         .unwrap();
+    let binding = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let redirect = peer
         .sign_in_and_reject(&location(&r), &alice.handle, &alice.password)
         .await
@@ -207,10 +324,11 @@ async fn refused_consent_and_bad_input_create_nothing() {
     let callback_path = &redirect[redirect.find("/oauth/callback").unwrap()..];
     let r = http
         .get(format!("{}{callback_path}", gw.base))
+        .header("cookie", &binding)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 403);
     let body = r.text().await.unwrap();
     assert!(body.contains("denied"), "{body}");
 

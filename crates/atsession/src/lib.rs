@@ -101,11 +101,46 @@
 //! [`SessionManager::create_with`](app::SessionManager::create_with) together with the grant
 //! id, so that logout can revoke the grant.
 //!
-//! ## Stores
+//! ## Stores, chosen at run time
 //!
-//! [`MemoryStore`](store::MemoryStore) for tests and single processes;
-//! [`SqliteStore`](store::sqlite::SqliteStore) (feature `sqlite`, on by default) for one
-//! machine. Every store passes the same conformance suite. See [`store`].
+//! | backend | type | feature | URL for [`store::open`] |
+//! |---|---|---|---|
+//! | in-process memory | [`MemoryStore`](store::MemoryStore) | always | `memory:` |
+//! | SQLite (embedded default) | [`SqliteStore`](store::sqlite::SqliteStore) | `sqlite` (default) | `sqlite://app.db`, or a bare path |
+//! | PostgreSQL | `PostgresStore` (`store::postgres`) | `postgres` | `postgres://user@host/db` (TLS: `?sslmode=verify-full`, `&sslrootcert=ca.pem`) |
+//! | Redis / Valkey | `RedisStore` (`store::redis`) | `redis` | `redis://host:6379`, `rediss://host` (TLS) |
+//!
+//! Every store keeps app sessions, pending OAuth states and OAuth grants, and has a lock of
+//! its own for refreshes across processes ([`lock`]). [`store::open`] gives an
+//! [`AnyStore`](store::AnyStore) for whichever URL the app is configured with, so that the
+//! same code runs on every backend:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use atsession::app::SessionManager;
+//!
+//! let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "memory:".into());
+//! let store = atsession::store::open(&url).await?;
+//! let lock = store.lock(); // the same backend's lock, for the OAuth session getter
+//! let sessions = SessionManager::new(store);
+//! # let _ = (lock, sessions); Ok(()) }
+//! ```
+//!
+//! Every store passes the same conformance suites, which are public (feature
+//! `conformance`): a store written elsewhere runs them with one macro call each. See
+//! [`store`].
+//!
+//! ## The web layer: Bluesky login for an axum app
+//!
+//! With the feature `axum`, `atsession::axum` gives an app everything between "Log in with
+//! Bluesky" and a signed-in request: login routes to merge into the app's router
+//! (`/oauth/login`, `/oauth/callback`, `/oauth/logout`, and a confidential client's
+//! metadata and keys), with the login bound to the browser that started it (no login CSRF)
+//! and no open redirect; extractors that do not name the store (`Session`,
+//! `Option<Session>`, `AtprotoSession` for DPoP-signed calls to the user's PDS,
+//! `RequireScope`); and a layer that keeps the session cookie alive. Every sign-out goes
+//! through the OAuth session getter, so its `Deleted` event fires. The example
+//! `examples/axum_app.rs` is a whole app in 59 lines.
 //!
 //! ## Errors and secrets
 //!
@@ -119,6 +154,8 @@ pub mod app;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod crypto;
 pub mod lock;
 #[cfg(feature = "oauth")]

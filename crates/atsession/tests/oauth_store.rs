@@ -1,5 +1,5 @@
-//! The OAuth storage contract (`StateStore`, `OAuthSessionStore`), run against every
-//! backend by one macro.
+//! The OAuth storage contract (`StateStore`, `OAuthSessionStore`, in
+//! `atsession::conformance::oauth`), run against every backend.
 //!
 //! PostgreSQL and Redis run it in a fresh schema or key prefix per test, on the servers named
 //! by `ATSESSION_TEST_POSTGRES_URL` and `ATSESSION_TEST_REDIS_URL` (defaults: the local
@@ -9,315 +9,36 @@
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod support;
 
-use std::sync::LazyLock;
-
-use atsession::clock::{from_millis, to_millis};
-use atsession::secret::TokenHash;
-use atsession::store::Cas;
-use atsession::store::oauth::{
-    GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-};
-use atsession::syntax::Did;
-use time::OffsetDateTime;
-
-/// Test times are milliseconds after a base an hour ahead of the real clock, so that a
-/// backend which also expires keys by its own clock (Redis) keeps every state for the whole
-/// test; what the store is told as `now` decides everything else.
-static BASE: LazyLock<i64> = LazyLock::new(|| to_millis(OffsetDateTime::now_utc()) + 3_600_000);
-
-fn t(ms: i64) -> OffsetDateTime {
-    from_millis(*BASE + ms)
+mod memory {
+    atsession::oauth_store_suite!(async { atsession::store::MemoryStore::new() });
 }
-
-fn grant(did: &str, created: i64) -> StoredGrant {
-    StoredGrant {
-        id: GrantId::generate(),
-        did: Did::new(did).unwrap(),
-        issuer: "https://pds.example".into(),
-        sealed: vec![1, 2, 3, created as u8],
-        created_at: t(created),
-        updated_at: t(created),
-        version: 1,
-    }
-}
-
-fn state(key: &str, expires: i64) -> StoredAuthState {
-    StoredAuthState {
-        key: TokenHash::of(key.as_bytes()),
-        sealed: key.as_bytes().to_vec(),
-        expires_at: t(expires),
-    }
-}
-
-pub async fn states_are_taken_once<S: StateStore>(s: &S) {
-    s.put_state(&state("a", 10_000)).await.unwrap();
-    assert!(
-        s.put_state(&state("a", 10_000)).await.is_err(),
-        "no overwrite"
-    );
-    let got = s
-        .take_state(&TokenHash::of(b"a"), t(5_000))
-        .await
-        .unwrap()
-        .expect("present");
-    assert_eq!(got, state("a", 10_000));
-    assert!(
-        s.take_state(&TokenHash::of(b"a"), t(5_000))
-            .await
-            .unwrap()
-            .is_none(),
-        "a second take finds nothing"
-    );
-}
-
-pub async fn expired_states_are_not_returned<S: StateStore>(s: &S) {
-    s.put_state(&state("old", 1_000)).await.unwrap();
-    assert!(
-        s.take_state(&TokenHash::of(b"old"), t(1_000))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    // ... and are gone afterwards even at an earlier clock.
-    assert!(
-        s.take_state(&TokenHash::of(b"old"), t(0))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    s.put_state(&state("x", 1_000)).await.unwrap();
-    s.put_state(&state("y", 2_000)).await.unwrap();
-    s.put_state(&state("z", 3_000)).await.unwrap();
-    assert_eq!(s.delete_expired_states(t(2_000)).await.unwrap(), 2);
-    assert!(
-        s.take_state(&TokenHash::of(b"z"), t(2_500))
-            .await
-            .unwrap()
-            .is_some()
-    );
-}
-
-pub async fn concurrent_takes_yield_one_winner<S: StateStore + Clone>(s: &S) {
-    s.put_state(&state("race", 10_000)).await.unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            s.take_state(&TokenHash::of(b"race"), t(0))
-                .await
-                .unwrap()
-                .is_some()
-        }));
-    }
-    let mut wins = 0;
-    for task in tasks {
-        wins += usize::from(task.await.unwrap());
-    }
-    assert_eq!(wins, 1);
-}
-
-pub async fn grants_crud_and_cas<S: OAuthSessionStore>(s: &S) {
-    let g = grant("did:plc:alice", 1_000);
-    s.create_grant(&g).await.unwrap();
-    assert!(s.create_grant(&g).await.is_err(), "no overwrite");
-    assert_eq!(s.load_grant(&g.id).await.unwrap(), Some(g.clone()));
-
-    let mut g2 = g.clone();
-    g2.sealed = vec![9, 9];
-    g2.version = 2;
-    g2.updated_at = t(2_000);
-    assert_eq!(s.update_grant(1, &g2).await.unwrap(), Cas::Updated);
-    assert_eq!(s.load_grant(&g.id).await.unwrap(), Some(g2.clone()));
-    let mut stale = g.clone();
-    stale.version = 2;
-    assert_eq!(s.update_grant(1, &stale).await.unwrap(), Cas::Conflict);
-    assert_eq!(s.load_grant(&g.id).await.unwrap(), Some(g2.clone()));
-
-    assert!(s.delete_grant(&g.id).await.unwrap());
-    assert!(!s.delete_grant(&g.id).await.unwrap());
-    let mut g3 = g2.clone();
-    g3.version = 3;
-    assert_eq!(
-        s.update_grant(2, &g3).await.unwrap(),
-        Cas::Missing,
-        "a deleted grant never comes back"
-    );
-    assert!(s.load_grant(&g.id).await.unwrap().is_none());
-}
-
-pub async fn grants_by_did<S: OAuthSessionStore>(s: &S) {
-    let a2 = grant("did:plc:alice", 2_000);
-    let a1 = grant("did:plc:alice", 1_000);
-    let b = grant("did:plc:bob", 1_500);
-    for g in [&a2, &a1, &b] {
-        s.create_grant(g).await.unwrap();
-    }
-    let alice = Did::new("did:plc:alice").unwrap();
-    let ids: Vec<GrantId> = s
-        .list_grants_by_did(&alice)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
-    assert_eq!(ids, vec![a1.id.clone(), a2.id.clone()], "oldest first");
-    assert_eq!(s.delete_grants_by_did(&alice).await.unwrap(), 2);
-    assert!(s.list_grants_by_did(&alice).await.unwrap().is_empty());
-    assert!(
-        s.load_grant(&b.id).await.unwrap().is_some(),
-        "other accounts untouched"
-    );
-}
-
-pub async fn concurrent_grant_updates_have_one_winner<S: OAuthSessionStore + Clone>(s: &S) {
-    let g = grant("did:plc:alice", 1_000);
-    s.create_grant(&g).await.unwrap();
-    let mut tasks = Vec::new();
-    for n in 0..16u8 {
-        let s = s.clone();
-        let mut next = g.clone();
-        next.sealed = vec![n; 8];
-        next.version = 2;
-        tasks.push(tokio::spawn(async move {
-            (n, s.update_grant(1, &next).await.unwrap())
-        }));
-    }
-    let mut winners = Vec::new();
-    for task in tasks {
-        match task.await.unwrap() {
-            (n, Cas::Updated) => winners.push(n),
-            (_, outcome) => assert_eq!(outcome, Cas::Conflict),
-        }
-    }
-    assert_eq!(winners.len(), 1, "one compare-and-swap wins");
-    let stored = s.load_grant(&g.id).await.unwrap().unwrap();
-    assert_eq!(
-        stored.sealed,
-        vec![winners[0]; 8],
-        "the winner's write is kept"
-    );
-    assert_eq!(stored.version, 2);
-}
-
-pub async fn grant_updates_keep_the_did_index<S: OAuthSessionStore>(s: &S) {
-    let alice = Did::new("did:plc:alice").unwrap();
-    let carol = Did::new("did:plc:carol").unwrap();
-    let g = grant("did:plc:alice", 1_000);
-    s.create_grant(&g).await.unwrap();
-    let mut moved = g.clone();
-    moved.did = carol.clone();
-    moved.version = 2;
-    assert_eq!(s.update_grant(1, &moved).await.unwrap(), Cas::Updated);
-    assert!(s.list_grants_by_did(&alice).await.unwrap().is_empty());
-    assert_eq!(
-        s.list_grants_by_did(&carol).await.unwrap(),
-        vec![moved.clone()]
-    );
-    assert_eq!(s.delete_grants_by_did(&alice).await.unwrap(), 0);
-    assert!(s.load_grant(&g.id).await.unwrap().is_some());
-    // Deleted by DID, a grant stays deleted: no update brings it back or re-indexes it.
-    assert_eq!(s.delete_grants_by_did(&carol).await.unwrap(), 1);
-    let mut again = moved.clone();
-    again.version = 3;
-    assert_eq!(s.update_grant(2, &again).await.unwrap(), Cas::Missing);
-    assert!(s.load_grant(&g.id).await.unwrap().is_none());
-    assert!(s.list_grants_by_did(&carol).await.unwrap().is_empty());
-}
-
-pub async fn sealed_bytes_round_trip<S: StateStore + OAuthSessionStore>(s: &S) {
-    // Every byte value, including NUL and invalid UTF-8, and the empty value.
-    let every: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-    for (i, sealed) in [every.clone(), Vec::new()].into_iter().enumerate() {
-        let mut st = state(&format!("bytes{i}"), 10_000);
-        st.sealed = sealed.clone();
-        s.put_state(&st).await.unwrap();
-        let got = s.take_state(&st.key, t(0)).await.unwrap().unwrap();
-        assert_eq!(got, st);
-
-        let mut g = grant("did:plc:alice", 1_000 + i as i64);
-        g.sealed = sealed.clone();
-        s.create_grant(&g).await.unwrap();
-        assert_eq!(s.load_grant(&g.id).await.unwrap().unwrap().sealed, sealed);
-    }
-    let listed = s
-        .list_grants_by_did(&Did::new("did:plc:alice").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 2);
-    assert_eq!(listed[0].sealed, every);
-    assert!(listed[1].sealed.is_empty());
-}
-
-macro_rules! oauth_store_suite {
-    ($name:ident, $make:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn states_are_taken_once() {
-                let (_guard, store) = $make;
-                super::states_are_taken_once(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn expired_states_are_not_returned() {
-                let (_guard, store) = $make;
-                super::expired_states_are_not_returned(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn concurrent_takes_yield_one_winner() {
-                let (_guard, store) = $make;
-                super::concurrent_takes_yield_one_winner(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn grants_crud_and_cas() {
-                let (_guard, store) = $make;
-                super::grants_crud_and_cas(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn grants_by_did() {
-                let (_guard, store) = $make;
-                super::grants_by_did(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn concurrent_grant_updates_have_one_winner() {
-                let (_guard, store) = $make;
-                super::concurrent_grant_updates_have_one_winner(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn grant_updates_keep_the_did_index() {
-                let (_guard, store) = $make;
-                super::grant_updates_keep_the_did_index(&store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sealed_bytes_round_trip() {
-                let (_guard, store) = $make;
-                super::sealed_bytes_round_trip(&store).await;
-            }
-        }
-    };
-}
-
-oauth_store_suite!(memory, ((), atsession::store::MemoryStore::new()));
 
 #[cfg(feature = "sqlite")]
-oauth_store_suite!(sqlite, {
-    let dir = tempfile::tempdir().unwrap();
-    let store = atsession::store::sqlite::SqliteStore::open(dir.path().join("oauth.db"))
-        .await
-        .unwrap();
-    (dir, store)
-});
+mod sqlite {
+    atsession::oauth_store_suite!(async {
+        let dir = tempfile::tempdir().unwrap().keep();
+        atsession::store::sqlite::SqliteStore::open(dir.join("oauth.db"))
+            .await
+            .unwrap()
+    });
+}
 
 #[cfg(feature = "postgres")]
-oauth_store_suite!(postgres, {
-    let Some(store) = crate::support::fresh_postgres().await else {
-        return;
-    };
-    ((), store)
-});
+mod postgres {
+    atsession::oauth_store_suite!({
+        let Some(store) = crate::support::fresh_postgres().await else {
+            return;
+        };
+        std::future::ready(store)
+    });
+}
 
 #[cfg(feature = "redis")]
-oauth_store_suite!(redis, {
-    let Some(store) = crate::support::fresh_redis().await else {
-        return;
-    };
-    ((), store)
-});
+mod redis {
+    atsession::oauth_store_suite!({
+        let Some(store) = crate::support::fresh_redis().await else {
+            return;
+        };
+        std::future::ready(store)
+    });
+}

@@ -1,5 +1,3 @@
 //! The conformance suite on the in-memory store.
 
-mod conformance;
-
-conformance::session_store_suite!(async { atsession::store::MemoryStore::new() });
+atsession::session_store_suite!(async { atsession::store::MemoryStore::new() });

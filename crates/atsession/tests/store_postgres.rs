@@ -6,7 +6,6 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
-mod conformance;
 mod support;
 
 use atsession::app::SessionManager;
@@ -14,7 +13,7 @@ use atsession::store::postgres::{PostgresStore, SCHEMA_VERSION};
 use atsession::store::{SessionStore, StoreError};
 
 mod suite {
-    crate::conformance::session_store_suite!({
+    atsession::session_store_suite!({
         let Some(store) = crate::support::fresh_postgres().await else {
             return;
         };

@@ -6,7 +6,6 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)]
 
-mod conformance;
 mod support;
 
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod suite {
-    crate::conformance::session_store_suite!({
+    atsession::session_store_suite!({
         let Some(store) = crate::support::fresh_redis().await else {
             return;
         };

@@ -3,8 +3,6 @@
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)]
 
-mod conformance;
-
 use atsession::store::sqlite::SqliteStore;
 
 /// A store on a fresh file that lives as long as the store (the directory is leaked into the
@@ -15,11 +13,11 @@ async fn fresh_file_store() -> SqliteStore {
 }
 
 mod file {
-    crate::conformance::session_store_suite!(crate::fresh_file_store());
+    atsession::session_store_suite!(crate::fresh_file_store());
 }
 
 mod in_memory {
-    crate::conformance::session_store_suite!(async {
+    atsession::session_store_suite!(async {
         atsession::store::sqlite::SqliteStore::open_in_memory()
             .await
             .unwrap()

@@ -14,8 +14,7 @@
 //! answer prints the server's XRPC error name and message.
 //!
 //! The grant is the newest one of `--did`, or of the last account logged in with this
-//! database. Refreshes take the SQLite lock of the database, so concurrent invocations
-//! share one.
+//! database. Refreshes take the lock of the store, so concurrent invocations share one.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -23,13 +22,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use atsession::lock::sqlite::SqliteLock;
 use atsession::oauth::oauth_session::is_nsid;
 use atsession::oauth::reqwest::header::CONTENT_TYPE;
 use atsession::oauth::{
     GetterConfig, OAuthSession, PdsBody, PdsRequest, PdsResponse, SessionGetter,
 };
-use atsession::store::sqlite::SqliteStore;
+use atsession::store::AnyStore;
 use atsession::syntax::Did;
 use clap::Args;
 use serde_json::Value;
@@ -114,7 +112,7 @@ pub async fn call(args: CallArgs) -> Result<(), CliError> {
         client.grants_of(&did).await?.pop().ok_or_else(|| {
             format!("no OAuth grant stored for {did}: run `atsession login` first")
         })?;
-    let lock = SqliteLock::new(client.store());
+    let lock = client.store().lock();
     let getter = SessionGetter::new(client, GetterConfig::default().lock(lock));
     let session = getter.session(grant);
 
@@ -166,7 +164,7 @@ pub async fn call(args: CallArgs) -> Result<(), CliError> {
 /// again and sent once more if the PDS refused the first attempt in a way that can be
 /// retried.
 async fn upload(
-    session: &OAuthSession<SqliteStore>,
+    session: &OAuthSession<AnyStore>,
     args: &CallArgs,
     params: &[(&str, &str)],
     input: &Path,

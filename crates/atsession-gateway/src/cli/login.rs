@@ -26,7 +26,7 @@ use atsession::oauth::identity::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, ScopeSet, Url,
 };
-use atsession::store::sqlite::SqliteStore;
+use atsession::store::AnyStore;
 use atsession::syntax::Did;
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,9 +46,10 @@ pub const REDIRECT: &str = "http://127.0.0.1/callback";
 /// Options shared by `login` and `logout`.
 #[derive(Debug, Args)]
 pub struct OAuthOptions {
-    /// The SQLite database holding the OAuth grants.
-    #[arg(long, default_value = "atsession.db")]
-    pub db: PathBuf,
+    /// The store holding the OAuth grants: a SQLite file, or a store URL (`sqlite://…`,
+    /// `postgres://…`, `redis://…`, `rediss://…`, `memory:`).
+    #[arg(long, default_value = "atsession.db", env = "ATSESSION_DB")]
+    pub db: String,
     /// The at-rest key file (default: `<db>.key`, created on first use). The
     /// `ATSESSION_AT_REST_KEY` environment variable takes precedence.
     #[arg(long)]
@@ -101,10 +102,16 @@ pub struct LogoutArgs {
     pub oauth: OAuthOptions,
 }
 
-pub(crate) fn sibling(db: &Path, suffix: &str) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+/// A file beside the store: `<file><suffix>` for a SQLite file, `./atsession<suffix>` for
+/// a network store.
+pub(crate) fn sibling(db: &str, suffix: &str) -> PathBuf {
+    let file = match db.split_once("://") {
+        Some(("sqlite", path)) => path,
+        Some(_) => "atsession",
+        None if db.starts_with("sqlite:") || db.starts_with("memory:") => "atsession",
+        None => db,
+    };
+    PathBuf::from(format!("{file}{suffix}"))
 }
 
 /// The at-rest keyring: from the environment, the key file, or a new key file.
@@ -112,9 +119,10 @@ fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
     load_keyring(&opts.db, opts.key_file.as_deref())
 }
 
-/// The at-rest keyring of the database `db`: from `ATSESSION_AT_REST_KEY`, the key file
-/// (default `<db>.key`), or a new key file created with mode 0600.
-pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
+/// The at-rest keyring of the store `db`: from `ATSESSION_AT_REST_KEY`, the key file
+/// (default `<db>.key` beside a SQLite file, `./atsession.key` for a network store), or a
+/// new key file created with mode 0600.
+pub fn load_keyring(db: &str, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
     if let Ok(spec) = std::env::var(KEY_ENV) {
         return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
     }
@@ -146,7 +154,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// The scope the command-line client declares: the one remembered next to `db` by the
 /// last `login`, or [`SCOPE`].
-pub fn client_scope(db: &Path) -> String {
+pub fn client_scope(db: &str) -> String {
     std::fs::read_to_string(sibling(db, ".scope"))
         .ok()
         .map(|s| s.trim().to_owned())
@@ -154,17 +162,17 @@ pub fn client_scope(db: &Path) -> String {
         .unwrap_or_else(|| SCOPE.to_owned())
 }
 
-pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<SqliteStore>, CliError> {
+pub(crate) async fn client(opts: &OAuthOptions) -> Result<OAuthClient<AnyStore>, CliError> {
     client_with_scope(opts, &client_scope(&opts.db)).await
 }
 
 async fn client_with_scope(
     opts: &OAuthOptions,
     scope: &str,
-) -> Result<OAuthClient<SqliteStore>, CliError> {
+) -> Result<OAuthClient<AnyStore>, CliError> {
     let metadata = ClientMetadata::loopback(&[REDIRECT], scope)
         .map_err(|e| format!("invalid scope `{scope}`: {}", error_chain(&e)))?;
-    let store = SqliteStore::open(&opts.db).await?;
+    let store = atsession::store::open(&opts.db).await?;
     let config = OAuthClientConfig::new(metadata, keyring(opts)?)
         .dev_mode(opts.dev)
         .identity(identity_config(
@@ -331,9 +339,15 @@ pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let mut failed = None;
+    // Through the session getter, so that its `Deleted` event fires for every sign-out.
+    let lock = client.store().lock();
+    let getter = atsession::oauth::SessionGetter::new(
+        client,
+        atsession::oauth::GetterConfig::default().lock(lock),
+    );
     for grant in &grants {
         // Revokes at the server, then deletes (even when revoking failed).
-        if let Err(e) = client.revoke(grant).await {
+        if let Err(e) = getter.sign_out(grant).await {
             eprintln!("grant {grant}: revoking at the server failed: {e}");
             failed = Some(e);
         }
@@ -369,7 +383,7 @@ mod tests {
     #[test]
     fn the_client_scope_is_remembered_next_to_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("cli.db");
+        let db = dir.path().join("cli.db").to_str().unwrap().to_owned();
         assert_eq!(client_scope(&db), SCOPE);
         std::fs::write(sibling(&db, ".scope"), "atproto repo:com.example.note\n").unwrap();
         assert_eq!(client_scope(&db), "atproto repo:com.example.note");

@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use atsession::app::{Session, SessionId, SessionManager};
-use atsession::store::sqlite::SqliteStore;
+use atsession::oauth::{
+    ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
+};
+use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::{AnyStore, SessionStore};
 use atsession::syntax::Did;
 use clap::{Args, Subcommand};
 
@@ -12,7 +16,8 @@ use super::CliError;
 /// Which database, and how to print.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The SQLite database: a file path or a `sqlite://` URL.
+    /// The store: a SQLite file, or a store URL (`sqlite://…`, `postgres://…`,
+    /// `redis://…`, `rediss://…`).
     #[arg(
         long,
         default_value = "./atsession.db",
@@ -87,20 +92,36 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
             all_expired,
             store,
         } => {
+            let mut grants = Vec::new();
             let (what, count) = if let Some(did) = did {
                 let did = parse_did(&did)?;
                 let m = open(&store.db).await?;
+                grants.extend(m.list(&did).await?.into_iter().filter_map(grant_of));
                 ("sessions of the account", m.delete_all(&did).await?)
             } else if let Some(id) = id {
                 let id = SessionId::parse(&id).ok_or(UsageError::Id(id))?;
                 let m = open(&store.db).await?;
+                if let Some(s) = m.store().load(&id).await? {
+                    grants.extend(grant_of_stored(s.grant_id));
+                }
                 ("session", u64::from(m.delete(&id).await?))
             } else {
                 debug_assert!(all_expired);
                 let m = open(&store.db).await?;
                 ("expired sessions", m.delete_expired().await?)
             };
-            report(store.json, "revoked", what, count);
+            let signed_out = sign_out_grants(&store.db, &grants).await?;
+            if store.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "revoked": count, "grants_signed_out": signed_out })
+                );
+            } else {
+                println!("revoked {count} {what}");
+                if signed_out > 0 {
+                    println!("signed out {signed_out} OAuth grants");
+                }
+            }
         }
         SessionsCommand::Cleanup { store } => {
             let m = open(&store.db).await?;
@@ -115,16 +136,73 @@ fn parse_did(s: &str) -> Result<Did, UsageError> {
     Did::new(s).map_err(|_| UsageError::Did(s.to_owned()))
 }
 
-/// Opens an existing database: an admin command never creates an empty one by mistake.
-async fn open(db: &str) -> Result<SessionManager<SqliteStore>, CliError> {
-    let path = db
-        .strip_prefix("sqlite://")
-        .or_else(|| db.strip_prefix("sqlite:"))
-        .unwrap_or(db);
-    if path != ":memory:" && !Path::new(path).exists() {
+/// Opens the store; a SQLite file must exist: an admin command never creates an empty one
+/// by mistake.
+async fn open(db: &str) -> Result<SessionManager<AnyStore>, CliError> {
+    let sqlite_file = match db.split_once(':') {
+        Some(("sqlite", rest)) => Some(rest.strip_prefix("//").unwrap_or(rest)),
+        Some((scheme, _)) if scheme.len() > 1 && !scheme.contains(['/', '.']) => None,
+        _ => Some(db),
+    };
+    if let Some(path) = sqlite_file
+        && path != ":memory:"
+        && !Path::new(path).exists()
+    {
         return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
     }
-    Ok(SessionManager::new(SqliteStore::connect(db).await?))
+    Ok(SessionManager::new(atsession::store::open(db).await?))
+}
+
+fn grant_of(s: Session) -> Option<GrantId> {
+    grant_of_stored(s.grant_id)
+}
+
+fn grant_of_stored(grant: Option<String>) -> Option<GrantId> {
+    grant.as_deref().and_then(GrantId::parse)
+}
+
+/// Signs the revoked sessions' OAuth grants out through a session getter (tokens revoked at
+/// their authorization server, grants deleted, `Deleted` events sent), when the store's
+/// at-rest key is at hand (`ATSESSION_AT_REST_KEY` or the key file beside the store; an
+/// admin command never creates one). Returns how many were signed out.
+async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> {
+    use super::login::{KEY_ENV, REDIRECT, SCOPE, load_keyring, sibling};
+    if grants.is_empty() {
+        return Ok(0);
+    }
+    if std::env::var(KEY_ENV).is_err() && !sibling(db, ".key").exists() {
+        eprintln!(
+            "no at-rest key: the sessions' {} OAuth grants are left",
+            grants.len()
+        );
+        return Ok(0);
+    }
+    let store = atsession::store::open(db).await?;
+    let config = OAuthClientConfig::new(
+        ClientMetadata::loopback(&[REDIRECT], SCOPE)?,
+        load_keyring(db, None)?,
+    );
+    let lock = store.lock();
+    let getter = SessionGetter::new(
+        OAuthClient::new(config, store)?,
+        GetterConfig::default().lock(lock),
+    );
+    let mut signed_out = 0;
+    for grant in grants {
+        match getter.sign_out(grant).await {
+            Ok(existed) => signed_out += u64::from(existed),
+            Err(e) => {
+                // Revoking at the server failed (the grant is deleted all the same), or the
+                // store did.
+                eprintln!("grant {grant}: {e}");
+                let store = getter.client().store();
+                if matches!(OAuthSessionStore::load_grant(store, grant).await, Ok(None)) {
+                    signed_out += 1;
+                }
+            }
+        }
+    }
+    Ok(signed_out)
 }
 
 fn report(json: bool, verb: &str, what: &str, count: u64) {

@@ -1,16 +1,17 @@
 //! `atsession serve`: the gateway's HTTP server.
 //!
 //! Routes:
-//! - `GET /oauth/login`, `GET /oauth/callback`, and for a confidential gateway
-//!   `GET /oauth/client-metadata.json` and `GET /oauth/jwks.json`: see [`login`].
+//! - `GET /oauth/login`, `GET /oauth/callback`, `POST /oauth/logout`, and for a confidential
+//!   gateway `GET /oauth/client-metadata.json` and `GET /oauth/jwks.json`: the library's
+//!   login routes (`atsession::axum`), with the browser binding against login CSRF.
 //! - `GET /healthz`: `200 ok` when the store answers; `GET /livez`: `200 ok` while the
 //!   process serves (no store access).
 //! - `GET /session`: the request's session (cookie or `Authorization: Bearer`) as JSON, or
 //!   `401 {"error": …}`. Sends a refreshed cookie when the idle window slid.
 //! - `POST /session/refresh`: body `{"session_token": …}`; answers a new access token for
 //!   mobile clients, `{"access_token", "access_expires_at", "session"}`.
-//! - `POST /logout`: revokes the session's OAuth grant at the authorization server, ends the
-//!   session and clears the cookie; `204`.
+//! - `POST /logout`: `POST /oauth/logout` for API clients: signs the session's grant out
+//!   (revoked at the authorization server), ends the session and clears the cookie; `204`.
 //!
 //! The OAuth client it is: with an `http://` public URL (the default,
 //! `http://127.0.0.1:8080`), a loopback client for development and single-user setups; with
@@ -19,7 +20,6 @@
 //! `--client-keys`.
 
 mod listen;
-mod login;
 #[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod metrics;
 #[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
@@ -33,18 +33,18 @@ mod spa;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use atsession::app::{CookieConfig, SessionConfig, SessionError, SessionId, SessionManager};
-use atsession::axum::{CurrentSession, SessionRejection};
+use atsession::app::{CookieConfig, SessionConfig, SessionId, SessionManager};
+use atsession::axum::{AtprotoAuth, Session, SessionRejection, WebConfig};
 use atsession::oauth::identity::DEFAULT_PLC_URL;
 use atsession::oauth::keys::{Jwks, Keyset};
-use atsession::oauth::{ClientMetadata, OAuthClient, OAuthClientConfig, Url};
-use atsession::store::SessionStore;
-use atsession::store::sqlite::SqliteStore;
+use atsession::oauth::{
+    ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter, Url,
+};
+use atsession::store::{AnyStore, SessionStore};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -60,7 +60,9 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ATSESSION_LISTEN")]
     listen: SocketAddr,
-    /// The SQLite database (file path or `sqlite://` URL); created if missing.
+    /// The store: a SQLite file (created if missing) or a store URL: `sqlite://…`,
+    /// `postgres://…` (TLS with `?sslmode=verify-full`), `redis://…`, `rediss://…`,
+    /// `memory:`.
     #[arg(long, default_value = "./atsession.db", env = "ATSESSION_DB")]
     db: String,
     /// Lifetime of the Bearer access tokens given to mobile clients, in seconds.
@@ -80,7 +82,8 @@ pub struct ServeArgs {
     /// The scope to ask for.
     #[arg(long, default_value = "atproto transition:generic")]
     scope: String,
-    /// The at-rest key file for OAuth grants (default `<db>.key`, created on first use;
+    /// The at-rest key file for OAuth grants (default `<db>.key` beside a SQLite file,
+    /// `./atsession.key` for a network store; created on first use;
     /// `ATSESSION_AT_REST_KEY` takes precedence).
     #[arg(long)]
     key_file: Option<PathBuf>,
@@ -114,16 +117,6 @@ pub struct ServeArgs {
     shutdown_timeout: u64,
 }
 
-type Manager = SessionManager<SqliteStore>;
-type Current = CurrentSession<SqliteStore>;
-
-/// The gateway's shared state.
-#[derive(Clone)]
-pub struct Gateway {
-    sessions: Manager,
-    login: login::Login,
-}
-
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -133,7 +126,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         None => Url::parse(&format!("http://{addr}/"))?,
     };
     let confidential = public_url.scheme() == "https";
-    let store = SqliteStore::connect(&args.db).await?;
+    let store = atsession::store::open(&args.db).await?;
     let cookie = if confidential {
         CookieConfig::default()
     } else {
@@ -143,11 +136,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = SessionConfig::default()
         .access_tokens(Duration::from_secs(args.access_token_ttl.max(1)))
         .cookie(cookie);
+    let backend = store.backend();
     let sessions = SessionManager::with_config(store.clone(), config)?;
-    let login = oauth_client(&args, &public_url, addr, store)?;
+    let auth = web_layer(&args, &public_url, addr, store, sessions.clone())?;
     let _cleanup = sessions.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));
-    let app = router(Gateway { sessions, login });
-    tracing::info!(%addr, %public_url, confidential, db = %args.db, "atsession gateway listening");
+    let app = router(auth);
+    tracing::info!(%addr, %public_url, confidential, store = backend, "atsession gateway listening");
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{addr}");
     let limits = listen::Limits {
@@ -160,19 +154,16 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The OAuth client: loopback for an `http://` public URL, confidential for `https://`.
-fn oauth_client(
+/// The web layer: a loopback OAuth client for an `http://` public URL, a confidential one
+/// for `https://`; refreshes under the store's own lock.
+fn web_layer(
     args: &ServeArgs,
     public_url: &Url,
     addr: SocketAddr,
-    store: SqliteStore,
-) -> Result<login::Login, CliError> {
-    let db_path = args
-        .db
-        .strip_prefix("sqlite://")
-        .or_else(|| args.db.strip_prefix("sqlite:"))
-        .unwrap_or(&args.db);
-    let keyring = load_keyring(std::path::Path::new(db_path), args.key_file.as_deref())?;
+    store: AnyStore,
+    sessions: SessionManager<AnyStore>,
+) -> Result<AtprotoAuth, CliError> {
+    let keyring = load_keyring(&args.db, args.key_file.as_deref())?;
     let (metadata, keyset, redirect_uri) = if public_url.scheme() == "https" {
         let path = args
             .client_keys
@@ -198,7 +189,6 @@ fn oauth_client(
             format!("http://127.0.0.1:{}/oauth/callback", addr.port()),
         )
     };
-    let confidential = keyset.is_some();
     let mut config = OAuthClientConfig::new(metadata, keyring)
         .dev_mode(args.dev)
         .identity(identity_config(
@@ -208,26 +198,27 @@ fn oauth_client(
     if let Some(keyset) = keyset {
         config = config.keyset(keyset);
     }
-    Ok(login::Login {
-        client: Arc::new(OAuthClient::new(config, store)?),
-        redirect_uri,
-        confidential,
-    })
+    let lock = store.lock();
+    let client = OAuthClient::new(config, store)?;
+    let getter = SessionGetter::new(client, GetterConfig::default().lock(lock));
+    Ok(AtprotoAuth::new(
+        sessions,
+        getter,
+        WebConfig::default().redirect_uri(redirect_uri),
+    ))
 }
 
 /// The gateway's routes.
-pub fn router(gateway: Gateway) -> Router {
+pub fn router(auth: AtprotoAuth) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .route("/session", get(session))
         .route("/session/refresh", post(refresh))
-        .route("/logout", post(logout))
-        .route("/oauth/login", get(login::login))
-        .route("/oauth/callback", get(login::callback))
-        .route("/oauth/client-metadata.json", get(login::client_metadata))
-        .route("/oauth/jwks.json", get(login::jwks))
-        .with_state(gateway)
+        .route("/logout", post(api_logout))
+        .merge(auth.router())
+        .layer(auth.layer())
+        .with_state(auth)
 }
 
 async fn shutdown() {
@@ -254,9 +245,9 @@ async fn livez() -> &'static str {
     "ok"
 }
 
-async fn healthz(State(m): State<Manager>) -> Response {
+async fn healthz(State(auth): State<AtprotoAuth>) -> Response {
     // A lookup of an id that cannot exist: one indexed read.
-    match m.store().load(&SessionId::generate()).await {
+    match auth.sessions().store().load(&SessionId::generate()).await {
         Ok(_) => (StatusCode::OK, "ok").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
@@ -265,13 +256,8 @@ async fn healthz(State(m): State<Manager>) -> Response {
     }
 }
 
-async fn session(current: Current) -> Response {
-    let cookie = current.refreshed_cookie();
-    let body = Json(&current.0.session).into_response();
-    match cookie {
-        Some(c) => ([c], body).into_response(),
-        None => body,
-    }
+async fn session(current: Session) -> Response {
+    Json(&current.session).into_response()
 }
 
 #[derive(Deserialize)]
@@ -279,7 +265,7 @@ struct RefreshBody {
     session_token: String,
 }
 
-async fn refresh(State(m): State<Manager>, body: Option<Json<RefreshBody>>) -> Response {
+async fn refresh(State(auth): State<AtprotoAuth>, body: Option<Json<RefreshBody>>) -> Response {
     let Some(Json(body)) = body else {
         return (
             StatusCode::BAD_REQUEST,
@@ -287,7 +273,7 @@ async fn refresh(State(m): State<Manager>, body: Option<Json<RefreshBody>>) -> R
         )
             .into_response();
     };
-    match m.refresh(&body.session_token).await {
+    match auth.sessions().refresh(&body.session_token).await {
         Ok(r) => Json(serde_json::json!({
             "access_token": r.access_token.as_ref().map(|t| t.expose()),
             "access_expires_at": r.session.access_expires_at.map(|t| t.unix_timestamp()),
@@ -298,21 +284,8 @@ async fn refresh(State(m): State<Manager>, body: Option<Json<RefreshBody>>) -> R
     }
 }
 
-async fn logout(State(g): State<Gateway>, headers: HeaderMap) -> Response {
-    let m = &g.sessions;
-    let clear = [(header::SET_COOKIE, m.clear_cookie())];
-    match m.load_from_headers(&headers).await {
-        Ok(found) => match m.delete(&found.session.id).await {
-            Ok(_) => {
-                login::revoke_grant(&g.login, found.session.grant_id.as_deref()).await;
-                (StatusCode::NO_CONTENT, clear).into_response()
-            }
-            Err(e) => SessionRejection(e).into_response(),
-        },
-        // Already signed out: still clear the cookie.
-        Err(e) if e.is_unauthenticated() && !matches!(e, SessionError::Conflict) => {
-            (StatusCode::NO_CONTENT, clear).into_response()
-        }
-        Err(e) => SessionRejection(e).into_response(),
-    }
+/// `POST /logout`: the library's logout, answered as to an API client (`204`).
+async fn api_logout(State(auth): State<AtprotoAuth>, mut headers: HeaderMap) -> Response {
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    atsession::axum::login::logout(State(auth), headers).await
 }

@@ -57,6 +57,7 @@ use std::time::Duration;
 
 use crate::store::StoreError;
 
+mod any;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -65,6 +66,7 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use any::AnyLock;
 pub use memory::MemoryLock;
 
 /// The future a [`Lock`] backend method returns.

@@ -175,6 +175,11 @@ pub struct AuthorizeOptions {
     /// identifier as the user typed it, without a leading `@` (a handle or a DID, not the
     /// DID a handle resolves to; none for a PDS URL).
     pub login_hint: Option<String>,
+    /// Binds the login to the browser that starts it (login CSRF): the SHA-256 of a random
+    /// value that browser keeps (in a cookie). [`OAuthClient::callback`] then requires the
+    /// same value in [`CallbackParams::browser_binding`] before anything is exchanged or
+    /// stored. The web layer sets both.
+    pub browser_binding: Option<TokenHash>,
 }
 
 /// The `prompt` parameter of an authorization request (OpenID Connect Core §3.1.2.1, as the
@@ -240,6 +245,10 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// `error_description`.
     pub error_description: Option<String>,
+    /// The browser's binding value (from its cookie, never from the query), for logins
+    /// started with [`AuthorizeOptions::browser_binding`].
+    #[serde(skip)]
+    pub browser_binding: Option<crate::secret::SecretString>,
 }
 
 impl CallbackParams {
@@ -289,6 +298,8 @@ pub(crate) struct PendingRequest {
     pub(crate) prompt: Option<Prompt>,
     pub(crate) app_state: Option<String>,
     pub(crate) upgrade: Option<UpgradeTarget>,
+    /// Hex SHA-256 of the browser binding, when the login is bound to a browser.
+    pub(crate) binding: Option<String>,
 }
 
 /// The parts of a client that do not depend on the store.
@@ -555,6 +566,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 prompt: options.prompt,
                 app_state: options.app_state,
                 upgrade: None,
+                binding: options.browser_binding.map(|h| h.to_hex()),
             },
         )
         .await
@@ -575,6 +587,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             prompt,
             app_state,
             upgrade,
+            binding,
         } = request;
         if login_hint
             .as_deref()
@@ -617,6 +630,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             redirect_uri,
             app_state,
             upgrade,
+            binding,
         };
         let stored = pending.seal(
             &self.core.keyring,
@@ -649,6 +663,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             .await?
             .ok_or(CallbackError::UnknownState)?;
         let pending = AuthState::open(&stored, &self.core.keyring)?;
+        pending.check_binding(params.browser_binding.as_ref())?;
         let app_state = pending.app_state.clone();
 
         // RFC 9207: the issuer is checked on error responses too.

@@ -215,4 +215,11 @@ pub enum CallbackError {
         /// The account that signed in.
         found: Did,
     },
+    /// The login was bound to a browser, and this request carries no binding (the login
+    /// cookie is missing: another browser, or it expired). Nothing was stored.
+    #[error("this login was started in another browser (its login cookie is missing)")]
+    NoBrowserBinding,
+    /// The login was bound to another browser (login CSRF). Nothing was stored.
+    #[error("this login was started in another browser")]
+    OtherBrowser,
 }

@@ -24,6 +24,9 @@ pub(crate) struct AuthState {
     pub(crate) redirect_uri: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) app_state: Option<String>,
+    /// Hex SHA-256 of the browser binding value, if the login was bound to a browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) binding: Option<String>,
     /// Set when this authorization upgrades the scope of an existing grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) upgrade: Option<UpgradeTarget>,
@@ -50,6 +53,24 @@ fn row_key(key: &TokenHash) -> Vec<u8> {
 }
 
 impl AuthState {
+    /// Checks the browser binding of a bound login (in constant time).
+    pub(crate) fn check_binding(
+        &self,
+        given: Option<&crate::secret::SecretString>,
+    ) -> Result<(), super::error::CallbackError> {
+        use super::error::CallbackError;
+        let Some(expected) = &self.binding else {
+            return Ok(());
+        };
+        let given = given.ok_or(CallbackError::NoBrowserBinding)?;
+        let hash = TokenHash::of(given.expose().as_bytes()).to_hex();
+        if crate::secret::ct_eq(hash.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(CallbackError::OtherBrowser)
+        }
+    }
+
     pub(crate) fn seal(
         &self,
         keyring: &AtRestKeyring,

@@ -142,6 +142,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                     grant_id: grant_id.clone(),
                     did: data.token_set.sub.clone(),
                 }),
+                binding: options.browser_binding.map(|h| h.to_hex()),
             },
         )
         .await

@@ -13,6 +13,13 @@
 //! | PostgreSQL | [`PostgresStore`](postgres::PostgresStore) | `postgres` | yes | [`PostgresLock`](crate::lock::postgres::PostgresLock) |
 //! | Redis / Valkey | [`RedisStore`](redis::RedisStore) | `redis` | yes | [`RedisLock`](crate::lock::redis::RedisLock) |
 //!
+//! **Chosen at run time.** [`open`] opens the backend a URL names (`memory:`,
+//! `sqlite://…` or a bare path, `postgres://…`, `redis://…`, `rediss://…`, with TLS for
+//! PostgreSQL and Redis) as an [`AnyStore`], which implements every trait by handing each
+//! call to its backend; [`AnyStore::lock`] is the lock of the same backend. Bad URLs,
+//! unreachable servers and untrusted certificates are typed [`OpenError`]s that name the
+//! store but never a password.
+//!
 //! Each backend keeps its schema beside its code: SQLite and PostgreSQL as an append-only
 //! list of migrations whose applied count is recorded in the database, Redis as a key layout
 //! (see the `redis` module). A backend for a new kind of record adds a migration (or a key
@@ -20,9 +27,10 @@
 //!
 //! # The contract
 //!
-//! Every backend passes one conformance suite for app sessions
-//! (`crates/atsession/tests/conformance/`) and one for the OAuth traits
-//! (`crates/atsession/tests/oauth_store.rs`; its contract is in [`oauth`]). In short:
+//! Every backend passes one conformance suite for app sessions and one for the OAuth traits
+//! (its contract is in [`oauth`]); both are public, with the lock suite, behind the feature
+//! `conformance` (`atsession::conformance`), so that a store written elsewhere can run them.
+//! In short:
 //! - [`create`](SessionStore::create) inserts; it never overwrites.
 //! - [`update`](SessionStore::update) is compare-and-swap on the version: it writes only if the
 //!   stored version is the expected one, and never re-creates a row that is gone. A session
@@ -47,8 +55,11 @@ use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
 use crate::syntax::Did;
 
+mod any;
+pub mod custom;
 mod memory;
 pub mod oauth;
+mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -56,7 +67,9 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use any::AnyStore;
 pub use memory::MemoryStore;
+pub use open::{OpenError, open};
 
 /// A boxed error from a backend's driver.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

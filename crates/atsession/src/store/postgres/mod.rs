@@ -23,9 +23,10 @@
 //! `DELETE … RETURNING`, so it is taken once; cleanup deletes at most 1000 rows per statement. Statements are prepared once per pooled
 //! connection and cached (deadpool's statement cache).
 //!
-//! **TLS**: connections are made without TLS (`NoTls`). Use it on loopback, a private network
-//! or a Unix socket; to reach a server over an untrusted network, build your own pool with a
-//! TLS connector and hand it to [`PostgresStore::from_pool`].
+//! **TLS**: with `sslmode=require` (or `verify-ca`, `verify-full`) in the URL, connections
+//! use TLS (rustls) and the server's certificate is verified against the platform's roots or
+//! the PEM file named by `sslrootcert=<path>`, host name included, whatever the mode says.
+//! Otherwise connections are plain: use them on loopback, a private network or a Unix socket.
 //!
 //! Errors name the store (`postgres`) and never carry the connection URL or its password.
 //!
@@ -56,6 +57,7 @@ use super::StoreError;
 mod migrations;
 mod oauth;
 mod sessions;
+mod tls;
 
 pub use deadpool_postgres;
 pub use migrations::SCHEMA_VERSION;
@@ -196,22 +198,27 @@ impl PostgresStore {
     }
 }
 
-/// A pool for `url`, without TLS, with bounded connect and wait times.
+/// A pool for `url` (with TLS if the URL asks for it), with bounded connect and wait times.
 fn pool_for(url: &str) -> Result<Pool, StoreError> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|_| bad_url())?;
+    let prepared = tls::prepare(url)?;
+    let mut config = tokio_postgres::Config::from_str(&prepared.url).map_err(|_| bad_url())?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("atsession");
     }
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match prepared.tls {
+        Some(tls) => Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            manager_config,
+        ),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     let size = std::thread::available_parallelism().map_or(4, |n| n.get() * 4);
     Pool::builder(manager)
         .max_size(size.clamp(4, 32))

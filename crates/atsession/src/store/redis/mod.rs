@@ -109,8 +109,25 @@ pub(crate) fn err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> 
 /// retry schedule, so that a server that is down gives an error rather than a hang.
 pub(crate) async fn connection_for(url: &str) -> Result<ConnectionManager, StoreError> {
     // The parser's own message is dropped: it could quote part of the URL.
-    let client = redis::Client::open(url)
-        .map_err(|_| StoreError::backend(BACKEND, "connect", "the Redis URL is malformed"))?;
+    let malformed = |_| StoreError::backend(BACKEND, "connect", "the Redis URL is malformed");
+    let (url, root_cert) = crate::store::open::take_query_param(url, "sslrootcert");
+    let client = match root_cert {
+        Some(path) if url.starts_with("rediss://") => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                StoreError::backend(
+                    BACKEND,
+                    "connect",
+                    crate::store::open::CaFileError(Box::new(e)),
+                )
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(url.as_str(), certs).map_err(malformed)?
+        }
+        _ => redis::Client::open(url.as_str()).map_err(malformed)?,
+    };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(TIMEOUT))
         .set_response_timeout(Some(TIMEOUT))
@@ -122,8 +139,12 @@ pub(crate) async fn connection_for(url: &str) -> Result<ConnectionManager, Store
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, `rediss://` is not
-    /// enabled in this build) with the key prefix `atsession:`.
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://…` for
+    /// TLS) with the key prefix `atsession:`.
+    ///
+    /// With `rediss://` the server's certificate (chain and host name) is verified against
+    /// the platform's roots, or against the PEM file named by `?sslrootcert=<path>`. TLS uses
+    /// the process's default rustls provider, or *ring* when none is installed.
     ///
     /// Fails if the server cannot be reached: the error names the store and carries the
     /// driver's error, never the URL.

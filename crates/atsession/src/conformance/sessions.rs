@@ -1,57 +1,20 @@
-//! The store conformance suite: every backend must pass every test here.
-//!
-//! A backend's test file says how to make a fresh, empty store and invokes the macro:
-//!
-//! ```ignore
-//! mod conformance;
-//! conformance::session_store_suite!(async { MyStore::new_for_test().await });
-//! ```
-//!
-//! Each test gets its own store, so backends that share a server must give each call its own
-//! database, schema or key prefix.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! The app-session suite: the [`SessionStore`] contract, checked through a
+//! [`SessionManager`] on a manual clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use atsession::app::{
+use crate::app::{
     CredentialSource, SessionConfig, SessionError, SessionId, SessionManager, StoredSession,
 };
-use atsession::clock::{Clock, ManualClock};
-use atsession::secret::{Token, TokenHash};
-use atsession::store::{Cas, SessionStore};
-use atsession::syntax::Did;
+use crate::clock::{Clock, ManualClock};
+use crate::secret::{Token, TokenHash};
+use crate::store::{Cas, SessionStore};
+use crate::syntax::Did;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 use time::OffsetDateTime;
-
-/// Generates one `#[tokio::test]` per conformance test, each with a fresh store from `$make`
-/// (an expression evaluating to a future of the store).
-#[macro_export]
-macro_rules! session_store_suite {
-    ($make:expr) => {
-        $crate::session_store_suite!(@tests $make;
-            create_and_lookup, fresh_tokens_per_login, only_hashes_are_stored,
-            bad_tokens_change_nothing, bad_identifiers_change_nothing, update_and_conflict,
-            idle_expiry, absolute_expiry, sliding_touch_interval, refresh_rotates_access_token,
-            access_token_expiry, delete_logs_out, delete_all_for_did, list_by_did,
-            cleanup_deletes_only_expired, cleanup_in_batches, duplicate_create_fails,
-            cas_never_inserts, concurrent_updates_lose_nothing, no_resurrection_after_delete,
-            no_resurrection_under_races, headers_cookie_and_bearer);
-    };
-    (@tests $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let store = $make.await;
-                $crate::conformance::$name(store).await;
-            }
-        )*
-    };
-}
-pub use session_store_suite;
 
 const ALICE: &str = "did:plc:alice00000000000000000000";
 const BOB: &str = "did:plc:bob0000000000000000000000";
@@ -77,11 +40,12 @@ fn with_access() -> SessionConfig {
 }
 
 /// How many sessions the store holds, expired or not (deletes them all: call last).
-async fn drain_count<S: SessionStore>(store: &S) -> u64 {
+pub async fn drain_count<S: SessionStore>(store: &S) -> u64 {
     let far = OffsetDateTime::now_utc() + Duration::from_secs(1000 * 24 * 3600);
     store.delete_expired(far).await.unwrap()
 }
 
+/// Conformance check `create_and_lookup` (sessions); panics if the store breaks the contract.
 pub async fn create_and_lookup<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, with_access());
     let new = m
@@ -116,6 +80,7 @@ pub async fn create_and_lookup<S: SessionStore + Clone>(store: S) {
     );
 }
 
+/// Conformance check `fresh_tokens_per_login` (sessions); panics if the store breaks the contract.
 pub async fn fresh_tokens_per_login<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, with_access());
     let a = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -127,6 +92,7 @@ pub async fn fresh_tokens_per_login<S: SessionStore + Clone>(store: S) {
     assert_eq!(m.load(b.token.expose()).await.unwrap().id, b.session.id);
 }
 
+/// Conformance check `only_hashes_are_stored` (sessions); panics if the store breaks the contract.
 pub async fn only_hashes_are_stored<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, with_access());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -150,6 +116,7 @@ pub async fn only_hashes_are_stored<S: SessionStore + Clone>(store: S) {
     }
 }
 
+/// Conformance check `bad_tokens_change_nothing` (sessions); panics if the store breaks the contract.
 pub async fn bad_tokens_change_nothing<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, with_access());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -198,6 +165,7 @@ pub async fn bad_tokens_change_nothing<S: SessionStore + Clone>(store: S) {
     assert_eq!(drain_count(m.store()).await, 1);
 }
 
+/// Conformance check `bad_identifiers_change_nothing` (sessions); panics if the store breaks the contract.
 pub async fn bad_identifiers_change_nothing<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, SessionConfig::default());
     for (d, h) in [
@@ -219,6 +187,7 @@ pub async fn bad_identifiers_change_nothing<S: SessionStore + Clone>(store: S) {
     assert_eq!(drain_count(m.store()).await, 0);
 }
 
+/// Conformance check `update_and_conflict` (sessions); panics if the store breaks the contract.
 pub async fn update_and_conflict<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, SessionConfig::default());
     let new = m
@@ -245,6 +214,7 @@ pub async fn update_and_conflict<S: SessionStore + Clone>(store: S) {
     assert_eq!(m.store().update(2, &next).await.unwrap(), Cas::Conflict);
 }
 
+/// Conformance check `idle_expiry` (sessions); panics if the store breaks the contract.
 pub async fn idle_expiry<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, SessionConfig::default());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -266,6 +236,7 @@ pub async fn idle_expiry<S: SessionStore + Clone>(store: S) {
     assert!(m.store().load(&new.session.id).await.unwrap().is_none());
 }
 
+/// Conformance check `absolute_expiry` (sessions); panics if the store breaks the contract.
 pub async fn absolute_expiry<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, SessionConfig::default());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -283,6 +254,7 @@ pub async fn absolute_expiry<S: SessionStore + Clone>(store: S) {
     ));
 }
 
+/// Conformance check `sliding_touch_interval` (sessions); panics if the store breaks the contract.
 pub async fn sliding_touch_interval<S: SessionStore + Clone>(store: S) {
     let config = SessionConfig::default().touch_interval(Duration::from_secs(60));
     let (m, clock) = manager(store, config);
@@ -316,6 +288,7 @@ pub async fn sliding_touch_interval<S: SessionStore + Clone>(store: S) {
     m.update(&new.session, json!({"ok": true})).await.unwrap();
 }
 
+/// Conformance check `refresh_rotates_access_token` (sessions); panics if the store breaks the contract.
 pub async fn refresh_rotates_access_token<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, with_access());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -338,6 +311,7 @@ pub async fn refresh_rotates_access_token<S: SessionStore + Clone>(store: S) {
     assert_eq!(m.load(new.token.expose()).await.unwrap().id, new.session.id);
 }
 
+/// Conformance check `access_token_expiry` (sessions); panics if the store breaks the contract.
 pub async fn access_token_expiry<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, with_access());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -354,6 +328,7 @@ pub async fn access_token_expiry<S: SessionStore + Clone>(store: S) {
         .unwrap();
 }
 
+/// Conformance check `delete_logs_out` (sessions); panics if the store breaks the contract.
 pub async fn delete_logs_out<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, with_access());
     let a = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -377,6 +352,7 @@ pub async fn delete_logs_out<S: SessionStore + Clone>(store: S) {
     assert!(m.clear_cookie().to_str().unwrap().contains("Max-Age=0"));
 }
 
+/// Conformance check `delete_all_for_did` (sessions); panics if the store breaks the contract.
 pub async fn delete_all_for_did<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, SessionConfig::default());
     let mut alice = Vec::new();
@@ -396,6 +372,7 @@ pub async fn delete_all_for_did<S: SessionStore + Clone>(store: S) {
     assert_eq!(m.delete_all(&did(ALICE)).await.unwrap(), 0);
 }
 
+/// Conformance check `list_by_did` (sessions); panics if the store breaks the contract.
 pub async fn list_by_did<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, SessionConfig::default());
     let first = m.create(ALICE, "alice.test", json!(1)).await.unwrap();
@@ -413,6 +390,7 @@ pub async fn list_by_did<S: SessionStore + Clone>(store: S) {
     assert_eq!(m.store().list_by_did(&did(ALICE)).await.unwrap().len(), 2);
 }
 
+/// Conformance check `cleanup_deletes_only_expired` (sessions); panics if the store breaks the contract.
 pub async fn cleanup_deletes_only_expired<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, SessionConfig::default());
     let old = m.create(ALICE, "alice.test", ()).await.unwrap();
@@ -426,6 +404,7 @@ pub async fn cleanup_deletes_only_expired<S: SessionStore + Clone>(store: S) {
     assert_eq!(m.delete_expired().await.unwrap(), 0);
 }
 
+/// Conformance check `cleanup_in_batches` (sessions); panics if the store breaks the contract.
 pub async fn cleanup_in_batches<S: SessionStore + Clone>(store: S) {
     let (m, clock) = manager(store, SessionConfig::default());
     let n = 1100;
@@ -446,6 +425,7 @@ pub async fn cleanup_in_batches<S: SessionStore + Clone>(store: S) {
     assert_eq!(drain_count(m.store()).await, 1);
 }
 
+/// Conformance check `duplicate_create_fails` (sessions); panics if the store breaks the contract.
 pub async fn duplicate_create_fails<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, SessionConfig::default());
     let new = m.create(ALICE, "alice.test", json!("first")).await.unwrap();
@@ -465,6 +445,7 @@ pub async fn duplicate_create_fails<S: SessionStore + Clone>(store: S) {
     );
 }
 
+/// Conformance check `cas_never_inserts` (sessions); panics if the store breaks the contract.
 pub async fn cas_never_inserts<S: SessionStore + Clone>(store: S) {
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let ghost = StoredSession {
@@ -494,6 +475,7 @@ pub async fn cas_never_inserts<S: SessionStore + Clone>(store: S) {
     assert!(store.list_by_did(&ghost.did).await.unwrap().is_empty());
 }
 
+/// Conformance check `concurrent_updates_lose_nothing` (sessions); panics if the store breaks the contract.
 pub async fn concurrent_updates_lose_nothing<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, SessionConfig::default());
     let new = m
@@ -530,6 +512,7 @@ pub async fn concurrent_updates_lose_nothing<S: SessionStore + Clone>(store: S) 
     assert_eq!(s.version, 1 + u64::from(tasks * per_task));
 }
 
+/// Conformance check `no_resurrection_after_delete` (sessions); panics if the store breaks the contract.
 pub async fn no_resurrection_after_delete<S: SessionStore + Clone>(store: S) {
     let config = SessionConfig::default().touch_interval(Duration::from_secs(1));
     let (m, clock) = manager(store, config);
@@ -566,6 +549,7 @@ pub async fn no_resurrection_after_delete<S: SessionStore + Clone>(store: S) {
     assert_eq!(drain_count(m.store()).await, 0);
 }
 
+/// Conformance check `no_resurrection_under_races` (sessions); panics if the store breaks the contract.
 pub async fn no_resurrection_under_races<S: SessionStore + Clone>(store: S) {
     let config = SessionConfig::default()
         .touch_interval(Duration::ZERO)
@@ -618,6 +602,7 @@ pub async fn no_resurrection_under_races<S: SessionStore + Clone>(store: S) {
     assert_eq!(drain_count(m.store()).await, 0);
 }
 
+/// Conformance check `headers_cookie_and_bearer` (sessions); panics if the store breaks the contract.
 pub async fn headers_cookie_and_bearer<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, with_access());
     let new = m.create(ALICE, "alice.test", ()).await.unwrap();

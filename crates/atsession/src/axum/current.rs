@@ -1,4 +1,5 @@
-//! axum integration (feature `axum`): an extractor for the request's app session.
+//! [`CurrentSession`]: the app session of a request, for apps that keep a typed
+//! [`SessionManager`] in their state instead of an [`AtprotoAuth`](super::AtprotoAuth).
 //!
 //! Put a [`SessionManager`] in your router's state (or anything it can be taken from with
 //! [`FromRef`]) and take [`CurrentSession`] in a handler. A request without a valid session

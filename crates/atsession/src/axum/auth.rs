@@ -1,0 +1,189 @@
+//! [`AtprotoAuth`]: what the routes, the extractors and the layer share: the app sessions,
+//! the session getter (and its OAuth client) over an [`AnyStore`], and the [`WebConfig`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::WebConfig;
+use crate::app::{ConfigError, Session, SessionConfig, SessionManager};
+use crate::oauth::{GetterConfig, OAuthClient, OAuthClientConfig, OAuthError, SessionGetter};
+use crate::store::AnyStore;
+use crate::syntax::Did;
+
+/// The web layer's state. Put it in your router's state (or anything it can be taken from
+/// with [`FromRef`](axum::extract::FromRef)). Cheap to clone.
+///
+/// Handlers never name the store: it is an [`AnyStore`], opened from a URL at run time
+/// ([`store::open`](crate::store::open)), or a store of your own behind
+/// [`AnyStore::custom`].
+#[derive(Clone)]
+pub struct AtprotoAuth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: SessionManager<AnyStore>,
+    getter: SessionGetter<AnyStore>,
+    config: WebConfig,
+}
+
+impl fmt::Debug for AtprotoAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtprotoAuth")
+            .field("store", &self.inner.sessions.store().backend())
+            .field("client", self.inner.getter.client())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// Why an [`AtprotoAuth`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The app-session configuration is inconsistent.
+    #[error("invalid session configuration")]
+    Sessions(#[from] ConfigError),
+    /// The OAuth client configuration is inconsistent.
+    #[error("invalid OAuth client configuration")]
+    OAuth(#[from] OAuthError),
+}
+
+/// Why a sign-out failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignOutError {
+    /// The app session could not be deleted.
+    #[error("the app session could not be ended")]
+    Session(#[from] crate::app::SessionError),
+    /// The app session is gone, but its OAuth grant could not be signed out (revoking at the
+    /// authorization server or deleting it failed).
+    #[error("the OAuth grant could not be signed out")]
+    Grant(#[from] crate::oauth::SessionError),
+}
+
+impl AtprotoAuth {
+    /// The web layer over `sessions` and `getter` (whose client logs users in).
+    #[must_use]
+    pub fn new(
+        sessions: SessionManager<AnyStore>,
+        getter: SessionGetter<AnyStore>,
+        config: WebConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sessions,
+                getter,
+                config,
+            }),
+        }
+    }
+
+    /// Builds everything on one store: app sessions with `sessions`, the OAuth client with
+    /// `client`, and a session getter that refreshes under the store's own lock.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use atsession::app::SessionConfig;
+    /// use atsession::axum::{AtprotoAuth, WebConfig};
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
+    ///
+    /// let store = atsession::store::open("memory:").await?;
+    /// let metadata = ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto")?;
+    /// let keyring = AtRestKeyring::new(AtRestKey::new("k1", [7; 32])?);
+    /// let auth = AtprotoAuth::build(
+    ///     store,
+    ///     SessionConfig::default(),
+    ///     OAuthClientConfig::new(metadata, keyring),
+    ///     WebConfig::default(),
+    /// )?;
+    /// assert_eq!(auth.config().callback_path, "/oauth/callback");
+    /// # Ok(()) }
+    /// ```
+    pub fn build(
+        store: AnyStore,
+        sessions: SessionConfig,
+        client: OAuthClientConfig,
+        config: WebConfig,
+    ) -> Result<Self, BuildError> {
+        let lock = store.lock();
+        let sessions = SessionManager::with_config(store.clone(), sessions)?;
+        let client = OAuthClient::new(client, store)?;
+        let getter = SessionGetter::new(client, GetterConfig::default().lock(lock));
+        Ok(Self::new(sessions, getter, config))
+    }
+
+    /// The app sessions.
+    #[must_use]
+    pub fn sessions(&self) -> &SessionManager<AnyStore> {
+        &self.inner.sessions
+    }
+
+    /// The session getter (subscribe to its events here).
+    #[must_use]
+    pub fn getter(&self) -> &SessionGetter<AnyStore> {
+        &self.inner.getter
+    }
+
+    /// The OAuth client.
+    #[must_use]
+    pub fn client(&self) -> &OAuthClient<AnyStore> {
+        self.inner.getter.client()
+    }
+
+    /// The paths and pages.
+    #[must_use]
+    pub fn config(&self) -> &WebConfig {
+        &self.inner.config
+    }
+
+    /// Whether the client is confidential (publishes its metadata and keys).
+    #[must_use]
+    pub fn is_confidential(&self) -> bool {
+        self.client().jwks().is_some()
+    }
+
+    /// Ends one app session and signs out its OAuth grant through the session getter (its
+    /// tokens are revoked at the authorization server, then it is deleted, and
+    /// [`SessionEvent::Deleted`](crate::oauth::SessionEvent::Deleted) fires). `Ok(false)` if
+    /// the session was already gone.
+    ///
+    /// The app session is deleted first: if the grant then fails to sign out, the user is
+    /// signed out here all the same, and the error says what is left.
+    pub async fn sign_out(&self, session: &Session) -> Result<bool, SignOutError> {
+        let existed = self.inner.sessions.delete(&session.id).await?;
+        if let Some(grant) = session
+            .grant_id
+            .as_deref()
+            .and_then(crate::store::oauth::GrantId::parse)
+        {
+            self.inner.getter.sign_out(&grant).await?;
+        }
+        Ok(existed)
+    }
+
+    /// Signs an account out everywhere: every app session of `did` ends, and every OAuth
+    /// grant of `did` is signed out through the session getter (so a `Deleted` event fires
+    /// for each). Returns how many app sessions ended. Grants that fail to sign out are
+    /// tried all the same; the first failure is returned at the end.
+    pub async fn sign_out_everywhere(&self, did: &Did) -> Result<u64, SignOutError> {
+        let ended = self.inner.sessions.delete_all(did).await?;
+        let grants = self
+            .client()
+            .grants_of(did)
+            .await
+            .map_err(crate::oauth::SessionError::from)?;
+        let mut first_error = None;
+        for grant in grants {
+            if let Err(e) = self.inner.getter.sign_out(&grant).await {
+                tracing::warn!(error = %e, grant = %grant, "signing a grant out failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(ended),
+        }
+    }
+}

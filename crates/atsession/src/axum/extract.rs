@@ -1,0 +1,248 @@
+//! Extractors that do not name the store: [`Session`] (and `Option<Session>`),
+//! [`AtprotoSession`] (the signed-in user's OAuth session, for DPoP-signed PDS calls) and
+//! [`RequireScope`]. Each takes the [`AtprotoAuth`] from the router's state.
+//!
+//! A request's session is loaded once, whichever extractors a handler takes. When the
+//! session's idle window slid, the refreshed cookie goes to the
+//! [`SessionCookieLayer`](super::SessionCookieLayer), which puts it on the response.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+
+use super::errors::AuthRejection;
+use super::layer::CookieSlot;
+use super::{AtprotoAuth, scope_covers};
+use crate::app::CredentialSource;
+use crate::oauth::{OAuthSession, Refresh, SessionError as GrantError, TokenSetInfo};
+use crate::store::AnyStore;
+use crate::store::oauth::GrantId;
+
+/// The app session of the request (cookie, or `Authorization: Bearer`). Dereferences to
+/// the [`app::Session`](crate::app::Session) record.
+///
+/// Rejects with `401` when there is none; take `Option<Session>` for pages that work signed
+/// in or out.
+///
+/// ```
+/// use atsession::axum::{AtprotoAuth, Session};
+/// use axum::{Router, routing::get};
+///
+/// async fn home(session: Option<Session>) -> String {
+///     match session {
+///         Some(s) => format!("signed in as {}", s.handle),
+///         None => "signed out".to_owned(),
+///     }
+/// }
+///
+/// fn app(auth: AtprotoAuth) -> Router {
+///     Router::new()
+///         .route("/", get(home))
+///         .merge(auth.router())
+///         .layer(auth.layer())
+///         .with_state(auth)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The session record.
+    pub session: crate::app::Session,
+    /// Where the credential came from.
+    pub source: CredentialSource,
+}
+
+impl Deref for Session {
+    type Target = crate::app::Session;
+    fn deref(&self) -> &Self::Target {
+        &self.session
+    }
+}
+
+/// Loads (once per request) the request's session.
+async fn load(parts: &mut Parts, auth: &AtprotoAuth) -> Result<Session, AuthRejection> {
+    if let Some(found) = parts.extensions.get::<Session>() {
+        return Ok(found.clone());
+    }
+    match auth.sessions().load_from_headers(&parts.headers).await {
+        Ok(loaded) => {
+            if let (Some(cookie), Some(slot)) =
+                (loaded.set_cookie, parts.extensions.get::<CookieSlot>())
+            {
+                slot.put(cookie);
+            }
+            let found = Session {
+                session: loaded.session,
+                source: loaded.source,
+            };
+            parts.extensions.insert(found.clone());
+            Ok(found)
+        }
+        Err(e) if e.is_unauthenticated() => Err(AuthRejection::SignedOut(e)),
+        Err(e) => Err(AuthRejection::Session(e)),
+    }
+}
+
+impl<S> FromRequestParts<S> for Session
+where
+    AtprotoAuth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        load(parts, &AtprotoAuth::from_ref(state)).await
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for Session
+where
+    AtprotoAuth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match load(parts, &AtprotoAuth::from_ref(state)).await {
+            Ok(s) => Ok(Some(s)),
+            Err(AuthRejection::SignedOut(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The signed-in user: the app session and its OAuth session (the handle for DPoP-signed
+/// calls to the user's PDS), with the grant's facts (account, scope), refreshed first if
+/// stale.
+///
+/// Rejects with `401` when there is no session, or its grant is gone (then the app session
+/// is ended too).
+///
+/// ```
+/// use atsession::axum::AtprotoSession;
+/// use axum::Json;
+///
+/// async fn me(user: AtprotoSession) -> Result<Json<serde_json::Value>, String> {
+///     let me: serde_json::Value = user
+///         .oauth
+///         .xrpc_query("com.atproto.server.getSession", &[])
+///         .await
+///         .map_err(|e| e.to_string())?;
+///     Ok(Json(me))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AtprotoSession {
+    /// The app session.
+    pub session: Session,
+    /// The OAuth session of its grant.
+    pub oauth: OAuthSession<AnyStore>,
+    /// The grant's facts when the request came in.
+    pub info: TokenSetInfo,
+}
+
+impl AtprotoSession {
+    /// `Ok` if the grant includes `scope` (see [`scope_covers`]); else
+    /// [`AuthRejection::MissingScope`], which answers `403`.
+    pub fn require_scope(&self, scope: &'static str) -> Result<(), AuthRejection> {
+        if scope_covers(&self.info.scope, scope) {
+            Ok(())
+        } else {
+            Err(AuthRejection::MissingScope(scope))
+        }
+    }
+}
+
+async fn load_user(parts: &mut Parts, auth: &AtprotoAuth) -> Result<AtprotoSession, AuthRejection> {
+    if let Some(found) = parts.extensions.get::<AtprotoSession>() {
+        return Ok(found.clone());
+    }
+    let session = load(parts, auth).await?;
+    let grant = session
+        .grant_id
+        .as_deref()
+        .and_then(GrantId::parse)
+        .ok_or(AuthRejection::NoGrant)?;
+    let oauth = auth.getter().session(grant);
+    let info = match oauth.token_info(Refresh::IfStale).await {
+        Ok(info) => info,
+        Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {
+            // Nobody can use this app session any more.
+            if let Err(e) = auth.sessions().delete(&session.id).await {
+                tracing::warn!(error = %e, "ending a session whose grant is gone failed");
+            }
+            return Err(AuthRejection::NoGrant);
+        }
+        Err(e) => return Err(AuthRejection::Grant(e)),
+    };
+    let user = AtprotoSession {
+        session,
+        oauth,
+        info,
+    };
+    parts.extensions.insert(user.clone());
+    Ok(user)
+}
+
+impl<S> FromRequestParts<S> for AtprotoSession
+where
+    AtprotoAuth: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        load_user(parts, &AtprotoAuth::from_ref(state)).await
+    }
+}
+
+/// A scope a route requires, for [`RequireScope`].
+///
+/// ```
+/// use atsession::axum::RequiredScope;
+/// struct Generic;
+/// impl RequiredScope for Generic {
+///     const SCOPE: &'static str = "transition:generic";
+/// }
+/// ```
+pub trait RequiredScope: Send + Sync + 'static {
+    /// The scope token the grant must include.
+    const SCOPE: &'static str;
+}
+
+/// [`AtprotoSession`], if its grant includes `R::SCOPE`; else `403
+/// {"error": "insufficient_scope", "scope": …}`.
+///
+/// ```
+/// use atsession::axum::{RequireScope, RequiredScope};
+///
+/// struct Generic;
+/// impl RequiredScope for Generic {
+///     const SCOPE: &'static str = "transition:generic";
+/// }
+///
+/// async fn post(RequireScope(user, _): RequireScope<Generic>) -> String {
+///     format!("{} may write", user.info.sub)
+/// }
+/// ```
+#[derive(Debug)]
+pub struct RequireScope<R>(pub AtprotoSession, pub PhantomData<fn() -> R>);
+
+impl<S, R> FromRequestParts<S> for RequireScope<R>
+where
+    AtprotoAuth: FromRef<S>,
+    S: Send + Sync,
+    R: RequiredScope,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = load_user(parts, &AtprotoAuth::from_ref(state)).await?;
+        user.require_scope(R::SCOPE)?;
+        Ok(Self(user, PhantomData))
+    }
+}

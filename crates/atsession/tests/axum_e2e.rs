@@ -1,0 +1,657 @@
+//! The web layer against the official PDS: the `axum_app` example end to end (login →
+//! profile page read from the PDS → logout → the PDS refuses the tokens; a callback replayed
+//! in a second cookie jar creates nothing), then the layer's own promises: login CSRF,
+//! JSON answers, required scopes, the slid cookie, and `Deleted` events for every sign-out.
+//!
+//! Needs the peer: see `support/pds.rs` (`ATSESSION_E2E_PDS`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "support/pds.rs"]
+mod pds;
+#[allow(unused_imports)]
+mod support;
+
+#[path = "../examples/axum_app.rs"]
+#[allow(dead_code)]
+mod example;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use atsession::app::{CookieConfig, SessionConfig, SessionManager};
+use atsession::axum::{
+    AtprotoAuth, AtprotoSession, RequireScope, RequiredScope, Session, WebConfig,
+};
+use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::oauth::identity::{HandleResolver, IdentityConfig};
+use atsession::oauth::{ClientMetadata, DeleteCause, OAuthClient, OAuthClientConfig, SessionEvent};
+use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::sqlite::SqliteStore;
+use atsession::syntax::Did;
+use axum::Router;
+use axum::routing::get;
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode, Url};
+
+/// A browser's cookies.
+#[derive(Default)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn absorb(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (name, value) = v.split(';').next().unwrap().split_once('=').unwrap();
+            if value.is_empty() || v.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join("; ")
+    }
+
+    async fn get(&mut self, http: &reqwest::Client, url: &str) -> reqwest::Response {
+        let r = http
+            .get(url)
+            .header(COOKIE, self.header())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(&r);
+        r
+    }
+
+    async fn post(&mut self, http: &reqwest::Client, url: &str) -> reqwest::Response {
+        let r = http
+            .post(url)
+            .header(COOKIE, self.header())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(&r);
+        r
+    }
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+fn identity(peer: &pds::Peer) -> IdentityConfig {
+    IdentityConfig {
+        plc_url: Url::parse(peer.plc_url()).unwrap(),
+        handle_resolver: HandleResolver::Xrpc(Url::parse(peer.handle_resolver_url()).unwrap()),
+        cache_ttl: Duration::from_secs(60),
+    }
+}
+
+/// Serves `app` on a loopback port; returns its base URL.
+async fn serve(listener: tokio::net::TcpListener, app: Router) -> String {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// The path and query of the callback URL the PDS redirected to.
+fn callback_of(redirect: &str) -> &str {
+    &redirect[redirect.find("/oauth/callback").unwrap()..]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_app_login_profile_logout() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let alice = peer.account("alice.test").clone();
+    let did = Did::new(alice.did.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("app.db").display());
+    let key = AtRestKey::generate("k1").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = example::app(&db, port, key.clone(), identity(&peer), true)
+        .await
+        .unwrap();
+    let base = serve(listener, app).await;
+    let http = peer.http();
+    let store = SqliteStore::connect(&db).await.unwrap();
+
+    // Signed out: the home page offers the login form.
+    let mut browser = Jar::default();
+    let r = browser.get(http, &format!("{base}/")).await;
+    assert!(r.text().await.unwrap().contains("Log in"));
+
+    // Login: to the PDS and back.
+    let r = browser
+        .get(
+            http,
+            &format!("{base}/oauth/login?identifier=alice.test&redirect_to=/profile"),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let callback = format!("{base}{}", callback_of(&redirect));
+    let r = browser.get(http, &callback).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(location(&r), "/profile");
+    assert!(browser.0.contains_key("atsession"), "session cookie set");
+    assert!(
+        !browser.0.contains_key("atsession-login"),
+        "binding cookie cleared"
+    );
+
+    // The same callback replayed in another browser creates nothing.
+    let mut other = Jar::default();
+    let r = other.get(http, &callback).await;
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/?error="), "{}", location(&r));
+    assert!(!other.0.contains_key("atsession"));
+    assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
+
+    // The profile page, read from the PDS with the user's tokens.
+    let r = browser.get(http, &format!("{base}/profile")).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("alice.test") && page.contains(&alice.did),
+        "{page}"
+    );
+    let home = browser
+        .get(http, &format!("{base}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("Signed in as alice.test"), "{home}");
+
+    // Keep the grant's tokens to ask the PDS about them after logout.
+    let sessions = SessionManager::new(store.clone()).list(&did).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    let grant =
+        atsession::store::oauth::GrantId::parse(sessions[0].grant_id.as_deref().unwrap()).unwrap();
+    let metadata =
+        ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
+    let reader = OAuthClient::new(
+        OAuthClientConfig::new(metadata, AtRestKeyring::new(key))
+            .dev_mode(true)
+            .identity(identity(&peer)),
+        store.clone(),
+    )
+    .unwrap();
+    let data = reader.session(&grant).await.unwrap().unwrap();
+    let get_session = "/xrpc/com.atproto.server.getSession";
+    let before = reader
+        .pds_request(&data, Method::GET, get_session, None)
+        .await
+        .unwrap();
+    assert_eq!(before.status, StatusCode::OK);
+
+    // Logout: the grant is revoked at the PDS and deleted, the session ends.
+    let r = browser.post(http, &format!("{base}/oauth/logout")).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/");
+    assert!(
+        !browser.0.contains_key("atsession"),
+        "session cookie cleared"
+    );
+    assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
+    assert!(
+        SessionManager::new(store.clone())
+            .list(&did)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let r = browser.get(http, &format!("{base}/profile")).await;
+    assert_eq!(r.status(), 401);
+    let after = reader
+        .pds_request(&data, Method::GET, get_session, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "the PDS refuses the revoked tokens"
+    );
+}
+
+struct Generic;
+impl RequiredScope for Generic {
+    const SCOPE: &'static str = "transition:generic";
+}
+struct Email;
+impl RequiredScope for Email {
+    const SCOPE: &'static str = "transition:email";
+}
+
+async fn whoami(session: Option<Session>) -> String {
+    session.map_or_else(|| "nobody".to_owned(), |s| s.did.to_string())
+}
+
+async fn generic(RequireScope(user, _): RequireScope<Generic>) -> String {
+    user.info.sub.to_string()
+}
+
+async fn email(RequireScope(user, _): RequireScope<Email>) -> String {
+    user.info.sub.to_string()
+}
+
+async fn user(user: AtprotoSession) -> String {
+    user.info.scope
+}
+
+/// An app on the web layer, with the routes above, on a memory store.
+async fn layer_app(peer: &pds::Peer) -> (String, AtprotoAuth) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let metadata = ClientMetadata::loopback(
+        &["http://127.0.0.1/oauth/callback"],
+        "atproto transition:generic",
+    )
+    .unwrap();
+    let keyring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
+    let config = SessionConfig::default()
+        .cookie(CookieConfig::insecure_for_development())
+        .touch_interval(Duration::ZERO);
+    let auth = AtprotoAuth::build(
+        atsession::store::open("memory:").await.unwrap(),
+        config,
+        OAuthClientConfig::new(metadata, keyring)
+            .dev_mode(true)
+            .identity(identity(peer)),
+        WebConfig::default().redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback")),
+    )
+    .unwrap();
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .route("/generic", get(generic))
+        .route("/email", get(email))
+        .route("/user", get(user))
+        .merge(auth.router())
+        .layer(auth.layer())
+        .with_state(auth.clone());
+    (serve(listener, app).await, auth)
+}
+
+/// The next `Deleted` event (refreshes may come first: `Updated`).
+async fn next_deleted(events: &mut tokio::sync::broadcast::Receiver<SessionEvent>) -> SessionEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(event, SessionEvent::Deleted { .. }) {
+            return event;
+        }
+    }
+}
+
+/// Logs `jar` in as `handle`; returns the callback URL it followed.
+async fn log_in(peer: &pds::Peer, base: &str, jar: &mut Jar, handle: &str) -> String {
+    let account = peer.account(handle).clone();
+    let r = jar
+        .get(
+            peer.http(),
+            &format!("{base}/oauth/login?identifier={handle}"),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &account.handle, &account.password)
+        .await
+        .unwrap();
+    let callback = format!("{base}{}", callback_of(&redirect));
+    let r = jar.get(peer.http(), &callback).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    callback
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_csrf_json_scopes_cookie_and_sign_out_events() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let alice = peer.account("alice.test").clone();
+    let did = Did::new(alice.did.clone()).unwrap();
+    let (base, auth) = layer_app(&peer).await;
+    let http = peer.http();
+    let mut events = auth.getter().subscribe();
+    let grants = || async {
+        auth.client()
+            .store()
+            .list_grants_by_did(&did)
+            .await
+            .unwrap()
+            .len()
+    };
+
+    // Login CSRF: the attacker starts a login, and hands the callback to a victim.
+    let mut attacker = Jar::default();
+    let r = attacker
+        .get(http, &format!("{base}/oauth/login?identifier=alice.test"))
+        .await;
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let callback = format!("{base}{}", callback_of(&redirect));
+    let mut victim = Jar::default();
+    victim.0.insert("atsession-login".into(), "A".repeat(43)); // someone else's binding
+    let r = victim.get(http, &callback).await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("started in another browser")
+    );
+    assert!(!victim.0.contains_key("atsession"));
+    // Spent: not even the attacker's own browser can finish it now.
+    let r = attacker.get(http, &callback).await;
+    assert_eq!(r.status(), 400);
+    assert!(!attacker.0.contains_key("atsession"));
+    assert_eq!(grants().await, 0, "nothing stored");
+
+    // Without any binding cookie (JSON client): a typed error, nothing stored.
+    let r = http
+        .get(format!("{base}/oauth/login?identifier=alice.test"))
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let url: serde_json::Value = r.json().await.unwrap();
+    let redirect = peer
+        .sign_in_and_consent(
+            url["authorization_url"].as_str().unwrap(),
+            &alice.handle,
+            &alice.password,
+        )
+        .await
+        .unwrap();
+    let r = http
+        .get(format!("{base}{}", callback_of(&redirect)))
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "other_browser");
+    assert_eq!(grants().await, 0);
+
+    // Junk: typed errors, nothing stored.
+    for junk in [
+        "",
+        "?state=x&code=y&iss=z",
+        "?state=a&state=b",
+        "?error=x",
+        "?%ff",
+    ] {
+        let r = http
+            .get(format!("{base}/oauth/callback{junk}"))
+            .header(ACCEPT, "application/json")
+            .header(COOKIE, format!("atsession-login={}", "B".repeat(43)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{junk}");
+        assert!(
+            r.headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .all(|v| !v.to_str().unwrap().starts_with("atsession="))
+        );
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "{junk}");
+    }
+    for bad in ["", "identifier=", "identifier=alice.test&prompt=always"] {
+        let r = http
+            .get(format!("{base}/oauth/login?{bad}"))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.headers().get(SET_COOKIE).is_none(), "{bad}");
+    }
+    assert_eq!(grants().await, 0);
+
+    // A real login; extractors and scopes.
+    let mut browser = Jar::default();
+    assert_eq!(
+        browser
+            .get(http, &format!("{base}/whoami"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "nobody"
+    );
+    log_in(&peer, &base, &mut browser, "alice.test").await;
+    let r = browser.get(http, &format!("{base}/whoami")).await;
+    assert_eq!(r.text().await.unwrap(), alice.did);
+    let r = browser.get(http, &format!("{base}/generic")).await;
+    assert_eq!(r.status(), 200);
+    let r = browser.get(http, &format!("{base}/email")).await;
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["scope"], "transition:email");
+    let r = browser.get(http, &format!("{base}/user")).await;
+    assert!(r.text().await.unwrap().contains("transition:generic"));
+
+    // The layer puts the slid cookie on responses (the idle window slides on every request
+    // here), without any code in the handler.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = browser.get(http, &format!("{base}/whoami")).await;
+    let slid: Vec<_> = r.headers().get_all(SET_COOKIE).iter().collect();
+    assert_eq!(slid.len(), 1, "{slid:?}");
+    assert!(slid[0].to_str().unwrap().starts_with("atsession="));
+
+    // Logout goes through the session getter: a Deleted event fires.
+    let r = browser.post(http, &format!("{base}/oauth/logout")).await;
+    assert_eq!(r.status(), 303);
+    let event = next_deleted(&mut events).await;
+    assert!(
+        matches!(&event, SessionEvent::Deleted { did: d, cause: DeleteCause::SignedOut, .. } if *d == did),
+        "{event:?}"
+    );
+    assert_eq!(grants().await, 0);
+    assert_eq!(
+        browser
+            .get(http, &format!("{base}/whoami"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "nobody"
+    );
+
+    // Sign out everywhere: two devices, two grants, two events.
+    let mut laptop = Jar::default();
+    let mut phone = Jar::default();
+    log_in(&peer, &base, &mut laptop, "alice.test").await;
+    log_in(&peer, &base, &mut phone, "alice.test").await;
+    assert_eq!(grants().await, 2);
+    assert_eq!(auth.sign_out_everywhere(&did).await.unwrap(), 2);
+    for _ in 0..2 {
+        let event = next_deleted(&mut events).await;
+        assert!(matches!(
+            event,
+            SessionEvent::Deleted {
+                cause: DeleteCause::SignedOut,
+                ..
+            }
+        ));
+    }
+    assert_eq!(grants().await, 0);
+    for jar in [&mut laptop, &mut phone] {
+        let r = jar.get(http, &format!("{base}/user")).await;
+        assert_eq!(r.status(), 401);
+    }
+}
+
+/// A store whose app sessions cannot be created (everything else works): what a callback
+/// meets when the session store fails after the grant was stored.
+#[derive(Clone, Default)]
+struct NoNewSessions(atsession::store::MemoryStore);
+
+mod no_new_sessions {
+    use atsession::app::{SessionId, StoredSession};
+    use atsession::secret::TokenHash;
+    use atsession::store::oauth::{
+        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    };
+    use atsession::store::{Cas, SessionStore, StoreError};
+    use atsession::syntax::Did;
+    use time::OffsetDateTime;
+
+    use super::NoNewSessions;
+
+    type R<T> = Result<T, StoreError>;
+
+    impl SessionStore for NoNewSessions {
+        async fn create(&self, _: &StoredSession) -> R<()> {
+            Err(StoreError::backend("test", "create", "the disk is full"))
+        }
+        async fn load(&self, id: &SessionId) -> R<Option<StoredSession>> {
+            self.0.load(id).await
+        }
+        async fn load_by_token(&self, h: &TokenHash) -> R<Option<StoredSession>> {
+            self.0.load_by_token(h).await
+        }
+        async fn load_by_access_token(&self, h: &TokenHash) -> R<Option<StoredSession>> {
+            self.0.load_by_access_token(h).await
+        }
+        async fn update(&self, v: u64, s: &StoredSession) -> R<Cas> {
+            self.0.update(v, s).await
+        }
+        async fn delete(&self, id: &SessionId) -> R<bool> {
+            SessionStore::delete(&self.0, id).await
+        }
+        async fn list_by_did(&self, did: &Did) -> R<Vec<StoredSession>> {
+            self.0.list_by_did(did).await
+        }
+        async fn delete_by_did(&self, did: &Did) -> R<u64> {
+            self.0.delete_by_did(did).await
+        }
+        async fn delete_expired(&self, now: OffsetDateTime) -> R<u64> {
+            self.0.delete_expired(now).await
+        }
+    }
+
+    impl StateStore for NoNewSessions {
+        async fn put_state(&self, s: &StoredAuthState) -> R<()> {
+            self.0.put_state(s).await
+        }
+        async fn take_state(
+            &self,
+            k: &TokenHash,
+            now: OffsetDateTime,
+        ) -> R<Option<StoredAuthState>> {
+            self.0.take_state(k, now).await
+        }
+        async fn delete_expired_states(&self, now: OffsetDateTime) -> R<u64> {
+            self.0.delete_expired_states(now).await
+        }
+    }
+
+    impl OAuthSessionStore for NoNewSessions {
+        async fn create_grant(&self, g: &StoredGrant) -> R<()> {
+            self.0.create_grant(g).await
+        }
+        async fn load_grant(&self, id: &GrantId) -> R<Option<StoredGrant>> {
+            self.0.load_grant(id).await
+        }
+        async fn update_grant(&self, v: u64, g: &StoredGrant) -> R<Cas> {
+            self.0.update_grant(v, g).await
+        }
+        async fn delete_grant(&self, id: &GrantId) -> R<bool> {
+            self.0.delete_grant(id).await
+        }
+        async fn list_grants_by_did(&self, did: &Did) -> R<Vec<StoredGrant>> {
+            self.0.list_grants_by_did(did).await
+        }
+        async fn delete_grants_by_did(&self, did: &Did) -> R<u64> {
+            self.0.delete_grants_by_did(did).await
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_nobody_would_hold_is_signed_out() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let alice = peer.account("alice.test").clone();
+    let did = Did::new(alice.did.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let inner = NoNewSessions::default();
+    let store = atsession::store::AnyStore::custom(
+        "no-new-sessions",
+        inner.clone(),
+        atsession::lock::MemoryLock::new(),
+    );
+    let metadata =
+        ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
+    let auth = AtprotoAuth::build(
+        store,
+        SessionConfig::default().cookie(CookieConfig::insecure_for_development()),
+        OAuthClientConfig::new(
+            metadata,
+            AtRestKeyring::new(AtRestKey::generate("k").unwrap()),
+        )
+        .dev_mode(true)
+        .identity(identity(&peer)),
+        WebConfig::default().redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback")),
+    )
+    .unwrap();
+    let mut events = auth.getter().subscribe();
+    let base = serve(
+        listener,
+        Router::new()
+            .merge(auth.router())
+            .layer(auth.layer())
+            .with_state(auth.clone()),
+    )
+    .await;
+    let mut browser = Jar::default();
+    let r = browser
+        .get(
+            peer.http(),
+            &format!("{base}/oauth/login?identifier=alice.test"),
+        )
+        .await;
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
+        .await
+        .unwrap();
+    let r = browser
+        .get(peer.http(), &format!("{base}{}", callback_of(&redirect)))
+        .await;
+    assert_eq!(r.status(), 500);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("could not create the session")
+    );
+    assert!(!browser.0.contains_key("atsession"));
+    // The grant was stored, then signed out through the getter: revoked and deleted.
+    let event = next_deleted(&mut events).await;
+    assert!(
+        matches!(&event, SessionEvent::Deleted { did: d, cause: DeleteCause::SignedOut, .. } if *d == did),
+        "{event:?}"
+    );
+    assert!(inner.0.list_grants_by_did(&did).await.unwrap().is_empty());
+}
