@@ -19,6 +19,7 @@ bash scripts/services.sh
 step "e2e peers (official atproto PDS on loopback; Node packages from the npm registry)"
 bash e2e/iron/setup.sh
 bash e2e/pds/setup.sh
+bash e2e/browser/setup.sh
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/atsession-test.XXXXXX")"
 cleanup() { bash e2e/pds/down.sh >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
 trap cleanup EXIT
@@ -35,6 +36,8 @@ step "lints"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "tests"
+# The browser test keeps its screenshots here.
+export ATSESSION_SCREENSHOTS="${ATSESSION_SCREENSHOTS:-${CARGO_TARGET_DIR:-target}/browser-screenshots}"
 cargo test --workspace --all-features
 
 step "docs"
