@@ -55,7 +55,7 @@ impl ManualClock {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *t += by;
+        *t = add_saturating(*t, by);
     }
 
     /// Sets the clock.
@@ -93,4 +93,37 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
 #[must_use]
 pub fn truncate_ms(t: OffsetDateTime) -> OffsetDateTime {
     from_millis(to_millis(t))
+}
+
+/// The longest duration any lifetime, interval or timeout in a configuration may have: ten
+/// years. Longer values are refused when the configuration is checked, so that no time
+/// computed from one can leave the range a store keeps.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// `t + d`, or the last representable time if that overflows: never panics.
+///
+/// ```
+/// use std::time::Duration;
+/// use atsession::clock::add_saturating;
+/// use time::OffsetDateTime;
+///
+/// let t = OffsetDateTime::UNIX_EPOCH;
+/// assert_eq!(add_saturating(t, Duration::from_secs(60)).unix_timestamp(), 60);
+/// assert!(add_saturating(t, Duration::MAX) > t); // no panic
+/// ```
+#[must_use]
+pub fn add_saturating(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
+}
+
+/// `start + d` for a monotonic instant, or about 30 years later if that overflows.
+pub(crate) fn instant_after(start: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    const FAR: Duration = Duration::from_secs(30 * 366 * 24 * 3600);
+    start
+        .checked_add(d.min(FAR))
+        .or_else(|| start.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(start)
 }

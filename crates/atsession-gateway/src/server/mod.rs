@@ -104,7 +104,6 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         None => Url::parse(&format!("http://{addr}/"))?,
     };
     let confidential = public_url.scheme() == "https";
-    let store = SqliteStore::connect(&args.db).await?;
     let cookie = if confidential {
         CookieConfig::default()
     } else {
@@ -114,6 +113,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = SessionConfig::default()
         .access_tokens(Duration::from_secs(args.access_token_ttl.max(1)))
         .cookie(cookie);
+    config.validate()?; // before anything is created
+    let store = SqliteStore::connect(&args.db).await?;
     let sessions = SessionManager::with_config(store.clone(), config)?;
     let login = oauth_client(&args, &public_url, addr, store)?;
     let _cleanup = sessions.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));

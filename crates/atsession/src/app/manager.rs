@@ -11,7 +11,7 @@ use super::config::{ConfigError, SessionConfig};
 use super::cookie::{self, CredentialSource};
 use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
-use crate::clock::{Clock, SystemClock, truncate_ms};
+use crate::clock::{Clock, SystemClock, add_saturating, truncate_ms};
 use crate::secret::Token;
 use crate::store::{Cas, SessionStore};
 use crate::syntax::{Did, Handle};
@@ -191,7 +191,7 @@ impl<S: SessionStore> SessionManager<S> {
         let handle = Handle::new(handle.as_ref()).map_err(SessionError::InvalidHandle)?;
         let data = serde_json::to_value(data).map_err(SessionError::Data)?;
         let now = self.now();
-        let absolute = now + self.config.absolute_timeout;
+        let absolute = add_saturating(now, self.config.absolute_timeout);
         let token = Token::generate();
         let access_token = self.config.access_token_ttl.map(|_| Token::generate());
         let record = StoredSession {
@@ -205,7 +205,7 @@ impl<S: SessionStore> SessionManager<S> {
             grant_id: options.grant_id,
             created_at: now,
             last_seen_at: now,
-            idle_expires_at: (now + self.config.idle_timeout).min(absolute),
+            idle_expires_at: add_saturating(now, self.config.idle_timeout).min(absolute),
             absolute_expires_at: absolute,
             version: 1,
         };
@@ -225,7 +225,7 @@ impl<S: SessionStore> SessionManager<S> {
     ) -> Option<OffsetDateTime> {
         self.config
             .access_token_ttl
-            .map(|ttl| (now + ttl).min(absolute))
+            .map(|ttl| add_saturating(now, ttl).min(absolute))
     }
 
     /// The session a session token belongs to. Slides the idle window (at most once per
@@ -315,7 +315,8 @@ impl<S: SessionStore> SessionManager<S> {
 
     fn slide(&self, record: &mut StoredSession, now: OffsetDateTime) {
         record.last_seen_at = now;
-        record.idle_expires_at = (now + self.config.idle_timeout).min(record.absolute_expires_at);
+        record.idle_expires_at =
+            add_saturating(now, self.config.idle_timeout).min(record.absolute_expires_at);
     }
 
     /// A record that was found and has not expired, at `now`; an expired one is deleted
@@ -465,9 +466,11 @@ impl<S: SessionStore> SessionManager<S> {
 
 impl<S: SessionStore + Clone> SessionManager<S> {
     /// Runs [`delete_expired`](Self::delete_expired) every `period` on the current tokio
-    /// runtime until the returned handle is dropped.
+    /// runtime until the returned handle is dropped. `period` is taken between 1 ms and
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION).
     #[must_use = "the cleanup task stops when the handle is dropped"]
     pub fn spawn_cleanup(&self, period: Duration) -> CleanupTask {
+        let period = period.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
         let manager = self.clone();
         let handle = tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -492,5 +495,31 @@ pub struct CleanupTask(tokio::task::JoinHandle<()>);
 impl Drop for CleanupTask {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn times_near_the_end_of_the_calendar_saturate_instead_of_panicking() {
+        let end = time::PrimitiveDateTime::MAX.assume_utc() - time::Duration::days(1);
+        let config = SessionConfig::default()
+            .absolute_timeout(crate::clock::MAX_DURATION)
+            .idle_timeout(crate::clock::MAX_DURATION)
+            .access_tokens(crate::clock::MAX_DURATION);
+        let manager = SessionManager::with_config(MemoryStore::new(), config)
+            .unwrap()
+            .with_clock(Arc::new(ManualClock::new(end)));
+        let new = manager
+            .create("did:plc:abc", "alice.test", ())
+            .await
+            .unwrap();
+        assert!(new.session.absolute_expires_at > end);
+        assert!(new.session.idle_expires_at <= new.session.absolute_expires_at);
+        manager.refresh(new.token.expose()).await.unwrap();
     }
 }

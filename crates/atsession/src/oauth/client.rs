@@ -320,6 +320,14 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         {
             return Err(ConfigError::MissingKeyset.into());
         }
+        for (name, d) in [
+            ("state lifetime", config.state_ttl),
+            ("metadata cache lifetime", config.metadata_ttl),
+        ] {
+            if d.is_zero() || d > crate::clock::MAX_DURATION {
+                return Err(ConfigError::Duration(name).into());
+            }
+        }
         let client = match config.http_client {
             Some(c) => c,
             None => build_client(&config.http).map_err(ConfigError::Http)?,
@@ -493,7 +501,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let stored = pending.seal(
             &self.core.keyring,
             TokenHash::of(state.as_bytes()),
-            truncate_ms(now + self.core.state_ttl),
+            truncate_ms(crate::clock::add_saturating(now, self.core.state_ttl)),
         )?;
         self.store.put_state(&stored).await?;
 

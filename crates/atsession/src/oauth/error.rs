@@ -139,6 +139,9 @@ pub enum ConfigError {
     /// The identity resolver could not be built.
     #[error("cannot build the identity resolver")]
     Identity(#[source] IdentityError),
+    /// A lifetime is zero or longer than [`MAX_DURATION`](crate::clock::MAX_DURATION).
+    #[error("the {0} must be positive and at most ten years")]
+    Duration(&'static str),
 }
 
 /// Why an authorization response was refused.
