@@ -73,7 +73,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
     match cmd {
         SessionsCommand::List { did, store } => {
             let did = parse_did(&did)?;
-            let m = open(&store.db).await?;
+            let m = open_read_only(&store.db).await?;
             let sessions = m.list(&did).await?;
             if store.json {
                 println!("{}", serde_json::to_string_pretty(&sessions)?);
@@ -125,6 +125,21 @@ async fn open(db: &str) -> Result<SessionManager<SqliteStore>, CliError> {
         return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
     }
     Ok(SessionManager::new(SqliteStore::connect(db).await?))
+}
+
+/// Opens an existing database without writing to it (no migration, no file created).
+async fn open_read_only(db: &str) -> Result<SessionManager<SqliteStore>, CliError> {
+    let path = db
+        .strip_prefix("sqlite://")
+        .or_else(|| db.strip_prefix("sqlite:"))
+        .unwrap_or(db);
+    let path = path.split('?').next().unwrap_or_default();
+    if !Path::new(path).exists() {
+        return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
+    }
+    Ok(SessionManager::new(
+        SqliteStore::open_read_only(path).await?,
+    ))
 }
 
 fn report(json: bool, verb: &str, what: &str, count: u64) {

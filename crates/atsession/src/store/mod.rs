@@ -77,6 +77,27 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// A call did not finish within the store's time bound. A write that timed out may
+    /// still have been applied: the server may have received and executed it before the
+    /// answer was lost. Read again before assuming either outcome.
+    #[error("the {backend} store did not answer in time: {operation}")]
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+        /// What was being done.
+        operation: &'static str,
+    },
+    /// The database cannot be used as it is: missing, another application's, or at a schema
+    /// this build does not (or a read-only open would have to) migrate. Nothing was written.
+    #[error("the {backend} database {database} cannot be used: {problem}")]
+    Database {
+        /// Which backend.
+        backend: &'static str,
+        /// The database (a file path for SQLite).
+        database: String,
+        /// What is wrong.
+        problem: DatabaseProblem,
+    },
     /// A stored record could not be read back: a column is missing or malformed.
     #[error("the {backend} store holds a corrupt record: {detail}")]
     Corrupt {
@@ -113,6 +134,38 @@ impl StoreError {
             source: None,
         }
     }
+}
+
+/// Why a database cannot be used; see [`StoreError::Database`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatabaseProblem {
+    /// There is no database (a read-only open creates none).
+    #[error("no such database (it is created by a command that writes, such as `serve`)")]
+    Missing,
+    /// The database holds other tables and is not marked as atsession's: it belongs to
+    /// another application, and is left as it is.
+    #[error("not an atsession database (it holds other tables and no atsession mark)")]
+    Foreign,
+    /// The schema is older than this build's, and the open was read-only, so it was not
+    /// migrated.
+    #[error(
+        "the schema is at version {found}, this build needs {expected}; open it once with a command that writes (such as `serve`) to migrate it"
+    )]
+    NotMigrated {
+        /// The database's schema version.
+        found: u32,
+        /// This build's.
+        expected: u32,
+    },
+    /// The schema is newer than this build knows.
+    #[error("the schema is at version {found}, newer than this build's {expected}")]
+    Newer {
+        /// The database's schema version.
+        found: u32,
+        /// This build's.
+        expected: u32,
+    },
 }
 
 /// The outcome of a compare-and-swap [`update`](SessionStore::update).
