@@ -106,9 +106,11 @@ pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring,
         return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
     }
     let path = key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf);
-    match std::fs::read_to_string(&path) {
+    match super::small_file::read_secret(&path) {
         Ok(spec) => Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(super::small_file::FileError::Io { source: e, .. })
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
             let key = AtRestKey::generate("cli-1")?;
             let mut f = create_private(&path)?;
             f.write_all(key.to_spec().as_bytes())?;
@@ -116,7 +118,7 @@ pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring,
             eprintln!("created the at-rest key file {}", path.display());
             Ok(AtRestKeyring::new(key))
         }
-        Err(e) => Err(format!("cannot read the key file {}: {e}", path.display()).into()),
+        Err(e) => Err(e.into()),
     }
 }
 

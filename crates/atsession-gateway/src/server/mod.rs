@@ -146,7 +146,7 @@ fn oauth_client(
             .client_keys
             .as_ref()
             .ok_or("an https public URL makes a confidential client: give --client-keys")?;
-        let jwks: Jwks = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let jwks: Jwks = serde_json::from_str(&crate::cli::small_file::read(path)?)?;
         let keyset = Keyset::from_private_jwks(&jwks)?;
         let redirect = public_url.join("oauth/callback")?.to_string();
         let metadata = ClientMetadata::confidential(

@@ -186,8 +186,9 @@ impl Prompt {
     }
 }
 
-/// The query parameters of an authorization response.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The query parameters of an authorization response. Its `Debug` output hides `code` and
+/// `state`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct CallbackParams {
     /// `state`.
     pub state: Option<String>,
@@ -199,6 +200,19 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// `error_description`.
     pub error_description: Option<String>,
+}
+
+impl fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("CallbackParams")
+            .field("state", &hidden(&self.state))
+            .field("iss", &self.iss)
+            .field("code", &hidden(&self.code))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .finish()
+    }
 }
 
 impl CallbackParams {
