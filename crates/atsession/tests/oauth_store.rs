@@ -248,6 +248,49 @@ pub async fn sealed_bytes_round_trip<S: StateStore + OAuthSessionStore>(s: &S) {
     assert!(listed[1].sealed.is_empty());
 }
 
+/// 10,000 abandoned logins (states never taken, each as large as the biggest app state a
+/// login may carry), then their expiry: the cleanup deletes every one of them and keeps the
+/// state of a login still under way.
+pub async fn abandoned_logins_are_deleted_after_expiry<S: StateStore + Clone>(s: &S) {
+    const FLOOD: usize = 10_000;
+    let sealed = vec![7u8; 2048 + 200];
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let s = s.clone();
+        let sealed = sealed.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (worker..FLOOD).step_by(16) {
+                let st = StoredAuthState {
+                    key: TokenHash::of(format!("flood-{i}").as_bytes()),
+                    sealed: sealed.clone(),
+                    expires_at: t(60_000),
+                };
+                s.put_state(&st).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    s.put_state(&state("live", 120_000)).await.unwrap();
+    assert_eq!(s.delete_expired_states(t(59_999)).await.unwrap(), 0);
+    assert_eq!(
+        s.delete_expired_states(t(60_000)).await.unwrap(),
+        FLOOD as u64
+    );
+    assert_eq!(s.delete_expired_states(t(60_000)).await.unwrap(), 0);
+    for i in [0, 4_999, FLOOD - 1] {
+        let key = TokenHash::of(format!("flood-{i}").as_bytes());
+        assert!(s.take_state(&key, t(0)).await.unwrap().is_none(), "{i}");
+    }
+    assert!(
+        s.take_state(&TokenHash::of(b"live"), t(60_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 macro_rules! oauth_store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -285,6 +328,11 @@ macro_rules! oauth_store_suite {
             async fn grant_updates_keep_the_did_index() {
                 let (_guard, store) = $make;
                 super::grant_updates_keep_the_did_index(&store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn abandoned_logins_are_deleted_after_expiry() {
+                let (_guard, store) = $make;
+                super::abandoned_logins_are_deleted_after_expiry(&store).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sealed_bytes_round_trip() {

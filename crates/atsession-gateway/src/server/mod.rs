@@ -54,7 +54,7 @@ pub struct ServeArgs {
     /// Lifetime of the Bearer access tokens given to mobile clients, in seconds.
     #[arg(long, default_value_t = 900, env = "ATSESSION_ACCESS_TOKEN_TTL")]
     access_token_ttl: u64,
-    /// How often expired sessions are deleted, in seconds.
+    /// How often expired sessions and abandoned logins are deleted, in seconds.
     #[arg(long, default_value_t = 300)]
     cleanup_interval: u64,
     /// Where browsers reach the gateway. `http://…` makes a loopback OAuth client and a
@@ -118,6 +118,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let sessions = SessionManager::with_config(store.clone(), config)?;
     let login = oauth_client(&args, &public_url, addr, store)?;
     let _cleanup = sessions.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));
+    let _state_cleanup = login
+        .client
+        .spawn_cleanup(Duration::from_secs(args.cleanup_interval));
     let app = router(Gateway { sessions, login });
     tracing::info!(%addr, %public_url, confidential, db = %args.db, "atsession gateway listening");
     // Scripts and tests read this line to learn the port.

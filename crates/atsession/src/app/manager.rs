@@ -470,27 +470,43 @@ impl<S: SessionStore + Clone> SessionManager<S> {
     /// [`MAX_DURATION`](crate::clock::MAX_DURATION).
     #[must_use = "the cleanup task stops when the handle is dropped"]
     pub fn spawn_cleanup(&self, period: Duration) -> CleanupTask {
-        let period = period.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
         let manager = self.clone();
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match manager.delete_expired().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(count = n, "expired sessions deleted"),
-                    Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
-                }
-            }
-        });
-        CleanupTask(handle)
+        CleanupTask::spawn(period, "sessions", move || {
+            let manager = manager.clone();
+            async move { manager.delete_expired().await.map_err(|e| e.to_string()) }
+        })
     }
 }
 
 /// The background cleanup started by [`SessionManager::spawn_cleanup`]; stops when dropped.
 #[derive(Debug)]
 pub struct CleanupTask(tokio::task::JoinHandle<()>);
+
+impl CleanupTask {
+    /// Runs `job` every `period` (taken between 1 ms and
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION)), logging what it deleted or why it
+    /// failed, until dropped.
+    pub(crate) fn spawn<F, Fut>(period: Duration, what: &'static str, job: F) -> Self
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<u64, String>> + Send,
+    {
+        let period = period.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match job().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(count = n, what, "expired records deleted"),
+                    Err(e) => tracing::warn!(error = %e, what, "cleanup failed"),
+                }
+            }
+        });
+        Self(handle)
+    }
+}
 
 impl Drop for CleanupTask {
     fn drop(&mut self) {

@@ -30,6 +30,9 @@ use crate::syntax::Did;
 
 /// How long a pending authorization lives by default.
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// The longest [`AuthorizeOptions::app_state`], in bytes: it is stored with every pending
+/// login, and logins can be started by anyone.
+pub const MAX_APP_STATE_LEN: usize = 2048;
 /// How long server metadata is cached by default.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(60);
 
@@ -424,6 +427,11 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         input: &str,
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
+        if let Some(len) = options.app_state.as_ref().map(String::len)
+            && len > MAX_APP_STATE_LEN
+        {
+            return Err(OAuthError::AppStateTooLong { len });
+        }
         let redirect_uri = match options.redirect_uri {
             Some(r)
                 if self

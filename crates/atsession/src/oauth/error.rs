@@ -20,6 +20,16 @@ pub enum OAuthError {
     /// The login input is not a handle, a DID or an `http(s)` URL.
     #[error("the login input is not a handle, a DID or a service URL")]
     InvalidInput,
+    /// The app state given to `authorize` is longer than
+    /// [`MAX_APP_STATE_LEN`](super::client::MAX_APP_STATE_LEN). Nothing was stored.
+    #[error(
+        "the app state is {len} bytes, more than the {} allowed",
+        super::client::MAX_APP_STATE_LEN
+    )]
+    AppStateTooLong {
+        /// Its length.
+        len: usize,
+    },
     /// The client's configuration is invalid.
     #[error("invalid OAuth client configuration")]
     Config(#[from] ConfigError),

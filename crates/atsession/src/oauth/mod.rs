@@ -65,6 +65,7 @@
 //! ```
 
 mod cache;
+mod cleanup;
 pub mod client;
 pub mod client_metadata;
 pub mod dpop;

@@ -11,6 +11,10 @@
 //! [`SqliteStore::open_read_only`] opens an existing, current database without writing to
 //! it, for tools that only look.
 //!
+//! New databases use `auto_vacuum = INCREMENTAL`: the periodic cleanups of expired sessions
+//! and login states give the pages they free back to the file system, so the file shrinks
+//! after a burst (of abandoned logins, for example) instead of staying at its peak size.
+//!
 //! Reads run on a small pool of reader connections, on the calling task's thread: an indexed
 //! point read takes a few microseconds, less than handing it to another thread would.
 //! Writes go through one writer connection on tokio's blocking pool, since a write may wait
@@ -184,6 +188,11 @@ impl SqliteStore {
                 writer
                     .busy_timeout(BUSY_TIMEOUT)
                     .map_err(err("configure"))?;
+                // Takes effect only in a database that has no table yet (a new one): the
+                // pages freed by cleanups then go back to the file system (see `reclaim`).
+                writer
+                    .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+                    .map_err(err("configure"))?;
                 migrations::migrate(&mut writer, &database)?;
                 configure(&writer, true)?;
             }
@@ -254,6 +263,19 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::backend(BACKEND, operation, e))?
     }
+}
+
+/// Gives the pages that a cleanup freed back to the file system, so that a burst of rows
+/// (abandoned logins, say) does not leave the file at its peak size. A no-op in a database
+/// created without `auto_vacuum` (before atsession set it).
+pub(crate) fn reclaim(conn: &Connection) -> Result<(), StoreError> {
+    // The pragma frees one page per step: run it to the end.
+    let mut stmt = conn
+        .prepare_cached("PRAGMA incremental_vacuum")
+        .map_err(err("reclaim"))?;
+    let mut rows = stmt.query([]).map_err(err("reclaim"))?;
+    while rows.next().map_err(err("reclaim"))?.is_some() {}
+    Ok(())
 }
 
 /// Creates `path` with mode `0600` if it does not exist, so that SQLite (which keeps an

@@ -106,15 +106,31 @@ impl StateStore for SqliteStore {
     }
 
     async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        /// States deleted per write transaction, so that the writer is never held long.
+        const BATCH: i64 = 1000;
         let now = to_millis(now);
-        self.write("delete_expired_states", move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM oauth_states WHERE expires_at <= ?1")
-                .and_then(|mut s| s.execute(params![now]))
-                .map_err(err("delete_expired_states"))?;
-            Ok(n as u64)
-        })
-        .await
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .write("delete_expired_states", move |conn| {
+                    let n = conn
+                        .prepare_cached(
+                            "DELETE FROM oauth_states WHERE key IN \
+                             (SELECT key FROM oauth_states WHERE expires_at <= ?1 LIMIT ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![now, BATCH]))
+                        .map_err(err("delete_expired_states"))?;
+                    if (n as i64) < BATCH {
+                        super::reclaim(conn)?;
+                    }
+                    Ok(n)
+                })
+                .await?;
+            total += n as u64;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 }
 
