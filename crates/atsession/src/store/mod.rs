@@ -31,6 +31,11 @@
 //!   expired record means.
 //! - [`delete_expired`](SessionStore::delete_expired) removes every record whose idle or
 //!   absolute expiry is at or before `now`.
+//! - Every call to PostgreSQL or Redis (and every lock call on them) is bounded in time
+//!   ([`DEFAULT_OPERATION_TIMEOUT`], configurable per store) and fails with
+//!   [`StoreError::Timeout`] when the server does not answer: a frozen server does not hang
+//!   the app. **A write that timed out may still have been applied**: the server may have
+//!   executed it and only the answer was lost. Read again before assuming either outcome.
 //! - One exception, by design: Redis also expires keys on its own (`PEXPIREAT` at the
 //!   session's or OAuth state's expiry, by the Redis server's clock), so there an expired
 //!   record may be gone before anyone deletes it. OAuth grants never expire on their own.
@@ -57,6 +62,25 @@ pub mod redis;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+
+/// How long one call to a networked store (PostgreSQL, Redis), or one lock call on it, may
+/// take by default before it fails with [`StoreError::Timeout`]: 5 seconds. Each store has a
+/// `with_operation_timeout` to change it.
+pub const DEFAULT_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one store call, failing with [`StoreError::Timeout`] if it takes longer than `limit`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) async fn bounded<T, E: From<StoreError>>(
+    backend: &'static str,
+    operation: &'static str,
+    limit: std::time::Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(StoreError::Timeout { backend, operation }.into()),
+    }
+}
 
 /// A boxed error from a backend's driver.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
