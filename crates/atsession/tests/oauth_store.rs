@@ -291,6 +291,36 @@ pub async fn abandoned_logins_are_deleted_after_expiry<S: StateStore + Clone>(s:
     );
 }
 
+/// Listing every grant a page at a time finds each of them, and ends.
+pub async fn every_grant_is_listed_page_by_page<S: OAuthSessionStore>(s: &S) {
+    let mut made = std::collections::BTreeSet::new();
+    for i in 0..25 {
+        let g = grant(
+            if i % 2 == 0 {
+                "did:plc:alice"
+            } else {
+                "did:plc:bob"
+            },
+            i,
+        );
+        made.insert(g.id.clone());
+        s.create_grant(&g).await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    for _ in 0..1000 {
+        let page = s.list_grants(cursor.as_ref(), 7).await.unwrap();
+        assert!(page.grants.len() <= 25);
+        seen.extend(page.grants.into_iter().map(|g| g.id));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "the listing ends");
+    assert_eq!(seen, made);
+}
+
 macro_rules! oauth_store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -333,6 +363,11 @@ macro_rules! oauth_store_suite {
             async fn abandoned_logins_are_deleted_after_expiry() {
                 let (_guard, store) = $make;
                 super::abandoned_logins_are_deleted_after_expiry(&store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn every_grant_is_listed_page_by_page() {
+                let (_guard, store) = $make;
+                super::every_grant_is_listed_page_by_page(&store).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sealed_bytes_round_trip() {

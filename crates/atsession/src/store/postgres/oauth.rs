@@ -12,7 +12,9 @@ use tokio_postgres::types::ToSql;
 use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::clock::truncate_ms;
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -28,6 +30,7 @@ pub(super) struct Sql {
     update_grant: String,
     delete_grant: String,
     list_grants: String,
+    all_grants: String,
     delete_grants_by_did: String,
 }
 
@@ -66,6 +69,9 @@ impl Sql {
                 "SELECT {GRANT_COLUMNS} FROM {g} WHERE did = $1 ORDER BY created_at, id COLLATE \"C\""
             ),
             delete_grants_by_did: format!("DELETE FROM {g} WHERE did = $1"),
+            all_grants: format!(
+                "SELECT {GRANT_COLUMNS} FROM {g} WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+            ),
         }
     }
 }
@@ -288,6 +294,32 @@ impl OAuthSessionStore for PostgresStore {
             .iter()
             .map(grant_from_row)
             .collect()
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        let after = cursor.map_or("", GrantCursor::as_str);
+        let limit = limit.clamp(1, 10_000);
+        self.bounded("list_grants", async move {
+            let grants = self
+                .oauth_query(
+                    "list_grants",
+                    &self.oauth_sql().all_grants,
+                    &[&after, &(limit as i64)],
+                )
+                .await?
+                .iter()
+                .map(grant_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = (grants.len() == limit)
+                .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+                .flatten();
+            Ok(GrantPage { grants, next })
         })
         .await
     }

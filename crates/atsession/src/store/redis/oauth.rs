@@ -29,7 +29,9 @@ use time::OffsetDateTime;
 use super::{BACKEND, RedisStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -156,6 +158,18 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete_grants_by_did: Script::new(DELETE_GRANTS_BY_DID),
     list_grants: Script::new(LIST_GRANTS),
 });
+
+/// `text` with the `SCAN MATCH` glob characters escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 fn corrupt(detail: &'static str) -> StoreError {
     StoreError::corrupt(BACKEND, detail)
@@ -384,6 +398,52 @@ impl OAuthSessionStore for RedisStore {
             }
             out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
             Ok(out)
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        let start: u64 = match cursor {
+            None => 0,
+            Some(c) => c
+                .as_str()
+                .parse()
+                .map_err(|_| StoreError::backend(BACKEND, "list_grants", "not a Redis cursor"))?,
+        };
+        self.bounded("list_grants", async move {
+            let mut conn = self.conn.clone();
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(start)
+                .arg("MATCH")
+                .arg(format!("{}og:*", glob_escape(&self.prefix)))
+                .arg("COUNT")
+                .arg(limit.clamp(1, 10_000))
+                .query_async(&mut conn)
+                .await
+                .map_err(err("list_grants"))?;
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("HGETALL").arg(k);
+            }
+            let recs: Vec<Vec<Vec<u8>>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(err("list_grants"))?
+            };
+            let mut grants = Vec::with_capacity(recs.len());
+            for flat in recs {
+                grants.extend(grant_from_fields(flat)?);
+            }
+            Ok(GrantPage {
+                grants,
+                next: (next != 0).then(|| GrantCursor::new(next.to_string())),
+            })
         })
         .await
     }

@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use super::{BACKEND, SqliteStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -253,6 +255,36 @@ impl OAuthSessionStore for SqliteStore {
             }
             Ok(out)
         })
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        let after = cursor.map_or("", GrantCursor::as_str);
+        let limit = limit.clamp(1, 10_000);
+        let grants = self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    grant_columns!(),
+                    " FROM oauth_grants WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(err("list_grants"))?;
+            let mut rows = stmt
+                .query(params![after, limit as i64])
+                .map_err(err("list_grants"))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err("list_grants"))? {
+                out.push(grant_from_row(row)?);
+            }
+            Ok(out)
+        })?;
+        let next = (grants.len() == limit)
+            .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+            .flatten();
+        Ok(GrantPage { grants, next })
     }
 
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
