@@ -75,6 +75,7 @@ pub mod getter;
 pub mod http;
 pub mod identity;
 pub mod jose;
+pub mod key_rotation;
 pub mod keys;
 pub mod metadata;
 pub mod oauth_session;
