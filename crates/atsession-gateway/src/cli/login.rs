@@ -103,11 +103,11 @@ fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
 /// (default `<db>.key`), or a new key file created with mode 0600.
 pub fn load_keyring(db: &Path, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
     if let Ok(spec) = std::env::var(KEY_ENV) {
-        return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
+        return Ok(AtRestKeyring::parse(&spec)?);
     }
-    let path = key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf);
+    let path = super::keys::key_file_path(db, key_file);
     match super::small_file::read_secret(&path) {
-        Ok(spec) => Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?)),
+        Ok(text) => Ok(AtRestKeyring::parse(&text)?),
         Err(super::small_file::FileError::Io { source: e, .. })
             if e.kind() == std::io::ErrorKind::NotFound =>
         {

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod call;
+pub mod keys;
 pub mod login;
 pub mod seal;
 pub mod sessions;

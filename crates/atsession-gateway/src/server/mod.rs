@@ -115,6 +115,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .cookie(cookie);
     config.validate()?; // before anything is created
     let store = SqliteStore::connect(&args.db).await?;
+    crate::cli::keys::check_store_keys(&args.db, args.key_file.as_deref(), &store).await?;
     let sessions = SessionManager::with_config(store.clone(), config)?;
     let login = oauth_client(&args, &public_url, addr, store)?;
     let _cleanup = sessions.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));

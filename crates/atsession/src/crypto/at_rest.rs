@@ -236,6 +236,27 @@ impl AtRestKeyring {
             .collect()
     }
 
+    /// This keyring rotated to `new`: `new` seals, and every key of this one (its current
+    /// key included) still opens.
+    ///
+    /// ```
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    ///
+    /// let ring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
+    /// let sealed = ring.seal(b"row", b"x").unwrap();
+    /// let rotated = ring.rotated(AtRestKey::generate("k2").unwrap());
+    /// assert_eq!(rotated.key_ids(), ["k2", "k1"]);
+    /// assert_eq!(rotated.open(b"row", &sealed).unwrap().as_slice(), b"x");
+    /// ```
+    #[must_use]
+    pub fn rotated(&self, new: AtRestKey) -> Self {
+        let mut ring = Self::new(new);
+        for key in std::iter::once(&self.current).chain(self.old.values()) {
+            ring = ring.with_old_key(key.clone());
+        }
+        ring
+    }
+
     /// The keyring without the old key `id`; `None` if it holds no such old key (the
     /// current key cannot be removed).
     #[must_use]
