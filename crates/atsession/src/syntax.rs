@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -40,16 +41,17 @@ pub enum SyntaxError {
 /// A decentralized identifier in atproto's syntax, such as `did:plc:…` or `did:web:…`.
 ///
 /// Invariant: the string matches atproto's DID syntax (see [`SyntaxError::Did`]).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Did(String);
+///
+/// Cheap to clone (the string is shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Did(Arc<str>);
 
 impl Did {
     /// Validates a DID.
     pub fn new(s: impl Into<String>) -> Result<Self, SyntaxError> {
         let s = s.into();
         if is_valid_did(&s) {
-            Ok(Self(s))
+            Ok(Self(s.into()))
         } else {
             Err(SyntaxError::Did)
         }
@@ -102,9 +104,10 @@ fn is_valid_did(s: &str) -> bool {
 ///
 /// Invariant: the string matches atproto's handle syntax (see [`SyntaxError::Handle`]) and is
 /// lowercase.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Handle(String);
+///
+/// Cheap to clone (the string is shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Handle(Arc<str>);
 
 impl Handle {
     /// Validates a handle and lowercases it.
@@ -114,7 +117,7 @@ impl Handle {
             return Err(SyntaxError::Handle);
         }
         s.make_ascii_lowercase();
-        Ok(Self(s))
+        Ok(Self(s.into()))
     }
 
     /// The handle as a string.
@@ -182,7 +185,12 @@ macro_rules! string_type {
         }
         impl From<$t> for String {
             fn from(v: $t) -> String {
-                v.0
+                v.0.as_ref().to_owned()
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
         impl<'de> Deserialize<'de> for $t {

@@ -69,7 +69,7 @@ fn session(n: u64) -> StoredSession {
         access_expires_at: None,
         did: Did::new(ALICE).unwrap(),
         handle: "alice.test".parse().unwrap(),
-        data: serde_json::json!({}),
+        data: serde_json::json!({}).into(),
         grant_id: None,
         created_at: now,
         last_seen_at: now,

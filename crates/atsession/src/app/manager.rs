@@ -12,7 +12,7 @@ use super::cookie::{self, CredentialSource};
 use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
 use crate::clock::{Clock, SystemClock, add_saturating, truncate_ms};
-use crate::secret::Token;
+use crate::secret::{Token, TokenHash};
 use crate::store::{Cas, SessionStore};
 use crate::syntax::{Did, Handle};
 
@@ -201,7 +201,7 @@ impl<S: SessionStore> SessionManager<S> {
             access_expires_at: self.access_expiry(now, absolute),
             did,
             handle,
-            data,
+            data: Arc::new(data),
             grant_id: options.grant_id,
             created_at: now,
             last_seen_at: now,
@@ -231,14 +231,14 @@ impl<S: SessionStore> SessionManager<S> {
     /// The session a session token belongs to. Slides the idle window (at most once per
     /// touch interval).
     pub async fn load(&self, session_token: &str) -> Result<Session, SessionError> {
-        let token = Token::parse(session_token).map_err(SessionError::MalformedToken)?;
-        Ok(self.load_by_session_token(&token).await?.0)
+        let hash = Token::hash_of(session_token).map_err(SessionError::MalformedToken)?;
+        Ok(self.load_by_session_token(&hash).await?.0)
     }
 
     /// The session an access token belongs to, if the access token is still current.
     pub async fn load_by_access_token(&self, access_token: &str) -> Result<Session, SessionError> {
-        let token = Token::parse(access_token).map_err(SessionError::MalformedToken)?;
-        Ok(self.load_by_access(&token).await?.0)
+        let hash = Token::hash_of(access_token).map_err(SessionError::MalformedToken)?;
+        Ok(self.load_by_access(&hash).await?.0)
     }
 
     /// The session of an HTTP request: `Authorization: Bearer <token>` if present (an access
@@ -250,9 +250,9 @@ impl<S: SessionStore> SessionManager<S> {
         let cred = cookie::credential(headers, &self.config.cookie.name)?;
         let (session, touched) = match cred.source {
             CredentialSource::Bearer if self.config.access_token_ttl.is_some() => {
-                self.load_by_access(&cred.token).await?
+                self.load_by_access(&cred.token.hash()).await?
             }
-            _ => self.load_by_session_token(&cred.token).await?,
+            _ => self.load_by_session_token(&cred.token.hash()).await?,
         };
         let set_cookie = (touched && cred.source == CredentialSource::Cookie).then(|| {
             cookie::set_cookie(
@@ -277,29 +277,66 @@ impl<S: SessionStore> SessionManager<S> {
         self.load_from_headers(request.headers()).await
     }
 
-    async fn load_by_session_token(&self, token: &Token) -> Result<(Session, bool), SessionError> {
-        let record = self.store.load_by_token(&token.hash()).await?;
-        let record = self.live(record, self.now()).await?;
-        self.touch(record).await
+    /// One clock read, one store lookup; a write only when the touch interval has passed.
+    /// The common case (live, touched recently) is checked without awaiting anything more;
+    /// the rare ones (a write, deleting an expired record) are boxed, so that every lookup's
+    /// future stays small.
+    async fn load_by_session_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(Session, bool), SessionError> {
+        let now = self.now();
+        let found = self.store.load_by_token(hash).await?;
+        match self.check(found, now, false)? {
+            Found::Fresh(session) => Ok((session, false)),
+            Found::Stale(record) => Box::pin(self.touch(record, now)).await,
+            Found::Expired(record) => {
+                Box::pin(self.forget_expired(&record)).await;
+                Err(SessionError::Expired)
+            }
+        }
     }
 
-    async fn load_by_access(&self, token: &Token) -> Result<(Session, bool), SessionError> {
+    async fn load_by_access(&self, hash: &TokenHash) -> Result<(Session, bool), SessionError> {
         let now = self.now();
-        let record = self.store.load_by_access_token(&token.hash()).await?;
-        let record = self.live(record, now).await?;
-        if record.access_expires_at.is_none_or(|at| at <= now) {
+        let found = self.store.load_by_access_token(hash).await?;
+        match self.check(found, now, true)? {
+            Found::Fresh(session) => Ok((session, false)),
+            Found::Stale(record) => Box::pin(self.touch(record, now)).await,
+            Found::Expired(record) => {
+                Box::pin(self.forget_expired(&record)).await;
+                Err(SessionError::Expired)
+            }
+        }
+    }
+
+    /// What a record found at `now` means: live and touched recently, live and due a
+    /// touch, or expired. With `access`, the access token must be current too.
+    fn check(
+        &self,
+        found: Option<StoredSession>,
+        now: OffsetDateTime,
+        access: bool,
+    ) -> Result<Found, SessionError> {
+        let record = found.ok_or(SessionError::NotFound)?;
+        if record.is_expired(now) {
+            return Ok(Found::Expired(record));
+        }
+        if access && record.access_expires_at.is_none_or(|at| at <= now) {
             return Err(SessionError::AccessTokenExpired);
         }
-        self.touch(record).await
+        if now - record.last_seen_at < self.config.touch_interval {
+            return Ok(Found::Fresh(record.into()));
+        }
+        Ok(Found::Stale(record))
     }
 
-    /// Slides the idle window of a live record if the touch interval has passed. Returns
-    /// whether it wrote.
-    async fn touch(&self, record: StoredSession) -> Result<(Session, bool), SessionError> {
-        let now = self.now();
-        if now - record.last_seen_at < self.config.touch_interval {
-            return Ok((record.into(), false));
-        }
+    /// Slides the idle window of a live record. Returns whether it wrote.
+    async fn touch(
+        &self,
+        record: StoredSession,
+        now: OffsetDateTime,
+    ) -> Result<(Session, bool), SessionError> {
         // A touch keeps the version: it changes nothing the app wrote, so it must not make
         // the app's next compare-and-swap update fail. It is still conditional on the
         // version, so it can neither resurrect a deleted row nor undo a newer write.
@@ -370,7 +407,7 @@ impl<S: SessionStore> SessionManager<S> {
             return Err(SessionError::Conflict);
         }
         let mut next = current.clone();
-        next.data = data;
+        next.data = Arc::new(data);
         next.version += 1;
         self.slide(&mut next, now);
         self.write(current.version, next).await
@@ -462,6 +499,13 @@ impl<S: SessionStore> SessionManager<S> {
     pub fn clear_cookie(&self) -> HeaderValue {
         cookie::clear_cookie(&self.config.cookie)
     }
+}
+
+/// A record found by a lookup, checked.
+enum Found {
+    Fresh(Session),
+    Stale(StoredSession),
+    Expired(StoredSession),
 }
 
 impl<S: SessionStore + Clone> SessionManager<S> {
