@@ -54,7 +54,7 @@ pub struct OAuthOptions {
     pub handle_resolver: Option<Url>,
     /// Development mode: allow http and loopback servers (a local PDS). Never for real
     /// accounts.
-    #[arg(long, env = "ATSESSION_DEV")]
+    #[arg(long, env = "ATSESSION_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
 }
 
