@@ -106,3 +106,34 @@ async fn an_oversized_app_state_is_refused_before_anything_is_stored() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn state_and_metadata_lifetimes_are_bounded_at_configuration() {
+    use atsession::oauth::error::ConfigError;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("gw.db")).await.unwrap();
+    let metadata = ClientMetadata::loopback(&["http://127.0.0.1/callback"], "atproto").unwrap();
+    let keyring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
+    for (state, meta, bad) in [
+        (Duration::ZERO, Duration::from_secs(60), "state lifetime"),
+        (
+            Duration::from_secs(9_999_999_999_999),
+            Duration::from_secs(60),
+            "state lifetime",
+        ),
+        (
+            Duration::from_secs(600),
+            Duration::MAX,
+            "metadata cache lifetime",
+        ),
+    ] {
+        let mut config = OAuthClientConfig::new(metadata.clone(), keyring.clone());
+        config.state_ttl = state;
+        config.metadata_ttl = meta;
+        match OAuthClient::new(config, store.clone()) {
+            Err(OAuthError::Config(ConfigError::Duration(name))) => assert_eq!(name, bad),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("{state:?} / {meta:?} accepted"),
+        }
+    }
+}
