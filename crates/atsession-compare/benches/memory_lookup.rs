@@ -112,8 +112,16 @@ fn main() {
     );
     let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 100_000] };
     for &n in sizes {
-        let ours = rt.block_on(atsession_rate(n));
-        let theirs = rt.block_on(tower_rate(n));
+        // PROFILE=atsession or PROFILE=tower runs one side only (for a profiler).
+        let only = std::env::var("PROFILE").ok();
+        let ours = match only.as_deref() {
+            Some("tower") => f64::NAN,
+            _ => rt.block_on(atsession_rate(n)),
+        };
+        let theirs = match only.as_deref() {
+            Some("atsession") => f64::NAN,
+            _ => rt.block_on(tower_rate(n)),
+        };
         println!(
             "{n:>9}  {:>12.2} M  {:>12.2} M  {:>6.2}×",
             ours / 1e6,

@@ -231,8 +231,22 @@ impl<S: SessionStore> SessionManager<S> {
     /// The session a session token belongs to. Slides the idle window (at most once per
     /// touch interval).
     pub async fn load(&self, session_token: &str) -> Result<Session, SessionError> {
+        // The hot path, written out: the record is moved once, into the session returned.
         let hash = Token::hash_of(session_token).map_err(SessionError::MalformedToken)?;
-        Ok(self.load_by_session_token(&hash).await?.0)
+        let now = self.now();
+        let record = self
+            .store
+            .load_by_token(&hash)
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        match self.check(&record, now, false)? {
+            Found::Fresh => Ok(record.into()),
+            Found::Stale => Ok(Box::pin(self.touch(record, now)).await?.0),
+            Found::Expired => {
+                Box::pin(self.forget_expired(&record)).await;
+                Err(SessionError::Expired)
+            }
+        }
     }
 
     /// The session an access token belongs to, if the access token is still current.
@@ -287,23 +301,28 @@ impl<S: SessionStore> SessionManager<S> {
     ) -> Result<(Session, bool), SessionError> {
         let now = self.now();
         let found = self.store.load_by_token(hash).await?;
-        match self.check(found, now, false)? {
-            Found::Fresh(session) => Ok((session, false)),
-            Found::Stale(record) => Box::pin(self.touch(record, now)).await,
-            Found::Expired(record) => {
-                Box::pin(self.forget_expired(&record)).await;
-                Err(SessionError::Expired)
-            }
-        }
+        self.finish(found, now, false).await
     }
 
     async fn load_by_access(&self, hash: &TokenHash) -> Result<(Session, bool), SessionError> {
         let now = self.now();
         let found = self.store.load_by_access_token(hash).await?;
-        match self.check(found, now, true)? {
-            Found::Fresh(session) => Ok((session, false)),
-            Found::Stale(record) => Box::pin(self.touch(record, now)).await,
-            Found::Expired(record) => {
+        self.finish(found, now, true).await
+    }
+
+    /// A record found at `now` as the app sees it: slid when due, deleted when expired.
+    /// The rare paths (a write, a delete) are boxed, so that a lookup's future stays small.
+    async fn finish(
+        &self,
+        found: Option<StoredSession>,
+        now: OffsetDateTime,
+        access: bool,
+    ) -> Result<(Session, bool), SessionError> {
+        let record = found.ok_or(SessionError::NotFound)?;
+        match self.check(&record, now, access)? {
+            Found::Fresh => Ok((record.into(), false)),
+            Found::Stale => Box::pin(self.touch(record, now)).await,
+            Found::Expired => {
                 Box::pin(self.forget_expired(&record)).await;
                 Err(SessionError::Expired)
             }
@@ -314,21 +333,20 @@ impl<S: SessionStore> SessionManager<S> {
     /// touch, or expired. With `access`, the access token must be current too.
     fn check(
         &self,
-        found: Option<StoredSession>,
+        record: &StoredSession,
         now: OffsetDateTime,
         access: bool,
     ) -> Result<Found, SessionError> {
-        let record = found.ok_or(SessionError::NotFound)?;
         if record.is_expired(now) {
-            return Ok(Found::Expired(record));
+            return Ok(Found::Expired);
         }
         if access && record.access_expires_at.is_none_or(|at| at <= now) {
             return Err(SessionError::AccessTokenExpired);
         }
         if now - record.last_seen_at < self.config.touch_interval {
-            return Ok(Found::Fresh(record.into()));
+            return Ok(Found::Fresh);
         }
-        Ok(Found::Stale(record))
+        Ok(Found::Stale)
     }
 
     /// Slides the idle window of a live record. Returns whether it wrote.
@@ -501,11 +519,14 @@ impl<S: SessionStore> SessionManager<S> {
     }
 }
 
-/// A record found by a lookup, checked.
+/// What a record found by a lookup means.
 enum Found {
-    Fresh(Session),
-    Stale(StoredSession),
-    Expired(StoredSession),
+    /// Live, and used recently: returned as it is.
+    Fresh,
+    /// Live, and due a touch (its idle window slides).
+    Stale,
+    /// Expired: deleted, and refused.
+    Expired,
 }
 
 impl<S: SessionStore + Clone> SessionManager<S> {
