@@ -35,7 +35,7 @@ fn dev_zero_is_refused_quickly_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [&[&str]; 3] = [
         &["seal", "--password-file", "/dev/zero"],
-        &["logout", "--did", "did:plc:abc", "--key-file", "/dev/zero"],
+        &["login", "alice.test", "--key-file", "/dev/zero"],
         &[
             "serve",
             "--listen",
@@ -64,15 +64,12 @@ fn a_key_file_readable_by_others_is_refused() {
     std::fs::write(&key, "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let stderr = run_refused(
-        &[
-            "logout",
-            "--did",
-            "did:plc:abc",
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
+        &["login", "alice.test", "--key-file", key.to_str().unwrap()],
         dir.path(),
     );
     assert!(stderr.contains("permissions 0644"), "{stderr}");
     assert!(stderr.contains("at-rest.key"), "{stderr}");
+    // The failed login left only the key file that was there.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 }
