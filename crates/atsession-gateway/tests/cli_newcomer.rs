@@ -89,3 +89,20 @@ fn help_names_the_environment_variables() {
         assert!(help.contains(var), "{var} missing from:\n{help}");
     }
 }
+
+#[test]
+fn serve_takes_the_same_options_from_the_same_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = atsession(dir.path(), &["serve", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "ATSESSION_DB",
+        "ATSESSION_KEY_FILE",
+        "ATSESSION_PLC_URL",
+        "ATSESSION_HANDLE_RESOLVER",
+        "ATSESSION_DEV",
+        "ATSESSION_CLEANUP_INTERVAL",
+    ] {
+        assert!(help.contains(var), "{var} missing from:\n{help}");
+    }
+}

@@ -55,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 900, env = "ATSESSION_ACCESS_TOKEN_TTL")]
     access_token_ttl: u64,
     /// How often expired sessions and abandoned logins are deleted, in seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, env = "ATSESSION_CLEANUP_INTERVAL")]
     cleanup_interval: u64,
     /// Where browsers reach the gateway. `http://…` makes a loopback OAuth client and a
     /// cookie without `Secure`; `https://…` a confidential client (needs `--client-keys`).
@@ -70,18 +70,18 @@ pub struct ServeArgs {
     scope: String,
     /// The at-rest key file for OAuth grants (default `<db>.key`, created on first use;
     /// `ATSESSION_AT_REST_KEY` takes precedence).
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// The PLC directory.
-    #[arg(long, default_value = DEFAULT_PLC_URL)]
+    #[arg(long, default_value = DEFAULT_PLC_URL, env = "ATSESSION_PLC_URL")]
     plc_url: Url,
     /// Resolve handles with `com.atproto.identity.resolveHandle` on this service instead of
     /// DNS and HTTPS.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_HANDLE_RESOLVER")]
     handle_resolver: Option<Url>,
     /// Development mode: allow `http://` and loopback authorization servers (a local PDS).
     /// Never for real accounts.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     dev: bool,
 }
 
