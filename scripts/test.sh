@@ -21,7 +21,15 @@ bash e2e/iron/setup.sh
 bash e2e/pds/setup.sh
 bash e2e/browser/setup.sh
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/atsession-test.XXXXXX")"
-cleanup() { bash e2e/pds/down.sh >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
+# Stop each peer by its own JSON: down.sh without a path stops only $ATSESSION_E2E_PDS once
+# that is exported, which would leave the second peer running.
+cleanup() {
+  local out
+  for out in "$run_dir/pds.json" "$run_dir/pds-refresh.json"; do
+    bash e2e/pds/down.sh "$out" >/dev/null 2>&1 || true
+  done
+  rm -rf "$run_dir"
+}
 trap cleanup EXIT
 bash e2e/pds/up.sh "$run_dir/pds.json" >/dev/null
 export ATSESSION_E2E_PDS="$run_dir/pds.json"
@@ -34,6 +42,13 @@ cargo fmt --all -- --check
 
 step "lints"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "features (the library with no default features, each feature alone, and all)"
+cargo check -p atsession --no-default-features
+for feature in sqlite postgres redis oauth axum; do
+  cargo check -p atsession --no-default-features --features "$feature"
+done
+cargo check -p atsession --all-features
 
 step "tests"
 # The browser test keeps its screenshots here.

@@ -39,6 +39,9 @@ enum Command {
     Logout(cli::login::LogoutArgs),
     /// Make an XRPC call to the logged-in account's PDS: print the JSON answer, or stream a binary one.
     Call(cli::call::CallArgs),
+    /// Check, rotate and retire the at-rest keys that seal the stored OAuth grants.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
     /// Run the gateway server.
     Serve(server::ServeArgs),
     /// Seal JSON from stdin into an Iron `Fe26.2` string (password from $ATSESSION_SEAL_PASSWORD).
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
             Command::Login(args) => cli::login::login(args).await,
             Command::Logout(args) => cli::login::logout(args).await,
             Command::Call(args) => cli::call::call(args).await,
+            Command::Keys(cmd) => cli::keys::run(cmd).await,
             Command::Serve(args) => server::run(args).await,
             Command::Seal(args) => cli::seal::seal(args),
             Command::Unseal(args) => cli::seal::unseal(args),

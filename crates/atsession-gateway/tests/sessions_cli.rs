@@ -122,3 +122,45 @@ fn mistakes_exit_non_zero_with_a_clear_message_and_change_nothing() {
     let o = atsession(&missing, &["sessions", "revoke"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn admin_commands_leave_another_applications_database_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep'); PRAGMA user_version = 3;")
+        .unwrap();
+    drop(c);
+    let before = std::fs::read(&db).unwrap();
+    for args in [
+        &["sessions", "list", "--did", ALICE][..],
+        &["sessions", "cleanup"][..],
+    ] {
+        let out = atsession(&db, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains("not an atsession database"), "{stderr}");
+        assert!(stderr.contains("app.db"), "{stderr}");
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{args:?} changed it");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_never_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("atsession.db");
+    drop(SqliteStore::open(&db).await.unwrap());
+    let old = atsession::store::sqlite::SCHEMA_VERSION - 1;
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.pragma_update(None, "user_version", old).unwrap();
+    drop(c);
+    let out = atsession(&db, &["sessions", "list", "--did", ALICE]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("schema is at version"), "{stderr}");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let v: u32 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, old);
+}

@@ -39,7 +39,7 @@ fn record(did: &Did) -> StoredSession {
         access_expires_at: Some(now + Duration::from_secs(900)),
         did: did.clone(),
         handle: Handle::new("alice.test").unwrap(),
-        data: serde_json::json!({"theme": "dark", "n": 1}),
+        data: serde_json::json!({"theme": "dark", "n": 1}).into(),
         grant_id: Some("grant-1".into()),
         created_at: now,
         last_seen_at: now,

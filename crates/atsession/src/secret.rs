@@ -81,6 +81,22 @@ impl Token {
         })
     }
 
+    /// The [`hash`](Self::hash) of a token a client sent back, checked as
+    /// [`parse`](Self::parse) checks it, without keeping a copy of the token: what a lookup
+    /// needs.
+    ///
+    /// ```
+    /// use atsession::secret::Token;
+    ///
+    /// let t = Token::generate();
+    /// assert_eq!(Token::hash_of(t.expose()).unwrap(), t.hash());
+    /// assert!(Token::hash_of("short").is_err());
+    /// ```
+    pub fn hash_of(s: &str) -> Result<TokenHash, TokenError> {
+        check_wire_form(s)?;
+        Ok(TokenHash::of(s.as_bytes()))
+    }
+
     /// The token as sent to the client. Handle with care: this is the secret.
     #[must_use]
     pub fn expose(&self) -> &str {
@@ -105,13 +121,54 @@ fn check_wire_form(s: &str) -> Result<(), TokenError> {
         return Err(TokenError::Length(s.len()));
     }
     let bytes = s.as_bytes();
-    let alphabet_ok = bytes
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let alphabet_ok = bytes.iter().all(|&b| BASE64URL[usize::from(b)]);
     if !alphabet_ok || sextet(bytes[TOKEN_LEN - 1]) & 0b11 != 0 {
         return Err(TokenError::Encoding);
     }
     Ok(())
+}
+
+/// Which bytes are base64url characters.
+static BASE64URL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
+/// The longest input whose SHA-256 is one compression: 64 bytes less the `0x80` marker and
+/// the 8-byte length. Tokens (43 bytes) are hashed so, on every lookup.
+const ONE_BLOCK_MAX: usize = 55;
+
+/// SHA-256 of at most [`ONE_BLOCK_MAX`] bytes: the padded block compressed once from the
+/// initial state (FIPS 180-4, 5.1.1 and 5.3.3), without the streaming hasher's buffering.
+fn sha256_one_block(bytes: &[u8]) -> [u8; 32] {
+    const H0: [u32; 8] = [
+        0x6a09_e667,
+        0xbb67_ae85,
+        0x3c6e_f372,
+        0xa54f_f53a,
+        0x510e_527f,
+        0x9b05_688c,
+        0x1f83_d9ab,
+        0x5be0_cd19,
+    ];
+    let n = bytes.len().min(ONE_BLOCK_MAX);
+    let mut block = [0u8; 64];
+    block[..n].copy_from_slice(&bytes[..n]);
+    block[n] = 0x80;
+    block[56..].copy_from_slice(&((n as u64) * 8).to_be_bytes());
+    let mut state = H0;
+    sha2::block_api::compress256(&mut state, &[block]);
+    let mut out = [0u8; 32];
+    for (o, w) in out.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    out
 }
 
 /// The value of a base64url character (the caller has checked the alphabet).
@@ -152,7 +209,11 @@ impl TokenHash {
     /// Hashes arbitrary bytes.
     #[must_use]
     pub fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).into())
+        if bytes.len() <= ONE_BLOCK_MAX {
+            Self(sha256_one_block(bytes))
+        } else {
+            Self(Sha256::digest(bytes).into())
+        }
     }
 
     /// Rebuilds a hash read back from storage.
@@ -278,6 +339,17 @@ impl fmt::Debug for SecretString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_block_hash_is_sha256() {
+        let input: Vec<u8> = (0..=200u8).collect();
+        for n in 0..=120 {
+            let expected: [u8; 32] = Sha256::digest(&input[..n]).into();
+            assert_eq!(TokenHash::of(&input[..n]).0, expected, "{n} bytes");
+        }
+        // FIPS 180-2 test vector.
+        assert_eq!(TokenHash::of(b"abc").0[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
 
     #[test]
     fn generated_tokens_are_distinct_and_parse_back() {

@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -37,19 +38,83 @@ pub enum SyntaxError {
     Handle,
 }
 
+/// The text of a [`Did`] or a [`Handle`]: kept inline when short (as nearly all are), so a
+/// clone copies a few bytes and touches no reference count; shared when long.
+#[derive(Clone)]
+enum Text {
+    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    Shared(Arc<str>),
+}
+
+/// The longest text kept inline: a `did:plc:` DID is 32 bytes, most handles are shorter.
+const INLINE_LEN: usize = 38;
+
+impl Text {
+    fn new(s: String) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE_LEN => {
+                let mut bytes = [0u8; INLINE_LEN];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Shared(s.into()),
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            // Only ever whole strings are copied in, so this is always UTF-8.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text {}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
 /// A decentralized identifier in atproto's syntax, such as `did:plc:…` or `did:web:…`.
 ///
 /// Invariant: the string matches atproto's DID syntax (see [`SyntaxError::Did`]).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Did(String);
+///
+/// Cheap to clone (no allocation).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Did(Text);
 
 impl Did {
     /// Validates a DID.
     pub fn new(s: impl Into<String>) -> Result<Self, SyntaxError> {
         let s = s.into();
         if is_valid_did(&s) {
-            Ok(Self(s))
+            Ok(Self(Text::new(s)))
         } else {
             Err(SyntaxError::Did)
         }
@@ -102,9 +167,10 @@ fn is_valid_did(s: &str) -> bool {
 ///
 /// Invariant: the string matches atproto's handle syntax (see [`SyntaxError::Handle`]) and is
 /// lowercase.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Handle(String);
+///
+/// Cheap to clone (no allocation).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Handle(Text);
 
 impl Handle {
     /// Validates a handle and lowercases it.
@@ -114,7 +180,7 @@ impl Handle {
             return Err(SyntaxError::Handle);
         }
         s.make_ascii_lowercase();
-        Ok(Self(s))
+        Ok(Self(Text::new(s)))
     }
 
     /// The handle as a string.
@@ -177,12 +243,17 @@ macro_rules! string_type {
         }
         impl fmt::Debug for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($t), self.0)
+                write!(f, "{}({:?})", stringify!($t), &*self.0)
             }
         }
         impl From<$t> for String {
             fn from(v: $t) -> String {
-                v.0
+                v.0.to_string()
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
         impl<'de> Deserialize<'de> for $t {
@@ -199,6 +270,25 @@ string_type!(Handle);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_and_long_texts_behave_alike() {
+        let short = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+        let long = format!("did:web:{}.example.com", "a".repeat(200));
+        for s in [short, long.as_str()] {
+            let d = Did::new(s).unwrap();
+            assert_eq!(d.as_str(), s);
+            assert_eq!(d.clone(), d);
+            assert_eq!(String::from(d.clone()), s);
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{s}\""));
+            let mut set = std::collections::HashSet::new();
+            set.insert(d.clone());
+            assert!(set.contains(&Did::new(s).unwrap()));
+        }
+        assert!(Did::new(short).unwrap() < Did::new(long.as_str()).unwrap());
+        let h = Handle::new(format!("{}.bsky.social", "x".repeat(60))).unwrap();
+        assert_eq!(h.as_str().len(), 72);
+    }
 
     #[test]
     fn dids() {

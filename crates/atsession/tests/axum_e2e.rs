@@ -584,6 +584,13 @@ mod no_new_sessions {
         async fn delete_grants_by_did(&self, did: &Did) -> R<u64> {
             self.0.delete_grants_by_did(did).await
         }
+        async fn list_grants(
+            &self,
+            cursor: Option<&atsession::store::oauth::GrantCursor>,
+            limit: usize,
+        ) -> R<atsession::store::oauth::GrantPage> {
+            self.0.list_grants(cursor, limit).await
+        }
     }
 }
 

@@ -768,6 +768,13 @@ impl OAuthSessionStore for FailingUpdates {
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
         self.0.delete_grants_by_did(did).await
     }
+    async fn list_grants(
+        &self,
+        cursor: Option<&atsession::store::oauth::GrantCursor>,
+        limit: usize,
+    ) -> Result<atsession::store::oauth::GrantPage, StoreError> {
+        self.0.list_grants(cursor, limit).await
+    }
 }
 
 #[tokio::test]

@@ -516,6 +516,13 @@ impl OAuthSessionStore for RacyStore {
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
         self.inner.delete_grants_by_did(did).await
     }
+    async fn list_grants(
+        &self,
+        cursor: Option<&atsession::store::oauth::GrantCursor>,
+        limit: usize,
+    ) -> Result<atsession::store::oauth::GrantPage, StoreError> {
+        self.inner.list_grants(cursor, limit).await
+    }
 }
 
 #[tokio::test]

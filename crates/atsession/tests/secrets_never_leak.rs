@@ -88,3 +88,19 @@ async fn tokens_never_reach_debug_errors_or_logs() {
         }
     }
 }
+
+#[cfg(feature = "oauth")]
+#[test]
+fn callback_params_hide_the_code_and_state_in_debug() {
+    let code = "cod-5f1b2e9c7d4a";
+    let state = "sta-8e2c44d1b0aa";
+    let params = atsession::oauth::CallbackParams::from_query(&format!(
+        "?code={code}&state={state}&iss=https%3A%2F%2Fas.example"
+    ))
+    .unwrap();
+    assert_eq!(params.code.as_deref(), Some(code));
+    for shown in [format!("{params:?}"), format!("{params:#?}")] {
+        assert!(!shown.contains(code) && !shown.contains(state), "{shown}");
+        assert!(shown.contains("https://as.example"), "{shown}");
+    }
+}

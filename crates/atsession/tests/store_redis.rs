@@ -41,7 +41,7 @@ fn record(expires_in: Duration, n: u8) -> StoredSession {
         access_expires_at: Some(now + Duration::from_secs(60)),
         did: Did::new(ALICE).unwrap(),
         handle: "alice.test".parse().unwrap(),
-        data: json!({"n": n}),
+        data: json!({"n": n}).into(),
         grant_id: Some("grant".into()),
         created_at: now,
         last_seen_at: now,

@@ -69,12 +69,14 @@ mod sqlite_only {
             .unwrap();
         let e = SqliteStore::open(&path).await.unwrap_err();
         assert!(e.to_string().contains("sqlite"), "{e}");
-        assert!(
-            std::error::Error::source(&e)
-                .unwrap()
-                .to_string()
-                .contains("newer")
-        );
+        assert!(e.to_string().contains("newer"), "{e}");
+        assert!(matches!(
+            e,
+            StoreError::Database {
+                problem: atsession::store::DatabaseProblem::Newer { .. },
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

@@ -48,22 +48,22 @@ pub const REDIRECT: &str = "http://127.0.0.1/callback";
 pub struct OAuthOptions {
     /// The store holding the OAuth grants: a SQLite file, or a store URL (`sqlite://…`,
     /// `postgres://…`, `redis://…`, `rediss://…`, `memory:`).
-    #[arg(long, default_value = "atsession.db", env = "ATSESSION_DB")]
+    #[arg(long, default_value = "./atsession.db", env = "ATSESSION_DB")]
     pub db: String,
     /// The at-rest key file (default: `<db>.key`, created on first use). The
     /// `ATSESSION_AT_REST_KEY` environment variable takes precedence.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// The PLC directory.
-    #[arg(long, default_value = DEFAULT_PLC_URL)]
+    #[arg(long, default_value = DEFAULT_PLC_URL, env = "ATSESSION_PLC_URL")]
     pub plc_url: Url,
     /// Resolve handles with `com.atproto.identity.resolveHandle` on this service instead
     /// of DNS and HTTPS.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_HANDLE_RESOLVER")]
     pub handle_resolver: Option<Url>,
     /// Development mode: allow http and loopback servers (a local PDS). Never for real
     /// accounts.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
 }
 
@@ -114,6 +114,16 @@ pub(crate) fn sibling(db: &str, suffix: &str) -> PathBuf {
     PathBuf::from(format!("{file}{suffix}"))
 }
 
+/// The SQLite file a `--db` value names, if it names one (a bare path or `sqlite://…`).
+pub(crate) fn sqlite_file(db: &str) -> Option<PathBuf> {
+    match db.split_once("://") {
+        Some(("sqlite", path)) => Some(PathBuf::from(path)),
+        Some(_) => None,
+        None if db.starts_with("sqlite:") || db.starts_with("memory:") => None,
+        None => Some(PathBuf::from(db)),
+    }
+}
+
 /// The at-rest keyring: from the environment, the key file, or a new key file.
 fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
     load_keyring(&opts.db, opts.key_file.as_deref())
@@ -124,12 +134,14 @@ fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
 /// new key file created with mode 0600.
 pub fn load_keyring(db: &str, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
     if let Ok(spec) = std::env::var(KEY_ENV) {
-        return Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?));
+        return Ok(AtRestKeyring::parse(&spec)?);
     }
-    let path = key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf);
-    match std::fs::read_to_string(&path) {
-        Ok(spec) => Ok(AtRestKeyring::new(AtRestKey::from_spec(&spec)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let path = super::keys::key_file_path(db, key_file);
+    match super::small_file::read_secret(&path) {
+        Ok(text) => Ok(AtRestKeyring::parse(&text)?),
+        Err(super::small_file::FileError::Io { source: e, .. })
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
             let key = AtRestKey::generate("cli-1")?;
             let mut f = create_private(&path)?;
             f.write_all(key.to_spec().as_bytes())?;
@@ -137,7 +149,7 @@ pub fn load_keyring(db: &str, key_file: Option<&Path>) -> Result<AtRestKeyring, 
             eprintln!("created the at-rest key file {}", path.display());
             Ok(AtRestKeyring::new(key))
         }
-        Err(e) => Err(format!("cannot read the key file {}: {e}", path.display()).into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -219,42 +231,26 @@ pub fn not_granted(asked: &str, granted: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `atsession login`.
+/// Runs `atsession login`. A login that fails before a grant is stored leaves no database
+/// and no key file behind that it created.
 pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let scope = args
         .scope
         .as_deref()
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| client_scope(&args.oauth.db));
-    let client = client_with_scope(&args.oauth, &scope).await?;
-    let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
-    let port = listener.local_addr()?.port();
-    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let url = client
-        .authorize(
-            &args.handle,
-            AuthorizeOptions {
-                redirect_uri: Some(redirect_uri),
-                ..AuthorizeOptions::default()
-            },
-        )
-        .await?;
-    println!("Open this URL to log in:\n\n  {url}\n");
-    if args.open
-        && let Err(e) = std::process::Command::new("xdg-open")
-            .arg(url.as_str())
-            .spawn()
-    {
-        eprintln!("could not open a browser ({e}); open the URL yourself");
-    }
-    eprintln!("waiting for the redirect on http://127.0.0.1:{port}/callback …");
-    let params = tokio::time::timeout(
-        Duration::from_secs(args.wait_secs),
-        wait_for_redirect(&listener),
-    )
-    .await
-    .map_err(|_| "timed out waiting for the redirect")??;
-    let done = client.callback(&params).await?;
+    let created = Created::before(&args.oauth);
+    let client = match client_with_scope(&args.oauth, &scope).await {
+        Ok(c) => c,
+        Err(e) => return Err(created.undo(e)),
+    };
+    let done = match authorize_and_wait(&args, &client).await {
+        Ok(done) => done,
+        Err(e) => {
+            drop(client);
+            return Err(created.undo(e));
+        }
+    };
     let ts = &done.session.token_set;
     std::fs::write(sibling(&args.oauth.db, ".last-did"), ts.sub.as_str())?;
     std::fs::write(sibling(&args.oauth.db, ".scope"), &scope)?;
@@ -270,8 +266,105 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Accepts connections until one is `GET /callback?…`; answers each with a short page.
-async fn wait_for_redirect(listener: &TcpListener) -> Result<CallbackParams, CliError> {
+async fn authorize_and_wait(
+    args: &LoginArgs,
+    client: &OAuthClient<AnyStore>,
+) -> Result<atsession::oauth::Callback, CliError> {
+    let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let port = listener.local_addr()?.port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let url = client
+        .authorize(
+            &args.handle,
+            AuthorizeOptions {
+                redirect_uri: Some(redirect_uri),
+                ..AuthorizeOptions::default()
+            },
+        )
+        .await
+        .map_err(explain_http)?;
+    println!("Open this URL to log in:\n\n  {url}\n");
+    if args.open
+        && let Err(e) = std::process::Command::new("xdg-open")
+            .arg(url.as_str())
+            .spawn()
+    {
+        eprintln!("could not open a browser ({e}); open the URL yourself");
+    }
+    eprintln!("waiting for the redirect on http://127.0.0.1:{port}/callback …");
+    tokio::time::timeout(
+        Duration::from_secs(args.wait_secs),
+        wait_for_redirect(&listener, client),
+    )
+    .await
+    .map_err(|_| "timed out waiting for the redirect")?
+}
+
+/// The files a login may create, and which of them existed before it.
+struct Created {
+    files: Vec<PathBuf>,
+}
+
+impl Created {
+    fn before(opts: &OAuthOptions) -> Self {
+        let db = &opts.db;
+        let mut files = Vec::new();
+        if let Some(file) = sqlite_file(db)
+            && !file.exists()
+        {
+            files.extend([
+                sibling(db, ""),
+                sibling(db, "-wal"),
+                sibling(db, "-shm"),
+                sibling(db, "-journal"),
+            ]);
+        }
+        let key = super::keys::key_file_path(db, opts.key_file.as_deref());
+        if std::env::var_os(KEY_ENV).is_none() && !key.exists() {
+            files.push(key);
+        }
+        Self { files }
+    }
+
+    /// Removes what this login created, and hands back its error.
+    fn undo(self, e: CliError) -> CliError {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        e
+    }
+}
+
+/// Names `--dev` when an `http://` or non-public address was refused.
+pub(crate) fn explain_http(e: atsession::oauth::OAuthError) -> CliError {
+    use atsession::oauth::http::UrlError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if matches!(
+            s.downcast_ref::<UrlError>(),
+            Some(UrlError::Scheme(_) | UrlError::NotPublic(_))
+        ) {
+            return Box::new(DevHint(e));
+        }
+        source = s.source();
+    }
+    e.into()
+}
+
+/// An error whose cause is an address refused outside development mode.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: a local PDS on http:// or a loopback address needs --dev (or ATSESSION_DEV=1)")]
+struct DevHint(#[source] atsession::oauth::OAuthError);
+
+/// Accepts connections until the callback of this login comes; answers each with a short
+/// page. A request that is not a callback, or a callback whose `state` is not this login's
+/// (a stray request, an old tab), is answered and the wait goes on. The callback is
+/// completed (code exchanged, grant stored) before the page says the login succeeded.
+async fn wait_for_redirect(
+    listener: &TcpListener,
+    client: &OAuthClient<AnyStore>,
+) -> Result<atsession::oauth::Callback, CliError> {
+    use atsession::oauth::{CallbackError, OAuthError};
     loop {
         let (mut sock, _) = listener.accept().await?;
         let mut buf = vec![0u8; 16 * 1024];
@@ -299,14 +392,40 @@ async fn wait_for_redirect(listener: &TcpListener) -> Result<CallbackParams, Cli
             let _ = respond(&mut sock, "404 Not Found", "Not the callback.").await;
             continue;
         };
-        let params = CallbackParams::from_query(query);
-        let page = match &params {
-            Ok(p) if p.error.is_some() => "Login refused. You can close this window.",
-            Ok(_) => "Login complete. You can close this window and return to the terminal.",
-            Err(_) => "Malformed callback.",
+        let Ok(params) = CallbackParams::from_query(query) else {
+            let _ = respond(&mut sock, "400 Bad Request", "Malformed callback.").await;
+            continue;
         };
-        let _ = respond(&mut sock, "200 OK", page).await;
-        return Ok(params?);
+        match client.callback(&params).await {
+            Ok(done) => {
+                let _ = respond(
+                    &mut sock,
+                    "200 OK",
+                    "Login complete. You can close this window and return to the terminal.",
+                )
+                .await;
+                return Ok(done);
+            }
+            Err(OAuthError::Callback(
+                CallbackError::UnknownState | CallbackError::MissingState,
+            )) => {
+                let _ = respond(
+                    &mut sock,
+                    "400 Bad Request",
+                    "This is not the login the terminal is waiting for.",
+                )
+                .await;
+            }
+            Err(e) => {
+                let _ = respond(
+                    &mut sock,
+                    "400 Bad Request",
+                    "Login failed. The terminal says why.",
+                )
+                .await;
+                return Err(e.into());
+            }
+        }
     }
 }
 
@@ -324,8 +443,22 @@ async fn respond(
     sock.shutdown().await
 }
 
-/// Runs `atsession logout`.
+/// Runs `atsession logout`. Creates no database and no key file.
 pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
+    if let Some(file) = sqlite_file(&args.oauth.db)
+        && !file.exists()
+    {
+        return Err(format!(
+            "no database at {}: nothing to log out (give the path with --db or ATSESSION_DB)",
+            file.display()
+        )
+        .into());
+    }
+    let created = Created::before(&args.oauth);
+    logout_stored(args).await.map_err(|e| created.undo(e))
+}
+
+async fn logout_stored(args: LogoutArgs) -> Result<(), CliError> {
     let did = match args.did {
         Some(d) => d,
         None => std::fs::read_to_string(sibling(&args.oauth.db, ".last-did"))

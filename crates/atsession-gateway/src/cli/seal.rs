@@ -73,25 +73,16 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 enum PasswordError {
     #[error("no password: set {PASSWORD_ENV} or pass --password-file")]
     Missing,
-    #[error("cannot read the password file {path}")]
-    File {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the password file")]
+    File(#[source] super::small_file::FileError),
     #[error("{PASSWORD_ENV} is not valid UTF-8")]
     NotUtf8,
 }
 
 fn password(args: &PasswordArgs) -> Result<SecretString, PasswordError> {
     let raw = if let Some(path) = &args.password_file {
-        let text = std::fs::read_to_string(path).map_err(|source| PasswordError::File {
-            path: path.clone(),
-            source,
-        })?;
-        let secret = SecretString::new(text.lines().next().unwrap_or_default());
-        drop(SecretString::new(text));
-        secret
+        let text = super::small_file::read(path).map_err(PasswordError::File)?;
+        SecretString::new(text.lines().next().unwrap_or_default())
     } else {
         match std::env::var(PASSWORD_ENV) {
             Ok(v) => SecretString::new(v),

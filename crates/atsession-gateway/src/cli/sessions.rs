@@ -78,7 +78,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
     match cmd {
         SessionsCommand::List { did, store } => {
             let did = parse_did(&did)?;
-            let m = open(&store.db).await?;
+            let m = open_read_only(&store.db).await?;
             let sessions = m.list(&did).await?;
             if store.json {
                 println!("{}", serde_json::to_string_pretty(&sessions)?);
@@ -203,6 +203,22 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
         }
     }
     Ok(signed_out)
+}
+
+/// Opens a store to read it. A SQLite file is opened without writing to it (no migration,
+/// no file created); a network store is opened as usual.
+async fn open_read_only(db: &str) -> Result<SessionManager<AnyStore>, CliError> {
+    let Some(file) = crate::cli::login::sqlite_file(db) else {
+        return Ok(SessionManager::new(atsession::store::open(db).await?));
+    };
+    let path = file.to_string_lossy();
+    let path = path.split('?').next().unwrap_or_default();
+    if !Path::new(path).exists() {
+        return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
+    }
+    Ok(SessionManager::new(AnyStore::from(
+        atsession::store::sqlite::SqliteStore::open_read_only(path).await?,
+    )))
 }
 
 fn report(json: bool, verb: &str, what: &str, count: u64) {

@@ -68,8 +68,8 @@ pub struct ServeArgs {
     /// Lifetime of the Bearer access tokens given to mobile clients, in seconds.
     #[arg(long, default_value_t = 900, env = "ATSESSION_ACCESS_TOKEN_TTL")]
     access_token_ttl: u64,
-    /// How often expired sessions are deleted, in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// How often expired sessions and abandoned logins are deleted, in seconds.
+    #[arg(long, default_value_t = 300, env = "ATSESSION_CLEANUP_INTERVAL")]
     cleanup_interval: u64,
     /// Where browsers reach the gateway. `http://…` makes a loopback OAuth client and a
     /// cookie without `Secure`; `https://…` a confidential client (needs `--client-keys`).
@@ -85,18 +85,18 @@ pub struct ServeArgs {
     /// The at-rest key file for OAuth grants (default `<db>.key` beside a SQLite file,
     /// `./atsession.key` for a network store; created on first use;
     /// `ATSESSION_AT_REST_KEY` takes precedence).
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// The PLC directory.
-    #[arg(long, default_value = DEFAULT_PLC_URL)]
+    #[arg(long, default_value = DEFAULT_PLC_URL, env = "ATSESSION_PLC_URL")]
     plc_url: Url,
     /// Resolve handles with `com.atproto.identity.resolveHandle` on this service instead of
     /// DNS and HTTPS.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_HANDLE_RESOLVER")]
     handle_resolver: Option<Url>,
     /// Development mode: allow `http://` and loopback authorization servers (a local PDS).
     /// Never for real accounts.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     dev: bool,
     /// A TOML file of these options, keyed by their long names (`listen = "…"`); a flag
     /// wins over its environment variable, which wins over the file.
@@ -126,7 +126,6 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         None => Url::parse(&format!("http://{addr}/"))?,
     };
     let confidential = public_url.scheme() == "https";
-    let store = atsession::store::open(&args.db).await?;
     let cookie = if confidential {
         CookieConfig::default()
     } else {
@@ -136,10 +135,16 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = SessionConfig::default()
         .access_tokens(Duration::from_secs(args.access_token_ttl.max(1)))
         .cookie(cookie);
+    config.validate()?; // before anything is created
+    let store = atsession::store::open(&args.db).await?;
+    crate::cli::keys::check_store_keys(&args.db, args.key_file.as_deref(), &store).await?;
     let backend = store.backend();
     let sessions = SessionManager::with_config(store.clone(), config)?;
     let auth = web_layer(&args, &public_url, addr, store, sessions.clone())?;
     let _cleanup = sessions.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));
+    let _state_cleanup = auth
+        .client()
+        .spawn_cleanup(Duration::from_secs(args.cleanup_interval));
     let app = router(auth);
     tracing::info!(%addr, %public_url, confidential, store = backend, "atsession gateway listening");
     // Scripts and tests read this line to learn the port.
@@ -169,7 +174,7 @@ fn web_layer(
             .client_keys
             .as_ref()
             .ok_or("an https public URL makes a confidential client: give --client-keys")?;
-        let jwks: Jwks = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let jwks: Jwks = serde_json::from_str(&crate::cli::small_file::read(path)?)?;
         let keyset = Keyset::from_private_jwks(&jwks)?;
         let redirect = public_url.join("oauth/callback")?.to_string();
         let metadata = ClientMetadata::confidential(

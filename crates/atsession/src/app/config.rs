@@ -26,6 +26,14 @@ pub enum ConfigError {
     /// A duration is zero, or the idle timeout is longer than the absolute one.
     #[error("invalid duration: {0}")]
     Duration(&'static str),
+    /// A duration is longer than [`MAX_DURATION`](crate::clock::MAX_DURATION).
+    #[error("the {name} is longer than the maximum of {} days", max.as_secs() / 86_400)]
+    DurationTooLong {
+        /// Which duration.
+        name: &'static str,
+        /// The longest allowed.
+        max: Duration,
+    },
 }
 
 /// Lifetimes and tokens of app sessions.
@@ -110,8 +118,24 @@ impl SessionConfig {
         self
     }
 
-    /// Checks that the configuration can work.
+    /// Checks that the configuration can work: every duration positive (the touch interval
+    /// may be zero) and at most [`MAX_DURATION`](crate::clock::MAX_DURATION), and the idle
+    /// timeout within the absolute one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("idle timeout", Some(self.idle_timeout)),
+            ("absolute timeout", Some(self.absolute_timeout)),
+            ("touch interval", Some(self.touch_interval)),
+            ("access-token lifetime", self.access_token_ttl),
+        ];
+        for (name, d) in durations {
+            if d.is_some_and(|d| d > crate::clock::MAX_DURATION) {
+                return Err(ConfigError::DurationTooLong {
+                    name,
+                    max: crate::clock::MAX_DURATION,
+                });
+            }
+        }
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             return Err(ConfigError::Duration("timeouts must be positive"));
         }
@@ -275,5 +299,42 @@ mod tests {
         let c = SessionConfig::default().access_tokens(Duration::ZERO);
         assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
         assert!(SessionConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let huge = Duration::from_secs(9_999_999_999_999);
+        let too_long = |c: SessionConfig| match c.validate() {
+            Err(ConfigError::DurationTooLong { name, max }) => {
+                assert_eq!(max, crate::clock::MAX_DURATION);
+                name
+            }
+            other => panic!("expected DurationTooLong, got {other:?}"),
+        };
+        assert_eq!(
+            too_long(SessionConfig::default().access_tokens(huge)),
+            "access-token lifetime"
+        );
+        assert_eq!(
+            too_long(SessionConfig::default().absolute_timeout(huge)),
+            "absolute timeout"
+        );
+        assert_eq!(
+            too_long(
+                SessionConfig::default()
+                    .idle_timeout(huge)
+                    .absolute_timeout(huge)
+            ),
+            "idle timeout"
+        );
+        assert_eq!(
+            too_long(SessionConfig::default().touch_interval(Duration::MAX)),
+            "touch interval"
+        );
+        let longest = SessionConfig::default()
+            .idle_timeout(crate::clock::MAX_DURATION)
+            .absolute_timeout(crate::clock::MAX_DURATION)
+            .access_tokens(crate::clock::MAX_DURATION);
+        assert_eq!(longest.validate(), Ok(()));
     }
 }

@@ -11,8 +11,8 @@ use super::config::{ConfigError, SessionConfig};
 use super::cookie::{self, CredentialSource};
 use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
-use crate::clock::{Clock, SystemClock, truncate_ms};
-use crate::secret::Token;
+use crate::clock::{Clock, SystemClock, add_saturating, truncate_ms};
+use crate::secret::{Token, TokenHash};
 use crate::store::{Cas, SessionStore};
 use crate::syntax::{Did, Handle};
 
@@ -191,7 +191,7 @@ impl<S: SessionStore> SessionManager<S> {
         let handle = Handle::new(handle.as_ref()).map_err(SessionError::InvalidHandle)?;
         let data = serde_json::to_value(data).map_err(SessionError::Data)?;
         let now = self.now();
-        let absolute = now + self.config.absolute_timeout;
+        let absolute = add_saturating(now, self.config.absolute_timeout);
         let token = Token::generate();
         let access_token = self.config.access_token_ttl.map(|_| Token::generate());
         let record = StoredSession {
@@ -201,11 +201,11 @@ impl<S: SessionStore> SessionManager<S> {
             access_expires_at: self.access_expiry(now, absolute),
             did,
             handle,
-            data,
+            data: Arc::new(data),
             grant_id: options.grant_id,
             created_at: now,
             last_seen_at: now,
-            idle_expires_at: (now + self.config.idle_timeout).min(absolute),
+            idle_expires_at: add_saturating(now, self.config.idle_timeout).min(absolute),
             absolute_expires_at: absolute,
             version: 1,
         };
@@ -225,20 +225,34 @@ impl<S: SessionStore> SessionManager<S> {
     ) -> Option<OffsetDateTime> {
         self.config
             .access_token_ttl
-            .map(|ttl| (now + ttl).min(absolute))
+            .map(|ttl| add_saturating(now, ttl).min(absolute))
     }
 
     /// The session a session token belongs to. Slides the idle window (at most once per
     /// touch interval).
     pub async fn load(&self, session_token: &str) -> Result<Session, SessionError> {
-        let token = Token::parse(session_token).map_err(SessionError::MalformedToken)?;
-        Ok(self.load_by_session_token(&token).await?.0)
+        // The hot path, written out: the record is moved once, into the session returned.
+        let hash = Token::hash_of(session_token).map_err(SessionError::MalformedToken)?;
+        let now = self.now();
+        let record = self
+            .store
+            .load_by_token(&hash)
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        match self.check(&record, now, false)? {
+            Found::Fresh => Ok(record.into()),
+            Found::Stale => Ok(Box::pin(self.touch(record, now)).await?.0),
+            Found::Expired => {
+                Box::pin(self.forget_expired(&record)).await;
+                Err(SessionError::Expired)
+            }
+        }
     }
 
     /// The session an access token belongs to, if the access token is still current.
     pub async fn load_by_access_token(&self, access_token: &str) -> Result<Session, SessionError> {
-        let token = Token::parse(access_token).map_err(SessionError::MalformedToken)?;
-        Ok(self.load_by_access(&token).await?.0)
+        let hash = Token::hash_of(access_token).map_err(SessionError::MalformedToken)?;
+        Ok(self.load_by_access(&hash).await?.0)
     }
 
     /// The session of an HTTP request: `Authorization: Bearer <token>` if present (an access
@@ -250,9 +264,9 @@ impl<S: SessionStore> SessionManager<S> {
         let cred = cookie::credential(headers, &self.config.cookie.name)?;
         let (session, touched) = match cred.source {
             CredentialSource::Bearer if self.config.access_token_ttl.is_some() => {
-                self.load_by_access(&cred.token).await?
+                self.load_by_access(&cred.token.hash()).await?
             }
-            _ => self.load_by_session_token(&cred.token).await?,
+            _ => self.load_by_session_token(&cred.token.hash()).await?,
         };
         let set_cookie = (touched && cred.source == CredentialSource::Cookie).then(|| {
             cookie::set_cookie(
@@ -277,29 +291,70 @@ impl<S: SessionStore> SessionManager<S> {
         self.load_from_headers(request.headers()).await
     }
 
-    async fn load_by_session_token(&self, token: &Token) -> Result<(Session, bool), SessionError> {
-        let record = self.store.load_by_token(&token.hash()).await?;
-        let record = self.live(record, self.now()).await?;
-        self.touch(record).await
+    /// One clock read, one store lookup; a write only when the touch interval has passed.
+    /// The common case (live, touched recently) is checked without awaiting anything more;
+    /// the rare ones (a write, deleting an expired record) are boxed, so that every lookup's
+    /// future stays small.
+    async fn load_by_session_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(Session, bool), SessionError> {
+        let now = self.now();
+        let found = self.store.load_by_token(hash).await?;
+        self.finish(found, now, false).await
     }
 
-    async fn load_by_access(&self, token: &Token) -> Result<(Session, bool), SessionError> {
+    async fn load_by_access(&self, hash: &TokenHash) -> Result<(Session, bool), SessionError> {
         let now = self.now();
-        let record = self.store.load_by_access_token(&token.hash()).await?;
-        let record = self.live(record, now).await?;
-        if record.access_expires_at.is_none_or(|at| at <= now) {
+        let found = self.store.load_by_access_token(hash).await?;
+        self.finish(found, now, true).await
+    }
+
+    /// A record found at `now` as the app sees it: slid when due, deleted when expired.
+    /// The rare paths (a write, a delete) are boxed, so that a lookup's future stays small.
+    async fn finish(
+        &self,
+        found: Option<StoredSession>,
+        now: OffsetDateTime,
+        access: bool,
+    ) -> Result<(Session, bool), SessionError> {
+        let record = found.ok_or(SessionError::NotFound)?;
+        match self.check(&record, now, access)? {
+            Found::Fresh => Ok((record.into(), false)),
+            Found::Stale => Box::pin(self.touch(record, now)).await,
+            Found::Expired => {
+                Box::pin(self.forget_expired(&record)).await;
+                Err(SessionError::Expired)
+            }
+        }
+    }
+
+    /// What a record found at `now` means: live and touched recently, live and due a
+    /// touch, or expired. With `access`, the access token must be current too.
+    fn check(
+        &self,
+        record: &StoredSession,
+        now: OffsetDateTime,
+        access: bool,
+    ) -> Result<Found, SessionError> {
+        if record.is_expired(now) {
+            return Ok(Found::Expired);
+        }
+        if access && record.access_expires_at.is_none_or(|at| at <= now) {
             return Err(SessionError::AccessTokenExpired);
         }
-        self.touch(record).await
+        if now - record.last_seen_at < self.config.touch_interval {
+            return Ok(Found::Fresh);
+        }
+        Ok(Found::Stale)
     }
 
-    /// Slides the idle window of a live record if the touch interval has passed. Returns
-    /// whether it wrote.
-    async fn touch(&self, record: StoredSession) -> Result<(Session, bool), SessionError> {
-        let now = self.now();
-        if now - record.last_seen_at < self.config.touch_interval {
-            return Ok((record.into(), false));
-        }
+    /// Slides the idle window of a live record. Returns whether it wrote.
+    async fn touch(
+        &self,
+        record: StoredSession,
+        now: OffsetDateTime,
+    ) -> Result<(Session, bool), SessionError> {
         // A touch keeps the version: it changes nothing the app wrote, so it must not make
         // the app's next compare-and-swap update fail. It is still conditional on the
         // version, so it can neither resurrect a deleted row nor undo a newer write.
@@ -315,7 +370,8 @@ impl<S: SessionStore> SessionManager<S> {
 
     fn slide(&self, record: &mut StoredSession, now: OffsetDateTime) {
         record.last_seen_at = now;
-        record.idle_expires_at = (now + self.config.idle_timeout).min(record.absolute_expires_at);
+        record.idle_expires_at =
+            add_saturating(now, self.config.idle_timeout).min(record.absolute_expires_at);
     }
 
     /// A record that was found and has not expired, at `now`; an expired one is deleted
@@ -369,7 +425,7 @@ impl<S: SessionStore> SessionManager<S> {
             return Err(SessionError::Conflict);
         }
         let mut next = current.clone();
-        next.data = data;
+        next.data = Arc::new(data);
         next.version += 1;
         self.slide(&mut next, now);
         self.write(current.version, next).await
@@ -463,25 +519,27 @@ impl<S: SessionStore> SessionManager<S> {
     }
 }
 
+/// What a record found by a lookup means.
+enum Found {
+    /// Live, and used recently: returned as it is.
+    Fresh,
+    /// Live, and due a touch (its idle window slides).
+    Stale,
+    /// Expired: deleted, and refused.
+    Expired,
+}
+
 impl<S: SessionStore + Clone> SessionManager<S> {
     /// Runs [`delete_expired`](Self::delete_expired) every `period` on the current tokio
-    /// runtime until the returned handle is dropped.
+    /// runtime until the returned handle is dropped. `period` is taken between 1 ms and
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION).
     #[must_use = "the cleanup task stops when the handle is dropped"]
     pub fn spawn_cleanup(&self, period: Duration) -> CleanupTask {
         let manager = self.clone();
-        let handle = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match manager.delete_expired().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(count = n, "expired sessions deleted"),
-                    Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
-                }
-            }
-        });
-        CleanupTask(handle)
+        CleanupTask::spawn(period, "sessions", move || {
+            let manager = manager.clone();
+            async move { manager.delete_expired().await.map_err(|e| e.to_string()) }
+        })
     }
 }
 
@@ -489,8 +547,60 @@ impl<S: SessionStore + Clone> SessionManager<S> {
 #[derive(Debug)]
 pub struct CleanupTask(tokio::task::JoinHandle<()>);
 
+impl CleanupTask {
+    /// Runs `job` every `period` (taken between 1 ms and
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION)), logging what it deleted or why it
+    /// failed, until dropped.
+    pub(crate) fn spawn<F, Fut>(period: Duration, what: &'static str, job: F) -> Self
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<u64, String>> + Send,
+    {
+        let period = period.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match job().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(count = n, what, "expired records deleted"),
+                    Err(e) => tracing::warn!(error = %e, what, "cleanup failed"),
+                }
+            }
+        });
+        Self(handle)
+    }
+}
+
 impl Drop for CleanupTask {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn times_near_the_end_of_the_calendar_saturate_instead_of_panicking() {
+        let end = time::PrimitiveDateTime::MAX.assume_utc() - time::Duration::days(1);
+        let config = SessionConfig::default()
+            .absolute_timeout(crate::clock::MAX_DURATION)
+            .idle_timeout(crate::clock::MAX_DURATION)
+            .access_tokens(crate::clock::MAX_DURATION);
+        let manager = SessionManager::with_config(MemoryStore::new(), config)
+            .unwrap()
+            .with_clock(Arc::new(ManualClock::new(end)));
+        let new = manager
+            .create("did:plc:abc", "alice.test", ())
+            .await
+            .unwrap();
+        assert!(new.session.absolute_expires_at > end);
+        assert!(new.session.idle_expires_at <= new.session.absolute_expires_at);
+        manager.refresh(new.token.expose()).await.unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! What an app session is: the stored record and the view handed to the app.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,42 +15,69 @@ use crate::syntax::{Did, Handle};
 ///
 /// It names a session in listings and admin commands; it is **not** a credential. Knowing it
 /// does not let anyone use the session (that takes the session token, which is never stored).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SessionId(String);
+///
+/// Kept inline (22 bytes, no allocation): a clone is a copy.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; SESSION_ID_LEN]);
+
+/// The length of a session id: 16 bytes in unpadded base64url.
+const SESSION_ID_LEN: usize = 22;
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("not a session id"))
+    }
+}
 
 impl SessionId {
     /// A fresh random id.
     #[must_use]
     pub fn generate() -> Self {
-        Self(URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+        let mut id = [0u8; SESSION_ID_LEN];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(random_bytes::<16>(), &mut id)
+            .unwrap_or(0);
+        debug_assert_eq!(n, SESSION_ID_LEN);
+        Self(id)
     }
 
     /// Wraps an id read from a store or given by an admin. Only the form is checked
     /// (22 base64url characters).
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 22
+        let ok = s.len() == SESSION_ID_LEN
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| Self(s.to_owned()))
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| {
+            let mut id = [0u8; SESSION_ID_LEN];
+            id.copy_from_slice(s.as_bytes());
+            Self(id)
+        })
     }
 
     /// The id as a string.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only base64url characters are ever stored (checked by `parse`, made by `generate`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.0)
+        write!(f, "SessionId({})", self.as_str())
     }
 }
 
@@ -74,7 +102,7 @@ pub struct StoredSession {
     /// The account's handle at login.
     pub handle: Handle,
     /// The app's own data, as JSON.
-    pub data: serde_json::Value,
+    pub data: Arc<serde_json::Value>,
     /// The OAuth grant this session belongs to, if any.
     pub grant_id: Option<String>,
     /// When the session was created.
@@ -113,7 +141,7 @@ pub struct Session {
     /// The account's handle at login.
     pub handle: Handle,
     /// The app's own data.
-    pub data: serde_json::Value,
+    pub data: Arc<serde_json::Value>,
     /// The OAuth grant this session belongs to, if any.
     pub grant_id: Option<String>,
     /// When the session was created.
@@ -140,7 +168,7 @@ pub struct Session {
 impl Session {
     /// The custom data, deserialized.
     pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&self.data)
+        T::deserialize(&*self.data)
     }
 
     /// When the session ends if nothing else happens.

@@ -92,7 +92,8 @@ macro_rules! oauth_store_suite {
             states_are_taken_once, expired_states_are_not_returned,
             concurrent_takes_yield_one_winner, grants_crud_and_cas, grants_by_did,
             concurrent_grant_updates_have_one_winner, grant_updates_keep_the_did_index,
-            sealed_bytes_round_trip);
+            sealed_bytes_round_trip, abandoned_logins_are_deleted_after_expiry,
+            every_grant_is_listed_page_by_page);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(

@@ -245,3 +245,77 @@ pub async fn sealed_bytes_round_trip<S: StateStore + OAuthSessionStore>(s: &S) {
     assert_eq!(listed[0].sealed, every);
     assert!(listed[1].sealed.is_empty());
 }
+
+/// Conformance check `abandoned_logins_are_deleted_after_expiry` (OAuth stores): 10,000
+/// abandoned logins (states never taken, each as large as the biggest app state a login may
+/// carry), then their expiry: the cleanup deletes every one of them and keeps the state of a
+/// login still under way. Panics if the store breaks the contract.
+pub async fn abandoned_logins_are_deleted_after_expiry<S: StateStore + Clone + 'static>(s: &S) {
+    const FLOOD: usize = 10_000;
+    let sealed = vec![7u8; 2048 + 200];
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let s = s.clone();
+        let sealed = sealed.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (worker..FLOOD).step_by(16) {
+                let st = StoredAuthState {
+                    key: TokenHash::of(format!("flood-{i}").as_bytes()),
+                    sealed: sealed.clone(),
+                    expires_at: t(60_000),
+                };
+                s.put_state(&st).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    s.put_state(&state("live", 120_000)).await.unwrap();
+    assert_eq!(s.delete_expired_states(t(59_999)).await.unwrap(), 0);
+    assert_eq!(
+        s.delete_expired_states(t(60_000)).await.unwrap(),
+        FLOOD as u64
+    );
+    assert_eq!(s.delete_expired_states(t(60_000)).await.unwrap(), 0);
+    for i in [0, 4_999, FLOOD - 1] {
+        let key = TokenHash::of(format!("flood-{i}").as_bytes());
+        assert!(s.take_state(&key, t(0)).await.unwrap().is_none(), "{i}");
+    }
+    assert!(
+        s.take_state(&TokenHash::of(b"live"), t(60_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Conformance check `every_grant_is_listed_page_by_page` (OAuth stores): listing every
+/// grant a page at a time finds each of them, and ends. Panics if the store breaks the
+/// contract.
+pub async fn every_grant_is_listed_page_by_page<S: OAuthSessionStore>(s: &S) {
+    let mut made = std::collections::BTreeSet::new();
+    for i in 0..25 {
+        let did = if i % 2 == 0 {
+            "did:plc:alice"
+        } else {
+            "did:plc:bob"
+        };
+        let g = grant(did, i);
+        made.insert(g.id.clone());
+        s.create_grant(&g).await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    for _ in 0..1000 {
+        let page = s.list_grants(cursor.as_ref(), 7).await.unwrap();
+        assert!(page.grants.len() <= 25);
+        seen.extend(page.grants.into_iter().map(|g| g.id));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "the listing ends");
+    assert_eq!(seen, made);
+}

@@ -431,7 +431,7 @@ pub async fn duplicate_create_fails<S: SessionStore + Clone>(store: S) {
     let new = m.create(ALICE, "alice.test", json!("first")).await.unwrap();
     let rec = m.store().load(&new.session.id).await.unwrap().unwrap();
     let mut dup = rec.clone();
-    dup.data = json!("second");
+    dup.data = json!("second").into();
     assert!(m.store().create(&dup).await.is_err(), "same id");
     let mut dup_token = rec.clone();
     dup_token.id = SessionId::generate();
@@ -441,7 +441,7 @@ pub async fn duplicate_create_fails<S: SessionStore + Clone>(store: S) {
     );
     assert_eq!(
         m.store().load(&rec.id).await.unwrap().unwrap().data,
-        json!("first")
+        json!("first").into()
     );
 }
 
@@ -455,7 +455,7 @@ pub async fn cas_never_inserts<S: SessionStore + Clone>(store: S) {
         access_expires_at: None,
         did: did(ALICE),
         handle: "alice.test".parse().unwrap(),
-        data: json!(null),
+        data: json!(null).into(),
         grant_id: None,
         created_at: now,
         last_seen_at: now,

@@ -66,6 +66,9 @@ pub enum AtRestError {
     /// Authentication failed: wrong key, another row's value, or tampering.
     #[error("the sealed value does not decrypt (wrong key, wrong row, or tampered)")]
     Decrypt,
+    /// Two keys of a keyring have the same id.
+    #[error("two at-rest keys have the id `{0}`")]
+    DuplicateKeyId(String),
     /// Encryption failed (only for absurdly long inputs).
     #[error("encryption failed")]
     Encrypt,
@@ -171,6 +174,95 @@ impl AtRestKeyring {
     #[must_use]
     pub fn current(&self) -> &AtRestKey {
         &self.current
+    }
+
+    /// Parses a keyring written as key specifications (`kid:base64url(32 bytes)`, as
+    /// [`AtRestKey::to_spec`] writes them), one per line or separated by whitespace or
+    /// commas; the first seals, the others only open. Empty lines and lines starting with
+    /// `#` are skipped. This is the key file's format.
+    ///
+    /// ```
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    ///
+    /// let (new, old) = (AtRestKey::generate("k2").unwrap(), AtRestKey::generate("k1").unwrap());
+    /// let text = format!("# at-rest keys\n{}\n{}\n", new.to_spec().as_str(), old.to_spec().as_str());
+    /// let ring = AtRestKeyring::parse(&text).unwrap();
+    /// assert_eq!(ring.current().id(), "k2");
+    /// assert!(ring.holds("k1"));
+    /// assert_eq!(AtRestKeyring::parse(&ring.to_specs()).unwrap().key_ids(), ["k2", "k1"]);
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, AtRestError> {
+        let mut specs = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == ','))
+            .filter(|s| !s.is_empty());
+        let first = specs.next().ok_or(AtRestError::KeySpec)?;
+        let mut ring = Self::new(AtRestKey::from_spec(first)?);
+        for spec in specs {
+            let key = AtRestKey::from_spec(spec)?;
+            if ring.holds(key.id()) {
+                return Err(AtRestError::DuplicateKeyId(key.id().to_owned()));
+            }
+            ring = ring.with_old_key(key);
+        }
+        Ok(ring)
+    }
+
+    /// The keyring as [`parse`](Self::parse) reads it: one specification per line, the
+    /// current key first. This string is the secret: keep it out of logs.
+    #[must_use]
+    pub fn to_specs(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::new());
+        for key in std::iter::once(&self.current).chain(self.old.values()) {
+            out.push_str(&key.to_spec());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Whether the keyring holds the key `id` (current or old).
+    #[must_use]
+    pub fn holds(&self, id: &str) -> bool {
+        self.key(id).is_some()
+    }
+
+    /// The ids of the keys held: the current one first, then the old ones.
+    #[must_use]
+    pub fn key_ids(&self) -> Vec<&str> {
+        std::iter::once(self.current.id.as_str())
+            .chain(self.old.keys().map(String::as_str))
+            .collect()
+    }
+
+    /// This keyring rotated to `new`: `new` seals, and every key of this one (its current
+    /// key included) still opens.
+    ///
+    /// ```
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    ///
+    /// let ring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
+    /// let sealed = ring.seal(b"row", b"x").unwrap();
+    /// let rotated = ring.rotated(AtRestKey::generate("k2").unwrap());
+    /// assert_eq!(rotated.key_ids(), ["k2", "k1"]);
+    /// assert_eq!(rotated.open(b"row", &sealed).unwrap().as_slice(), b"x");
+    /// ```
+    #[must_use]
+    pub fn rotated(&self, new: AtRestKey) -> Self {
+        let mut ring = Self::new(new);
+        for key in std::iter::once(&self.current).chain(self.old.values()) {
+            ring = ring.with_old_key(key.clone());
+        }
+        ring
+    }
+
+    /// The keyring without the old key `id`; `None` if it holds no such old key (the
+    /// current key cannot be removed).
+    #[must_use]
+    pub fn without_old_key(&self, id: &str) -> Option<Self> {
+        let mut ring = self.clone();
+        ring.old.remove(id).map(|_| ring)
     }
 
     fn key(&self, id: &str) -> Option<&AtRestKey> {

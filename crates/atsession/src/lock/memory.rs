@@ -41,7 +41,7 @@ impl Lock for MemoryLock {
         let mut leases = self.leases();
         let free = leases.get(key).is_none_or(|(_, until)| *until <= now);
         if free {
-            leases.insert(key.to_owned(), (owner.clone(), now + lease));
+            leases.insert(key.to_owned(), (owner.clone(), later(now, lease)));
         }
         Box::pin(std::future::ready(Ok(free)))
     }
@@ -56,7 +56,7 @@ impl Lock for MemoryLock {
         let mut leases = self.leases();
         let held = match leases.get_mut(key) {
             Some((o, until)) if o == owner && *until > now => {
-                *until = now + lease;
+                *until = later(now, lease);
                 true
             }
             _ => false,
@@ -77,4 +77,11 @@ impl Lock for MemoryLock {
         };
         Box::pin(std::future::ready(Ok(held)))
     }
+}
+
+/// `now + lease`, saturating (a lease longer than the clock can count never runs out).
+fn later(now: Instant, lease: Duration) -> Instant {
+    now.checked_add(lease)
+        .or_else(|| now.checked_add(crate::clock::MAX_DURATION))
+        .unwrap_or(now)
 }

@@ -225,6 +225,9 @@ fn check(key: &str, lease: Duration) -> Result<(), LockError> {
     if lease < Duration::from_millis(1) {
         return Err(LockError::Invalid("a lease is at least 1 ms"));
     }
+    if lease > crate::clock::MAX_DURATION {
+        return Err(LockError::Invalid("a lease is at most ten years"));
+    }
     Ok(())
 }
 
@@ -242,7 +245,7 @@ async fn acquire(
 ) -> Result<LockGuard, LockError> {
     check(&key, lease)?;
     let start = tokio::time::Instant::now();
-    let deadline = start + timeout;
+    let deadline = crate::clock::instant_after(start, timeout);
     let owner = LeaseOwner::generate();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -353,5 +356,32 @@ impl Drop for LockGuard {
                 self.owner.clone(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn huge_leases_and_timeouts_neither_panic_nor_hang() {
+        let locks = MemoryLock::new();
+        let too_long = locks
+            .acquire("k", Duration::MAX, Duration::from_secs(1))
+            .await;
+        assert!(
+            matches!(too_long, Err(LockError::Invalid(_))),
+            "{too_long:?}"
+        );
+        // A timeout beyond what the clock can count is a (very long) wait, not a panic.
+        let guard = locks
+            .acquire("k", Duration::from_secs(1), Duration::MAX)
+            .await
+            .unwrap();
+        guard.release().await.unwrap();
+        // The primitive directly, past the bound: saturates.
+        let owner = LeaseOwner::generate();
+        assert!(locks.try_lock("k", &owner, Duration::MAX).await.unwrap());
+        assert!(locks.renew("k", &owner, Duration::MAX).await.unwrap());
     }
 }

@@ -112,7 +112,10 @@ impl Lock for PostgresLock {
         owner: &'a LeaseOwner,
         lease: Duration,
     ) -> LockFuture<'a, bool> {
-        Box::pin(self.lease_statement("lock", &self.sql.try_lock, key, owner, lease))
+        Box::pin(self.store.bounded(
+            "lock",
+            self.lease_statement("lock", &self.sql.try_lock, key, owner, lease),
+        ))
     }
 
     fn renew<'a>(
@@ -121,11 +124,14 @@ impl Lock for PostgresLock {
         owner: &'a LeaseOwner,
         lease: Duration,
     ) -> LockFuture<'a, bool> {
-        Box::pin(self.lease_statement("renew lock", &self.sql.renew, key, owner, lease))
+        Box::pin(self.store.bounded(
+            "renew lock",
+            self.lease_statement("renew lock", &self.sql.renew, key, owner, lease),
+        ))
     }
 
     fn unlock<'a>(&'a self, key: &'a str, owner: &'a LeaseOwner) -> LockFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(self.store.bounded("unlock", async move {
             let client = self.store.client("unlock").await?;
             let stmt = client
                 .prepare_cached(&self.sql.unlock)
@@ -142,6 +148,6 @@ impl Lock for PostgresLock {
                     .map_err(Into::into),
                 None => Ok(false),
             }
-        })
+        }))
     }
 }

@@ -55,6 +55,7 @@ static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
 pub struct RedisLock {
     conn: ConnectionManager,
     prefix: Arc<str>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisLock {
@@ -70,6 +71,7 @@ impl RedisLock {
     #[must_use]
     pub fn new(store: &RedisStore) -> Self {
         Self::from_connection(store.connection(), store.prefix())
+            .with_operation_timeout(store.operation_timeout())
     }
 
     /// Leases on a connection you made, with keys `{prefix}l:{key}`.
@@ -78,7 +80,26 @@ impl RedisLock {
         Self {
             conn,
             prefix: prefix.into(),
+            timeout: crate::store::DEFAULT_OPERATION_TIMEOUT,
         }
+    }
+
+    /// Bounds every lock call to `timeout` (default
+    /// [`DEFAULT_OPERATION_TIMEOUT`](crate::store::DEFAULT_OPERATION_TIMEOUT); [`new`](Self::new)
+    /// takes the store's): a call that takes longer fails with
+    /// [`StoreError::Timeout`], and a lease it may have taken runs out on its own.
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
+        self
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, super::LockError>>,
+    ) -> Result<T, super::LockError> {
+        crate::store::bounded(crate::store::redis::BACKEND, operation, self.timeout, call).await
     }
 
     /// Connects to `url`; keys are `{prefix}l:{key}`.
@@ -101,7 +122,7 @@ impl Lock for RedisLock {
         owner: &'a LeaseOwner,
         lease: Duration,
     ) -> LockFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(self.bounded("lock", async move {
             let set: Option<String> = redis::cmd("SET")
                 .arg(self.key(key))
                 .arg(owner.to_hex())
@@ -112,7 +133,7 @@ impl Lock for RedisLock {
                 .await
                 .map_err(err("lock"))?;
             Ok(set.is_some())
-        })
+        }))
     }
 
     fn renew<'a>(
@@ -121,7 +142,7 @@ impl Lock for RedisLock {
         owner: &'a LeaseOwner,
         lease: Duration,
     ) -> LockFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(self.bounded("renew lock", async move {
             let n: i64 = RENEW
                 .key(self.key(key))
                 .arg(owner.to_hex())
@@ -130,11 +151,11 @@ impl Lock for RedisLock {
                 .await
                 .map_err(err("renew lock"))?;
             Ok(n == 1)
-        })
+        }))
     }
 
     fn unlock<'a>(&'a self, key: &'a str, owner: &'a LeaseOwner) -> LockFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(self.bounded("unlock", async move {
             let n: i64 = UNLOCK
                 .key(self.key(key))
                 .arg(owner.to_hex())
@@ -142,6 +163,6 @@ impl Lock for RedisLock {
                 .await
                 .map_err(err("unlock"))?;
             Ok(n == 1)
-        })
+        }))
     }
 }

@@ -38,6 +38,9 @@ use crate::syntax::Did;
 
 /// How long a pending authorization lives by default.
 pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// The longest [`AuthorizeOptions::app_state`], in bytes: it is stored with every pending
+/// login, and logins can be started by anyone.
+pub const MAX_APP_STATE_LEN: usize = 2048;
 /// How long server metadata is cached by default.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(60);
 
@@ -232,8 +235,9 @@ impl Prompt {
     }
 }
 
-/// The query parameters of an authorization response.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The query parameters of an authorization response. Its `Debug` output hides `code` and
+/// `state`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct CallbackParams {
     /// `state`.
     pub state: Option<String>,
@@ -249,6 +253,19 @@ pub struct CallbackParams {
     /// started with [`AuthorizeOptions::browser_binding`].
     #[serde(skip)]
     pub browser_binding: Option<crate::secret::SecretString>,
+}
+
+impl fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("CallbackParams")
+            .field("state", &hidden(&self.state))
+            .field("iss", &self.iss)
+            .field("code", &hidden(&self.code))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .finish()
+    }
 }
 
 impl CallbackParams {
@@ -287,6 +304,14 @@ pub struct Callback {
     /// ([`OAuthClient::authorize_upgrade`]) of an existing grant: the grant id is the one
     /// the app sessions already hold, so an app keeps its session instead of creating one.
     pub upgrade: Option<ScopeUpgrade>,
+}
+
+/// Refuses app state longer than [`MAX_APP_STATE_LEN`] before anything is sent or stored.
+pub(crate) fn check_app_state(app_state: Option<&str>) -> Result<(), OAuthError> {
+    match app_state.map(str::len) {
+        Some(len) if len > MAX_APP_STATE_LEN => Err(OAuthError::AppStateTooLong { len }),
+        _ => Ok(()),
+    }
 }
 
 /// What an authorization request carries into its pending state.
@@ -391,6 +416,14 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         if m.token_endpoint_auth_method == AuthMethodKind::PrivateKeyJwt && config.keyset.is_none()
         {
             return Err(ConfigError::MissingKeyset.into());
+        }
+        for (name, d) in [
+            ("state lifetime", config.state_ttl),
+            ("metadata cache lifetime", config.metadata_ttl),
+        ] {
+            if d.is_zero() || d > crate::clock::MAX_DURATION {
+                return Err(ConfigError::Duration(name).into());
+            }
         }
         let (client, pds_client) = match config.http_client {
             Some(c) => (c.clone(), c),
@@ -521,6 +554,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         input: &str,
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
+        check_app_state(options.app_state.as_deref())?;
         let scope = self.asked_scope(options.scope.as_deref())?;
         let redirect_uri = self.redirect_uri(options.redirect_uri)?;
         let auth = self.client_auth()?;
@@ -635,7 +669,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let stored = pending.seal(
             &self.core.keyring,
             TokenHash::of(state.as_bytes()),
-            truncate_ms(now + self.core.state_ttl),
+            truncate_ms(crate::clock::add_saturating(now, self.core.state_ttl)),
         )?;
         self.store.put_state(&stored).await?;
 

@@ -22,6 +22,16 @@ pub enum OAuthError {
     /// The login input is not a handle, a DID or an `http(s)` URL.
     #[error("the login input is not a handle, a DID or a service URL")]
     InvalidInput,
+    /// The app state given to `authorize` is longer than
+    /// [`MAX_APP_STATE_LEN`](super::client::MAX_APP_STATE_LEN). Nothing was stored.
+    #[error(
+        "the app state is {len} bytes, more than the {} allowed",
+        super::client::MAX_APP_STATE_LEN
+    )]
+    AppStateTooLong {
+        /// Its length.
+        len: usize,
+    },
     /// The client's configuration is invalid.
     #[error("invalid OAuth client configuration")]
     Config(#[from] ConfigError),
@@ -155,6 +165,9 @@ pub enum ConfigError {
     /// The identity resolver could not be built.
     #[error("cannot build the identity resolver")]
     Identity(#[source] IdentityError),
+    /// A lifetime is zero or longer than [`MAX_DURATION`](crate::clock::MAX_DURATION).
+    #[error("the {0} must be positive and at most ten years")]
+    Duration(&'static str),
 }
 
 /// Why an authorization response was refused.

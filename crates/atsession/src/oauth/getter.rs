@@ -607,16 +607,16 @@ where
             return false;
         };
         let c = &self.inner.config;
-        let soonest = now + c.stale_margin;
+        let soonest = crate::clock::add_saturating(now, c.stale_margin);
         if exp < soonest {
             return true;
         }
-        if exp >= soonest + c.stale_jitter {
+        if exp >= crate::clock::add_saturating(soonest, c.stale_jitter) {
             return false;
         }
         let r = u32::from_le_bytes(crate::secret::random_bytes::<4>());
         let jitter = c.stale_jitter.mul_f64(f64::from(r) / f64::from(u32::MAX));
-        exp < soonest + jitter
+        exp < crate::clock::add_saturating(soonest, jitter)
     }
 
     async fn load(
@@ -712,7 +712,7 @@ where
             Some(lock) => Some(
                 lock.acquire(
                     &refresh_lock_key(grant_id),
-                    c.refresh_timeout + Duration::from_secs(15),
+                    c.refresh_timeout.saturating_add(Duration::from_secs(15)),
                     c.lock_timeout,
                 )
                 .await

@@ -80,6 +80,7 @@
 //! ```
 
 mod cache;
+mod cleanup;
 pub mod client;
 pub mod client_metadata;
 pub mod dpop;
@@ -89,6 +90,7 @@ pub mod getter;
 pub mod http;
 pub mod identity;
 pub mod jose;
+pub mod key_rotation;
 pub mod keys;
 pub mod metadata;
 pub mod oauth_session;

@@ -37,7 +37,7 @@ struct Record {
     auth: ClientAuth,
 }
 
-fn row_key(id: &GrantId) -> Vec<u8> {
+pub(super) fn row_key(id: &GrantId) -> Vec<u8> {
     let mut k = b"atsession/oauth-grant/".to_vec();
     k.extend_from_slice(id.as_str().as_bytes());
     k

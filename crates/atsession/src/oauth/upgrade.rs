@@ -111,6 +111,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         add: &str,
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
+        super::client::check_app_state(options.app_state.as_deref())?;
         let data = self
             .session(grant_id)
             .await?

@@ -26,7 +26,9 @@
 
 use time::OffsetDateTime;
 
-use super::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use super::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use super::{Cas, MemoryStore, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
@@ -243,5 +245,12 @@ impl OAuthSessionStore for AnyStore {
     }
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
         each!(self, s => s.delete_grants_by_did(did))
+    }
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        each!(self, s => s.list_grants(cursor, limit))
     }
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use super::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use super::{Cas, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
@@ -50,6 +52,11 @@ pub trait DynStore: Send + Sync + 'static {
     fn dyn_delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool>;
     fn dyn_list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>>;
     fn dyn_delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64>;
+    fn dyn_list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a GrantCursor>,
+        limit: usize,
+    ) -> StoreFuture<'a, GrantPage>;
 }
 
 impl<T: SessionStore + StateStore + OAuthSessionStore> DynStore for T {
@@ -113,6 +120,13 @@ impl<T: SessionStore + StateStore + OAuthSessionStore> DynStore for T {
     }
     fn dyn_delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
         Box::pin(OAuthSessionStore::delete_grants_by_did(self, did))
+    }
+    fn dyn_list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a GrantCursor>,
+        limit: usize,
+    ) -> StoreFuture<'a, GrantPage> {
+        Box::pin(OAuthSessionStore::list_grants(self, cursor, limit))
     }
 }
 
@@ -200,5 +214,12 @@ impl OAuthSessionStore for CustomStore {
     }
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
         self.store.dyn_delete_grants_by_did(did).await
+    }
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        self.store.dyn_list_grants(cursor, limit).await
     }
 }

@@ -39,6 +39,11 @@
 //!   expired record means.
 //! - [`delete_expired`](SessionStore::delete_expired) removes every record whose idle or
 //!   absolute expiry is at or before `now`.
+//! - Every call to PostgreSQL or Redis (and every lock call on them) is bounded in time
+//!   ([`DEFAULT_OPERATION_TIMEOUT`], configurable per store) and fails with
+//!   [`StoreError::Timeout`] when the server does not answer: a frozen server does not hang
+//!   the app. **A write that timed out may still have been applied**: the server may have
+//!   executed it and only the answer was lost. Read again before assuming either outcome.
 //! - One exception, by design: Redis also expires keys on its own (`PEXPIREAT` at the
 //!   session's or OAuth state's expiry, by the Redis server's clock), so there an expired
 //!   record may be gone before anyone deletes it. OAuth grants never expire on their own.
@@ -71,6 +76,25 @@ pub use any::AnyStore;
 pub use memory::MemoryStore;
 pub use open::{OpenError, open};
 
+/// How long one call to a networked store (PostgreSQL, Redis), or one lock call on it, may
+/// take by default before it fails with [`StoreError::Timeout`]: 5 seconds. Each store has a
+/// `with_operation_timeout` to change it.
+pub const DEFAULT_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one store call, failing with [`StoreError::Timeout`] if it takes longer than `limit`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) async fn bounded<T, E: From<StoreError>>(
+    backend: &'static str,
+    operation: &'static str,
+    limit: std::time::Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(StoreError::Timeout { backend, operation }.into()),
+    }
+}
+
 /// A boxed error from a backend's driver.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -89,6 +113,27 @@ pub enum StoreError {
         /// The driver's error.
         #[source]
         source: BoxError,
+    },
+    /// A call did not finish within the store's time bound. A write that timed out may
+    /// still have been applied: the server may have received and executed it before the
+    /// answer was lost. Read again before assuming either outcome.
+    #[error("the {backend} store did not answer in time: {operation}")]
+    Timeout {
+        /// Which backend.
+        backend: &'static str,
+        /// What was being done.
+        operation: &'static str,
+    },
+    /// The database cannot be used as it is: missing, another application's, or at a schema
+    /// this build does not (or a read-only open would have to) migrate. Nothing was written.
+    #[error("the {backend} database {database} cannot be used: {problem}")]
+    Database {
+        /// Which backend.
+        backend: &'static str,
+        /// The database (a file path for SQLite).
+        database: String,
+        /// What is wrong.
+        problem: DatabaseProblem,
     },
     /// A stored record could not be read back: a column is missing or malformed.
     #[error("the {backend} store holds a corrupt record: {detail}")]
@@ -126,6 +171,38 @@ impl StoreError {
             source: None,
         }
     }
+}
+
+/// Why a database cannot be used; see [`StoreError::Database`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatabaseProblem {
+    /// There is no database (a read-only open creates none).
+    #[error("no such database (it is created by a command that writes, such as `serve`)")]
+    Missing,
+    /// The database holds other tables and is not marked as atsession's: it belongs to
+    /// another application, and is left as it is.
+    #[error("not an atsession database (it holds other tables and no atsession mark)")]
+    Foreign,
+    /// The schema is older than this build's, and the open was read-only, so it was not
+    /// migrated.
+    #[error(
+        "the schema is at version {found}, this build needs {expected}; open it once with a command that writes (such as `serve`) to migrate it"
+    )]
+    NotMigrated {
+        /// The database's schema version.
+        found: u32,
+        /// This build's.
+        expected: u32,
+    },
+    /// The schema is newer than this build knows.
+    #[error("the schema is at version {found}, newer than this build's {expected}")]
+    Newer {
+        /// The database's schema version.
+        found: u32,
+        /// This build's.
+        expected: u32,
+    },
 }
 
 /// The outcome of a compare-and-swap [`update`](SessionStore::update).

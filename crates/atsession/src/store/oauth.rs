@@ -111,6 +111,36 @@ impl fmt::Debug for StoredGrant {
     }
 }
 
+/// Where [`OAuthSessionStore::list_grants`] stopped: hand it back for the next page. Opaque;
+/// its content is the backend's business (the last grant id for SQL stores, a `SCAN`
+/// cursor for Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantCursor(String);
+
+impl GrantCursor {
+    /// A cursor from a backend's own text (for store implementations).
+    #[must_use]
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The backend's text (for store implementations).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of [`OAuthSessionStore::list_grants`].
+#[derive(Debug, Clone)]
+pub struct GrantPage {
+    /// Grants, up to the limit asked for (a Redis page may hold fewer, even none, before the
+    /// end).
+    pub grants: Vec<StoredGrant>,
+    /// Where to continue; `None` when every grant has been listed.
+    pub next: Option<GrantCursor>,
+}
+
 /// A pending authorization, between `authorize` and `callback`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredAuthState {
@@ -190,6 +220,16 @@ pub trait OAuthSessionStore: Send + Sync + 'static {
         &self,
         did: &Did,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every grant, a page of about `limit` at a time, starting from `cursor` (`None` for
+    /// the first page): for maintenance jobs such as checking or rotating the at-rest keys,
+    /// not for request paths. Every grant that exists for the whole listing is listed at
+    /// least once; one created or deleted meanwhile may or may not be.
+    fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<GrantPage, StoreError>> + Send;
 }
 
 impl<S: StateStore> StateStore for Arc<S> {
@@ -248,5 +288,12 @@ impl<S: OAuthSessionStore> OAuthSessionStore for Arc<S> {
         did: &Did,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         (**self).delete_grants_by_did(did)
+    }
+    fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<GrantPage, StoreError>> + Send {
+        (**self).list_grants(cursor, limit)
     }
 }

@@ -11,6 +11,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub mod fault_proxy;
+
 #[cfg(feature = "postgres")]
 use atsession::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]

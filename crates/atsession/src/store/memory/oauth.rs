@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use super::MemoryStore;
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -142,5 +144,33 @@ impl OAuthSessionStore for MemoryStore {
             t.remove_grant(id);
         }
         Ok(ids.len() as u64)
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        use std::ops::Bound;
+        let t = self.oauth.lock();
+        let after = cursor.map(|c| c.as_str().to_owned());
+        let start = match &after {
+            Some(a) => Bound::Excluded(a.as_str()),
+            None => Bound::Unbounded,
+        };
+        let grants: Vec<StoredGrant> = t
+            .grants
+            .iter()
+            .filter(|(id, _)| match start {
+                Bound::Excluded(a) => id.as_str() > a,
+                _ => true,
+            })
+            .take(limit.max(1))
+            .map(|(_, g)| g.clone())
+            .collect();
+        let next = (grants.len() == limit.max(1))
+            .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+            .flatten();
+        Ok(GrantPage { grants, next })
     }
 }

@@ -67,12 +67,14 @@ pub(crate) const BACKEND: &str = "postgres";
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free pooled connection.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sessions (app sessions, OAuth states and grants) in a PostgreSQL database. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
+    /// The bound on one call (pool wait, statements, answer).
+    timeout: Duration,
 }
 
 struct Inner {
@@ -152,7 +154,36 @@ impl PostgresStore {
                 schema: schema.to_owned(),
                 pool,
             }),
+            timeout: super::DEFAULT_OPERATION_TIMEOUT,
         })
+    }
+
+    /// Bounds every call of this store (and of a [`PostgresLock`] made from it) to `timeout`
+    /// (default [`DEFAULT_OPERATION_TIMEOUT`](super::DEFAULT_OPERATION_TIMEOUT)): waiting
+    /// for a pooled connection, the statements and their answers. A call that takes longer
+    /// fails with [`StoreError::Timeout`]; a write that timed out may still have been
+    /// applied. Taken between 1 ms and [`MAX_DURATION`](crate::clock::MAX_DURATION).
+    ///
+    /// [`PostgresLock`]: crate::lock::postgres::PostgresLock
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
+        self
+    }
+
+    /// The bound on one call.
+    #[must_use]
+    pub fn operation_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one call within the store's time bound.
+    pub(crate) async fn bounded<T, E: From<StoreError>>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        super::bounded(BACKEND, operation, self.timeout, call).await
     }
 
     /// The connection pool.
@@ -207,6 +238,14 @@ fn pool_for(url: &str) -> Result<Pool, StoreError> {
     }
     if config.get_application_name().is_none() {
         config.application_name("atsession");
+    }
+    if config.get_options().is_none() {
+        // The server's own bound on a statement, beside the client's operation timeout:
+        // a statement stuck behind a lock ends there too.
+        config.options(format!(
+            "-c statement_timeout={}",
+            super::DEFAULT_OPERATION_TIMEOUT.as_millis()
+        ));
     }
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,

@@ -12,7 +12,9 @@ use tokio_postgres::types::ToSql;
 use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::clock::truncate_ms;
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -28,6 +30,7 @@ pub(super) struct Sql {
     update_grant: String,
     delete_grant: String,
     list_grants: String,
+    all_grants: String,
     delete_grants_by_did: String,
 }
 
@@ -66,6 +69,9 @@ impl Sql {
                 "SELECT {GRANT_COLUMNS} FROM {g} WHERE did = $1 ORDER BY created_at, id COLLATE \"C\""
             ),
             delete_grants_by_did: format!("DELETE FROM {g} WHERE did = $1"),
+            all_grants: format!(
+                "SELECT {GRANT_COLUMNS} FROM {g} WHERE id COLLATE \"C\" > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+            ),
         }
     }
 }
@@ -166,15 +172,18 @@ impl PostgresStore {
 
 impl StateStore for PostgresStore {
     async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
-        let key = state.key.as_bytes().as_slice();
-        let expires = truncate_ms(state.expires_at);
-        self.oauth_execute(
-            "put_state",
-            &self.oauth_sql().put_state,
-            &[&key, &state.sealed, &expires],
-        )
+        self.bounded("put_state", async move {
+            let key = state.key.as_bytes().as_slice();
+            let expires = truncate_ms(state.expires_at);
+            self.oauth_execute(
+                "put_state",
+                &self.oauth_sql().put_state,
+                &[&key, &state.sealed, &expires],
+            )
+            .await
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn take_state(
@@ -182,49 +191,61 @@ impl StateStore for PostgresStore {
         key: &TokenHash,
         now: OffsetDateTime,
     ) -> Result<Option<StoredAuthState>, StoreError> {
-        let k = key.as_bytes().as_slice();
-        let now = truncate_ms(now);
-        let rows = self
-            .oauth_query("take_state", &self.oauth_sql().take_state, &[&k, &now])
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let live: bool = get(row, 2)?;
-        if !live {
-            return Ok(None);
-        }
-        Ok(Some(StoredAuthState {
-            key: *key,
-            sealed: get(row, 0)?,
-            expires_at: get(row, 1)?,
-        }))
+        self.bounded("take_state", async move {
+            let k = key.as_bytes().as_slice();
+            let now = truncate_ms(now);
+            let rows = self
+                .oauth_query("take_state", &self.oauth_sql().take_state, &[&k, &now])
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let live: bool = get(row, 2)?;
+            if !live {
+                return Ok(None);
+            }
+            Ok(Some(StoredAuthState {
+                key: *key,
+                sealed: get(row, 0)?,
+                expires_at: get(row, 1)?,
+            }))
+        })
+        .await
     }
 
     async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = truncate_ms(now);
-        self.delete_in_batches(
-            "delete_expired_states",
-            &self.oauth_sql().cleanup_states,
-            now,
-        )
+        self.bounded("delete_expired_states", async move {
+            let now = truncate_ms(now);
+            self.delete_in_batches(
+                "delete_expired_states",
+                &self.oauth_sql().cleanup_states,
+                now,
+            )
+            .await
+        })
         .await
     }
 }
 
 impl OAuthSessionStore for PostgresStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        let b = BoundGrant::new(grant)?;
-        self.oauth_execute("create_grant", &self.oauth_sql().create_grant, &b.params())
-            .await
-            .map(drop)
+        self.bounded("create_grant", async move {
+            let b = BoundGrant::new(grant)?;
+            self.oauth_execute("create_grant", &self.oauth_sql().create_grant, &b.params())
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
-        let rows = self
-            .oauth_query("load_grant", &self.oauth_sql().load_grant, &[&id.as_str()])
-            .await?;
-        rows.first().map(grant_from_row).transpose()
+        self.bounded("load_grant", async move {
+            let rows = self
+                .oauth_query("load_grant", &self.oauth_sql().load_grant, &[&id.as_str()])
+                .await?;
+            rows.first().map(grant_from_row).transpose()
+        })
+        .await
     }
 
     async fn update_grant(
@@ -232,48 +253,86 @@ impl OAuthSessionStore for PostgresStore {
         expected_version: u64,
         grant: &StoredGrant,
     ) -> Result<Cas, StoreError> {
-        let b = BoundGrant::new(grant)?;
-        let expected = version(expected_version)?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
-        params.push(&expected);
-        let rows = self
-            .oauth_query("update_grant", &self.oauth_sql().update_grant, &params)
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| corrupt("the update returned no row"))?;
-        cas_from_row(row, "update_grant")
+        self.bounded("update_grant", async move {
+            let b = BoundGrant::new(grant)?;
+            let expected = version(expected_version)?;
+            let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
+            params.push(&expected);
+            let rows = self
+                .oauth_query("update_grant", &self.oauth_sql().update_grant, &params)
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| corrupt("the update returned no row"))?;
+            cas_from_row(row, "update_grant")
+        })
+        .await
     }
 
     async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        let n = self
-            .oauth_execute(
-                "delete_grant",
-                &self.oauth_sql().delete_grant,
-                &[&id.as_str()],
-            )
-            .await?;
-        Ok(n > 0)
+        self.bounded("delete_grant", async move {
+            let n = self
+                .oauth_execute(
+                    "delete_grant",
+                    &self.oauth_sql().delete_grant,
+                    &[&id.as_str()],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
-        self.oauth_query(
-            "list_grants_by_did",
-            &self.oauth_sql().list_grants,
-            &[&did.as_str()],
-        )
-        .await?
-        .iter()
-        .map(grant_from_row)
-        .collect()
+        self.bounded("list_grants_by_did", async move {
+            self.oauth_query(
+                "list_grants_by_did",
+                &self.oauth_sql().list_grants,
+                &[&did.as_str()],
+            )
+            .await?
+            .iter()
+            .map(grant_from_row)
+            .collect()
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        let after = cursor.map_or("", GrantCursor::as_str);
+        let limit = limit.clamp(1, 10_000);
+        self.bounded("list_grants", async move {
+            let grants = self
+                .oauth_query(
+                    "list_grants",
+                    &self.oauth_sql().all_grants,
+                    &[&after, &(limit as i64)],
+                )
+                .await?
+                .iter()
+                .map(grant_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = (grants.len() == limit)
+                .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+                .flatten();
+            Ok(GrantPage { grants, next })
+        })
+        .await
     }
 
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.oauth_execute(
-            "delete_grants_by_did",
-            &self.oauth_sql().delete_grants_by_did,
-            &[&did.as_str()],
-        )
+        self.bounded("delete_grants_by_did", async move {
+            self.oauth_execute(
+                "delete_grants_by_did",
+                &self.oauth_sql().delete_grants_by_did,
+                &[&did.as_str()],
+            )
+            .await
+        })
         .await
     }
 }

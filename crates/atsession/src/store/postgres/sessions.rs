@@ -206,27 +206,39 @@ impl PostgresStore {
 
 impl SessionStore for PostgresStore {
     async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
-        let b = Bound::new(session)?;
-        self.execute("create", &self.sql().insert, &b.params())
-            .await
-            .map(drop)
+        self.bounded("create", async move {
+            let b = Bound::new(session)?;
+            self.execute("create", &self.sql().insert, &b.params())
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        self.load_one(&self.sql().by_id, &id.as_str()).await
+        self.bounded("load", async move {
+            self.load_one(&self.sql().by_id, &id.as_str()).await
+        })
+        .await
     }
 
     async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
-        self.load_one(&self.sql().by_token, &hash.as_bytes().as_slice())
-            .await
+        self.bounded("load_by_token", async move {
+            self.load_one(&self.sql().by_token, &hash.as_bytes().as_slice())
+                .await
+        })
+        .await
     }
 
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<StoredSession>, StoreError> {
-        self.load_one(&self.sql().by_access, &hash.as_bytes().as_slice())
-            .await
+        self.bounded("load_by_access_token", async move {
+            self.load_one(&self.sql().by_access, &hash.as_bytes().as_slice())
+                .await
+        })
+        .await
     }
 
     async fn update(
@@ -234,49 +246,64 @@ impl SessionStore for PostgresStore {
         expected_version: u64,
         session: &StoredSession,
     ) -> Result<Cas, StoreError> {
-        let b = Bound::new(session)?;
-        let expected = version(expected_version)?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
-        params.push(&expected);
-        let client = self.client("update").await?;
-        let stmt = client
-            .prepare_cached(&self.sql().update)
-            .await
-            .map_err(err("update"))?;
-        let row = client
-            .query_one(&stmt, &params)
-            .await
-            .map_err(err("update"))?;
-        cas_from_row(&row, "update")
+        self.bounded("update", async move {
+            let b = Bound::new(session)?;
+            let expected = version(expected_version)?;
+            let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
+            params.push(&expected);
+            let client = self.client("update").await?;
+            let stmt = client
+                .prepare_cached(&self.sql().update)
+                .await
+                .map_err(err("update"))?;
+            let row = client
+                .query_one(&stmt, &params)
+                .await
+                .map_err(err("update"))?;
+            cas_from_row(&row, "update")
+        })
+        .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let n = self
-            .execute("delete", &self.sql().delete, &[&id.as_str()])
-            .await?;
-        Ok(n > 0)
+        self.bounded("delete", async move {
+            let n = self
+                .execute("delete", &self.sql().delete, &[&id.as_str()])
+                .await?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
-        let client = self.client("list").await?;
-        let stmt = client
-            .prepare_cached(&self.sql().list)
-            .await
-            .map_err(err("list"))?;
-        let rows = client
-            .query(&stmt, &[&did.as_str()])
-            .await
-            .map_err(err("list"))?;
-        rows.iter().map(from_row).collect()
+        self.bounded("list_by_did", async move {
+            let client = self.client("list").await?;
+            let stmt = client
+                .prepare_cached(&self.sql().list)
+                .await
+                .map_err(err("list"))?;
+            let rows = client
+                .query(&stmt, &[&did.as_str()])
+                .await
+                .map_err(err("list"))?;
+            rows.iter().map(from_row).collect()
+        })
+        .await
     }
 
     async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.execute("delete by DID", &self.sql().delete_by_did, &[&did.as_str()])
-            .await
+        self.bounded("delete_by_did", async move {
+            self.execute("delete by DID", &self.sql().delete_by_did, &[&did.as_str()])
+                .await
+        })
+        .await
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.delete_in_batches("cleanup", &self.sql().cleanup, now)
-            .await
+        self.bounded("delete_expired", async move {
+            self.delete_in_batches("cleanup", &self.sql().cleanup, now)
+                .await
+        })
+        .await
     }
 }

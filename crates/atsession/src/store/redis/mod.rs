@@ -90,6 +90,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
+    /// The bound on one call.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -102,7 +104,16 @@ impl std::fmt::Debug for RedisStore {
 }
 
 pub(crate) fn err(operation: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
-    move |e| StoreError::backend(BACKEND, operation, e)
+    move |e| {
+        if e.is_timeout() {
+            StoreError::Timeout {
+                backend: BACKEND,
+                operation,
+            }
+        } else {
+            StoreError::backend(BACKEND, operation, e)
+        }
+    }
 }
 
 /// A connection manager for `url`, with bounded connect and response times and a short
@@ -163,7 +174,37 @@ impl RedisStore {
         Self {
             conn,
             prefix: prefix.into(),
+            timeout: super::DEFAULT_OPERATION_TIMEOUT,
         }
+    }
+
+    /// Bounds every call of this store (and of a [`RedisLock`] made from it) to `timeout`
+    /// (default [`DEFAULT_OPERATION_TIMEOUT`](super::DEFAULT_OPERATION_TIMEOUT)). A call
+    /// that takes longer fails with [`StoreError::Timeout`]; a write that timed out may
+    /// still have been applied. Taken between 1 ms and
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION). The connection made by
+    /// [`connect`](Self::connect) also has a response timeout of 5 s of its own.
+    ///
+    /// [`RedisLock`]: crate::lock::redis::RedisLock
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);
+        self
+    }
+
+    /// The bound on one call.
+    #[must_use]
+    pub fn operation_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one call within the store's time bound.
+    pub(crate) async fn bounded<T, E: From<StoreError>>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        super::bounded(BACKEND, operation, self.timeout, call).await
     }
 
     /// The key prefix.

@@ -29,7 +29,9 @@ use time::OffsetDateTime;
 use super::{BACKEND, RedisStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -157,6 +159,18 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     list_grants: Script::new(LIST_GRANTS),
 });
 
+/// `text` with the `SCAN MATCH` glob characters escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn corrupt(detail: &'static str) -> StoreError {
     StoreError::corrupt(BACKEND, detail)
 }
@@ -219,24 +233,27 @@ fn grant_from_fields(flat: Vec<Vec<u8>>) -> Result<Option<StoredGrant>, StoreErr
 
 impl StateStore for RedisStore {
     async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
-        let put: i64 = SCRIPTS
-            .put_state
-            .arg(&*self.prefix)
-            .arg(state.key.to_hex())
-            .arg(state.sealed.as_slice())
-            .arg(to_millis(state.expires_at))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("put_state"))?;
-        if put == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::backend(
-                BACKEND,
-                "put_state",
-                "a state with this key exists",
-            ))
-        }
+        self.bounded("put_state", async move {
+            let put: i64 = SCRIPTS
+                .put_state
+                .arg(&*self.prefix)
+                .arg(state.key.to_hex())
+                .arg(state.sealed.as_slice())
+                .arg(to_millis(state.expires_at))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("put_state"))?;
+            if put == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::backend(
+                    BACKEND,
+                    "put_state",
+                    "a state with this key exists",
+                ))
+            }
+        })
+        .await
     }
 
     async fn take_state(
@@ -244,75 +261,87 @@ impl StateStore for RedisStore {
         key: &TokenHash,
         now: OffsetDateTime,
     ) -> Result<Option<StoredAuthState>, StoreError> {
-        let got: Vec<Vec<u8>> = SCRIPTS
-            .take_state
-            .arg(&*self.prefix)
-            .arg(key.to_hex())
-            .arg(to_millis(now))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("take_state"))?;
-        let mut it = got.into_iter();
-        match (it.next(), it.next()) {
-            (None, _) => Ok(None),
-            (Some(sealed), Some(expires)) => Ok(Some(StoredAuthState {
-                key: *key,
-                sealed,
-                expires_at: from_millis(millis(&expires)?),
-            })),
-            (Some(_), None) => Err(corrupt("a state has no expiry")),
-        }
+        self.bounded("take_state", async move {
+            let got: Vec<Vec<u8>> = SCRIPTS
+                .take_state
+                .arg(&*self.prefix)
+                .arg(key.to_hex())
+                .arg(to_millis(now))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("take_state"))?;
+            let mut it = got.into_iter();
+            match (it.next(), it.next()) {
+                (None, _) => Ok(None),
+                (Some(sealed), Some(expires)) => Ok(Some(StoredAuthState {
+                    key: *key,
+                    sealed,
+                    expires_at: from_millis(millis(&expires)?),
+                })),
+                (Some(_), None) => Err(corrupt("a state has no expiry")),
+            }
+        })
+        .await
     }
 
     async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = to_millis(now);
-        let mut total = 0;
-        loop {
-            let (handled, existed): (usize, u64) = SCRIPTS
-                .delete_expired_states
-                .arg(&*self.prefix)
-                .arg(now)
-                .arg(CLEANUP_BATCH)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("delete_expired_states"))?;
-            total += existed;
-            if handled < CLEANUP_BATCH {
-                return Ok(total);
+        self.bounded("delete_expired_states", async move {
+            let now = to_millis(now);
+            let mut total = 0;
+            loop {
+                let (handled, existed): (usize, u64) = SCRIPTS
+                    .delete_expired_states
+                    .arg(&*self.prefix)
+                    .arg(now)
+                    .arg(CLEANUP_BATCH)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("delete_expired_states"))?;
+                total += existed;
+                if handled < CLEANUP_BATCH {
+                    return Ok(total);
+                }
             }
-        }
+        })
+        .await
     }
 }
 
 impl OAuthSessionStore for RedisStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        let created: i64 = SCRIPTS
-            .create_grant
-            .arg(&*self.prefix)
-            .arg(grant.id.as_str())
-            .arg(grant.did.as_str())
-            .arg(grant_fields(grant))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("create_grant"))?;
-        if created == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::backend(
-                BACKEND,
-                "create_grant",
-                "a grant with this id exists",
-            ))
-        }
+        self.bounded("create_grant", async move {
+            let created: i64 = SCRIPTS
+                .create_grant
+                .arg(&*self.prefix)
+                .arg(grant.id.as_str())
+                .arg(grant.did.as_str())
+                .arg(grant_fields(grant))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("create_grant"))?;
+            if created == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::backend(
+                    BACKEND,
+                    "create_grant",
+                    "a grant with this id exists",
+                ))
+            }
+        })
+        .await
     }
 
     async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
-        let flat: Vec<Vec<u8>> = redis::cmd("HGETALL")
-            .arg(format!("{}og:{}", self.prefix, id.as_str()))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err("load_grant"))?;
-        grant_from_fields(flat)
+        self.bounded("load_grant", async move {
+            let flat: Vec<Vec<u8>> = redis::cmd("HGETALL")
+                .arg(format!("{}og:{}", self.prefix, id.as_str()))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(err("load_grant"))?;
+            grant_from_fields(flat)
+        })
+        .await
     }
 
     async fn update_grant(
@@ -320,57 +349,115 @@ impl OAuthSessionStore for RedisStore {
         expected_version: u64,
         grant: &StoredGrant,
     ) -> Result<Cas, StoreError> {
-        let outcome: i64 = SCRIPTS
-            .update_grant
-            .arg(&*self.prefix)
-            .arg(grant.id.as_str())
-            .arg(expected_version.to_string())
-            .arg(grant.did.as_str())
-            .arg(grant_fields(grant))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("update_grant"))?;
-        match outcome {
-            0 => Ok(Cas::Missing),
-            1 => Ok(Cas::Conflict),
-            _ => Ok(Cas::Updated),
-        }
+        self.bounded("update_grant", async move {
+            let outcome: i64 = SCRIPTS
+                .update_grant
+                .arg(&*self.prefix)
+                .arg(grant.id.as_str())
+                .arg(expected_version.to_string())
+                .arg(grant.did.as_str())
+                .arg(grant_fields(grant))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("update_grant"))?;
+            match outcome {
+                0 => Ok(Cas::Missing),
+                1 => Ok(Cas::Conflict),
+                _ => Ok(Cas::Updated),
+            }
+        })
+        .await
     }
 
     async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        let n: i64 = SCRIPTS
-            .delete_grant
-            .arg(&*self.prefix)
-            .arg(id.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("delete_grant"))?;
-        Ok(n > 0)
+        self.bounded("delete_grant", async move {
+            let n: i64 = SCRIPTS
+                .delete_grant
+                .arg(&*self.prefix)
+                .arg(id.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("delete_grant"))?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
-        let recs: Vec<Vec<Vec<u8>>> = SCRIPTS
-            .list_grants
-            .arg(&*self.prefix)
-            .arg(did.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("list_grants_by_did"))?;
-        let mut out = Vec::with_capacity(recs.len());
-        for flat in recs {
-            out.extend(grant_from_fields(flat)?);
-        }
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+        self.bounded("list_grants_by_did", async move {
+            let recs: Vec<Vec<Vec<u8>>> = SCRIPTS
+                .list_grants
+                .arg(&*self.prefix)
+                .arg(did.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("list_grants_by_did"))?;
+            let mut out = Vec::with_capacity(recs.len());
+            for flat in recs {
+                out.extend(grant_from_fields(flat)?);
+            }
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        let start: u64 = match cursor {
+            None => 0,
+            Some(c) => c
+                .as_str()
+                .parse()
+                .map_err(|_| StoreError::backend(BACKEND, "list_grants", "not a Redis cursor"))?,
+        };
+        self.bounded("list_grants", async move {
+            let mut conn = self.conn.clone();
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(start)
+                .arg("MATCH")
+                .arg(format!("{}og:*", glob_escape(&self.prefix)))
+                .arg("COUNT")
+                .arg(limit.clamp(1, 10_000))
+                .query_async(&mut conn)
+                .await
+                .map_err(err("list_grants"))?;
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("HGETALL").arg(k);
+            }
+            let recs: Vec<Vec<Vec<u8>>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(err("list_grants"))?
+            };
+            let mut grants = Vec::with_capacity(recs.len());
+            for flat in recs {
+                grants.extend(grant_from_fields(flat)?);
+            }
+            Ok(GrantPage {
+                grants,
+                next: (next != 0).then(|| GrantCursor::new(next.to_string())),
+            })
+        })
+        .await
     }
 
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        SCRIPTS
-            .delete_grants_by_did
-            .arg(&*self.prefix)
-            .arg(did.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("delete_grants_by_did"))
+        self.bounded("delete_grants_by_did", async move {
+            SCRIPTS
+                .delete_grants_by_did
+                .arg(&*self.prefix)
+                .arg(did.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("delete_grants_by_did"))
+        })
+        .await
     }
 }

@@ -298,39 +298,52 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
-        let created: i64 = SCRIPTS
-            .create
-            .arg(&*self.prefix)
-            .arg(session.id.as_str())
-            .arg(record_args(session))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("create"))?;
-        if created == 1 {
-            Ok(())
-        } else {
-            Err(duplicate())
-        }
+        self.bounded("create", async move {
+            let created: i64 = SCRIPTS
+                .create
+                .arg(&*self.prefix)
+                .arg(session.id.as_str())
+                .arg(record_args(session))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("create"))?;
+            if created == 1 {
+                Ok(())
+            } else {
+                Err(duplicate())
+            }
+        })
+        .await
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        let flat: Vec<String> = redis::cmd("HGETALL")
-            .arg(format!("{}s:{}", self.prefix, id.as_str()))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(err("load"))?;
-        from_fields(flat)
+        self.bounded("load", async move {
+            let flat: Vec<String> = redis::cmd("HGETALL")
+                .arg(format!("{}s:{}", self.prefix, id.as_str()))
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(err("load"))?;
+            from_fields(flat)
+        })
+        .await
     }
 
     async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
-        self.load_via("t:", hash).await
+        self.bounded(
+            "load_by_token",
+            async move { self.load_via("t:", hash).await },
+        )
+        .await
     }
 
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<StoredSession>, StoreError> {
-        self.load_via("a:", hash).await
+        self.bounded("load_by_access_token", async move {
+            self.load_via("a:", hash).await
+        })
+        .await
     }
 
     async fn update(
@@ -338,81 +351,96 @@ impl SessionStore for RedisStore {
         expected_version: u64,
         session: &StoredSession,
     ) -> Result<Cas, StoreError> {
-        let outcome: i64 = SCRIPTS
-            .update
-            .arg(&*self.prefix)
-            .arg(session.id.as_str())
-            .arg(expected_version.to_string())
-            .arg(record_args(session))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("update"))?;
-        match outcome {
-            0 => Ok(Cas::Missing),
-            1 => Ok(Cas::Conflict),
-            2 => Ok(Cas::Updated),
-            _ => Err(StoreError::backend(
-                BACKEND,
-                "update",
-                "the new token hash belongs to another session",
-            )),
-        }
+        self.bounded("update", async move {
+            let outcome: i64 = SCRIPTS
+                .update
+                .arg(&*self.prefix)
+                .arg(session.id.as_str())
+                .arg(expected_version.to_string())
+                .arg(record_args(session))
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("update"))?;
+            match outcome {
+                0 => Ok(Cas::Missing),
+                1 => Ok(Cas::Conflict),
+                2 => Ok(Cas::Updated),
+                _ => Err(StoreError::backend(
+                    BACKEND,
+                    "update",
+                    "the new token hash belongs to another session",
+                )),
+            }
+        })
+        .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let n: i64 = SCRIPTS
-            .delete
-            .arg(&*self.prefix)
-            .arg(id.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("delete"))?;
-        Ok(n > 0)
+        self.bounded("delete", async move {
+            let n: i64 = SCRIPTS
+                .delete
+                .arg(&*self.prefix)
+                .arg(id.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("delete"))?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
-        let recs: Vec<Vec<String>> = SCRIPTS
-            .list
-            .arg(&*self.prefix)
-            .arg(did.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("list"))?;
-        let mut out = Vec::with_capacity(recs.len());
-        for flat in recs {
-            out.extend(from_fields(flat)?);
-        }
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+        self.bounded("list_by_did", async move {
+            let recs: Vec<Vec<String>> = SCRIPTS
+                .list
+                .arg(&*self.prefix)
+                .arg(did.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("list"))?;
+            let mut out = Vec::with_capacity(recs.len());
+            for flat in recs {
+                out.extend(from_fields(flat)?);
+            }
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        let n: u64 = SCRIPTS
-            .delete_by_did
-            .arg(&*self.prefix)
-            .arg(did.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(err("delete by DID"))?;
-        Ok(n)
+        self.bounded("delete_by_did", async move {
+            let n: u64 = SCRIPTS
+                .delete_by_did
+                .arg(&*self.prefix)
+                .arg(did.as_str())
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("delete by DID"))?;
+            Ok(n)
+        })
+        .await
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = to_millis(now);
-        let mut total = 0;
-        loop {
-            let (handled, existed): (usize, u64) = SCRIPTS
-                .delete_expired
-                .arg(&*self.prefix)
-                .arg(now)
-                .arg(CLEANUP_BATCH)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("cleanup"))?;
-            total += existed;
-            if handled < CLEANUP_BATCH {
-                return Ok(total);
+        self.bounded("delete_expired", async move {
+            let now = to_millis(now);
+            let mut total = 0;
+            loop {
+                let (handled, existed): (usize, u64) = SCRIPTS
+                    .delete_expired
+                    .arg(&*self.prefix)
+                    .arg(now)
+                    .arg(CLEANUP_BATCH)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("cleanup"))?;
+                total += existed;
+                if handled < CLEANUP_BATCH {
+                    return Ok(total);
+                }
             }
-        }
+        })
+        .await
     }
 }

@@ -1,10 +1,26 @@
 //! The SQLite schema, as an ordered list of migrations. The database's `user_version` is the
 //! number of migrations applied; opening a store applies the rest in one transaction.
+//!
+//! Every database atsession creates or migrates is marked with [`APPLICATION_ID`] in its
+//! header. A database without the mark that holds tables other than atsession's belongs to
+//! another application: it is refused, and nothing in it is changed.
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{BACKEND, err};
-use crate::store::StoreError;
+use crate::store::{DatabaseProblem, StoreError};
+
+/// The mark in the header of every atsession SQLite database (`PRAGMA application_id`):
+/// `0x61747373`, the ASCII bytes `atss`.
+pub const APPLICATION_ID: i32 = 0x6174_7373;
+
+/// The tables the migrations create. A database from before the mark holds only these.
+const OUR_TABLES: &[&str] = &[
+    "app_sessions",
+    "oauth_states",
+    "oauth_grants",
+    "atsession_locks",
+];
 
 /// The migrations, oldest first. Append only: never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -55,21 +71,74 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes: the number of migrations it knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn problem(database: &str, problem: DatabaseProblem) -> StoreError {
+    StoreError::Database {
+        backend: BACKEND,
+        database: database.to_owned(),
+        problem,
+    }
+}
+
+/// The mark and the schema version, after checking that the database is ours (or empty).
+fn inspect(conn: &Connection, database: &str) -> Result<(i32, u32), StoreError> {
+    let id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err("migrate"))?;
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err("migrate"))?;
+    if id == APPLICATION_ID {
+        return Ok((id, version));
+    }
+    if id != 0 {
+        return Err(problem(database, DatabaseProblem::Foreign));
+    }
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+        .map_err(err("migrate"))?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(err("migrate"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err("migrate"))?;
+    let others = names.iter().any(|n| !OUR_TABLES.contains(&n.as_str()));
+    // An empty file with a schema version set is another application's too.
+    if others || (names.is_empty() && version != 0) {
+        return Err(problem(database, DatabaseProblem::Foreign));
+    }
+    Ok((id, version))
+}
+
+/// Checks, without writing, that the database is ours and at this build's schema.
+pub(super) fn check_current(conn: &Connection, database: &str) -> Result<(), StoreError> {
+    let (_, found) = inspect(conn, database)?;
+    let expected = SCHEMA_VERSION;
+    match found.cmp(&expected) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(problem(
+            database,
+            DatabaseProblem::NotMigrated { found, expected },
+        )),
+        std::cmp::Ordering::Greater => Err(problem(
+            database,
+            DatabaseProblem::Newer { found, expected },
+        )),
+    }
+}
+
+pub(super) fn migrate(conn: &mut Connection, database: &str) -> Result<(), StoreError> {
     // IMMEDIATE: two processes opening a fresh file at once migrate one after the other.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err("migrate"))?;
-    let current: u32 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(err("migrate"))?;
+    let (id, current) = inspect(&tx, database)?;
     if current > SCHEMA_VERSION {
-        return Err(StoreError::backend(
-            BACKEND,
-            "migrate",
-            format!(
-                "the database has schema version {current}, newer than this build's {SCHEMA_VERSION}"
-            ),
+        return Err(problem(
+            database,
+            DatabaseProblem::Newer {
+                found: current,
+                expected: SCHEMA_VERSION,
+            },
         ));
     }
     for sql in &MIGRATIONS[current as usize..] {
@@ -77,6 +146,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if current < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(err("migrate"))?;
+    }
+    if id != APPLICATION_ID {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(err("migrate"))?;
     }
     tx.commit().map_err(err("migrate"))

@@ -4,6 +4,17 @@
 //! its version is recorded in SQLite's `user_version`. The database runs in WAL mode so that
 //! readers never wait for the writer.
 //!
+//! The file is atsession's alone: it is marked with [`APPLICATION_ID`], and a file without
+//! the mark that holds another application's tables is refused ([`DatabaseProblem::Foreign`])
+//! and left untouched. A new file is created readable by its owner only (`0600`, whatever
+//! the umask); SQLite gives its `-wal` and `-shm` files the same permissions.
+//! [`SqliteStore::open_read_only`] opens an existing, current database without writing to
+//! it, for tools that only look.
+//!
+//! New databases use `auto_vacuum = INCREMENTAL`: the periodic cleanups of expired sessions
+//! and login states give the pages they free back to the file system, so the file shrinks
+//! after a burst (of abandoned logins, for example) instead of staying at its peak size.
+//!
 //! Reads run on a small pool of reader connections, on the calling task's thread: an indexed
 //! point read takes a few microseconds, less than handing it to another thread would.
 //! Writes go through one writer connection on tokio's blocking pool, since a write may wait
@@ -25,13 +36,22 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use super::{DatabaseProblem, StoreError};
 
 mod migrations;
 mod oauth;
 mod sessions;
 
-pub use migrations::SCHEMA_VERSION;
+pub use migrations::{APPLICATION_ID, SCHEMA_VERSION};
+
+/// How a store opens its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create the file if missing and migrate the schema.
+    Create,
+    /// The file must exist, be atsession's and current; nothing is written.
+    ReadOnly,
+}
 
 const BACKEND: &str = "sqlite";
 
@@ -72,10 +92,39 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and migrates its schema.
+    /// Opens (creating if needed, mode `0600`) the database file at `path` and migrates its
+    /// schema. Refuses another application's database ([`DatabaseProblem::Foreign`]).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(Some(path)))
+        tokio::task::spawn_blocking(move || Self::open_blocking(Some(path), Mode::Create))
+            .await
+            .map_err(|e| StoreError::backend(BACKEND, "open", e))?
+    }
+
+    /// Opens an existing database without writing to it: no file is created, no schema
+    /// migrated, and every write through the store fails. A missing file, another
+    /// application's, or one at an older schema is a [`StoreError::Database`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use atsession::store::sqlite::SqliteStore;
+    /// use atsession::store::{DatabaseProblem, StoreError};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("sessions.db");
+    /// let missing = SqliteStore::open_read_only(&path).await;
+    /// assert!(matches!(
+    ///     missing,
+    ///     Err(StoreError::Database { problem: DatabaseProblem::Missing, .. })
+    /// ));
+    /// assert!(!path.exists()); // nothing created
+    /// drop(SqliteStore::open(&path).await?);
+    /// let store = SqliteStore::open_read_only(&path).await?;
+    /// # drop(store); Ok(()) }
+    /// ```
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(Some(path), Mode::ReadOnly))
             .await
             .map_err(|e| StoreError::backend(BACKEND, "open", e))?
     }
@@ -103,19 +152,55 @@ impl SqliteStore {
 
     /// A private in-memory database, gone when the last clone of the store is dropped.
     pub async fn open_in_memory() -> Result<Self, StoreError> {
-        tokio::task::spawn_blocking(|| Self::open_blocking(None))
+        tokio::task::spawn_blocking(|| Self::open_blocking(None, Mode::Create))
             .await
             .map_err(|e| StoreError::backend(BACKEND, "open", e))?
     }
 
-    fn open_blocking(path: Option<PathBuf>) -> Result<Self, StoreError> {
-        let mut writer = match &path {
-            Some(p) => Connection::open(p),
-            None => Connection::open_in_memory(),
+    fn open_blocking(path: Option<PathBuf>, mode: Mode) -> Result<Self, StoreError> {
+        let database = path
+            .as_deref()
+            .map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+        let mut writer = match (&path, mode) {
+            (None, _) => Connection::open_in_memory().map_err(err("open"))?,
+            (Some(p), Mode::Create) => {
+                create_private(p).map_err(|e| StoreError::backend(BACKEND, "create", e))?;
+                Connection::open(p).map_err(err("open"))?
+            }
+            (Some(p), Mode::ReadOnly) => {
+                if !p.is_file() {
+                    return Err(StoreError::Database {
+                        backend: BACKEND,
+                        database,
+                        problem: DatabaseProblem::Missing,
+                    });
+                }
+                Connection::open_with_flags(
+                    p,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(err("open"))?
+            }
+        };
+        match mode {
+            Mode::Create => {
+                // Check the mark before anything (WAL mode included) is written.
+                writer
+                    .busy_timeout(BUSY_TIMEOUT)
+                    .map_err(err("configure"))?;
+                // Takes effect only in a database that has no table yet (a new one): the
+                // pages freed by cleanups then go back to the file system (see `reclaim`).
+                writer
+                    .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+                    .map_err(err("configure"))?;
+                migrations::migrate(&mut writer, &database)?;
+                configure(&writer, true)?;
+            }
+            Mode::ReadOnly => {
+                configure(&writer, false)?;
+                migrations::check_current(&writer, &database)?;
+            }
         }
-        .map_err(err("open"))?;
-        configure(&writer, true)?;
-        migrations::migrate(&mut writer)?;
         let readers = match &path {
             None => Vec::new(),
             Some(p) => {
@@ -177,6 +262,34 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
             .await
             .map_err(|e| StoreError::backend(BACKEND, operation, e))?
+    }
+}
+
+/// Gives the pages that a cleanup freed back to the file system, so that a burst of rows
+/// (abandoned logins, say) does not leave the file at its peak size. A no-op in a database
+/// created without `auto_vacuum` (before atsession set it).
+pub(crate) fn reclaim(conn: &Connection) -> Result<(), StoreError> {
+    // The pragma frees one page per step: run it to the end.
+    let mut stmt = conn
+        .prepare_cached("PRAGMA incremental_vacuum")
+        .map_err(err("reclaim"))?;
+    let mut rows = stmt.query([]).map_err(err("reclaim"))?;
+    while rows.next().map_err(err("reclaim"))?.is_some() {}
+    Ok(())
+}
+
+/// Creates `path` with mode `0600` if it does not exist, so that SQLite (which keeps an
+/// existing file's mode, and gives `-wal` and `-shm` the main file's) never makes a
+/// world-readable database.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

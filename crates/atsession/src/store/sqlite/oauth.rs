@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use super::{BACKEND, SqliteStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{
+    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -106,15 +108,31 @@ impl StateStore for SqliteStore {
     }
 
     async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        /// States deleted per write transaction, so that the writer is never held long.
+        const BATCH: i64 = 1000;
         let now = to_millis(now);
-        self.write("delete_expired_states", move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM oauth_states WHERE expires_at <= ?1")
-                .and_then(|mut s| s.execute(params![now]))
-                .map_err(err("delete_expired_states"))?;
-            Ok(n as u64)
-        })
-        .await
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .write("delete_expired_states", move |conn| {
+                    let n = conn
+                        .prepare_cached(
+                            "DELETE FROM oauth_states WHERE key IN \
+                             (SELECT key FROM oauth_states WHERE expires_at <= ?1 LIMIT ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![now, BATCH]))
+                        .map_err(err("delete_expired_states"))?;
+                    if (n as i64) < BATCH {
+                        super::reclaim(conn)?;
+                    }
+                    Ok(n)
+                })
+                .await?;
+            total += n as u64;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -237,6 +255,36 @@ impl OAuthSessionStore for SqliteStore {
             }
             Ok(out)
         })
+    }
+
+    async fn list_grants(
+        &self,
+        cursor: Option<&GrantCursor>,
+        limit: usize,
+    ) -> Result<GrantPage, StoreError> {
+        let after = cursor.map_or("", GrantCursor::as_str);
+        let limit = limit.clamp(1, 10_000);
+        let grants = self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    grant_columns!(),
+                    " FROM oauth_grants WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(err("list_grants"))?;
+            let mut rows = stmt
+                .query(params![after, limit as i64])
+                .map_err(err("list_grants"))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err("list_grants"))? {
+                out.push(grant_from_row(row)?);
+            }
+            Ok(out)
+        })?;
+        let next = (grants.len() == limit)
+            .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+            .flatten();
+        Ok(GrantPage { grants, next })
     }
 
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {

@@ -283,6 +283,12 @@ impl SessionStore for SqliteStore {
                     )
                     .and_then(|mut s| s.execute(params![now, CLEANUP_BATCH]))
                     .map_err(err("cleanup"))
+                    .and_then(|n| {
+                        if (n as i64) < CLEANUP_BATCH {
+                            super::reclaim(conn)?;
+                        }
+                        Ok(n)
+                    })
                 })
                 .await?;
             total += n as u64;

@@ -1,0 +1,296 @@
+//! `atsession keys …`: the at-rest key file that seals a database's OAuth grants.
+//!
+//! The key file holds one key per line (`kid:base64url(32 bytes)`), the first seals and the
+//! others only open; it must be readable by its owner only. `keys rotate` puts a new key
+//! first and re-seals every grant under it while the old keys still open them; `keys retire`
+//! then drops an old key, refusing while a grant still needs it. A rotation that was
+//! interrupted (killed, a store error) is finished by running `keys rotate` again: it goes
+//! on re-sealing under the key it added, and adds no other.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::oauth::key_rotation::{ResealOptions, check_keyring, key_usage, reseal_grants};
+use atsession::store::AnyStore;
+use clap::{Args, Subcommand};
+
+use super::CliError;
+use super::login::{KEY_ENV, sibling};
+use super::small_file::{self, FileError};
+
+/// Test hook: exit at once (as if killed) after re-sealing this many grants.
+const ABORT_AFTER_ENV: &str = "ATSESSION_TEST_ROTATE_ABORT_AFTER";
+
+/// The database and its key file.
+#[derive(Debug, Args)]
+pub struct KeyFileArgs {
+    /// The store holding the OAuth grants: a SQLite file, or a store URL (`sqlite://…`,
+    /// `postgres://…`, `redis://…`, `rediss://…`).
+    #[arg(long, default_value = "./atsession.db", env = "ATSESSION_DB")]
+    db: String,
+    /// The at-rest key file (default: `<db>.key`).
+    #[arg(long, env = "ATSESSION_KEY_FILE")]
+    key_file: Option<PathBuf>,
+}
+
+/// At-rest key administration.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show the keys of the key file and how many grants each seals; fails if a grant's key
+    /// is missing.
+    Status(KeyFileArgs),
+    /// Add a new sealing key and re-seal every grant under it (or finish an interrupted
+    /// rotation).
+    Rotate(KeyFileArgs),
+    /// Remove an old key from the key file, once no grant is sealed under it.
+    Retire {
+        /// The key id (as `keys status` shows it).
+        id: String,
+        #[command(flatten)]
+        files: KeyFileArgs,
+    },
+}
+
+/// Why a key command refused.
+#[derive(Debug, thiserror::Error)]
+enum KeysError {
+    #[error("the at-rest key is set in {KEY_ENV}; the key commands work on a key file: unset it")]
+    FromEnvironment,
+    #[error(
+        "no key file at {0}; nothing to rotate (a key file is made by the first login or `serve`)"
+    )]
+    NoKeyFile(PathBuf),
+    #[error("no database at {0} (give the path with --db)")]
+    NoDatabase(PathBuf),
+    #[error("{0} is the sealing key: rotate to a new key first (`atsession keys rotate`)")]
+    RetireCurrent(String),
+    #[error("the key file holds no key `{0}`")]
+    UnknownKey(String),
+    #[error(
+        "{count} grant(s) are still sealed under `{id}`: run `atsession keys rotate` to re-seal them"
+    )]
+    StillUsed { id: String, count: u64 },
+    #[error(
+        "the key file {path} is missing, and the store holds {grants} grant(s) sealed under at-rest key(s) {ids}: restore the key file (a new key cannot open them; logout could not revoke them)"
+    )]
+    LostKeyFile {
+        path: PathBuf,
+        grants: u64,
+        ids: String,
+    },
+    #[error("the key file {path} does not fit the store")]
+    Mismatch {
+        path: PathBuf,
+        #[source]
+        source: atsession::oauth::key_rotation::KeyCheckError,
+    },
+}
+
+/// The key file of the store `db`: `key_file`, or `<db>.key` beside a SQLite file
+/// (`./atsession.key` for a network store).
+pub fn key_file_path(db: &str, key_file: Option<&Path>) -> PathBuf {
+    key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf)
+}
+
+/// The keyring in `path`, or `None` if there is no such file. Refuses a file readable by
+/// group or others.
+pub fn read_keyring(path: &Path) -> Result<Option<AtRestKeyring>, CliError> {
+    match small_file::read_secret(path) {
+        Ok(text) => Ok(Some(AtRestKeyring::parse(&text)?)),
+        Err(FileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `ring` to `path` atomically (a private temporary file renamed over it).
+fn write_keyring(path: &Path, ring: &AtRestKeyring) -> Result<(), CliError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(&tmp)?;
+    f.write_all(b"# atsession at-rest keys: the first seals, the others only open.\n")?;
+    f.write_all(ring.to_specs().as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Refuses to go on when the store holds grants that the keys given cannot open: a lost or
+/// swapped key file must not be silently replaced. `serve` calls this before it starts.
+pub async fn check_store_keys(
+    db: &str,
+    key_file: Option<&Path>,
+    store: &AnyStore,
+) -> Result<(), CliError> {
+    let path = key_file_path(db, key_file);
+    let ring = match std::env::var(KEY_ENV) {
+        Ok(spec) => Some(AtRestKeyring::parse(&spec)?),
+        Err(_) => read_keyring(&path)?,
+    };
+    match ring {
+        Some(ring) => {
+            check_keyring(store, &ring)
+                .await
+                .map_err(|source| KeysError::Mismatch { path, source })?;
+        }
+        None => {
+            let usage = key_usage(store).await?;
+            if usage.total() > 0 {
+                let ids: Vec<&str> = usage.by_key.keys().map(String::as_str).collect();
+                return Err(KeysError::LostKeyFile {
+                    path,
+                    grants: usage.total(),
+                    ids: ids.join(", "),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `keys` subcommand.
+pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
+    if std::env::var_os(KEY_ENV).is_some() {
+        return Err(KeysError::FromEnvironment.into());
+    }
+    match cmd {
+        KeysCommand::Status(files) => status(&files).await,
+        KeysCommand::Rotate(files) => rotate(&files).await,
+        KeysCommand::Retire { id, files } => retire(&id, &files).await,
+    }
+}
+
+/// The store and the key file's keyring; both must exist.
+async fn open(files: &KeyFileArgs) -> Result<(AnyStore, PathBuf, AtRestKeyring), CliError> {
+    let path = key_file_path(&files.db, files.key_file.as_deref());
+    let ring = read_keyring(&path)?.ok_or_else(|| KeysError::NoKeyFile(path.clone()))?;
+    if let Some(file) = super::login::sqlite_file(&files.db)
+        && !file.exists()
+    {
+        return Err(KeysError::NoDatabase(file).into());
+    }
+    let store = atsession::store::open(&files.db).await?;
+    Ok((store, path, ring))
+}
+
+async fn status(files: &KeyFileArgs) -> Result<(), CliError> {
+    let (store, path, ring) = open(files).await?;
+    let usage = key_usage(&store).await?;
+    println!("key file {}", path.display());
+    for (i, id) in ring.key_ids().into_iter().enumerate() {
+        let role = if i == 0 { "seals" } else { "opens" };
+        println!("  {id:<24} {role:<6} {} grant(s)", usage.grants_under(id));
+    }
+    let missing = usage.missing(&ring);
+    for id in &missing {
+        println!("  {id:<24} MISSING {} grant(s)", usage.grants_under(id));
+    }
+    if usage.malformed > 0 {
+        println!("  {} grant(s) with a malformed seal", usage.malformed);
+    }
+    check_keyring(&store, &ring)
+        .await
+        .map_err(|source| KeysError::Mismatch { path, source })?;
+    Ok(())
+}
+
+async fn rotate(files: &KeyFileArgs) -> Result<(), CliError> {
+    let (store, path, ring) = open(files).await?;
+    let usage = check_keyring(&store, &ring)
+        .await
+        .map_err(|source| KeysError::Mismatch {
+            path: path.clone(),
+            source,
+        })?;
+    let current = ring.current().id().to_owned();
+    let left = usage.total() - usage.grants_under(&current);
+    let ring = if usage.total() > 0 && left > 0 {
+        println!("resuming: {left} grant(s) not yet sealed under `{current}`");
+        ring
+    } else {
+        let id = new_key_id(&ring);
+        let rotated = ring.rotated(AtRestKey::generate(id.as_str())?);
+        write_keyring(&path, &rotated)?;
+        println!("new sealing key `{id}` written to {}", path.display());
+        rotated
+    };
+    let mut options = ResealOptions::default().lock(store.lock());
+    let abort_after = std::env::var(ABORT_AFTER_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = abort_after {
+        options = options.limit(n);
+    }
+    let done = reseal_grants(&store, &ring, options).await?;
+    if done.stopped && abort_after.is_some() {
+        // As if the process were killed here: no cleanup, no report.
+        eprintln!(
+            "stopping after {} grant(s) ({ABORT_AFTER_ENV})",
+            done.resealed
+        );
+        std::process::exit(3);
+    }
+    let old: Vec<&str> = ring.key_ids().into_iter().skip(1).collect();
+    println!(
+        "re-sealed {} grant(s) under `{}` ({} already were, {} signed out meanwhile)",
+        done.resealed,
+        ring.current().id(),
+        done.current,
+        done.gone
+    );
+    if !old.is_empty() {
+        println!(
+            "old keys no grant needs any more: {} (remove each with `atsession keys retire <id>`)",
+            old.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn retire(id: &str, files: &KeyFileArgs) -> Result<(), CliError> {
+    let (store, path, ring) = open(files).await?;
+    if ring.current().id() == id {
+        return Err(KeysError::RetireCurrent(id.to_owned()).into());
+    }
+    let Some(smaller) = ring.without_old_key(id) else {
+        return Err(KeysError::UnknownKey(id.to_owned()).into());
+    };
+    let count = key_usage(&store).await?.grants_under(id);
+    if count > 0 {
+        return Err(KeysError::StillUsed {
+            id: id.to_owned(),
+            count,
+        }
+        .into());
+    }
+    write_keyring(&path, &smaller)?;
+    println!("retired `{id}` from {}", path.display());
+    Ok(())
+}
+
+/// `k<unix seconds>`, made unique within `ring`.
+fn new_key_id(ring: &AtRestKeyring) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut id = format!("k{secs}");
+    let mut n = 1;
+    while ring.holds(&id) {
+        n += 1;
+        id = format!("k{secs}-{n}");
+    }
+    id
+}
