@@ -60,7 +60,7 @@ fn callback_params(redirect: &str) -> CallbackParams {
 
 async fn get_session<S: StateStore + OAuthSessionStore>(
     client: &OAuthClient<S>,
-    session: &atsession::oauth::OAuthSessionData,
+    session: &atsession::oauth::Grant,
 ) -> (StatusCode, Value) {
     let f = client
         .pds_request(

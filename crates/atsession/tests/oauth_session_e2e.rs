@@ -23,8 +23,8 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::lock::Lock;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSessionData, Refresh, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, OAuthClient,
+    OAuthClientConfig, Refresh, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
@@ -67,7 +67,7 @@ fn getter_config() -> GetterConfig {
 async fn login<S: StateStore + OAuthSessionStore>(
     peer: &pds::Peer,
     client: &OAuthClient<S>,
-) -> OAuthSessionData {
+) -> Grant {
     peer.set_token_max_age(TOKEN_LIFE).await.unwrap();
     let alice = peer.account("alice.test").clone();
     let url = client
@@ -92,7 +92,7 @@ async fn login<S: StateStore + OAuthSessionStore>(
 }
 
 /// Sleeps until the session's access token has expired.
-async fn until_expired(session: &OAuthSessionData) {
+async fn until_expired(session: &Grant) {
     let exp = session.token_set.expires_at.unwrap();
     let left = exp - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
     if left.is_positive() {

@@ -16,8 +16,8 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, LockError, MemoryLock};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::{
-    ClientAuth, ClientMetadata, DeleteCause, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSessionData, Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
+    ClientAuth, ClientMetadata, DeleteCause, GetterConfig, Grant, OAuthClient, OAuthClientConfig,
+    Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::oauth::{GrantId, OAuthSessionStore};
@@ -311,7 +311,7 @@ async fn setup_with<S: atsession::store::oauth::StateStore + OAuthSessionStore +
     )
     .unwrap();
     let now = truncate_ms(clock.now());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: fake.url.clone(),
@@ -514,7 +514,7 @@ async fn invalid_grant_after_a_refresh_elsewhere_uses_its_tokens() {
     let other = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let g = store.load_grant(&grant).await.unwrap().unwrap();
-        let mut d = OAuthSessionData::open(&g, &keyring()).unwrap();
+        let mut d = Grant::open(&g, &keyring()).unwrap();
         d.token_set.access_token = SecretString::new("access-elsewhere");
         d.token_set.expires_at = Some(truncate_ms(clock.now()) + Duration::from_secs(3600));
         let next = d.seal(&keyring(), truncate_ms(clock.now()), 2).unwrap();

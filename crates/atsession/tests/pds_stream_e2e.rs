@@ -20,8 +20,9 @@ use std::time::Duration;
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSession, OAuthSessionData, PdsBody, PdsRequest, SessionError, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, OAuthClient,
+    OAuthClientConfig, OAuthSession, PdsBody, PdsRequest, SessionError, SessionEvent,
+    SessionGetter,
 };
 use atsession::store::MemoryStore;
 use futures_util::StreamExt as _;
@@ -52,11 +53,7 @@ fn client(peer: &pds::Peer, http: Option<reqwest::Client>) -> OAuthClient<Memory
     OAuthClient::new(config, MemoryStore::new()).unwrap()
 }
 
-async fn login(
-    peer: &pds::Peer,
-    client: &OAuthClient<MemoryStore>,
-    handle: &str,
-) -> OAuthSessionData {
+async fn login(peer: &pds::Peer, client: &OAuthClient<MemoryStore>, handle: &str) -> Grant {
     let account = peer.account(handle).clone();
     let url = client
         .authorize(handle, AuthorizeOptions::default())

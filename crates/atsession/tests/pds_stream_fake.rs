@@ -18,8 +18,8 @@ use atsession::oauth::http::{HttpError, PdsOptions};
 use atsession::oauth::reqwest::Method;
 use atsession::oauth::reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use atsession::oauth::{
-    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthError, OAuthSessionData, PdsBody, PdsRequest, Refresh, RetryReason, SessionError,
+    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, Grant, OAuthClient,
+    OAuthClientConfig, OAuthError, PdsBody, PdsRequest, Refresh, RetryReason, SessionError,
     SessionGetter, TokenSet,
 };
 use atsession::secret::SecretString;
@@ -261,7 +261,7 @@ struct Setup {
     client: OAuthClient<MemoryStore>,
     getter: SessionGetter<MemoryStore>,
     grant: GrantId,
-    data: OAuthSessionData,
+    data: Grant,
 }
 
 /// A fresh grant (one hour left) on the PDS at `pds_url`, which is its own authorization
@@ -285,7 +285,7 @@ async fn setup_expiring(pds_url: &str, expires_in: Duration) -> Setup {
     )
     .unwrap();
     let now = atsession::clock::truncate_ms(time::OffsetDateTime::now_utc());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: pds_url.to_owned(),

@@ -16,8 +16,8 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::error::ConfigError;
 use atsession::oauth::{
-    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthError, OAuthSessionData, Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
+    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, Grant, OAuthClient,
+    OAuthClientConfig, OAuthError, Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
@@ -210,7 +210,7 @@ async fn setup(expires_in: Duration) -> Setup {
     )
     .unwrap();
     let now = truncate_ms(clock.now());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: fake.url.clone(),

@@ -17,8 +17,8 @@ use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackError, CallbackParams, ClientAuth, ClientMetadata, GetterConfig,
-    OAuthClient, OAuthClientConfig, OAuthError, OAuthSessionData, Refresh, SessionEvent,
-    SessionGetter, TokenSet,
+    Grant, OAuthClient, OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter,
+    TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
@@ -287,7 +287,7 @@ async fn setup_with<S: StateStore + OAuthSessionStore + Clone>(store: S) -> Setu
     .unwrap();
     let now = truncate_ms(time::OffsetDateTime::now_utc());
     let key = DpopKey::generate();
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: fake.url.clone(),

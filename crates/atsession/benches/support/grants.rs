@@ -9,8 +9,8 @@ use atsession::clock::truncate_ms;
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::{
-    ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, OAuthSessionData,
-    SessionGetter, TokenSet,
+    ClientAuth, ClientMetadata, GetterConfig, Grant, OAuthClient, OAuthClientConfig, SessionGetter,
+    TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
@@ -45,7 +45,7 @@ pub async fn fresh_grants_with<S: StateStore + OAuthSessionStore + Clone>(
     let now = truncate_ms(time::OffsetDateTime::now_utc());
     let mut ids = Vec::new();
     for i in 0..n {
-        let data = OAuthSessionData {
+        let data = Grant {
             grant_id: GrantId::generate(),
             token_set: TokenSet {
                 iss: "https://pds.example".into(),

@@ -12,6 +12,7 @@ use url::Url;
 use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
 use super::dpop::{self, DpopKey, DpopNonces};
 use super::error::{CallbackError, ConfigError, OAuthError};
+use super::grant::Grant;
 use super::http::{
     Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
 };
@@ -26,7 +27,6 @@ use super::pds_response::PdsResponse;
 use super::pkce::Pkce;
 use super::scope::ScopeSet;
 use super::server::Agent;
-use super::session::OAuthSessionData;
 use super::state::{AuthState, UpgradeTarget};
 use super::token::TokenSet;
 use super::upgrade::ScopeUpgrade;
@@ -280,7 +280,7 @@ impl CallbackParams {
 #[derive(Debug)]
 pub struct Callback {
     /// The new grant, stored (for a scope upgrade: the upgraded grant, same id).
-    pub session: OAuthSessionData,
+    pub session: Grant,
     /// The app state given to `authorize`.
     pub app_state: Option<String>,
     /// Set when this callback completed a scope upgrade
@@ -755,7 +755,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 upgrade: Some(upgrade),
             });
         }
-        let session = OAuthSessionData {
+        let session = Grant {
             grant_id: GrantId::generate(),
             token_set,
             dpop_key: dpop_key.clone(),
@@ -800,9 +800,9 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     }
 
     /// The stored grant with this id, opened.
-    pub async fn session(&self, grant: &GrantId) -> Result<Option<OAuthSessionData>, OAuthError> {
+    pub async fn session(&self, grant: &GrantId) -> Result<Option<Grant>, OAuthError> {
         match self.store.load_grant(grant).await? {
-            Some(g) => Ok(Some(OAuthSessionData::open(&g, &self.core.keyring)?)),
+            Some(g) => Ok(Some(Grant::open(&g, &self.core.keyring)?)),
             None => Ok(None),
         }
     }
@@ -818,10 +818,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             .collect())
     }
 
-    async fn agent_server(
-        &self,
-        session: &OAuthSessionData,
-    ) -> Result<AuthorizationServer, OAuthError> {
+    async fn agent_server(&self, session: &Grant) -> Result<AuthorizationServer, OAuthError> {
         Ok(self
             .core
             .servers
@@ -831,7 +828,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
 
     /// Sends a refresh for `session` and checks the answer (the account must not change).
     /// Stores nothing: the session layer decides what to do with the result.
-    pub async fn refresh(&self, session: &OAuthSessionData) -> Result<TokenSet, OAuthError> {
+    pub async fn refresh(&self, session: &Grant) -> Result<TokenSet, OAuthError> {
         let refresh = session
             .token_set
             .refresh_token
@@ -866,7 +863,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
 
     /// Revokes `session`'s tokens at its authorization server (the access token, then the
     /// refresh token). Stores nothing.
-    pub async fn revoke_tokens(&self, session: &OAuthSessionData) -> Result<(), OAuthError> {
+    pub async fn revoke_tokens(&self, session: &Grant) -> Result<(), OAuthError> {
         let server = self.agent_server(session).await?;
         let agent = Agent {
             core: &self.core,
@@ -889,7 +886,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let Some(stored) = self.store.load_grant(grant).await? else {
             return Ok(false);
         };
-        let revoked = match OAuthSessionData::open(&stored, &self.core.keyring) {
+        let revoked = match Grant::open(&stored, &self.core.keyring) {
             Ok(session) => self.revoke_tokens(&session).await,
             Err(e) => Err(e),
         };
@@ -902,7 +899,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// (`/xrpc/com.atproto.server.getSession`). No refresh: that is the session layer's job.
     pub async fn pds_request(
         &self,
-        session: &OAuthSessionData,
+        session: &Grant,
         method: reqwest::Method,
         path_and_query: &str,
         json_body: Option<&serde_json::Value>,
@@ -930,7 +927,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// the headers are checked as by [`pds_call`](Self::pds_call).
     pub async fn pds_send(
         &self,
-        session: &OAuthSessionData,
+        session: &Grant,
         method: reqwest::Method,
         path_and_query: &str,
         headers: &reqwest::header::HeaderMap,
@@ -961,7 +958,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// the session layer's job.
     pub async fn pds_call(
         &self,
-        session: &OAuthSessionData,
+        session: &Grant,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
         let (url, probe) = Self::pds_urls(session, &request.path_and_query)?;
@@ -997,10 +994,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     }
 
     /// The URL of a call and of the nonce probe, on the grant's PDS.
-    fn pds_urls(
-        session: &OAuthSessionData,
-        path_and_query: &str,
-    ) -> Result<(Url, Url), OAuthError> {
+    fn pds_urls(session: &Grant, path_and_query: &str) -> Result<(Url, Url), OAuthError> {
         let base = Url::parse(&session.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
         let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
@@ -1011,10 +1005,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// Before a body that cannot be resent: when no DPoP nonce is cached for the grant's
     /// PDS, sends the probe (learning a nonce). Returns whether the probe's answer refused
     /// the access token (`invalid_token`), so that the caller can refresh before sending.
-    pub(crate) async fn pds_prepare_stream(
-        &self,
-        session: &OAuthSessionData,
-    ) -> Result<bool, OAuthError> {
+    pub(crate) async fn pds_prepare_stream(&self, session: &Grant) -> Result<bool, OAuthError> {
         let (_, probe) = Self::pds_urls(session, PROBE_PATH)?;
         let headers = reqwest::header::HeaderMap::new();
         let call = dpop::ResourceCall {

@@ -127,8 +127,8 @@ use tokio::sync::broadcast;
 use super::client::OAuthClient;
 use super::error::OAuthError;
 use super::events::{DeleteCause, SessionEvent, TokenSetInfo};
+use super::grant::Grant;
 use super::oauth_session::OAuthSession;
-use super::session::OAuthSessionData;
 use crate::clock::truncate_ms;
 use crate::lock::{Lock, LockError};
 use crate::store::Cas;
@@ -357,7 +357,7 @@ type Flights = Mutex<HashMap<GrantId, Weak<tokio::sync::Mutex<()>>>>;
 /// An opened session, with the sealed bytes it was opened from.
 struct Opened {
     sealed: Vec<u8>,
-    data: Arc<OAuthSessionData>,
+    data: Arc<Grant>,
 }
 
 struct Inner<S> {
@@ -422,7 +422,7 @@ pub fn refresh_lock_key(grant: &GrantId) -> String {
 /// # }
 /// ```
 #[must_use]
-pub fn token_info(data: &OAuthSessionData, version: u64) -> TokenSetInfo {
+pub fn token_info(data: &Grant, version: u64) -> TokenSetInfo {
     let t = &data.token_set;
     TokenSetInfo {
         grant_id: data.grant_id.clone(),
@@ -579,7 +579,7 @@ where
         &self,
         grant_id: &GrantId,
         refresh: Refresh,
-    ) -> Result<Arc<OAuthSessionData>, SessionError> {
+    ) -> Result<Arc<Grant>, SessionError> {
         self.get_versioned(grant_id, refresh, None)
             .await
             .map(|(d, _)| d)
@@ -602,7 +602,7 @@ where
     /// # }
     /// ```
     #[must_use]
-    pub fn is_stale(&self, data: &OAuthSessionData, now: OffsetDateTime) -> bool {
+    pub fn is_stale(&self, data: &Grant, now: OffsetDateTime) -> bool {
         let Some(exp) = data.token_set.expires_at else {
             return false;
         };
@@ -619,10 +619,7 @@ where
         exp < soonest + jitter
     }
 
-    async fn load(
-        &self,
-        grant_id: &GrantId,
-    ) -> Result<(StoredGrant, Arc<OAuthSessionData>), SessionError> {
+    async fn load(&self, grant_id: &GrantId) -> Result<(StoredGrant, Arc<Grant>), SessionError> {
         let client = &self.inner.client;
         let Some(stored) = client
             .store()
@@ -640,7 +637,7 @@ where
         {
             return Ok((stored, Arc::clone(&opened.data)));
         }
-        let data = Arc::new(OAuthSessionData::open(&stored, &client.core().keyring)?);
+        let data = Arc::new(Grant::open(&stored, &client.core().keyring)?);
         self.inner.opened.insert(
             grant_id.clone(),
             Arc::new(Opened {
@@ -659,7 +656,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: Option<u64>,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), SessionError> {
         let (stored, data) = self.load(grant_id).await?;
         let now = self.inner.client.core().clock.now();
         let wanted = match refresh {
@@ -706,7 +703,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: u64,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), SessionError> {
         let c = &self.inner.config;
         let lease = match &c.lock {
             Some(lock) => Some(
@@ -734,7 +731,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: u64,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), SessionError> {
         let c = &self.inner.config;
         let client = &self.inner.client;
         // Another task or process may have refreshed while this one waited.
@@ -760,14 +757,14 @@ where
     async fn refresh_and_save(
         &self,
         stored: StoredGrant,
-        data: Arc<OAuthSessionData>,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+        data: Arc<Grant>,
+    ) -> Result<(Arc<Grant>, u64), SessionError> {
         let client = &self.inner.client;
         let token_set = match client.refresh(&data).await {
             Ok(t) => t,
             Err(e) => return self.refused_or_kept(&stored, &data, e).await,
         };
-        let new = Arc::new(OAuthSessionData {
+        let new = Arc::new(Grant {
             token_set,
             ..(*data).clone()
         });
@@ -819,9 +816,9 @@ where
     async fn refused_or_kept(
         &self,
         stored: &StoredGrant,
-        data: &OAuthSessionData,
+        data: &Grant,
         e: OAuthError,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), SessionError> {
         let Some(cause) = refusal(&e) else {
             tracing::warn!(grant = %data.grant_id, error = %e, "refresh failed; grant kept");
             return Err(SessionError::Refresh(e));
@@ -897,7 +894,7 @@ where
         else {
             return Ok(false);
         };
-        let revoked = match OAuthSessionData::open(&stored, &client.core().keyring) {
+        let revoked = match Grant::open(&stored, &client.core().keyring) {
             Ok(data) => client.revoke_tokens(&data).await,
             Err(e) => Err(e),
         };

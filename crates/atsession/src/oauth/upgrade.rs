@@ -46,8 +46,8 @@ use super::dpop::DpopKey;
 use super::error::{CallbackError, OAuthError};
 use super::events::SessionEvent;
 use super::getter::{SessionGetter, token_info};
+use super::grant::Grant;
 use super::server::Agent;
-use super::session::OAuthSessionData;
 use super::state::UpgradeTarget;
 use super::token::TokenSet;
 use crate::clock::truncate_ms;
@@ -157,7 +157,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         dpop_key: &DpopKey,
         auth: &ClientAuth,
         agent: &Agent<'_>,
-    ) -> Result<(OAuthSessionData, ScopeUpgrade), OAuthError> {
+    ) -> Result<(Grant, ScopeUpgrade), OAuthError> {
         let revoke_new = || async {
             let _ = agent.revoke(token_set.access_token.expose()).await;
             if let Some(r) = &token_set.refresh_token {
@@ -177,7 +177,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                     return Err(e.into());
                 }
             };
-            let old = match OAuthSessionData::open(&stored, keyring) {
+            let old = match Grant::open(&stored, keyring) {
                 Ok(o) => o,
                 Err(e) => {
                     revoke_new().await;
@@ -192,7 +192,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 }
                 .into());
             }
-            let new = OAuthSessionData {
+            let new = Grant {
                 grant_id: old.grant_id.clone(),
                 token_set: token_set.clone(),
                 dpop_key: dpop_key.clone(),
