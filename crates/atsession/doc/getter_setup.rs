@@ -13,7 +13,7 @@ async fn demo_getter() -> (
         ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
         Grant, SessionGetter, TokenSet,
     };
-    use atsession::store::oauth::{GrantId, OAuthSessionStore};
+    use atsession::store::oauth::{GrantId, GrantStore};
 
     let keyring = AtRestKeyring::new(AtRestKey::new("doc", [7; 32]).unwrap());
     let store = atsession::store::MemoryStore::new();

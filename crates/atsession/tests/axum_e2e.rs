@@ -25,7 +25,7 @@ use atsession::axum::{
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{ClientMetadata, DeleteCause, OAuthClient, OAuthClientConfig, SessionEvent};
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use axum::Router;
@@ -508,9 +508,7 @@ struct NoNewSessions(atsession::store::MemoryStore);
 mod no_new_sessions {
     use atsession::app::{SessionId, StoredSession};
     use atsession::secret::TokenHash;
-    use atsession::store::oauth::{
-        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-    };
+    use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
     use atsession::store::{Cas, SessionStore, StoreError};
     use atsession::syntax::Did;
     use time::OffsetDateTime;
@@ -565,7 +563,7 @@ mod no_new_sessions {
         }
     }
 
-    impl OAuthSessionStore for NoNewSessions {
+    impl GrantStore for NoNewSessions {
         async fn create_grant(&self, g: &StoredGrant) -> R<()> {
             self.0.create_grant(g).await
         }

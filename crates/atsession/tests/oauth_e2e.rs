@@ -21,7 +21,7 @@ use atsession::oauth::{
     OAuthClientConfig, OAuthError,
 };
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use reqwest::{Method, StatusCode, Url};
@@ -42,10 +42,7 @@ fn identity(peer: &pds::Peer, plc_url: &str) -> IdentityConfig {
     }
 }
 
-fn loopback_client<S: StateStore + OAuthSessionStore>(
-    peer: &pds::Peer,
-    store: S,
-) -> OAuthClient<S> {
+fn loopback_client<S: StateStore + GrantStore>(peer: &pds::Peer, store: S) -> OAuthClient<S> {
     let metadata = ClientMetadata::loopback(&[REDIRECT], "atproto transition:generic").unwrap();
     let config = OAuthClientConfig::new(metadata, keyring())
         .dev_mode(true)
@@ -58,7 +55,7 @@ fn callback_params(redirect: &str) -> CallbackParams {
     CallbackParams::from_query(url.query().unwrap_or_default()).unwrap()
 }
 
-async fn get_session<S: StateStore + OAuthSessionStore>(
+async fn get_session<S: StateStore + GrantStore>(
     client: &OAuthClient<S>,
     session: &atsession::oauth::Grant,
 ) -> (StatusCode, Value) {

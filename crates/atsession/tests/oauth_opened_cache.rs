@@ -10,7 +10,7 @@ use std::sync::Arc;
 use atsession::oauth::{GetterConfig, Grant, Refresh};
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 
 fn small(capacity: usize) -> GetterConfig {
     GetterConfig {

@@ -27,7 +27,7 @@ use atsession::oauth::{
     OAuthClientConfig, Refresh, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
@@ -37,7 +37,7 @@ const REDIRECT: &str = "http://127.0.0.1:8080/callback";
 const TOKEN_LIFE: Duration = Duration::from_secs(12);
 const GET_SESSION: &str = "com.atproto.server.getSession";
 
-fn client<S: StateStore + OAuthSessionStore>(
+fn client<S: StateStore + GrantStore>(
     plc_url: &str,
     resolver: &str,
     keyring: AtRestKeyring,
@@ -64,10 +64,7 @@ fn getter_config() -> GetterConfig {
     }
 }
 
-async fn login<S: StateStore + OAuthSessionStore>(
-    peer: &pds::Peer,
-    client: &OAuthClient<S>,
-) -> Grant {
+async fn login<S: StateStore + GrantStore>(peer: &pds::Peer, client: &OAuthClient<S>) -> Grant {
     peer.set_token_max_age(TOKEN_LIFE).await.unwrap();
     let alice = peer.account("alice.test").clone();
     let url = client
@@ -331,10 +328,7 @@ struct Child {
 }
 
 impl Child {
-    async fn calls<S: StateStore + OAuthSessionStore + Clone>(
-        self,
-        store: S,
-    ) -> (usize, usize, usize) {
+    async fn calls<S: StateStore + GrantStore + Clone>(self, store: S) -> (usize, usize, usize) {
         let client = client(&self.plc, &self.resolver, self.keyring, store);
         let config = GetterConfig {
             lock: Some(self.lock),
@@ -401,7 +395,7 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
 
 /// The same with the grants in `store` (named to the children by `store_env`: kind and
 /// target), the lock named by `lock_env`; `db` is a SQLite file for the SQLite lock.
-async fn processes_share_one_store<S: StateStore + OAuthSessionStore + Clone>(
+async fn processes_share_one_store<S: StateStore + GrantStore + Clone>(
     peer: &pds::Peer,
     store: S,
     db: &std::path::Path,

@@ -20,7 +20,7 @@ use atsession::oauth::{
     Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
 };
 use atsession::secret::SecretString;
-use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::oauth::{GrantId, GrantStore};
 use atsession::store::{Cas, MemoryStore, StoreError};
 use atsession::syntax::Did;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -295,7 +295,7 @@ fn keyring() -> AtRestKeyring {
 }
 
 /// A grant whose access token expires in `expires_in`, stored in `store`.
-async fn setup_with<S: atsession::store::oauth::StateStore + OAuthSessionStore + Clone>(
+async fn setup_with<S: atsession::store::oauth::StateStore + GrantStore + Clone>(
     store: S,
     config: GetterConfig,
     expires_in: Duration,
@@ -736,7 +736,7 @@ impl atsession::store::oauth::StateStore for FailingUpdates {
     }
 }
 
-impl OAuthSessionStore for FailingUpdates {
+impl GrantStore for FailingUpdates {
     async fn create_grant(
         &self,
         grant: &atsession::store::oauth::StoredGrant,

@@ -24,7 +24,7 @@ use atsession::oauth::{
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::oauth::{GrantId, GrantStore};
 use atsession::syntax::Did;
 use base64::Engine as _;
 use bytes::Bytes;

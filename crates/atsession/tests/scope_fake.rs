@@ -21,7 +21,7 @@ use atsession::oauth::{
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::syntax::Did;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

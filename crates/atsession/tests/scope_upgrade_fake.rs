@@ -22,9 +22,7 @@ use atsession::oauth::{
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{
-    GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use atsession::store::{Cas, StoreError};
 use atsession::syntax::Did;
 use serde_json::json;
@@ -269,7 +267,7 @@ async fn setup() -> Setup {
     setup_with(MemoryStore::new()).await
 }
 
-async fn setup_with<S: StateStore + OAuthSessionStore + Clone>(store: S) -> Setup<S> {
+async fn setup_with<S: StateStore + GrantStore + Clone>(store: S) -> Setup<S> {
     let fake = Fake::start().await;
     *fake.refresh_scope.lock().unwrap() = WIDE.into();
     let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], WIDE).unwrap();
@@ -316,7 +314,7 @@ async fn setup_with<S: StateStore + OAuthSessionStore + Clone>(store: S) -> Setu
 }
 
 /// Starts the upgrade and returns the callback the server would send back.
-async fn upgrade<S: StateStore + OAuthSessionStore + Clone>(s: &Setup<S>) -> CallbackParams {
+async fn upgrade<S: StateStore + GrantStore + Clone>(s: &Setup<S>) -> CallbackParams {
     let url = s
         .getter
         .client()
@@ -487,7 +485,7 @@ impl StateStore for RacyStore {
     }
 }
 
-impl OAuthSessionStore for RacyStore {
+impl GrantStore for RacyStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         self.inner.create_grant(grant).await
     }

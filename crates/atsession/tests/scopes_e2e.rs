@@ -23,7 +23,7 @@ use atsession::oauth::{
     OAuthClientConfig, OAuthError, Refresh, SessionError, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use atsession::syntax::Did;
 use reqwest::Url;
 use serde_json::{Value, json};

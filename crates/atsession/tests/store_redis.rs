@@ -329,9 +329,7 @@ fn resp_command_len(buf: &[u8]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_states_expire_and_grants_do_not() {
     use atsession::clock::{to_millis, truncate_ms};
-    use atsession::store::oauth::{
-        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-    };
+    use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
     let Some(store) = support::fresh_redis().await else {
         return;
     };

@@ -6,7 +6,7 @@ use atsession::app::{Session, SessionId, SessionManager};
 use atsession::oauth::{
     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
 };
-use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::oauth::{GrantId, GrantStore};
 use atsession::store::{AnyStore, SessionStore};
 use atsession::syntax::Did;
 use clap::{Args, Subcommand};
@@ -196,7 +196,7 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
                 // store did.
                 eprintln!("grant {grant}: {e}");
                 let store = getter.client().store();
-                if matches!(OAuthSessionStore::load_grant(store, grant).await, Ok(None)) {
+                if matches!(GrantStore::load_grant(store, grant).await, Ok(None)) {
                     signed_out += 1;
                 }
             }

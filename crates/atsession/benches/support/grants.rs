@@ -13,7 +13,7 @@ use atsession::oauth::{
     TokenSet,
 };
 use atsession::secret::SecretString;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::syntax::Did;
 
 pub fn keyring() -> AtRestKeyring {
@@ -21,7 +21,7 @@ pub fn keyring() -> AtRestKeyring {
 }
 
 /// A getter over `store`, which is given 1,000 fresh grants, and their ids.
-pub async fn fresh_grants<S: StateStore + OAuthSessionStore + Clone>(
+pub async fn fresh_grants<S: StateStore + GrantStore + Clone>(
     store: S,
 ) -> (SessionGetter<S>, Vec<GrantId>) {
     fresh_grants_with(store, 1000, GetterConfig::default()).await
@@ -34,7 +34,7 @@ pub fn did(i: usize) -> Did {
 
 /// A getter configured by `config` over `store`, which is given `n` fresh grants, and their
 /// ids.
-pub async fn fresh_grants_with<S: StateStore + OAuthSessionStore + Clone>(
+pub async fn fresh_grants_with<S: StateStore + GrantStore + Clone>(
     store: S,
     n: usize,
     config: GetterConfig,

@@ -33,7 +33,7 @@ use super::upgrade::ScopeUpgrade;
 use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::crypto::at_rest::AtRestKeyring;
 use crate::secret::{TokenHash, random_bytes};
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore};
 use crate::syntax::Did;
 
 /// How long a pending authorization lives by default.
@@ -374,7 +374,7 @@ fn scope_has_atproto(scope: &str) -> bool {
     scope.split_ascii_whitespace().any(|s| s == "atproto")
 }
 
-impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
+impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// A client. Fails on an inconsistent configuration (a `private_key_jwt` client without
     /// keys, a scope without `atproto`, …).
     pub fn new(config: OAuthClientConfig, store: S) -> Result<Self, OAuthError> {

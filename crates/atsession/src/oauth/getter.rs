@@ -132,7 +132,7 @@ use super::oauth_session::OAuthSession;
 use crate::clock::truncate_ms;
 use crate::lock::{Lock, LockError};
 use crate::store::Cas;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 
 /// What a call does with a stale token set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -457,7 +457,7 @@ fn refusal(e: &OAuthError) -> Option<DeleteCause> {
 
 impl<S> SessionGetter<S>
 where
-    S: StateStore + OAuthSessionStore + Clone,
+    S: StateStore + GrantStore + Clone,
 {
     /// A getter over `client` (and its store).
     ///
@@ -497,7 +497,7 @@ where
     /// ```
     /// # include!("../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use atsession::store::oauth::OAuthSessionStore;
+    /// use atsession::store::oauth::GrantStore;
     ///
     /// let (getter, grant_id) = demo_getter().await;
     /// let stored = getter.client().store().load_grant(&grant_id).await.unwrap().unwrap();

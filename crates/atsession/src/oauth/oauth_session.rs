@@ -16,7 +16,7 @@ use super::pds_headers::first_refused;
 use super::pds_path::check_path;
 use super::pds_request::{PdsBody, PdsRequest};
 use super::pds_response::{PdsResponse, xrpc_error};
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
 ///
@@ -88,7 +88,7 @@ pub fn is_nsid(nsid: &str) -> bool {
 
 impl<S> OAuthSession<S>
 where
-    S: StateStore + OAuthSessionStore + Clone,
+    S: StateStore + GrantStore + Clone,
 {
     pub(crate) fn new(getter: SessionGetter<S>, grant_id: GrantId) -> Self {
         Self { getter, grant_id }

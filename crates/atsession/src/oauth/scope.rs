@@ -1679,7 +1679,7 @@ pub fn precheck_xrpc(
 
 impl<S> super::oauth_session::OAuthSession<S>
 where
-    S: crate::store::oauth::StateStore + crate::store::oauth::OAuthSessionStore + Clone,
+    S: crate::store::oauth::StateStore + crate::store::oauth::GrantStore + Clone,
 {
     /// Checks the grant's stored scope before a call to `nsid` (see [`precheck_xrpc`]):
     /// `input` is the call's JSON input, `proxy` its `atproto-proxy` header, if any. A

@@ -52,7 +52,7 @@ use super::state::UpgradeTarget;
 use super::token::TokenSet;
 use crate::clock::truncate_ms;
 use crate::store::Cas;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
 /// How many times a scope upgrade retries its compare-and-swap when the grant changes.
 const UPGRADE_ATTEMPTS: usize = 5;
@@ -98,7 +98,7 @@ pub fn upgrade_scope(granted: &str, add: &str, declared: &str) -> String {
     out.join(" ")
 }
 
-impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
+impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// Starts a scope upgrade of the grant `grant_id`: an authorization at the grant's
     /// server for the same account (`login_hint` = its DID unless `options` says
     /// otherwise) asking for [`upgrade_scope`] of its current scope and `add` (or exactly
@@ -238,7 +238,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
 
 impl<S> SessionGetter<S>
 where
-    S: StateStore + OAuthSessionStore + Clone,
+    S: StateStore + GrantStore + Clone,
 {
     /// [`OAuthClient::callback`], and for a scope upgrade, a [`SessionEvent::Updated`]
     /// whose [`previous_scope`](super::TokenSetInfo::previous_scope) is the scope before

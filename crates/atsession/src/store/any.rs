@@ -3,7 +3,7 @@
 //!
 //! The store traits return `impl Future`, so they cannot be trait objects; `AnyStore` is an
 //! enum over the backends compiled in, and implements [`SessionStore`], [`StateStore`] and
-//! [`OAuthSessionStore`] by handing each call to its backend. Code that is generic over a
+//! [`GrantStore`] by handing each call to its backend. Code that is generic over a
 //! store ([`SessionManager`](crate::app::SessionManager), the OAuth client, the session
 //! getter) takes it like any other store; code that must not be generic (the web layer, a
 //! binary) names `AnyStore` and works on every backend. A store written elsewhere joins
@@ -26,7 +26,7 @@
 
 use time::OffsetDateTime;
 
-use super::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use super::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use super::{Cas, MemoryStore, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
@@ -97,7 +97,7 @@ impl AnyStore {
     }
 
     /// A store written outside this crate (any type implementing [`SessionStore`],
-    /// [`StateStore`] and [`OAuthSessionStore`]), with its lock, so that code that takes an
+    /// [`StateStore`] and [`GrantStore`]), with its lock, so that code that takes an
     /// `AnyStore` (the web layer) works on it too. `name` appears in messages.
     ///
     /// ```
@@ -110,7 +110,7 @@ impl AnyStore {
     #[must_use]
     pub fn custom<S>(name: &'static str, store: S, lock: impl crate::lock::Lock) -> Self
     where
-        S: SessionStore + StateStore + OAuthSessionStore,
+        S: SessionStore + StateStore + GrantStore,
     {
         Self::Custom(super::custom::CustomStore {
             name,
@@ -221,7 +221,7 @@ impl StateStore for AnyStore {
     }
 }
 
-impl OAuthSessionStore for AnyStore {
+impl GrantStore for AnyStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         each!(self, s => s.create_grant(grant))
     }

@@ -3,7 +3,7 @@
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
 //! reaches it, only [`TokenHash`]es. The OAuth client's pending states and grants go through
 //! the traits in [`oauth`] ([`StateStore`](oauth::StateStore),
-//! [`OAuthSessionStore`](oauth::OAuthSessionStore)), as sealed bytes only. Every backend
+//! [`GrantStore`](oauth::GrantStore)), as sealed bytes only. Every backend
 //! implements all three traits:
 //!
 //! | backend | type | feature | shared by processes | lock |

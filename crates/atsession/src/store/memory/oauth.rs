@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::MemoryStore;
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -84,7 +84,7 @@ impl StateStore for MemoryStore {
     }
 }
 
-impl OAuthSessionStore for MemoryStore {
+impl GrantStore for MemoryStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         let mut t = self.oauth.lock();
         if t.grants.contains_key(&grant.id) {

@@ -12,11 +12,11 @@
 //! - `atsession_locks`: the leases of [`PostgresLock`](crate::lock::postgres::PostgresLock);
 //! - `atsession_oauth_states`: pending OAuth authorizations ([`StateStore`]), keyed by the
 //!   SHA-256 of the `state` parameter, with an index on `expires_at`;
-//! - `atsession_oauth_grants`: OAuth grants ([`OAuthSessionStore`]), keyed by grant id, with
+//! - `atsession_oauth_grants`: OAuth grants ([`GrantStore`]), keyed by grant id, with
 //!   an index on `(did, created_at)`. Both hold the OAuth client's sealed bytes only.
 //!
 //! [`StateStore`]: crate::store::oauth::StateStore
-//! [`OAuthSessionStore`]: crate::store::oauth::OAuthSessionStore
+//! [`GrantStore`]: crate::store::oauth::GrantStore
 //!
 //! Updates (of app sessions and of OAuth grants) are compare-and-swap
 //! (`UPDATE … WHERE id = $1 AND version = $n`), never upserts; taking an OAuth state is one

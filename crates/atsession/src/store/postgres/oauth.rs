@@ -12,7 +12,7 @@ use tokio_postgres::types::ToSql;
 use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::clock::truncate_ms;
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -212,7 +212,7 @@ impl StateStore for PostgresStore {
     }
 }
 
-impl OAuthSessionStore for PostgresStore {
+impl GrantStore for PostgresStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         let b = BoundGrant::new(grant)?;
         self.oauth_execute("create_grant", &self.oauth_sql().create_grant, &b.params())

@@ -29,7 +29,7 @@
 //! is gone, not returned expired.
 //!
 //! **OAuth.** The store also keeps the OAuth client's pending states ([`StateStore`]) and
-//! grants ([`OAuthSessionStore`]), sealed bytes only:
+//! grants ([`GrantStore`]), sealed bytes only:
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -63,7 +63,7 @@
 //!
 //! [`delete_expired`]: crate::store::SessionStore::delete_expired
 //! [`StateStore`]: crate::store::oauth::StateStore
-//! [`OAuthSessionStore`]: crate::store::oauth::OAuthSessionStore
+//! [`GrantStore`]: crate::store::oauth::GrantStore
 
 use std::sync::Arc;
 use std::time::Duration;

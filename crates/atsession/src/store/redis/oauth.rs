@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 use super::{BACKEND, RedisStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -284,7 +284,7 @@ impl StateStore for RedisStore {
     }
 }
 
-impl OAuthSessionStore for RedisStore {
+impl GrantStore for RedisStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         let created: i64 = SCRIPTS
             .create_grant

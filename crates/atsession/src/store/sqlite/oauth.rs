@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::{BACKEND, SqliteStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
 
@@ -118,7 +118,7 @@ impl StateStore for SqliteStore {
     }
 }
 
-impl OAuthSessionStore for SqliteStore {
+impl GrantStore for SqliteStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         let g = grant.clone();
         let v = version(g.version)?;
