@@ -88,7 +88,7 @@
 //! let sessions = SealedSessions::<String>::new("a secret of at least 32 characters!!")?;
 //! let token = sessions.seal_bearer(&"did:plc:alice".to_owned())?;
 //! assert!(token.starts_with("Fe26.2*"));
-//! # Ok::<(), atsession::seal::SessionError>(())
+//! # Ok::<(), atsession::seal::SealedSessionError>(())
 //! ```
 //!
 //! ## Logging users in: atproto OAuth

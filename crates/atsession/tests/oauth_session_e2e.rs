@@ -235,7 +235,7 @@ async fn sign_out_makes_the_pds_refuse_both_tokens() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, atsession::oauth::SessionError::NotFound(_)),
+        matches!(e, atsession::oauth::GrantError::NotFound(_)),
         "{e:?}"
     );
 }

@@ -20,9 +20,8 @@ use std::time::Duration;
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, OAuthClient,
-    OAuthClientConfig, OAuthSession, PdsBody, PdsRequest, SessionError, SessionEvent,
-    SessionGetter,
+    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,
+    OAuthClientConfig, OAuthSession, PdsBody, PdsRequest, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
 use futures_util::StreamExt as _;
@@ -152,7 +151,7 @@ async fn list_records_answers_over_a_megabyte_and_xrpc_errors_keep_the_message()
         .await
         .unwrap_err();
     match &e {
-        SessionError::Xrpc {
+        GrantError::Xrpc {
             status,
             error,
             message,
@@ -181,7 +180,7 @@ async fn list_records_answers_over_a_megabyte_and_xrpc_errors_keep_the_message()
         .unwrap();
     let e = answer.error_for_status().await.unwrap_err();
     assert!(
-        matches!(&e, SessionError::Xrpc { status: 400, error, message: Some(m) } if error == "InvalidRequest" && m == "Blob not found"),
+        matches!(&e, GrantError::Xrpc { status: 400, error, message: Some(m) } if error == "InvalidRequest" && m == "Blob not found"),
         "{e:?}"
     );
 }

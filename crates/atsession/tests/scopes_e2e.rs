@@ -19,8 +19,8 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::scope::{RepoAction, ScopeSet};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackError, CallbackParams, ClientMetadata, GetterConfig, OAuthClient,
-    OAuthClientConfig, OAuthError, Refresh, SessionError, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackError, CallbackParams, ClientMetadata, GetterConfig, GrantError,
+    OAuthClient, OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
 use atsession::store::oauth::GrantStore;
@@ -148,7 +148,7 @@ async fn granular_scopes_and_upgrade_in_place() {
         )
         .await
         .unwrap_err();
-    let SessionError::ScopeMissing { scope, message } = &e else {
+    let GrantError::ScopeMissing { scope, message } = &e else {
         panic!("expected ScopeMissing, got {e:?}");
     };
     assert_eq!(scope, "repo:app.bsky.feed.post?action=create");
@@ -165,7 +165,7 @@ async fn granular_scopes_and_upgrade_in_place() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, SessionError::ScopeMissing { scope, message: None } if scope == "repo:app.bsky.feed.post?action=create"),
+        matches!(&e, GrantError::ScopeMissing { scope, message: None } if scope == "repo:app.bsky.feed.post?action=create"),
         "{e:?}"
     );
     // …and lets notes through.

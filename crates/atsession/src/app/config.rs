@@ -10,7 +10,7 @@ use cookie::SameSite;
 /// [`SessionManager`]: crate::app::SessionManager
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum SessionConfigError {
     /// The cookie name is empty or holds characters a cookie name cannot.
     #[error("invalid cookie name")]
     CookieName,
@@ -111,17 +111,17 @@ impl SessionConfig {
     }
 
     /// Checks that the configuration can work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SessionConfigError> {
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
-            return Err(ConfigError::Duration("timeouts must be positive"));
+            return Err(SessionConfigError::Duration("timeouts must be positive"));
         }
         if self.idle_timeout > self.absolute_timeout {
-            return Err(ConfigError::Duration(
+            return Err(SessionConfigError::Duration(
                 "the idle timeout must not exceed the absolute timeout",
             ));
         }
         if self.access_token_ttl.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::Duration(
+            return Err(SessionConfigError::Duration(
                 "the access-token lifetime must be positive",
             ));
         }
@@ -201,22 +201,22 @@ impl CookieConfig {
     }
 
     /// Checks the name and the rules of the `__Host-` and `__Secure-` prefixes.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SessionConfigError> {
         // RFC 6265 token: visible ASCII minus separators.
         let token_char = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
         if self.name.is_empty() || !self.name.bytes().all(token_char) {
-            return Err(ConfigError::CookieName);
+            return Err(SessionConfigError::CookieName);
         }
         if self.name.starts_with("__Host-")
             && (!self.secure || self.path != "/" || self.domain.is_some())
         {
-            return Err(ConfigError::HostPrefix);
+            return Err(SessionConfigError::HostPrefix);
         }
         if self.name.starts_with("__Secure-") && !self.secure {
-            return Err(ConfigError::SecurePrefix);
+            return Err(SessionConfigError::SecurePrefix);
         }
         if self.same_site == SameSite::None && !self.secure {
-            return Err(ConfigError::SameSiteNone);
+            return Err(SessionConfigError::SameSiteNone);
         }
         Ok(())
     }
@@ -232,29 +232,35 @@ mod tests {
         assert_eq!(CookieConfig::insecure_for_development().validate(), Ok(()));
         assert_eq!(
             CookieConfig::default().domain("example.com").validate(),
-            Err(ConfigError::HostPrefix)
+            Err(SessionConfigError::HostPrefix)
         );
         let insecure_host = CookieConfig {
             secure: false,
             ..CookieConfig::default()
         };
-        assert_eq!(insecure_host.validate(), Err(ConfigError::HostPrefix));
+        assert_eq!(
+            insecure_host.validate(),
+            Err(SessionConfigError::HostPrefix)
+        );
         let sub_path = CookieConfig {
             path: "/app".into(),
             ..CookieConfig::default()
         };
-        assert_eq!(sub_path.validate(), Err(ConfigError::HostPrefix));
+        assert_eq!(sub_path.validate(), Err(SessionConfigError::HostPrefix));
         let secure_prefix = CookieConfig {
             secure: false,
             ..CookieConfig::default().name("__Secure-s")
         };
-        assert_eq!(secure_prefix.validate(), Err(ConfigError::SecurePrefix));
+        assert_eq!(
+            secure_prefix.validate(),
+            Err(SessionConfigError::SecurePrefix)
+        );
         let none = CookieConfig::insecure_for_development().same_site(SameSite::None);
-        assert_eq!(none.validate(), Err(ConfigError::SameSiteNone));
+        assert_eq!(none.validate(), Err(SessionConfigError::SameSiteNone));
         for bad in ["", "a b", "a;b", "a=b", "é"] {
             assert_eq!(
                 CookieConfig::default().name(bad).validate(),
-                Err(ConfigError::CookieName),
+                Err(SessionConfigError::CookieName),
                 "{bad}"
             );
         }
@@ -267,13 +273,13 @@ mod tests {
     #[test]
     fn durations_are_checked() {
         let c = SessionConfig::default().idle_timeout(Duration::ZERO);
-        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(matches!(c.validate(), Err(SessionConfigError::Duration(_))));
         let c = SessionConfig::default()
             .idle_timeout(Duration::from_secs(100))
             .absolute_timeout(Duration::from_secs(10));
-        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(matches!(c.validate(), Err(SessionConfigError::Duration(_))));
         let c = SessionConfig::default().access_tokens(Duration::ZERO);
-        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(matches!(c.validate(), Err(SessionConfigError::Duration(_))));
         assert!(SessionConfig::default().validate().is_ok());
     }
 }

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::config::{ConfigError, SessionConfig};
+use super::config::{SessionConfig, SessionConfigError};
 use super::cookie::{self, CredentialSource};
 use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
@@ -136,7 +136,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// let bad = SessionConfig::default().cookie(CookieConfig::default().domain("example.com"));
     /// assert!(SessionManager::with_config(MemoryStore::new(), bad).is_err()); // __Host- forbids Domain
     /// ```
-    pub fn with_config(store: S, config: SessionConfig) -> Result<Self, ConfigError> {
+    pub fn with_config(store: S, config: SessionConfig) -> Result<Self, SessionConfigError> {
         config.validate()?;
         Ok(Self {
             store,

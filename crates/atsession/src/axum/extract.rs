@@ -16,7 +16,7 @@ use super::errors::AuthRejection;
 use super::layer::CookieSlot;
 use super::{AtprotoAuth, scope_covers};
 use crate::app::CredentialSource;
-use crate::oauth::{OAuthSession, Refresh, SessionError as GrantError, TokenSetInfo};
+use crate::oauth::{GrantError, OAuthSession, Refresh, TokenSetInfo};
 use crate::store::AnyStore;
 use crate::store::oauth::GrantId;
 

@@ -11,7 +11,7 @@ use url::Url;
 
 use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
 use super::dpop::{self, DpopKey, DpopNonces};
-use super::error::{CallbackError, ConfigError, OAuthError};
+use super::error::{CallbackError, ClientConfigError, OAuthError};
 use super::grant::Grant;
 use super::http::{
     Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
@@ -380,23 +380,23 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     pub fn new(config: OAuthClientConfig, store: S) -> Result<Self, OAuthError> {
         let m = &config.metadata;
         if !scope_has_atproto(&m.scope) {
-            return Err(ConfigError::Scope.into());
+            return Err(ClientConfigError::Scope.into());
         }
         if m.redirect_uris.is_empty() {
-            return Err(ConfigError::Metadata(
+            return Err(ClientConfigError::Metadata(
                 super::client_metadata::ClientMetadataError::NoRedirectUri,
             )
             .into());
         }
         if m.token_endpoint_auth_method == AuthMethodKind::PrivateKeyJwt && config.keyset.is_none()
         {
-            return Err(ConfigError::MissingKeyset.into());
+            return Err(ClientConfigError::MissingKeyset.into());
         }
         let (client, pds_client) = match config.http_client {
             Some(c) => (c.clone(), c),
             None => (
-                build_client(&config.http).map_err(ConfigError::Http)?,
-                build_pds_client(&config.http, &config.pds).map_err(ConfigError::Http)?,
+                build_client(&config.http).map_err(ClientConfigError::Http)?,
+                build_pds_client(&config.http, &config.pds).map_err(ClientConfigError::Http)?,
             ),
         };
         let pds = PdsHttp {
@@ -408,8 +408,8 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             client,
             options: config.http,
         };
-        let identity =
-            IdentityResolver::new(http.clone(), config.identity).map_err(ConfigError::Identity)?;
+        let identity = IdentityResolver::new(http.clone(), config.identity)
+            .map_err(ClientConfigError::Identity)?;
         let servers = MetadataResolver::new(http.clone(), config.metadata_ttl);
         Ok(Self {
             core: Arc::new(Core {
@@ -466,7 +466,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
                     .core
                     .keyset
                     .as_ref()
-                    .ok_or(ConfigError::MissingKeyset)?
+                    .ok_or(ClientConfigError::MissingKeyset)?
                     .signing_key();
                 Ok(ClientAuth::PrivateKeyJwt {
                     kid: key.kid().unwrap_or_default().to_owned(),
@@ -480,12 +480,12 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// of it declared in the client metadata (the server refuses undeclared ones).
     pub(crate) fn asked_scope(&self, asked: Option<&str>) -> Result<String, OAuthError> {
         let scope = asked.map_or_else(|| self.core.metadata.scope.clone(), str::to_owned);
-        ScopeSet::parse(&scope).map_err(ConfigError::InvalidScope)?;
+        ScopeSet::parse(&scope).map_err(ClientConfigError::InvalidScope)?;
         if !scope_has_atproto(&scope) {
-            return Err(ConfigError::Scope.into());
+            return Err(ClientConfigError::Scope.into());
         }
         if let Some(undeclared) = first_undeclared(&scope, &self.core.metadata.scope) {
-            return Err(ConfigError::ScopeNotDeclared(undeclared.to_owned()).into());
+            return Err(ClientConfigError::ScopeNotDeclared(undeclared.to_owned()).into());
         }
         Ok(scope)
     }
@@ -503,7 +503,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             {
                 Ok(r)
             }
-            Some(_) => Err(ConfigError::RedirectUri.into()),
+            Some(_) => Err(ClientConfigError::RedirectUri.into()),
             None => Ok(self.core.metadata.redirect_uris[0].clone()),
         }
     }
@@ -515,7 +515,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     ///
     /// The scope asked for ([`AuthorizeOptions::scope`], by default the client metadata's)
     /// is checked first: a scope the client metadata does not declare is
-    /// [`ConfigError::ScopeNotDeclared`], naming it, and nothing is sent.
+    /// [`ClientConfigError::ScopeNotDeclared`], naming it, and nothing is sent.
     pub async fn authorize(
         &self,
         input: &str,
@@ -954,7 +954,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// `GET` of `com.atproto.server.getSession`; if the PDS still asks for a nonce, that
     /// `401` answer is returned (the new nonce is cached, and
     /// [`OAuthSession::send`](super::OAuthSession::send) turns it into
-    /// [`SessionError::Retryable`](super::SessionError::Retryable)). No refresh: that is
+    /// [`GrantError::Retryable`](super::GrantError::Retryable)). No refresh: that is
     /// the session layer's job.
     pub async fn pds_call(
         &self,

@@ -31,7 +31,7 @@
 //! [`OAuthClient::authorize`] refuses a scope the client metadata does not declare before
 //! anything is sent; the granted scope is stored from every token response (login,
 //! refresh, upgrade); a PDS's `403 ScopeMissingError` is
-//! [`SessionError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
+//! [`GrantError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
 //! to a grant in place ([`upgrade`]). [`permission_set`] checks a permission-set lexicon.
 //!
 //! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
@@ -114,9 +114,9 @@ pub use client::{
     AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig, Prompt,
 };
 pub use client_metadata::{ClientAuth, ClientMetadata};
-pub use error::{CallbackError, OAuthError};
+pub use error::{CallbackError, ClientConfigError, OAuthError};
 pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
-pub use getter::{GetterConfig, Refresh, RetryReason, SessionError, SessionGetter};
+pub use getter::{GetterConfig, GrantError, Refresh, RetryReason, SessionGetter};
 pub use grant::Grant;
 pub use http::PdsOptions;
 pub use oauth_session::OAuthSession;
