@@ -362,20 +362,20 @@ async fn make_lock(kind: &str, target: &str, store: &SqliteStore) -> Arc<dyn Loc
     // `target` names the PostgreSQL schema or Redis prefix (unused without those features).
     let _ = target;
     match kind {
-        "sqlite" => Arc::new(atsession::lock::sqlite::SqliteLock::new(store)),
+        "sqlite" => Arc::new(atsession::store::sqlite::SqliteLock::new(store)),
         #[cfg(feature = "postgres")]
         "postgres" => {
             let (url, schema) = target.split_once('|').unwrap();
             let pg = atsession::store::postgres::PostgresStore::connect_with_schema(url, schema)
                 .await
                 .unwrap();
-            Arc::new(atsession::lock::postgres::PostgresLock::new(&pg))
+            Arc::new(atsession::store::postgres::PostgresLock::new(&pg))
         }
         #[cfg(feature = "redis")]
         "redis" => {
             let (url, prefix) = target.split_once('|').unwrap();
             Arc::new(
-                atsession::lock::redis::RedisLock::connect(url, prefix)
+                atsession::store::redis::RedisLock::connect(url, prefix)
                     .await
                     .unwrap(),
             )

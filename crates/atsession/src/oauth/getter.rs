@@ -60,7 +60,7 @@
 //!
 //! ```no_run
 //! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-//! use atsession::lock::sqlite::SqliteLock;
+//! use atsession::store::sqlite::SqliteLock;
 //! use atsession::oauth::{
 //!     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionEvent,
 //!     SessionGetter,
@@ -209,7 +209,7 @@ impl GetterConfig {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), atsession::store::StoreError> {
-    /// use atsession::lock::sqlite::SqliteLock;
+    /// use atsession::store::sqlite::SqliteLock;
     /// use atsession::oauth::GetterConfig;
     /// use atsession::store::sqlite::SqliteStore;
     ///

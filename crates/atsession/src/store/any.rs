@@ -87,11 +87,11 @@ impl AnyStore {
         match self {
             Self::Memory(_) => AnyLock::Memory(crate::lock::MemoryLock::new()),
             #[cfg(feature = "sqlite")]
-            Self::Sqlite(s) => AnyLock::Sqlite(crate::lock::sqlite::SqliteLock::new(s)),
+            Self::Sqlite(s) => AnyLock::Sqlite(crate::store::sqlite::SqliteLock::new(s)),
             #[cfg(feature = "postgres")]
-            Self::Postgres(s) => AnyLock::Postgres(crate::lock::postgres::PostgresLock::new(s)),
+            Self::Postgres(s) => AnyLock::Postgres(crate::store::postgres::PostgresLock::new(s)),
             #[cfg(feature = "redis")]
-            Self::Redis(s) => AnyLock::Redis(crate::lock::redis::RedisLock::new(s)),
+            Self::Redis(s) => AnyLock::Redis(crate::store::redis::RedisLock::new(s)),
             Self::Custom(c) => AnyLock::Custom(std::sync::Arc::clone(&c.lock)),
         }
     }

@@ -72,9 +72,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::StoreError;
 
+pub mod lock;
 mod oauth;
 mod sessions;
 
+pub use lock::RedisLock;
 pub use redis::aio::ConnectionManager as RedisConnection;
 
 pub(crate) const BACKEND: &str = "redis";

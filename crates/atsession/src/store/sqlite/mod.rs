@@ -27,10 +27,12 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
 
+pub mod lock;
 mod migrations;
 mod oauth;
 mod sessions;
 
+pub use lock::SqliteLock;
 pub use migrations::SCHEMA_VERSION;
 
 const BACKEND: &str = "sqlite";
