@@ -175,8 +175,7 @@ async fn example_app_login_profile_logout() {
     // Keep the grant's tokens to ask the PDS about them after logout.
     let sessions = SessionManager::new(store.clone()).list(&did).await.unwrap();
     assert_eq!(sessions.len(), 1);
-    let grant =
-        atsession::store::oauth::GrantId::parse(sessions[0].grant_id.as_deref().unwrap()).unwrap();
+    let grant = sessions[0].grant_id.clone().unwrap();
     let metadata =
         ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
     let reader = OAuthClient::new(

@@ -119,7 +119,7 @@ async fn granular_scopes_and_upgrade_in_place() {
             &alice.did,
             &alice.handle,
             json!({}),
-            CreateOptions::new().grant_id(grant.as_str()),
+            CreateOptions::new().grant_id(grant.clone()),
         )
         .await
         .unwrap();
@@ -252,7 +252,7 @@ async fn granular_scopes_and_upgrade_in_place() {
 
     // The app session is untouched and still leads to this grant.
     let loaded = sessions.load(app.token.expose()).await.unwrap();
-    assert_eq!(loaded.grant_id.as_deref(), Some(grant.as_str()));
+    assert_eq!(loaded.grant_id.as_ref(), Some(&grant));
 
     // The earlier refresh token is refused by the PDS; the current one works.
     let e = client.refresh(&before).await.unwrap_err();

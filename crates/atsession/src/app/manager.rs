@@ -13,6 +13,7 @@ use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
 use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::secret::Token;
+use crate::store::oauth::GrantId;
 use crate::store::{Cas, SessionStore};
 use crate::syntax::{Did, Handle};
 
@@ -54,7 +55,7 @@ pub struct Refreshed {
 #[non_exhaustive]
 pub struct CreateOptions {
     /// The OAuth grant the session belongs to.
-    pub grant_id: Option<String>,
+    pub grant_id: Option<GrantId>,
 }
 
 impl CreateOptions {
@@ -66,8 +67,8 @@ impl CreateOptions {
 
     /// Ties the session to an OAuth grant.
     #[must_use]
-    pub fn grant_id(mut self, grant_id: impl Into<String>) -> Self {
-        self.grant_id = Some(grant_id.into());
+    pub fn grant_id(mut self, grant_id: GrantId) -> Self {
+        self.grant_id = Some(grant_id);
         self
     }
 }

@@ -153,12 +153,8 @@ impl AtprotoAuth {
     /// signed out here all the same, and the error says what is left.
     pub async fn sign_out(&self, session: &Session) -> Result<bool, SignOutError> {
         let existed = self.inner.sessions.delete(&session.id).await?;
-        if let Some(grant) = session
-            .grant_id
-            .as_deref()
-            .and_then(crate::store::oauth::GrantId::parse)
-        {
-            self.inner.getter.sign_out(&grant).await?;
+        if let Some(grant) = &session.grant_id {
+            self.inner.getter.sign_out(grant).await?;
         }
         Ok(existed)
     }

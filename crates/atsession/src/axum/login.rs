@@ -214,7 +214,7 @@ pub async fn callback(
             &did,
             &handle,
             serde_json::json!({}),
-            CreateOptions::new().grant_id(grant.as_str()),
+            CreateOptions::new().grant_id(grant.clone()),
         )
         .await;
     let new = match created {
