@@ -255,7 +255,7 @@ impl GetterConfig {
 }
 
 /// What went wrong getting, refreshing or using a grant (through the [`SessionGetter`] or an
-/// [`OAuthSession`](super::OAuthSession)).
+/// [`OAuthSession`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GrantError {

@@ -9,7 +9,7 @@
 //! Tables (in the configured schema, `public` unless told otherwise):
 //! - `atsession_app_sessions`: app sessions, with unique indexes on the token hash and the
 //!   access-token hash, and indexes on `(did, created_at)` and on `expires_at`;
-//! - `atsession_locks`: the leases of [`PostgresLock`](crate::store::postgres::PostgresLock);
+//! - `atsession_locks`: the leases of [`PostgresLock`];
 //! - `atsession_oauth_states`: pending OAuth authorizations ([`StateStore`]), keyed by the
 //!   SHA-256 of the `state` parameter, with an index on `expires_at`;
 //! - `atsession_oauth_grants`: OAuth grants ([`GrantStore`]), keyed by grant id, with
