@@ -185,7 +185,7 @@ async fn example_app_login_profile_logout() {
         store.clone(),
     )
     .unwrap();
-    let data = reader.session(&grant).await.unwrap().unwrap();
+    let data = reader.grant(&grant).await.unwrap().unwrap();
     let get_session = "/xrpc/com.atproto.server.getSession";
     let before = reader
         .pds_request(&data, Method::GET, get_session, None)

@@ -80,12 +80,12 @@ async fn login<S: StateStore + GrantStore>(peer: &pds::Peer, client: &OAuthClien
         .callback(&CallbackParams::from_query(&query).unwrap())
         .await
         .expect("callback");
-    let life = done.session.token_set.expires_at.unwrap() - time::OffsetDateTime::now_utc();
+    let life = done.grant.token_set.expires_at.unwrap() - time::OffsetDateTime::now_utc();
     assert!(
         life < time::Duration::seconds(30),
         "the peer issued long tokens ({life}); set_token_max_age did not apply"
     );
-    done.session
+    done.grant
 }
 
 /// Sleeps until the session's access token has expired.

@@ -67,7 +67,7 @@ async fn login(peer: &pds::Peer, client: &OAuthClient<MemoryStore>, handle: &str
         .callback(&CallbackParams::from_query(&query).unwrap())
         .await
         .expect("callback")
-        .session
+        .grant
 }
 
 async fn session_for(peer: &pds::Peer, handle: &str) -> (OAuthSession<MemoryStore>, String) {

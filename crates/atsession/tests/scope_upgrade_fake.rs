@@ -353,8 +353,8 @@ async fn a_successful_upgrade_revokes_the_old_tokens_and_keeps_the_grant_id() {
     let old = s.getter.get(&s.grant, Refresh::AcceptStale).await.unwrap();
     let params = upgrade(&s).await;
     let done = s.getter.callback(&params).await.expect("upgrade");
-    assert_eq!(done.session.grant_id, s.grant);
-    assert_eq!(done.session.token_set.scope, WIDE);
+    assert_eq!(done.grant.grant_id, s.grant);
+    assert_eq!(done.grant.token_set.scope, WIDE);
     let up = done.upgrade.unwrap();
     assert_eq!(up.previous_scope, NARROW);
     assert_eq!(up.version, 2);

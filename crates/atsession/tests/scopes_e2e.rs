@@ -96,8 +96,8 @@ async fn granular_scopes_and_upgrade_in_place() {
         .await
         .expect("callback");
     assert!(login.upgrade.is_none());
-    let grant = login.session.grant_id.clone();
-    let granted = ScopeSet::parse_granted(&login.session.token_set.scope).unwrap();
+    let grant = login.grant.grant_id.clone();
+    let granted = ScopeSet::parse_granted(&login.grant.token_set.scope).unwrap();
     assert!(
         granted.allows_repo("com.example.note", RepoAction::Create),
         "{granted}"
@@ -108,7 +108,7 @@ async fn granular_scopes_and_upgrade_in_place() {
     );
     let before = getter.get(&grant, Refresh::AcceptStale).await.unwrap();
     assert_eq!(
-        before.token_set.scope, login.session.token_set.scope,
+        before.token_set.scope, login.grant.token_set.scope,
         "the token response's scope is what was stored"
     );
 
@@ -193,9 +193,9 @@ async fn granular_scopes_and_upgrade_in_place() {
         .await
         .expect("upgrade callback");
     let upgrade = done.upgrade.expect("an upgrade");
-    assert_eq!(done.session.grant_id, grant, "the same grant");
+    assert_eq!(done.grant.grant_id, grant, "the same grant");
     assert_eq!(upgrade.previous_scope, before.token_set.scope);
-    let now = ScopeSet::parse_granted(&done.session.token_set.scope).unwrap();
+    let now = ScopeSet::parse_granted(&done.grant.token_set.scope).unwrap();
     assert!(
         now.allows_repo("app.bsky.feed.post", RepoAction::Create),
         "{now}"
@@ -219,7 +219,7 @@ async fn granular_scopes_and_upgrade_in_place() {
                 info.previous_scope.as_deref(),
                 Some(before.token_set.scope.as_str())
             );
-            assert_eq!(info.scope, done.session.token_set.scope);
+            assert_eq!(info.scope, done.grant.token_set.scope);
             assert_eq!(info.version, upgrade.version);
         }
         other => panic!("unexpected {other:?}"),
@@ -291,7 +291,7 @@ async fn an_upgrade_answered_by_another_account_touches_nothing() {
         .await
         .unwrap();
     let login = getter.callback(&query_of(&redirect)).await.unwrap();
-    let grant = login.session.grant_id.clone();
+    let grant = login.grant.grant_id.clone();
     let stored_before = store.load_grant(&grant).await.unwrap().unwrap();
 
     // The upgrade of alice's grant, but bob signs in.

@@ -205,8 +205,8 @@ pub async fn callback(
             return auth.fail(json, &LoginError::from_oauth(&e), clear);
         }
     };
-    let grant = done.session.grant_id.clone();
-    let did = done.session.token_set.sub.clone();
+    let grant = done.grant.grant_id.clone();
+    let did = done.grant.token_set.sub.clone();
     let handle = verified_handle(auth.client(), &did).await;
     let created = auth
         .sessions()

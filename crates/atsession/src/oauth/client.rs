@@ -280,7 +280,7 @@ impl CallbackParams {
 #[derive(Debug)]
 pub struct Callback {
     /// The new grant, stored (for a scope upgrade: the upgraded grant, same id).
-    pub session: Grant,
+    pub grant: Grant,
     /// The app state given to `authorize`.
     pub app_state: Option<String>,
     /// Set when this callback completed a scope upgrade
@@ -750,7 +750,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
                 .finish_upgrade(target, token_set, &dpop_key, &pending.auth, &agent)
                 .await?;
             return Ok(Callback {
-                session,
+                grant: session,
                 app_state,
                 upgrade: Some(upgrade),
             });
@@ -776,7 +776,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             return Err(e);
         }
         Ok(Callback {
-            session,
+            grant: session,
             app_state,
             upgrade: None,
         })
@@ -800,7 +800,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     }
 
     /// The stored grant with this id, opened.
-    pub async fn session(&self, grant: &GrantId) -> Result<Option<Grant>, OAuthError> {
+    pub async fn grant(&self, grant: &GrantId) -> Result<Option<Grant>, OAuthError> {
         match self.store.load_grant(grant).await? {
             Some(g) => Ok(Some(Grant::open(&g, &self.core.keyring)?)),
             None => Ok(None),

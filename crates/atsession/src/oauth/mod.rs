@@ -67,15 +67,15 @@
 //! // 3. Back from the server: the redirect's query string.
 //! let query = "state=…&iss=https%3A%2F%2Fbsky.social&code=…";
 //! let login = client.callback(&CallbackParams::from_query(query)?).await?;
-//! println!("logged in as {} (grant {})", login.session.token_set.sub, login.session.grant_id);
+//! println!("logged in as {} (grant {})", login.grant.token_set.sub, login.grant.grant_id);
 //!
 //! // 4. An authenticated call, then logout.
 //! let res = client
-//!     .pds_request(&login.session, atsession::oauth::reqwest::Method::GET,
+//!     .pds_request(&login.grant, atsession::oauth::reqwest::Method::GET,
 //!                  "/xrpc/com.atproto.server.getSession", None)
 //!     .await?;
 //! assert!(res.status.is_success());
-//! client.revoke(&login.session.grant_id).await?;
+//! client.revoke(&login.grant.grant_id).await?;
 //! # Ok(()) }
 //! ```
 

@@ -33,8 +33,8 @@
 //! println!("approve at {url}");
 //! // Back from the server:
 //! let done = getter.callback(&CallbackParams::from_query(query)?).await?;
-//! assert_eq!(done.session.grant_id, grant_id);
-//! println!("scope was `{}`, now `{}`", done.upgrade.unwrap().previous_scope, done.session.token_set.scope);
+//! assert_eq!(done.grant.grant_id, grant_id);
+//! println!("scope was `{}`, now `{}`", done.upgrade.unwrap().previous_scope, done.grant.token_set.scope);
 //! # Ok(()) }
 //! ```
 
@@ -112,7 +112,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
         let data = self
-            .session(grant_id)
+            .grant(grant_id)
             .await?
             .ok_or_else(|| OAuthError::UnknownGrant(grant_id.clone()))?;
         let scope = options
@@ -260,7 +260,7 @@ where
     pub async fn callback(&self, params: &CallbackParams) -> Result<Callback, OAuthError> {
         let done = self.client().callback(params).await?;
         if let Some(up) = &done.upgrade {
-            let mut info = token_info(&done.session, up.version);
+            let mut info = token_info(&done.grant, up.version);
             if info.scope != up.previous_scope {
                 info.previous_scope = Some(up.previous_scope.clone());
             }
