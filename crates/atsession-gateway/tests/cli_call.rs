@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

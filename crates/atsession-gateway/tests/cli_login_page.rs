@@ -99,7 +99,7 @@ async fn stray_requests_do_not_end_the_login() {
         .await
         .unwrap();
     let did = atsession::syntax::Did::new(alice.did.as_str()).unwrap();
-    let grants = atsession::store::oauth::OAuthSessionStore::list_grants_by_did(&store, &did)
+    let grants = atsession::store::oauth::GrantStore::list_grants_by_did(&store, &did)
         .await
         .unwrap();
     assert_eq!(grants.len(), 1);

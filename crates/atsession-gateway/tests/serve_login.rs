@@ -13,7 +13,7 @@ mod pds;
 
 use std::process::Stdio;
 
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -20,6 +20,7 @@ use atsession::clock::truncate_ms;
 use atsession::secret::{TokenHash, random_bytes};
 use atsession::store::MemoryStore;
 use atsession::store::SessionStore;
+use atsession::store::oauth::GrantId;
 use atsession::store::postgres::PostgresStore;
 use atsession::store::redis::RedisStore;
 use atsession::store::sqlite::SqliteStore;
@@ -40,7 +41,7 @@ fn record(did: &Did) -> StoredSession {
         did: did.clone(),
         handle: Handle::new("alice.test").unwrap(),
         data: serde_json::json!({"theme": "dark", "n": 1}).into(),
-        grant_id: Some("grant-1".into()),
+        grant_id: Some(GrantId::generate()),
         created_at: now,
         last_seen_at: now,
         idle_expires_at: now + Duration::from_secs(7 * 24 * 3600),

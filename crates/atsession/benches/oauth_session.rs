@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use atsession::oauth::{Refresh, SessionGetter};
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
@@ -25,7 +25,7 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-fn bench_store<S: StateStore + OAuthSessionStore + Clone>(c: &mut Criterion, name: &str, store: S) {
+fn bench_store<S: StateStore + GrantStore + Clone>(c: &mut Criterion, name: &str, store: S) {
     let rt = runtime();
     let (getter, ids): (SessionGetter<S>, _) = rt.block_on(grants::fresh_grants(store));
     let mut group = c.benchmark_group("oauth_session_get_fresh");

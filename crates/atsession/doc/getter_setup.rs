@@ -11,9 +11,9 @@ async fn demo_getter() -> (
     use atsession::oauth::dpop::DpopKey;
     use atsession::oauth::{
         ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-        OAuthSessionData, SessionGetter, TokenSet,
+        Grant, SessionGetter, TokenSet,
     };
-    use atsession::store::oauth::{GrantId, OAuthSessionStore};
+    use atsession::store::oauth::{GrantId, GrantStore};
 
     let keyring = AtRestKeyring::new(AtRestKey::new("doc", [7; 32]).unwrap());
     let store = atsession::store::MemoryStore::new();
@@ -21,7 +21,7 @@ async fn demo_getter() -> (
     let client =
         OAuthClient::new(OAuthClientConfig::new(metadata, keyring.clone()), store.clone()).unwrap();
     let now = atsession::clock::truncate_ms(time::OffsetDateTime::now_utc());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: "https://127.0.0.1:9".into(),

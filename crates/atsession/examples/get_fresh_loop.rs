@@ -20,10 +20,10 @@ use std::time::Instant;
 
 use atsession::oauth::Refresh;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
 
-async fn run<S: StateStore + OAuthSessionStore + Clone>(store: S, reads: u64, load_only: bool) {
+async fn run<S: StateStore + GrantStore + Clone>(store: S, reads: u64, load_only: bool) {
     let (getter, ids) = grants::fresh_grants(store.clone()).await;
     // The first get of each grant opens it (decrypts, imports the DPoP key).
     let start = Instant::now();

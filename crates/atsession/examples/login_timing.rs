@@ -114,7 +114,7 @@ async fn login(client: &OAuthClient<MemoryStore>, peer: &pds::Peer, p: &mut Phas
         .await
         .expect("callback");
     let t3 = Instant::now();
-    assert_eq!(done.session.token_set.sub.as_str(), alice.did);
+    assert_eq!(done.grant.token_set.sub.as_str(), alice.did);
     p.total.push(ms(t3 - t0));
     p.authorize.push(ms(t1 - t0));
     p.user_step.push(ms(t2 - t1));

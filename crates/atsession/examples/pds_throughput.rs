@@ -101,7 +101,7 @@ async fn login(peer: &pds::Peer) -> (OAuthSession<MemoryStore>, String) {
         .await
         .unwrap();
     let getter = SessionGetter::new(client, GetterConfig::default());
-    (getter.session(done.session.grant_id), alice.did)
+    (getter.session(done.grant.grant_id), alice.did)
 }
 
 async fn upload(session: &OAuthSession<MemoryStore>, path: &std::path::Path) -> (Value, Duration) {

@@ -3,6 +3,30 @@
 //! Session management for AT Protocol (atproto, Bluesky) applications: the app's own login
 //! sessions, kept on real storage, safe by default.
 //!
+//! ## Names
+//!
+//! One concept, one name:
+//!
+//! | concept | name | module |
+//! |---|---|---|
+//! | the app's own login session (server-side, in a store) | [`Session`](app::Session), kept as a [`StoredSession`](app::StoredSession), run by a [`SessionManager`](app::SessionManager) | [`app`] |
+//! | a stateless session sealed into a cookie or token (Iron) | [`SealedSessions`](seal::SealedSessions) | [`seal`] |
+//! | what the app holds as an OAuth client of the user's PDS: a *grant* | [`Grant`](oauth::Grant) (token set, DPoP key, client auth), named by a [`GrantId`](store::oauth::GrantId), stored sealed as a [`StoredGrant`](store::oauth::StoredGrant) in a [`GrantStore`](store::oauth::GrantStore) | [`oauth`], [`store::oauth`] |
+//! | a pending login, between authorize and callback | [`StoredAuthState`](store::oauth::StoredAuthState) in a [`StateStore`](store::oauth::StateStore) | [`store::oauth`] |
+//! | the handle to call the PDS with a grant, and the refresher behind it (the reference client's names) | [`OAuthSession`](oauth::OAuthSession), [`SessionGetter`](oauth::SessionGetter) | [`oauth`] |
+//! | a backend: its store, its lock and its schema, in one module | [`SqliteStore`](store::sqlite::SqliteStore) and [`SqliteLock`](store::sqlite::SqliteLock) in [`store::sqlite`], and so on; [`MemoryStore`](store::MemoryStore) and [`MemoryLock`](store::MemoryLock) | [`store`] |
+//!
+//! An app session links to its grant by [`GrantId`](store::oauth::GrantId)
+//! ([`Session::grant_id`](app::Session::grant_id)), so that logout can revoke the grant.
+//!
+//! One error type per module: [`app::SessionError`] (and [`app::SessionConfigError`] for a
+//! configuration that cannot work), [`seal::SealedSessionError`] (wrapping the Iron format's
+//! [`seal::SealError`] and the cookie layer's [`seal::CookieError`]),
+//! [`store::StoreError`], [`lock::LockError`], and with the feature `oauth`:
+//! [`oauth::OAuthError`] (the client; [`oauth::ClientConfigError`] and
+//! [`oauth::CallbackError`] inside it) and [`oauth::GrantError`] (getting, refreshing and
+//! using a grant).
+//!
 //! ## App sessions in five lines
 //!
 //! A [`SessionManager`](app::SessionManager) over a [store] creates a session when a
@@ -88,7 +112,7 @@
 //! let sessions = SealedSessions::<String>::new("a secret of at least 32 characters!!")?;
 //! let token = sessions.seal_bearer(&"did:plc:alice".to_owned())?;
 //! assert!(token.starts_with("Fe26.2*"));
-//! # Ok::<(), atsession::seal::SessionError>(())
+//! # Ok::<(), atsession::seal::SealedSessionError>(())
 //! ```
 //!
 //! ## Logging users in: atproto OAuth
@@ -96,10 +120,14 @@
 //! With the feature `oauth`, [`oauth::OAuthClient`] is the app's OAuth client of the user's
 //! PDS: it resolves the handle, discovers and validates the authorization server, sends a
 //! pushed authorization request with PKCE and DPoP, checks the callback and stores the
-//! grant — token set and DPoP key encrypted at rest ([`crypto::at_rest`]) — per device. The
-//! [`oauth`] module teaches the flow; its result's DID and handle go to
-//! [`SessionManager::create_with`](app::SessionManager::create_with) together with the grant
-//! id, so that logout can revoke the grant.
+//! grant — token set and DPoP key encrypted at rest ([`crypto::at_rest`]) — per device in a
+//! [`GrantStore`](store::oauth::GrantStore). The [`oauth`] module teaches the flow; its
+//! result's DID and handle go to
+//! [`SessionManager::create_with`](app::SessionManager::create_with) together with the
+//! [`GrantId`](store::oauth::GrantId), so that logout can revoke the grant. The
+//! [`SessionGetter`](oauth::SessionGetter) refreshes a grant once across processes (under the
+//! store's lock) and hands out [`OAuthSession`](oauth::OAuthSession)s for DPoP-signed calls
+//! to the user's PDS; what goes wrong there is an [`oauth::GrantError`].
 //!
 //! ## Stores, chosen at run time
 //!
@@ -111,7 +139,8 @@
 //! | Redis / Valkey | `RedisStore` (`store::redis`) | `redis` | `redis://host:6379`, `rediss://host` (TLS) |
 //!
 //! Every store keeps app sessions, pending OAuth states and OAuth grants, and has a lock of
-//! its own for refreshes across processes ([`lock`]). [`store::open`] gives an
+//! its own for refreshes across processes (the [`lock::Lock`] trait), in the same module:
+//! [`store::sqlite::SqliteLock`] beside [`SqliteStore`](store::sqlite::SqliteStore), and so on. [`store::open`] gives an
 //! [`AnyStore`](store::AnyStore) for whichever URL the app is configured with, so that the
 //! same code runs on every backend:
 //!
@@ -144,8 +173,7 @@
 //!
 //! ## Errors and secrets
 //!
-//! Every failure is a typed error ([`SessionError`](app::SessionError),
-//! [`StoreError`](store::StoreError)); bad input never panics and never changes what is
+//! Every failure is a typed error, one per module (see [Names](#names)); bad input never panics and never changes what is
 //! stored. Tokens ([`secret::Token`]) print as `<redacted>`, are compared in constant time,
 //! and are wiped from memory when dropped.
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -25,7 +25,7 @@ use atsession::axum::{
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{ClientMetadata, DeleteCause, OAuthClient, OAuthClientConfig, SessionEvent};
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use axum::Router;
@@ -175,8 +175,7 @@ async fn example_app_login_profile_logout() {
     // Keep the grant's tokens to ask the PDS about them after logout.
     let sessions = SessionManager::new(store.clone()).list(&did).await.unwrap();
     assert_eq!(sessions.len(), 1);
-    let grant =
-        atsession::store::oauth::GrantId::parse(sessions[0].grant_id.as_deref().unwrap()).unwrap();
+    let grant = sessions[0].grant_id.clone().unwrap();
     let metadata =
         ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
     let reader = OAuthClient::new(
@@ -186,7 +185,7 @@ async fn example_app_login_profile_logout() {
         store.clone(),
     )
     .unwrap();
-    let data = reader.session(&grant).await.unwrap().unwrap();
+    let data = reader.grant(&grant).await.unwrap().unwrap();
     let get_session = "/xrpc/com.atproto.server.getSession";
     let before = reader
         .pds_request(&data, Method::GET, get_session, None)
@@ -508,9 +507,7 @@ struct NoNewSessions(atsession::store::MemoryStore);
 mod no_new_sessions {
     use atsession::app::{SessionId, StoredSession};
     use atsession::secret::TokenHash;
-    use atsession::store::oauth::{
-        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-    };
+    use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
     use atsession::store::{Cas, SessionStore, StoreError};
     use atsession::syntax::Did;
     use time::OffsetDateTime;
@@ -565,7 +562,7 @@ mod no_new_sessions {
         }
     }
 
-    impl OAuthSessionStore for NoNewSessions {
+    impl GrantStore for NoNewSessions {
         async fn create_grant(&self, g: &StoredGrant) -> R<()> {
             self.0.create_grant(g).await
         }

@@ -87,7 +87,7 @@ async fn postgres_down_at_start_names_the_store_not_the_password() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_down_at_start_names_the_store_not_the_password() {
-    use atsession::lock::redis::RedisLock;
+    use atsession::store::redis::RedisLock;
     use atsession::store::redis::RedisStore;
     let port = free_port();
     for url in [
@@ -258,7 +258,7 @@ fn start_redis(port: u16) -> Child {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gone_mid_operation_then_back() {
-    use atsession::lock::redis::RedisLock;
+    use atsession::store::redis::RedisLock;
     use atsession::store::redis::RedisStore;
     if Command::new("redis-server")
         .arg("--version")
@@ -418,7 +418,7 @@ fn nix_is_root() -> bool {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_gone_mid_operation_then_back() {
-    use atsession::lock::postgres::PostgresLock;
+    use atsession::store::postgres::PostgresLock;
     use atsession::store::postgres::PostgresStore;
     let Some(cluster) = PgCluster::init() else {
         return missing("PostgreSQL server binaries (/usr/lib/postgresql/*/bin)");

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use atsession::app::{SessionId, StoredSession};
 use atsession::lock::{LeaseOwner, Lock, LockError};
 use atsession::secret::TokenHash;
-use atsession::store::oauth::{
-    GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use atsession::store::{SessionStore, StoreError};
 use atsession::syntax::Did;
 use support::fault_proxy::{FaultProxy, Flow};
@@ -96,7 +94,7 @@ type Call = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send
 /// One call of each kind: the session, grant and state stores, and the lock.
 fn calls<S, L>(store: S, lock: L) -> Vec<(&'static str, Call)>
 where
-    S: SessionStore + StateStore + OAuthSessionStore + Clone,
+    S: SessionStore + StateStore + GrantStore + Clone,
     L: Lock + Clone,
 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -286,7 +284,7 @@ fn through(url: &str, proxy: std::net::SocketAddr) -> (String, String) {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use atsession::lock::postgres::PostgresLock;
+    use atsession::store::postgres::PostgresLock;
     use atsession::store::postgres::PostgresStore;
 
     use super::*;
@@ -326,7 +324,7 @@ mod postgres {
 
 #[cfg(feature = "redis")]
 mod redis {
-    use atsession::lock::redis::RedisLock;
+    use atsession::store::redis::RedisLock;
     use atsession::store::redis::RedisStore;
 
     use super::*;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atsession::clock::{Clock, ManualClock, SystemClock};
-use atsession::seal::{Iron, Passwords, SealError, SealedSessions, SessionError, SetCookies};
+use atsession::seal::{Iron, Passwords, SealError, SealedSessionError, SealedSessions, SetCookies};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
@@ -288,7 +288,7 @@ fn expired_seals_are_refused_both_ways() {
             .expect("valid");
         assert_eq!(
             later.unseal_bearer(sealed).unwrap_err(),
-            SessionError::Seal(SealError::Expired),
+            SealedSessionError::Seal(SealError::Expired),
             "{lib}"
         );
         let soon = SealedSessions::<Value>::builder(Passwords::new([("1", PW)]).expect("valid"))

@@ -11,7 +11,7 @@ use atsession::oauth::getter::refresh_lock_key;
 use atsession::oauth::key_rotation::{
     KeyCheckError, ResealOptions, check_keyring, doc_grant, key_usage, reseal_grants,
 };
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 
 fn key(id: &str) -> AtRestKey {

@@ -61,11 +61,11 @@ fn contender() {
                     atsession::store::postgres::PostgresStore::connect_with_schema(&target, &name)
                         .await
                         .unwrap();
-                std::sync::Arc::new(atsession::lock::postgres::PostgresLock::new(&store))
+                std::sync::Arc::new(atsession::store::postgres::PostgresLock::new(&store))
             }
             #[cfg(feature = "redis")]
             "redis" => std::sync::Arc::new(
-                atsession::lock::redis::RedisLock::connect(&target, &name)
+                atsession::store::redis::RedisLock::connect(&target, &name)
                     .await
                     .unwrap(),
             ),
@@ -74,7 +74,7 @@ fn contender() {
                 let store = atsession::store::sqlite::SqliteStore::open(&target)
                     .await
                     .unwrap();
-                std::sync::Arc::new(atsession::lock::sqlite::SqliteLock::new(&store))
+                std::sync::Arc::new(atsession::store::sqlite::SqliteLock::new(&store))
             }
             other => panic!("backend {other} not built"),
         };

@@ -18,7 +18,7 @@ mod sqlite {
         let store = atsession::store::sqlite::SqliteStore::open(dir.join("locks.db"))
             .await
             .unwrap();
-        atsession::lock::sqlite::SqliteLock::new(&store)
+        atsession::store::sqlite::SqliteLock::new(&store)
     });
 }
 
@@ -28,7 +28,7 @@ mod postgres {
         let Some(store) = crate::support::fresh_postgres().await else {
             return;
         };
-        std::future::ready(atsession::lock::postgres::PostgresLock::new(&store))
+        std::future::ready(atsession::store::postgres::PostgresLock::new(&store))
     });
 }
 
@@ -38,6 +38,6 @@ mod redis {
         let Some(store) = crate::support::fresh_redis().await else {
             return;
         };
-        std::future::ready(atsession::lock::redis::RedisLock::new(&store))
+        std::future::ready(atsession::store::redis::RedisLock::new(&store))
     });
 }

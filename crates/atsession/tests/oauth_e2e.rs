@@ -21,7 +21,7 @@ use atsession::oauth::{
     OAuthClientConfig, OAuthError,
 };
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use reqwest::{Method, StatusCode, Url};
@@ -42,10 +42,7 @@ fn identity(peer: &pds::Peer, plc_url: &str) -> IdentityConfig {
     }
 }
 
-fn loopback_client<S: StateStore + OAuthSessionStore>(
-    peer: &pds::Peer,
-    store: S,
-) -> OAuthClient<S> {
+fn loopback_client<S: StateStore + GrantStore>(peer: &pds::Peer, store: S) -> OAuthClient<S> {
     let metadata = ClientMetadata::loopback(&[REDIRECT], "atproto transition:generic").unwrap();
     let config = OAuthClientConfig::new(metadata, keyring())
         .dev_mode(true)
@@ -58,9 +55,9 @@ fn callback_params(redirect: &str) -> CallbackParams {
     CallbackParams::from_query(url.query().unwrap_or_default()).unwrap()
 }
 
-async fn get_session<S: StateStore + OAuthSessionStore>(
+async fn get_session<S: StateStore + GrantStore>(
     client: &OAuthClient<S>,
-    session: &atsession::oauth::OAuthSessionData,
+    session: &atsession::oauth::Grant,
 ) -> (StatusCode, Value) {
     let f = client
         .pds_request(
@@ -115,7 +112,7 @@ async fn public_loopback_client_full_flow() {
         .await
         .expect("callback");
     assert_eq!(done.app_state.as_deref(), Some("return-to=/home"));
-    let session = done.session;
+    let session = done.grant;
     let ts = &session.token_set;
     assert_eq!(ts.sub.as_str(), alice.did);
     assert_eq!(ts.iss, peer.issuer());
@@ -137,7 +134,7 @@ async fn public_loopback_client_full_flow() {
     let stored = store.load_grant(&session.grant_id).await.unwrap().unwrap();
     let raw = ts.access_token.expose().as_bytes();
     assert!(!stored.sealed.windows(raw.len()).any(|w| w == raw));
-    let back = client.session(&session.grant_id).await.unwrap().unwrap();
+    let back = client.grant(&session.grant_id).await.unwrap().unwrap();
     assert_eq!(back.token_set, session.token_set);
 
     // The tokens work at the PDS (DPoP-bound, with ath and the nonce).
@@ -147,7 +144,7 @@ async fn public_loopback_client_full_flow() {
 
     // Logout: revoked at the server and deleted here.
     assert!(client.revoke(&session.grant_id).await.expect("revoke"));
-    assert!(client.session(&session.grant_id).await.unwrap().is_none());
+    assert!(client.grant(&session.grant_id).await.unwrap().is_none());
     let (status, _) = get_session(&client, &session).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let refused = client
@@ -200,7 +197,7 @@ async fn confidential_client_full_flow() {
         .callback(&callback_params(&redirect))
         .await
         .expect("callback")
-        .session;
+        .grant;
     assert_eq!(
         session.auth,
         ClientAuth::PrivateKeyJwt {
@@ -300,7 +297,7 @@ async fn replayed_state_is_refused_and_stores_nothing() {
     );
     assert_eq!(
         client.grants_of(&did).await.unwrap(),
-        vec![first.session.grant_id.clone()]
+        vec![first.grant.grant_id.clone()]
     );
     // A made-up state too.
     let mut forged = params.clone();
@@ -309,7 +306,7 @@ async fn replayed_state_is_refused_and_stores_nothing() {
         client.callback(&forged).await,
         Err(OAuthError::Callback(CallbackError::UnknownState))
     ));
-    client.revoke(&first.session.grant_id).await.unwrap();
+    client.revoke(&first.grant.grant_id).await.unwrap();
 }
 
 #[tokio::test]

@@ -7,10 +7,10 @@ mod grants;
 
 use std::sync::Arc;
 
-use atsession::oauth::{GetterConfig, OAuthSessionData, Refresh};
+use atsession::oauth::{GetterConfig, Grant, Refresh};
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 
 fn small(capacity: usize) -> GetterConfig {
     GetterConfig {
@@ -47,7 +47,7 @@ async fn opened_sessions_are_reused_bounded_and_always_match_the_row() {
     let id = &ids[49];
     let cached = getter.get(id, Refresh::IfStale).await.unwrap();
     let stored = store.load_grant(id).await.unwrap().unwrap();
-    let mut changed: OAuthSessionData = (*cached).clone();
+    let mut changed: Grant = (*cached).clone();
     changed.token_set.access_token = SecretString::new("a newer access token");
     let now = atsession::clock::truncate_ms(time::OffsetDateTime::now_utc());
     let resealed = changed

@@ -23,11 +23,11 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::lock::Lock;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSessionData, Refresh, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, OAuthClient,
+    OAuthClientConfig, Refresh, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
@@ -37,7 +37,7 @@ const REDIRECT: &str = "http://127.0.0.1:8080/callback";
 const TOKEN_LIFE: Duration = Duration::from_secs(12);
 const GET_SESSION: &str = "com.atproto.server.getSession";
 
-fn client<S: StateStore + OAuthSessionStore>(
+fn client<S: StateStore + GrantStore>(
     plc_url: &str,
     resolver: &str,
     keyring: AtRestKeyring,
@@ -64,10 +64,7 @@ fn getter_config() -> GetterConfig {
     }
 }
 
-async fn login<S: StateStore + OAuthSessionStore>(
-    peer: &pds::Peer,
-    client: &OAuthClient<S>,
-) -> OAuthSessionData {
+async fn login<S: StateStore + GrantStore>(peer: &pds::Peer, client: &OAuthClient<S>) -> Grant {
     peer.set_token_max_age(TOKEN_LIFE).await.unwrap();
     let alice = peer.account("alice.test").clone();
     let url = client
@@ -83,16 +80,16 @@ async fn login<S: StateStore + OAuthSessionStore>(
         .callback(&CallbackParams::from_query(&query).unwrap())
         .await
         .expect("callback");
-    let life = done.session.token_set.expires_at.unwrap() - time::OffsetDateTime::now_utc();
+    let life = done.grant.token_set.expires_at.unwrap() - time::OffsetDateTime::now_utc();
     assert!(
         life < time::Duration::seconds(30),
         "the peer issued long tokens ({life}); set_token_max_age did not apply"
     );
-    done.session
+    done.grant
 }
 
 /// Sleeps until the session's access token has expired.
-async fn until_expired(session: &OAuthSessionData) {
+async fn until_expired(session: &Grant) {
     let exp = session.token_set.expires_at.unwrap();
     let left = exp - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
     if left.is_positive() {
@@ -238,7 +235,7 @@ async fn sign_out_makes_the_pds_refuse_both_tokens() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, atsession::oauth::SessionError::NotFound(_)),
+        matches!(e, atsession::oauth::GrantError::NotFound(_)),
         "{e:?}"
     );
 }
@@ -331,10 +328,7 @@ struct Child {
 }
 
 impl Child {
-    async fn calls<S: StateStore + OAuthSessionStore + Clone>(
-        self,
-        store: S,
-    ) -> (usize, usize, usize) {
+    async fn calls<S: StateStore + GrantStore + Clone>(self, store: S) -> (usize, usize, usize) {
         let client = client(&self.plc, &self.resolver, self.keyring, store);
         let config = GetterConfig {
             lock: Some(self.lock),
@@ -368,20 +362,20 @@ async fn make_lock(kind: &str, target: &str, store: &SqliteStore) -> Arc<dyn Loc
     // `target` names the PostgreSQL schema or Redis prefix (unused without those features).
     let _ = target;
     match kind {
-        "sqlite" => Arc::new(atsession::lock::sqlite::SqliteLock::new(store)),
+        "sqlite" => Arc::new(atsession::store::sqlite::SqliteLock::new(store)),
         #[cfg(feature = "postgres")]
         "postgres" => {
             let (url, schema) = target.split_once('|').unwrap();
             let pg = atsession::store::postgres::PostgresStore::connect_with_schema(url, schema)
                 .await
                 .unwrap();
-            Arc::new(atsession::lock::postgres::PostgresLock::new(&pg))
+            Arc::new(atsession::store::postgres::PostgresLock::new(&pg))
         }
         #[cfg(feature = "redis")]
         "redis" => {
             let (url, prefix) = target.split_once('|').unwrap();
             Arc::new(
-                atsession::lock::redis::RedisLock::connect(url, prefix)
+                atsession::store::redis::RedisLock::connect(url, prefix)
                     .await
                     .unwrap(),
             )
@@ -401,7 +395,7 @@ async fn processes_share_one_refresh(peer: &pds::Peer, lock_kind: &str, lock_tar
 
 /// The same with the grants in `store` (named to the children by `store_env`: kind and
 /// target), the lock named by `lock_env`; `db` is a SQLite file for the SQLite lock.
-async fn processes_share_one_store<S: StateStore + OAuthSessionStore + Clone>(
+async fn processes_share_one_store<S: StateStore + GrantStore + Clone>(
     peer: &pds::Peer,
     store: S,
     db: &std::path::Path,

@@ -16,11 +16,11 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, LockError, MemoryLock};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::{
-    ClientAuth, ClientMetadata, DeleteCause, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSessionData, Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
+    ClientAuth, ClientMetadata, DeleteCause, GetterConfig, Grant, GrantError, OAuthClient,
+    OAuthClientConfig, Refresh, SessionEvent, SessionGetter, TokenSet,
 };
 use atsession::secret::SecretString;
-use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::oauth::{GrantId, GrantStore};
 use atsession::store::{Cas, MemoryStore, StoreError};
 use atsession::syntax::Did;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -295,7 +295,7 @@ fn keyring() -> AtRestKeyring {
 }
 
 /// A grant whose access token expires in `expires_in`, stored in `store`.
-async fn setup_with<S: atsession::store::oauth::StateStore + OAuthSessionStore + Clone>(
+async fn setup_with<S: atsession::store::oauth::StateStore + GrantStore + Clone>(
     store: S,
     config: GetterConfig,
     expires_in: Duration,
@@ -311,7 +311,7 @@ async fn setup_with<S: atsession::store::oauth::StateStore + OAuthSessionStore +
     )
     .unwrap();
     let now = truncate_ms(clock.now());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: fake.url.clone(),
@@ -432,7 +432,7 @@ async fn server_error_keeps_the_grant() {
     let mut rx = s.getter.subscribe();
     s.fake.set_mode(Mode::ServerError);
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
-    assert!(matches!(e, SessionError::Refresh(_)), "{e:?}");
+    assert!(matches!(e, GrantError::Refresh(_)), "{e:?}");
     assert!(
         s.getter
             .client()
@@ -456,7 +456,7 @@ async fn invalid_grant_deletes_the_grant() {
     s.fake.set_mode(Mode::InvalidGrant);
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
     match &e {
-        SessionError::Deleted {
+        GrantError::Deleted {
             grant_id, cause, ..
         } => {
             assert_eq!(grant_id, &s.grant);
@@ -495,7 +495,7 @@ async fn invalid_grant_deletes_the_grant() {
         .get(&s.grant, Refresh::AcceptStale)
         .await
         .unwrap_err();
-    assert!(matches!(e, SessionError::NotFound(_)));
+    assert!(matches!(e, GrantError::NotFound(_)));
 }
 
 #[tokio::test]
@@ -514,7 +514,7 @@ async fn invalid_grant_after_a_refresh_elsewhere_uses_its_tokens() {
     let other = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let g = store.load_grant(&grant).await.unwrap().unwrap();
-        let mut d = OAuthSessionData::open(&g, &keyring()).unwrap();
+        let mut d = Grant::open(&g, &keyring()).unwrap();
         d.token_set.access_token = SecretString::new("access-elsewhere");
         d.token_set.expires_at = Some(truncate_ms(clock.now()) + Duration::from_secs(3600));
         let next = d.seal(&keyring(), truncate_ms(clock.now()), 2).unwrap();
@@ -540,7 +540,7 @@ async fn a_hanging_token_endpoint_times_out_and_keeps_the_grant() {
     s.fake.set_mode(Mode::Hang);
     let start = std::time::Instant::now();
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
-    assert!(matches!(e, SessionError::Timeout(_)), "{e:?}");
+    assert!(matches!(e, GrantError::Timeout(_)), "{e:?}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(
         s.getter
@@ -562,7 +562,7 @@ async fn another_sub_is_refused_the_grant_deleted_and_the_new_tokens_revoked() {
     assert!(
         matches!(
             &e,
-            SessionError::Deleted {
+            GrantError::Deleted {
                 cause: DeleteCause::SubjectChanged,
                 ..
             }
@@ -605,7 +605,7 @@ async fn a_refresh_never_runs_without_the_lock() {
         .unwrap();
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
     assert!(
-        matches!(e, SessionError::Lock(LockError::Timeout { .. })),
+        matches!(e, GrantError::Lock(LockError::Timeout { .. })),
         "{e:?}"
     );
     assert_eq!(s.fake.token_calls(), 0);
@@ -639,7 +639,7 @@ async fn invalid_token_at_the_pds_refreshes_once_and_retries() {
         .xrpc_query::<serde_json::Value>("com.atproto.server.getSession", &[])
         .await
         .unwrap_err();
-    assert!(matches!(e, SessionError::Refresh(_)), "{e:?}");
+    assert!(matches!(e, GrantError::Refresh(_)), "{e:?}");
     let info = session.token_info(Refresh::AcceptStale).await.unwrap();
     assert_eq!(info.version, 2);
 }
@@ -689,7 +689,7 @@ async fn sign_out_deletes_even_when_revoking_fails() {
     *s.fake.revoke_fails.lock().unwrap() = true;
     let session = s.getter.session(s.grant.clone());
     let e = session.sign_out().await.unwrap_err();
-    assert!(matches!(e, SessionError::OAuth(_)), "{e:?}");
+    assert!(matches!(e, GrantError::OAuth(_)), "{e:?}");
     assert!(
         s.getter
             .client()
@@ -736,7 +736,7 @@ impl atsession::store::oauth::StateStore for FailingUpdates {
     }
 }
 
-impl OAuthSessionStore for FailingUpdates {
+impl GrantStore for FailingUpdates {
     async fn create_grant(
         &self,
         grant: &atsession::store::oauth::StoredGrant,
@@ -782,7 +782,7 @@ async fn tokens_that_cannot_be_saved_are_revoked() {
     let s = setup_with(FailingUpdates::default(), quick(), Duration::from_secs(5)).await;
     let mut rx = s.getter.subscribe();
     let e = s.getter.get(&s.grant, Refresh::IfStale).await.unwrap_err();
-    assert!(matches!(e, SessionError::SaveFailed(_)), "{e:?}");
+    assert!(matches!(e, GrantError::SaveFailed(_)), "{e:?}");
     assert_eq!(
         s.fake.log.lock().unwrap().revoked,
         vec!["access-1".to_owned(), "refresh-1".to_owned()]

@@ -1,4 +1,4 @@
-//! The OAuth storage contract (`StateStore`, `OAuthSessionStore`, in
+//! The OAuth storage contract (`StateStore`, `GrantStore`, in
 //! `atsession::conformance::oauth`), run against every backend.
 //!
 //! PostgreSQL and Redis run it in a fresh schema or key prefix per test, on the servers named

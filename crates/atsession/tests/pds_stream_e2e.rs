@@ -20,8 +20,8 @@ use std::time::Duration;
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthSession, OAuthSessionData, PdsBody, PdsRequest, SessionError, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,
+    OAuthClientConfig, OAuthSession, PdsBody, PdsRequest, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
 use futures_util::StreamExt as _;
@@ -52,11 +52,7 @@ fn client(peer: &pds::Peer, http: Option<reqwest::Client>) -> OAuthClient<Memory
     OAuthClient::new(config, MemoryStore::new()).unwrap()
 }
 
-async fn login(
-    peer: &pds::Peer,
-    client: &OAuthClient<MemoryStore>,
-    handle: &str,
-) -> OAuthSessionData {
+async fn login(peer: &pds::Peer, client: &OAuthClient<MemoryStore>, handle: &str) -> Grant {
     let account = peer.account(handle).clone();
     let url = client
         .authorize(handle, AuthorizeOptions::default())
@@ -71,7 +67,7 @@ async fn login(
         .callback(&CallbackParams::from_query(&query).unwrap())
         .await
         .expect("callback")
-        .session
+        .grant
 }
 
 async fn session_for(peer: &pds::Peer, handle: &str) -> (OAuthSession<MemoryStore>, String) {
@@ -155,7 +151,7 @@ async fn list_records_answers_over_a_megabyte_and_xrpc_errors_keep_the_message()
         .await
         .unwrap_err();
     match &e {
-        SessionError::Xrpc {
+        GrantError::Xrpc {
             status,
             error,
             message,
@@ -184,7 +180,7 @@ async fn list_records_answers_over_a_megabyte_and_xrpc_errors_keep_the_message()
         .unwrap();
     let e = answer.error_for_status().await.unwrap_err();
     assert!(
-        matches!(&e, SessionError::Xrpc { status: 400, error, message: Some(m) } if error == "InvalidRequest" && m == "Blob not found"),
+        matches!(&e, GrantError::Xrpc { status: 400, error, message: Some(m) } if error == "InvalidRequest" && m == "Blob not found"),
         "{e:?}"
     );
 }

@@ -18,13 +18,13 @@ use atsession::oauth::http::{HttpError, PdsOptions};
 use atsession::oauth::reqwest::Method;
 use atsession::oauth::reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use atsession::oauth::{
-    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthError, OAuthSessionData, PdsBody, PdsRequest, Refresh, RetryReason, SessionError,
-    SessionGetter, TokenSet,
+    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,
+    OAuthClientConfig, OAuthError, PdsBody, PdsRequest, Refresh, RetryReason, SessionGetter,
+    TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::oauth::{GrantId, GrantStore};
 use atsession::syntax::Did;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -261,7 +261,7 @@ struct Setup {
     client: OAuthClient<MemoryStore>,
     getter: SessionGetter<MemoryStore>,
     grant: GrantId,
-    data: OAuthSessionData,
+    data: Grant,
 }
 
 /// A fresh grant (one hour left) on the PDS at `pds_url`, which is its own authorization
@@ -285,7 +285,7 @@ async fn setup_expiring(pds_url: &str, expires_in: Duration) -> Setup {
     )
     .unwrap();
     let now = atsession::clock::truncate_ms(time::OffsetDateTime::now_utc());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: pds_url.to_owned(),
@@ -379,7 +379,7 @@ async fn use_dpop_nonce_to_a_streamed_upload_is_retryable_and_nothing_is_resent(
         .await
         .unwrap_err();
     assert!(
-        matches!(e, SessionError::Retryable(RetryReason::UseDpopNonce)),
+        matches!(e, GrantError::Retryable(RetryReason::UseDpopNonce)),
         "{e:?}"
     );
     assert!(e.is_retryable());
@@ -407,7 +407,7 @@ async fn use_dpop_nonce_to_a_streamed_upload_is_retryable_and_nothing_is_resent(
     // The XRPC error of the answer keeps the server's message.
     let e = answer.error_for_status().await.unwrap_err();
     match e {
-        SessionError::Xrpc {
+        GrantError::Xrpc {
             status,
             error,
             message,
@@ -435,7 +435,7 @@ async fn invalid_token_to_a_streamed_upload_refreshes_once_then_is_retryable() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, SessionError::Retryable(RetryReason::InvalidToken)),
+        matches!(e, GrantError::Retryable(RetryReason::InvalidToken)),
         "{e:?}"
     );
     assert_eq!(fake.token_calls.load(Ordering::SeqCst), 1, "one refresh");
@@ -648,7 +648,7 @@ async fn hostile_paths_and_headers_are_refused_without_a_request() {
         assert!(
             matches!(
                 e,
-                SessionError::OAuth(OAuthError::Http(HttpError::PdsPath(_)))
+                GrantError::OAuth(OAuthError::Http(HttpError::PdsPath(_)))
             ),
             "{path:?}: {e:?}"
         );
@@ -695,7 +695,7 @@ async fn hostile_paths_and_headers_are_refused_without_a_request() {
             .insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
         let e = session.send(request).await.unwrap_err();
         match e {
-            SessionError::OAuth(OAuthError::Http(HttpError::Header { name: n })) => {
+            GrantError::OAuth(OAuthError::Http(HttpError::Header { name: n })) => {
                 assert_eq!(n, name);
             }
             other => panic!("{name}: {other:?}"),

@@ -14,14 +14,14 @@ use std::time::Duration;
 use atsession::clock::{Clock, ManualClock, truncate_ms};
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopKey;
-use atsession::oauth::error::ConfigError;
+use atsession::oauth::error::ClientConfigError;
 use atsession::oauth::{
-    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
-    OAuthError, OAuthSessionData, Refresh, SessionError, SessionEvent, SessionGetter, TokenSet,
+    AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,
+    OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter, TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::syntax::Did;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -210,7 +210,7 @@ async fn setup(expires_in: Duration) -> Setup {
     )
     .unwrap();
     let now = truncate_ms(clock.now());
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: fake.url.clone(),
@@ -307,7 +307,7 @@ async fn scope_missing_from_the_pds_is_typed_and_the_pre_check_sends_nothing() {
         .await
         .unwrap_err();
     match &e {
-        SessionError::ScopeMissing { scope, message } => {
+        GrantError::ScopeMissing { scope, message } => {
             assert_eq!(scope, "repo:app.bsky.feed.post?action=create");
             assert!(
                 message
@@ -332,7 +332,7 @@ async fn scope_missing_from_the_pds_is_typed_and_the_pre_check_sends_nothing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, SessionError::ScopeMissing { scope, message: None } if scope == "repo:app.bsky.feed.post?action=create"),
+        matches!(&e, GrantError::ScopeMissing { scope, message: None } if scope == "repo:app.bsky.feed.post?action=create"),
         "{e:?}"
     );
     assert_eq!(s.fake.pds_calls(), 1, "the pre-check sends nothing");
@@ -353,7 +353,7 @@ async fn scope_missing_from_the_pds_is_typed_and_the_pre_check_sends_nothing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, SessionError::ScopeMissing { scope, .. } if scope == "repo:app.bsky.feed.post?action=delete"),
+        matches!(&e, GrantError::ScopeMissing { scope, .. } if scope == "repo:app.bsky.feed.post?action=delete"),
         "{e:?}"
     );
     assert_eq!(s.fake.pds_calls(), 2);
@@ -375,7 +375,7 @@ async fn an_undeclared_scope_is_refused_before_anything_is_sent() {
         .await
         .unwrap_err();
     match e {
-        OAuthError::Config(ConfigError::ScopeNotDeclared(s)) => {
+        OAuthError::Config(ClientConfigError::ScopeNotDeclared(s)) => {
             assert_eq!(s, "repo:app.bsky.feed.like");
         }
         other => panic!("unexpected {other:?}"),
@@ -391,7 +391,7 @@ async fn an_undeclared_scope_is_refused_before_anything_is_sent() {
                     },
                 )
                 .await,
-            Err(OAuthError::Config(ConfigError::InvalidScope(_)))
+            Err(OAuthError::Config(ClientConfigError::InvalidScope(_)))
         ),
         "an invalid scope is refused too"
     );
@@ -419,7 +419,7 @@ async fn an_undeclared_scope_is_refused_before_anything_is_sent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, OAuthError::Config(ConfigError::ScopeNotDeclared(x)) if x == "repo:app.bsky.feed.like"),
+        matches!(&e, OAuthError::Config(ClientConfigError::ScopeNotDeclared(x)) if x == "repo:app.bsky.feed.like"),
         "{e:?}"
     );
     assert_eq!(*s.fake.requests.lock().unwrap(), requests);

@@ -17,14 +17,12 @@ use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackError, CallbackParams, ClientAuth, ClientMetadata, GetterConfig,
-    OAuthClient, OAuthClientConfig, OAuthError, OAuthSessionData, Refresh, SessionEvent,
-    SessionGetter, TokenSet,
+    Grant, OAuthClient, OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter,
+    TokenSet,
 };
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
-use atsession::store::oauth::{
-    GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use atsession::store::{Cas, StoreError};
 use atsession::syntax::Did;
 use serde_json::json;
@@ -269,7 +267,7 @@ async fn setup() -> Setup {
     setup_with(MemoryStore::new()).await
 }
 
-async fn setup_with<S: StateStore + OAuthSessionStore + Clone>(store: S) -> Setup<S> {
+async fn setup_with<S: StateStore + GrantStore + Clone>(store: S) -> Setup<S> {
     let fake = Fake::start().await;
     *fake.refresh_scope.lock().unwrap() = WIDE.into();
     let metadata = ClientMetadata::loopback(&["http://127.0.0.1:1/cb"], WIDE).unwrap();
@@ -287,7 +285,7 @@ async fn setup_with<S: StateStore + OAuthSessionStore + Clone>(store: S) -> Setu
     .unwrap();
     let now = truncate_ms(time::OffsetDateTime::now_utc());
     let key = DpopKey::generate();
-    let data = OAuthSessionData {
+    let data = Grant {
         grant_id: GrantId::generate(),
         token_set: TokenSet {
             iss: fake.url.clone(),
@@ -316,7 +314,7 @@ async fn setup_with<S: StateStore + OAuthSessionStore + Clone>(store: S) -> Setu
 }
 
 /// Starts the upgrade and returns the callback the server would send back.
-async fn upgrade<S: StateStore + OAuthSessionStore + Clone>(s: &Setup<S>) -> CallbackParams {
+async fn upgrade<S: StateStore + GrantStore + Clone>(s: &Setup<S>) -> CallbackParams {
     let url = s
         .getter
         .client()
@@ -355,8 +353,8 @@ async fn a_successful_upgrade_revokes_the_old_tokens_and_keeps_the_grant_id() {
     let old = s.getter.get(&s.grant, Refresh::AcceptStale).await.unwrap();
     let params = upgrade(&s).await;
     let done = s.getter.callback(&params).await.expect("upgrade");
-    assert_eq!(done.session.grant_id, s.grant);
-    assert_eq!(done.session.token_set.scope, WIDE);
+    assert_eq!(done.grant.grant_id, s.grant);
+    assert_eq!(done.grant.token_set.scope, WIDE);
     let up = done.upgrade.unwrap();
     assert_eq!(up.previous_scope, NARROW);
     assert_eq!(up.version, 2);
@@ -487,7 +485,7 @@ impl StateStore for RacyStore {
     }
 }
 
-impl OAuthSessionStore for RacyStore {
+impl GrantStore for RacyStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         self.inner.create_grant(grant).await
     }

@@ -19,11 +19,11 @@ use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::scope::{RepoAction, ScopeSet};
 use atsession::oauth::{
-    AuthorizeOptions, CallbackError, CallbackParams, ClientMetadata, GetterConfig, OAuthClient,
-    OAuthClientConfig, OAuthError, Refresh, SessionError, SessionEvent, SessionGetter,
+    AuthorizeOptions, CallbackError, CallbackParams, ClientMetadata, GetterConfig, GrantError,
+    OAuthClient, OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter,
 };
 use atsession::store::MemoryStore;
-use atsession::store::oauth::OAuthSessionStore;
+use atsession::store::oauth::GrantStore;
 use atsession::syntax::Did;
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -96,8 +96,8 @@ async fn granular_scopes_and_upgrade_in_place() {
         .await
         .expect("callback");
     assert!(login.upgrade.is_none());
-    let grant = login.session.grant_id.clone();
-    let granted = ScopeSet::parse_granted(&login.session.token_set.scope).unwrap();
+    let grant = login.grant.grant_id.clone();
+    let granted = ScopeSet::parse_granted(&login.grant.token_set.scope).unwrap();
     assert!(
         granted.allows_repo("com.example.note", RepoAction::Create),
         "{granted}"
@@ -108,7 +108,7 @@ async fn granular_scopes_and_upgrade_in_place() {
     );
     let before = getter.get(&grant, Refresh::AcceptStale).await.unwrap();
     assert_eq!(
-        before.token_set.scope, login.session.token_set.scope,
+        before.token_set.scope, login.grant.token_set.scope,
         "the token response's scope is what was stored"
     );
 
@@ -119,7 +119,7 @@ async fn granular_scopes_and_upgrade_in_place() {
             &alice.did,
             &alice.handle,
             json!({}),
-            CreateOptions::new().grant_id(grant.as_str()),
+            CreateOptions::new().grant_id(grant.clone()),
         )
         .await
         .unwrap();
@@ -148,7 +148,7 @@ async fn granular_scopes_and_upgrade_in_place() {
         )
         .await
         .unwrap_err();
-    let SessionError::ScopeMissing { scope, message } = &e else {
+    let GrantError::ScopeMissing { scope, message } = &e else {
         panic!("expected ScopeMissing, got {e:?}");
     };
     assert_eq!(scope, "repo:app.bsky.feed.post?action=create");
@@ -165,7 +165,7 @@ async fn granular_scopes_and_upgrade_in_place() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, SessionError::ScopeMissing { scope, message: None } if scope == "repo:app.bsky.feed.post?action=create"),
+        matches!(&e, GrantError::ScopeMissing { scope, message: None } if scope == "repo:app.bsky.feed.post?action=create"),
         "{e:?}"
     );
     // …and lets notes through.
@@ -193,9 +193,9 @@ async fn granular_scopes_and_upgrade_in_place() {
         .await
         .expect("upgrade callback");
     let upgrade = done.upgrade.expect("an upgrade");
-    assert_eq!(done.session.grant_id, grant, "the same grant");
+    assert_eq!(done.grant.grant_id, grant, "the same grant");
     assert_eq!(upgrade.previous_scope, before.token_set.scope);
-    let now = ScopeSet::parse_granted(&done.session.token_set.scope).unwrap();
+    let now = ScopeSet::parse_granted(&done.grant.token_set.scope).unwrap();
     assert!(
         now.allows_repo("app.bsky.feed.post", RepoAction::Create),
         "{now}"
@@ -219,7 +219,7 @@ async fn granular_scopes_and_upgrade_in_place() {
                 info.previous_scope.as_deref(),
                 Some(before.token_set.scope.as_str())
             );
-            assert_eq!(info.scope, done.session.token_set.scope);
+            assert_eq!(info.scope, done.grant.token_set.scope);
             assert_eq!(info.version, upgrade.version);
         }
         other => panic!("unexpected {other:?}"),
@@ -252,7 +252,7 @@ async fn granular_scopes_and_upgrade_in_place() {
 
     // The app session is untouched and still leads to this grant.
     let loaded = sessions.load(app.token.expose()).await.unwrap();
-    assert_eq!(loaded.grant_id.as_deref(), Some(grant.as_str()));
+    assert_eq!(loaded.grant_id.as_ref(), Some(&grant));
 
     // The earlier refresh token is refused by the PDS; the current one works.
     let e = client.refresh(&before).await.unwrap_err();
@@ -291,7 +291,7 @@ async fn an_upgrade_answered_by_another_account_touches_nothing() {
         .await
         .unwrap();
     let login = getter.callback(&query_of(&redirect)).await.unwrap();
-    let grant = login.session.grant_id.clone();
+    let grant = login.grant.grant_id.clone();
     let stored_before = store.load_grant(&grant).await.unwrap().unwrap();
 
     // The upgrade of alice's grant, but bob signs in.

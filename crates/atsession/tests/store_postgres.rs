@@ -146,25 +146,31 @@ async fn corrupt_rows_are_typed_errors() {
         return;
     };
     let m = SessionManager::new(store.clone());
-    let new = m
-        .create("did:plc:alice00000000000000000000", "alice.test", ())
-        .await
-        .unwrap();
-    let client = store.pool().get().await.unwrap();
-    client
-        .batch_execute(&format!(
-            "UPDATE \"{}\".atsession_app_sessions SET data = 'not json'",
-            store.schema()
-        ))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.load(&new.session.id).await,
-        Err(StoreError::Corrupt {
-            backend: "postgres",
-            ..
-        })
-    ));
+    for set in ["data = 'not json'", "grant_id = 'not a grant id'"] {
+        let new = m
+            .create("did:plc:alice00000000000000000000", "alice.test", ())
+            .await
+            .unwrap();
+        let client = store.pool().get().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "UPDATE \"{}\".atsession_app_sessions SET {set} WHERE id = '{}'",
+                store.schema(),
+                new.session.id
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                store.load(&new.session.id).await,
+                Err(StoreError::Corrupt {
+                    backend: "postgres",
+                    ..
+                })
+            ),
+            "{set}"
+        );
+    }
     support::drop_schema(&store).await;
 }
 

@@ -42,13 +42,36 @@ fn record(expires_in: Duration, n: u8) -> StoredSession {
         did: Did::new(ALICE).unwrap(),
         handle: "alice.test".parse().unwrap(),
         data: json!({"n": n}).into(),
-        grant_id: Some("grant".into()),
+        grant_id: Some(atsession::store::oauth::GrantId::generate()),
         created_at: now,
         last_seen_at: now,
         idle_expires_at: now + expires_in,
         absolute_expires_at: now + expires_in + Duration::from_secs(1),
         version: 1,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_grant_id_is_a_corrupt_record() {
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let s = record(Duration::from_secs(3600), 7);
+    store.create(&s).await.unwrap();
+    let () = redis::cmd("HSET")
+        .arg(format!("{}s:{}", store.prefix(), s.id))
+        .arg("g")
+        .arg("not a grant id")
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load(&s.id).await,
+        Err(atsession::store::StoreError::Corrupt {
+            backend: "redis",
+            ..
+        })
+    ));
 }
 
 async fn pexpiretime(store: &atsession::store::redis::RedisStore, key: &str) -> i64 {
@@ -329,9 +352,7 @@ fn resp_command_len(buf: &[u8]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_states_expire_and_grants_do_not() {
     use atsession::clock::{to_millis, truncate_ms};
-    use atsession::store::oauth::{
-        GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
-    };
+    use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
     let Some(store) = support::fresh_redis().await else {
         return;
     };

@@ -92,6 +92,7 @@ mod sqlite_only {
             "UPDATE app_sessions SET access_token_hash = NULL, access_expires_at = 5",
             "UPDATE app_sessions SET version = -1",
             "UPDATE app_sessions SET id = 'short'",
+            "UPDATE app_sessions SET grant_id = 'not a grant id'",
         ];
         for sql in corruptions {
             let new = m.create(ALICE, "alice.test", ()).await.unwrap();

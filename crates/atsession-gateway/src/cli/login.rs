@@ -251,12 +251,12 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
             return Err(created.undo(e));
         }
     };
-    let ts = &done.session.token_set;
+    let ts = &done.grant.token_set;
     std::fs::write(sibling(&args.oauth.db, ".last-did"), ts.sub.as_str())?;
     std::fs::write(sibling(&args.oauth.db, ".scope"), &scope)?;
     println!(
         "Logged in as {} on {} (grant {}, scope `{}`).",
-        ts.sub, ts.aud, done.session.grant_id, ts.scope
+        ts.sub, ts.aud, done.grant.grant_id, ts.scope
     );
     for missing in not_granted(&scope, &ts.scope) {
         println!(

@@ -6,7 +6,7 @@ use atsession::app::{Session, SessionId, SessionManager};
 use atsession::oauth::{
     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
 };
-use atsession::store::oauth::{GrantId, OAuthSessionStore};
+use atsession::store::oauth::{GrantId, GrantStore};
 use atsession::store::{AnyStore, SessionStore};
 use atsession::syntax::Did;
 use clap::{Args, Subcommand};
@@ -102,7 +102,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
                 let id = SessionId::parse(&id).ok_or(UsageError::Id(id))?;
                 let m = open(&store.db).await?;
                 if let Some(s) = m.store().load(&id).await? {
-                    grants.extend(grant_of_stored(s.grant_id));
+                    grants.extend(s.grant_id);
                 }
                 ("session", u64::from(m.delete(&id).await?))
             } else {
@@ -154,11 +154,7 @@ async fn open(db: &str) -> Result<SessionManager<AnyStore>, CliError> {
 }
 
 fn grant_of(s: Session) -> Option<GrantId> {
-    grant_of_stored(s.grant_id)
-}
-
-fn grant_of_stored(grant: Option<String>) -> Option<GrantId> {
-    grant.as_deref().and_then(GrantId::parse)
+    s.grant_id
 }
 
 /// Signs the revoked sessions' OAuth grants out through a session getter (tokens revoked at
@@ -196,7 +192,7 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
                 // store did.
                 eprintln!("grant {grant}: {e}");
                 let store = getter.client().store();
-                if matches!(OAuthSessionStore::load_grant(store, grant).await, Ok(None)) {
+                if matches!(GrantStore::load_grant(store, grant).await, Ok(None)) {
                     signed_out += 1;
                 }
             }
@@ -249,7 +245,9 @@ fn print_table(sessions: &[Session]) {
                 fmt(s.created_at),
                 fmt(s.last_seen_at),
                 fmt(s.expires_at()),
-                s.grant_id.clone().unwrap_or_else(|| "-".to_owned()),
+                s.grant_id
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string),
             ]
         })
         .collect();

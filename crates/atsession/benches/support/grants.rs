@@ -9,11 +9,11 @@ use atsession::clock::truncate_ms;
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::{
-    ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, OAuthSessionData,
-    SessionGetter, TokenSet,
+    ClientAuth, ClientMetadata, GetterConfig, Grant, OAuthClient, OAuthClientConfig, SessionGetter,
+    TokenSet,
 };
 use atsession::secret::SecretString;
-use atsession::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::syntax::Did;
 
 pub fn keyring() -> AtRestKeyring {
@@ -21,7 +21,7 @@ pub fn keyring() -> AtRestKeyring {
 }
 
 /// A getter over `store`, which is given 1,000 fresh grants, and their ids.
-pub async fn fresh_grants<S: StateStore + OAuthSessionStore + Clone>(
+pub async fn fresh_grants<S: StateStore + GrantStore + Clone>(
     store: S,
 ) -> (SessionGetter<S>, Vec<GrantId>) {
     fresh_grants_with(store, 1000, GetterConfig::default()).await
@@ -34,7 +34,7 @@ pub fn did(i: usize) -> Did {
 
 /// A getter configured by `config` over `store`, which is given `n` fresh grants, and their
 /// ids.
-pub async fn fresh_grants_with<S: StateStore + OAuthSessionStore + Clone>(
+pub async fn fresh_grants_with<S: StateStore + GrantStore + Clone>(
     store: S,
     n: usize,
     config: GetterConfig,
@@ -45,7 +45,7 @@ pub async fn fresh_grants_with<S: StateStore + OAuthSessionStore + Clone>(
     let now = truncate_ms(time::OffsetDateTime::now_utc());
     let mut ids = Vec::new();
     for i in 0..n {
-        let data = OAuthSessionData {
+        let data = Grant {
             grant_id: GrantId::generate(),
             token_set: TokenSet {
                 iss: "https://pds.example".into(),

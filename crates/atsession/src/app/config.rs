@@ -10,7 +10,7 @@ use cookie::SameSite;
 /// [`SessionManager`]: crate::app::SessionManager
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum SessionConfigError {
     /// The cookie name is empty or holds characters a cookie name cannot.
     #[error("invalid cookie name")]
     CookieName,
@@ -121,7 +121,7 @@ impl SessionConfig {
     /// Checks that the configuration can work: every duration positive (the touch interval
     /// may be zero) and at most [`MAX_DURATION`](crate::clock::MAX_DURATION), and the idle
     /// timeout within the absolute one.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SessionConfigError> {
         let durations = [
             ("idle timeout", Some(self.idle_timeout)),
             ("absolute timeout", Some(self.absolute_timeout)),
@@ -130,22 +130,22 @@ impl SessionConfig {
         ];
         for (name, d) in durations {
             if d.is_some_and(|d| d > crate::clock::MAX_DURATION) {
-                return Err(ConfigError::DurationTooLong {
+                return Err(SessionConfigError::DurationTooLong {
                     name,
                     max: crate::clock::MAX_DURATION,
                 });
             }
         }
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
-            return Err(ConfigError::Duration("timeouts must be positive"));
+            return Err(SessionConfigError::Duration("timeouts must be positive"));
         }
         if self.idle_timeout > self.absolute_timeout {
-            return Err(ConfigError::Duration(
+            return Err(SessionConfigError::Duration(
                 "the idle timeout must not exceed the absolute timeout",
             ));
         }
         if self.access_token_ttl.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::Duration(
+            return Err(SessionConfigError::Duration(
                 "the access-token lifetime must be positive",
             ));
         }
@@ -225,22 +225,22 @@ impl CookieConfig {
     }
 
     /// Checks the name and the rules of the `__Host-` and `__Secure-` prefixes.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SessionConfigError> {
         // RFC 6265 token: visible ASCII minus separators.
         let token_char = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
         if self.name.is_empty() || !self.name.bytes().all(token_char) {
-            return Err(ConfigError::CookieName);
+            return Err(SessionConfigError::CookieName);
         }
         if self.name.starts_with("__Host-")
             && (!self.secure || self.path != "/" || self.domain.is_some())
         {
-            return Err(ConfigError::HostPrefix);
+            return Err(SessionConfigError::HostPrefix);
         }
         if self.name.starts_with("__Secure-") && !self.secure {
-            return Err(ConfigError::SecurePrefix);
+            return Err(SessionConfigError::SecurePrefix);
         }
         if self.same_site == SameSite::None && !self.secure {
-            return Err(ConfigError::SameSiteNone);
+            return Err(SessionConfigError::SameSiteNone);
         }
         Ok(())
     }
@@ -256,29 +256,35 @@ mod tests {
         assert_eq!(CookieConfig::insecure_for_development().validate(), Ok(()));
         assert_eq!(
             CookieConfig::default().domain("example.com").validate(),
-            Err(ConfigError::HostPrefix)
+            Err(SessionConfigError::HostPrefix)
         );
         let insecure_host = CookieConfig {
             secure: false,
             ..CookieConfig::default()
         };
-        assert_eq!(insecure_host.validate(), Err(ConfigError::HostPrefix));
+        assert_eq!(
+            insecure_host.validate(),
+            Err(SessionConfigError::HostPrefix)
+        );
         let sub_path = CookieConfig {
             path: "/app".into(),
             ..CookieConfig::default()
         };
-        assert_eq!(sub_path.validate(), Err(ConfigError::HostPrefix));
+        assert_eq!(sub_path.validate(), Err(SessionConfigError::HostPrefix));
         let secure_prefix = CookieConfig {
             secure: false,
             ..CookieConfig::default().name("__Secure-s")
         };
-        assert_eq!(secure_prefix.validate(), Err(ConfigError::SecurePrefix));
+        assert_eq!(
+            secure_prefix.validate(),
+            Err(SessionConfigError::SecurePrefix)
+        );
         let none = CookieConfig::insecure_for_development().same_site(SameSite::None);
-        assert_eq!(none.validate(), Err(ConfigError::SameSiteNone));
+        assert_eq!(none.validate(), Err(SessionConfigError::SameSiteNone));
         for bad in ["", "a b", "a;b", "a=b", "é"] {
             assert_eq!(
                 CookieConfig::default().name(bad).validate(),
-                Err(ConfigError::CookieName),
+                Err(SessionConfigError::CookieName),
                 "{bad}"
             );
         }
@@ -291,13 +297,13 @@ mod tests {
     #[test]
     fn durations_are_checked() {
         let c = SessionConfig::default().idle_timeout(Duration::ZERO);
-        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(matches!(c.validate(), Err(SessionConfigError::Duration(_))));
         let c = SessionConfig::default()
             .idle_timeout(Duration::from_secs(100))
             .absolute_timeout(Duration::from_secs(10));
-        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(matches!(c.validate(), Err(SessionConfigError::Duration(_))));
         let c = SessionConfig::default().access_tokens(Duration::ZERO);
-        assert!(matches!(c.validate(), Err(ConfigError::Duration(_))));
+        assert!(matches!(c.validate(), Err(SessionConfigError::Duration(_))));
         assert!(SessionConfig::default().validate().is_ok());
     }
 
@@ -305,7 +311,7 @@ mod tests {
     fn durations_are_bounded() {
         let huge = Duration::from_secs(9_999_999_999_999);
         let too_long = |c: SessionConfig| match c.validate() {
-            Err(ConfigError::DurationTooLong { name, max }) => {
+            Err(SessionConfigError::DurationTooLong { name, max }) => {
                 assert_eq!(max, crate::clock::MAX_DURATION);
                 name
             }

@@ -7,12 +7,13 @@ use http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::config::{ConfigError, SessionConfig};
+use super::config::{SessionConfig, SessionConfigError};
 use super::cookie::{self, CredentialSource};
 use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
 use crate::clock::{Clock, SystemClock, add_saturating, truncate_ms};
 use crate::secret::{Token, TokenHash};
+use crate::store::oauth::GrantId;
 use crate::store::{Cas, SessionStore};
 use crate::syntax::{Did, Handle};
 
@@ -54,7 +55,7 @@ pub struct Refreshed {
 #[non_exhaustive]
 pub struct CreateOptions {
     /// The OAuth grant the session belongs to.
-    pub grant_id: Option<String>,
+    pub grant_id: Option<GrantId>,
 }
 
 impl CreateOptions {
@@ -66,8 +67,8 @@ impl CreateOptions {
 
     /// Ties the session to an OAuth grant.
     #[must_use]
-    pub fn grant_id(mut self, grant_id: impl Into<String>) -> Self {
-        self.grant_id = Some(grant_id.into());
+    pub fn grant_id(mut self, grant_id: GrantId) -> Self {
+        self.grant_id = Some(grant_id);
         self
     }
 }
@@ -136,7 +137,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// let bad = SessionConfig::default().cookie(CookieConfig::default().domain("example.com"));
     /// assert!(SessionManager::with_config(MemoryStore::new(), bad).is_err()); // __Host- forbids Domain
     /// ```
-    pub fn with_config(store: S, config: SessionConfig) -> Result<Self, ConfigError> {
+    pub fn with_config(store: S, config: SessionConfig) -> Result<Self, SessionConfigError> {
         config.validate()?;
         Ok(Self {
             store,

@@ -20,7 +20,7 @@ mod error;
 mod manager;
 mod record;
 
-pub use self::config::{ConfigError, CookieConfig, SessionConfig};
+pub use self::config::{CookieConfig, SessionConfig, SessionConfigError};
 pub use self::cookie::CredentialSource;
 pub use self::error::SessionError;
 pub use self::manager::{

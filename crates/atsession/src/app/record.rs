@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::secret::{TokenHash, random_bytes};
+use crate::store::oauth::GrantId;
 use crate::syntax::{Did, Handle};
 
 /// A session's public identifier: 128 random bits in base64url.
@@ -104,7 +105,7 @@ pub struct StoredSession {
     /// The app's own data, as JSON.
     pub data: Arc<serde_json::Value>,
     /// The OAuth grant this session belongs to, if any.
-    pub grant_id: Option<String>,
+    pub grant_id: Option<GrantId>,
     /// When the session was created.
     pub created_at: OffsetDateTime,
     /// When the session was last used (recorded at most once per touch interval).
@@ -143,7 +144,7 @@ pub struct Session {
     /// The app's own data.
     pub data: Arc<serde_json::Value>,
     /// The OAuth grant this session belongs to, if any.
-    pub grant_id: Option<String>,
+    pub grant_id: Option<GrantId>,
     /// When the session was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::WebConfig;
-use crate::app::{ConfigError, Session, SessionConfig, SessionManager};
+use crate::app::{Session, SessionConfig, SessionConfigError, SessionManager};
 use crate::oauth::{GetterConfig, OAuthClient, OAuthClientConfig, OAuthError, SessionGetter};
 use crate::store::AnyStore;
 use crate::syntax::Did;
@@ -43,7 +43,7 @@ impl fmt::Debug for AtprotoAuth {
 pub enum BuildError {
     /// The app-session configuration is inconsistent.
     #[error("invalid session configuration")]
-    Sessions(#[from] ConfigError),
+    Sessions(#[from] SessionConfigError),
     /// The OAuth client configuration is inconsistent.
     #[error("invalid OAuth client configuration")]
     OAuth(#[from] OAuthError),
@@ -59,7 +59,7 @@ pub enum SignOutError {
     /// The app session is gone, but its OAuth grant could not be signed out (revoking at the
     /// authorization server or deleting it failed).
     #[error("the OAuth grant could not be signed out")]
-    Grant(#[from] crate::oauth::SessionError),
+    Grant(#[from] crate::oauth::GrantError),
 }
 
 impl AtprotoAuth {
@@ -153,12 +153,8 @@ impl AtprotoAuth {
     /// signed out here all the same, and the error says what is left.
     pub async fn sign_out(&self, session: &Session) -> Result<bool, SignOutError> {
         let existed = self.inner.sessions.delete(&session.id).await?;
-        if let Some(grant) = session
-            .grant_id
-            .as_deref()
-            .and_then(crate::store::oauth::GrantId::parse)
-        {
-            self.inner.getter.sign_out(&grant).await?;
+        if let Some(grant) = &session.grant_id {
+            self.inner.getter.sign_out(grant).await?;
         }
         Ok(existed)
     }
@@ -173,7 +169,7 @@ impl AtprotoAuth {
             .client()
             .grants_of(did)
             .await
-            .map_err(crate::oauth::SessionError::from)?;
+            .map_err(crate::oauth::GrantError::from)?;
         let mut first_error = None;
         for grant in grants {
             if let Err(e) = self.inner.getter.sign_out(&grant).await {

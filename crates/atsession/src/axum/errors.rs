@@ -224,7 +224,7 @@ pub enum AuthRejection {
     Session(#[source] crate::app::SessionError),
     /// The grant could not be read or refreshed (store, network); it is kept.
     #[error("the OAuth grant could not be read or refreshed")]
-    Grant(#[source] crate::oauth::SessionError),
+    Grant(#[source] crate::oauth::GrantError),
     /// The route has no [`AtprotoAuth`](super::AtprotoAuth) layer: a programming error.
     #[error("the request has no AtprotoAuth state")]
     Misconfigured,
@@ -247,7 +247,7 @@ impl IntoResponse for AuthRejection {
             }
             Self::Session(crate::app::SessionError::Conflict) => (StatusCode::CONFLICT, "conflict"),
             Self::Grant(
-                crate::oauth::SessionError::Refresh(_) | crate::oauth::SessionError::Timeout(_),
+                crate::oauth::GrantError::Refresh(_) | crate::oauth::GrantError::Timeout(_),
             ) => {
                 tracing::warn!(error = %describe(&self), "refreshing a grant failed");
                 (StatusCode::BAD_GATEWAY, "refresh_failed")

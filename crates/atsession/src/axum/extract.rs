@@ -16,9 +16,8 @@ use super::errors::AuthRejection;
 use super::layer::CookieSlot;
 use super::{AtprotoAuth, scope_covers};
 use crate::app::CredentialSource;
-use crate::oauth::{OAuthSession, Refresh, SessionError as GrantError, TokenSetInfo};
+use crate::oauth::{GrantError, OAuthSession, Refresh, TokenSetInfo};
 use crate::store::AnyStore;
-use crate::store::oauth::GrantId;
 
 /// The app session of the request (cookie, or `Authorization: Bearer`). Dereferences to
 /// the [`app::Session`](crate::app::Session) record.
@@ -162,11 +161,7 @@ async fn load_user(parts: &mut Parts, auth: &AtprotoAuth) -> Result<AtprotoSessi
         return Ok(found.clone());
     }
     let session = load(parts, auth).await?;
-    let grant = session
-        .grant_id
-        .as_deref()
-        .and_then(GrantId::parse)
-        .ok_or(AuthRejection::NoGrant)?;
+    let grant = session.grant_id.clone().ok_or(AuthRejection::NoGrant)?;
     let oauth = auth.getter().session(grant);
     let info = match oauth.token_info(Refresh::IfStale).await {
         Ok(info) => info,

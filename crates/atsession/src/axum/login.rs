@@ -205,8 +205,8 @@ pub async fn callback(
             return auth.fail(json, &LoginError::from_oauth(&e), clear);
         }
     };
-    let grant = done.session.grant_id.clone();
-    let did = done.session.token_set.sub.clone();
+    let grant = done.grant.grant_id.clone();
+    let did = done.grant.token_set.sub.clone();
     let handle = verified_handle(auth.client(), &did).await;
     let created = auth
         .sessions()
@@ -214,7 +214,7 @@ pub async fn callback(
             &did,
             &handle,
             serde_json::json!({}),
-            CreateOptions::new().grant_id(grant.as_str()),
+            CreateOptions::new().grant_id(grant.clone()),
         )
         .await;
     let new = match created {

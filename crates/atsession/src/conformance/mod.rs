@@ -5,7 +5,7 @@
 //! | suite | macro | checks |
 //! |---|---|---|
 //! | app sessions ([`SessionStore`](crate::store::SessionStore)) | [`session_store_suite!`](crate::session_store_suite) | [`sessions`] |
-//! | OAuth states and grants ([`StateStore`](crate::store::oauth::StateStore), [`OAuthSessionStore`](crate::store::oauth::OAuthSessionStore)) | [`oauth_store_suite!`](crate::oauth_store_suite) | [`oauth`] |
+//! | OAuth states and grants ([`StateStore`](crate::store::oauth::StateStore), [`GrantStore`](crate::store::oauth::GrantStore)) | [`oauth_store_suite!`](crate::oauth_store_suite) | [`oauth`] |
 //! | locks ([`Lock`](crate::lock::Lock)) | [`lock_suite!`](crate::lock_suite) | [`locks`] |
 //!
 //! Each macro expands to one `#[test]` per check, each on its own multi-threaded tokio

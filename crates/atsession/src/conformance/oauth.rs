@@ -1,4 +1,4 @@
-//! The OAuth store suite: the [`StateStore`] and [`OAuthSessionStore`] contract (one-time
+//! The OAuth store suite: the [`StateStore`] and [`GrantStore`] contract (one-time
 //! takes, expiry, compare-and-swap grants, the DID index, sealed bytes as given).
 
 use std::sync::LazyLock;
@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
 use crate::store::Cas;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
 use crate::syntax::Did;
 use time::OffsetDateTime;
 
@@ -110,7 +110,7 @@ pub async fn concurrent_takes_yield_one_winner<S: StateStore + Clone>(s: &S) {
 }
 
 /// Conformance check `grants_crud_and_cas` (OAuth stores); panics if the store breaks the contract.
-pub async fn grants_crud_and_cas<S: OAuthSessionStore>(s: &S) {
+pub async fn grants_crud_and_cas<S: GrantStore>(s: &S) {
     let g = grant("did:plc:alice", 1_000);
     s.create_grant(&g).await.unwrap();
     assert!(s.create_grant(&g).await.is_err(), "no overwrite");
@@ -140,7 +140,7 @@ pub async fn grants_crud_and_cas<S: OAuthSessionStore>(s: &S) {
 }
 
 /// Conformance check `grants_by_did` (OAuth stores); panics if the store breaks the contract.
-pub async fn grants_by_did<S: OAuthSessionStore>(s: &S) {
+pub async fn grants_by_did<S: GrantStore>(s: &S) {
     let a2 = grant("did:plc:alice", 2_000);
     let a1 = grant("did:plc:alice", 1_000);
     let b = grant("did:plc:bob", 1_500);
@@ -165,7 +165,7 @@ pub async fn grants_by_did<S: OAuthSessionStore>(s: &S) {
 }
 
 /// Conformance check `concurrent_grant_updates_have_one_winner` (OAuth stores); panics if the store breaks the contract.
-pub async fn concurrent_grant_updates_have_one_winner<S: OAuthSessionStore + Clone>(s: &S) {
+pub async fn concurrent_grant_updates_have_one_winner<S: GrantStore + Clone>(s: &S) {
     let g = grant("did:plc:alice", 1_000);
     s.create_grant(&g).await.unwrap();
     let mut tasks = Vec::new();
@@ -196,7 +196,7 @@ pub async fn concurrent_grant_updates_have_one_winner<S: OAuthSessionStore + Clo
 }
 
 /// Conformance check `grant_updates_keep_the_did_index` (OAuth stores); panics if the store breaks the contract.
-pub async fn grant_updates_keep_the_did_index<S: OAuthSessionStore>(s: &S) {
+pub async fn grant_updates_keep_the_did_index<S: GrantStore>(s: &S) {
     let alice = Did::new("did:plc:alice").unwrap();
     let carol = Did::new("did:plc:carol").unwrap();
     let g = grant("did:plc:alice", 1_000);
@@ -222,7 +222,7 @@ pub async fn grant_updates_keep_the_did_index<S: OAuthSessionStore>(s: &S) {
 }
 
 /// Conformance check `sealed_bytes_round_trip` (OAuth stores); panics if the store breaks the contract.
-pub async fn sealed_bytes_round_trip<S: StateStore + OAuthSessionStore>(s: &S) {
+pub async fn sealed_bytes_round_trip<S: StateStore + GrantStore>(s: &S) {
     // Every byte value, including NUL and invalid UTF-8, and the empty value.
     let every: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     for (i, sealed) in [every.clone(), Vec::new()].into_iter().enumerate() {
@@ -293,7 +293,7 @@ pub async fn abandoned_logins_are_deleted_after_expiry<S: StateStore + Clone + '
 /// Conformance check `every_grant_is_listed_page_by_page` (OAuth stores): listing every
 /// grant a page at a time finds each of them, and ends. Panics if the store breaks the
 /// contract.
-pub async fn every_grant_is_listed_page_by_page<S: OAuthSessionStore>(s: &S) {
+pub async fn every_grant_is_listed_page_by_page<S: GrantStore>(s: &S) {
     let mut made = std::collections::BTreeSet::new();
     for i in 0..25 {
         let did = if i % 2 == 0 {

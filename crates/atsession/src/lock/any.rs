@@ -25,13 +25,13 @@ pub enum AnyLock {
     Memory(MemoryLock),
     /// SQLite lease rows.
     #[cfg(feature = "sqlite")]
-    Sqlite(super::sqlite::SqliteLock),
+    Sqlite(crate::store::sqlite::SqliteLock),
     /// PostgreSQL lease table.
     #[cfg(feature = "postgres")]
-    Postgres(super::postgres::PostgresLock),
+    Postgres(crate::store::postgres::PostgresLock),
     /// Redis `SET NX PX`.
     #[cfg(feature = "redis")]
-    Redis(super::redis::RedisLock),
+    Redis(crate::store::redis::RedisLock),
     /// A lock written elsewhere.
     Custom(std::sync::Arc<dyn Lock>),
 }

@@ -18,14 +18,15 @@
 //!   current tokio runtime (dropping outside a runtime leaves the lease to run out). Call
 //!   [`LockGuard::release`] to release now and learn whether the lease was still held.
 //!
-//! Backends:
+//! Backends (each lock lives beside its store, in the backend's folder of [`store`](crate::store);
+//! [`MemoryLock`] is re-exported here):
 //!
 //! | backend | type | feature | across processes |
 //! |---|---|---|---|
 //! | in-process (tokio) | [`MemoryLock`] | always | no |
-//! | PostgreSQL lease table | [`PostgresLock`](postgres::PostgresLock) | `postgres` | yes |
-//! | Redis `SET NX PX` | [`RedisLock`](redis::RedisLock) | `redis` | yes |
-//! | SQLite lease row | [`SqliteLock`](sqlite::SqliteLock) | `sqlite` | yes, on one machine |
+//! | PostgreSQL lease table | [`PostgresLock`](crate::store::postgres::PostgresLock) | `postgres` | yes |
+//! | Redis `SET NX PX` | [`RedisLock`](crate::store::redis::RedisLock) | `redis` | yes |
+//! | SQLite lease row | [`SqliteLock`](crate::store::sqlite::SqliteLock) | `sqlite` | yes, on one machine |
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), atsession::lock::LockError> {
@@ -58,16 +59,9 @@ use std::time::Duration;
 use crate::store::StoreError;
 
 mod any;
-mod memory;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-#[cfg(feature = "redis")]
-pub mod redis;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
 
+pub use crate::store::MemoryLock;
 pub use any::AnyLock;
-pub use memory::MemoryLock;
 
 /// The future a [`Lock`] backend method returns.
 pub type LockFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LockError>> + Send + 'a>>;

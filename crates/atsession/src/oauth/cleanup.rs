@@ -11,9 +11,9 @@ use std::time::Duration;
 use super::client::OAuthClient;
 use super::error::OAuthError;
 use crate::app::CleanupTask;
-use crate::store::oauth::{OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantStore, StateStore};
 
-impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
+impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// Deletes every pending authorization that has expired; returns how many.
     pub async fn delete_expired_states(&self) -> Result<u64, OAuthError> {
         let now = self.core().clock.now();
@@ -21,7 +21,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     }
 }
 
-impl<S: StateStore + OAuthSessionStore + Clone> OAuthClient<S> {
+impl<S: StateStore + GrantStore + Clone> OAuthClient<S> {
     /// Runs [`delete_expired_states`](Self::delete_expired_states) every `period` on the
     /// current tokio runtime until the returned handle is dropped. `period` is taken between
     /// 1 ms and [`MAX_DURATION`](crate::clock::MAX_DURATION).

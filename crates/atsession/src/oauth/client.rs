@@ -11,7 +11,8 @@ use url::Url;
 
 use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
 use super::dpop::{self, DpopKey, DpopNonces};
-use super::error::{CallbackError, ConfigError, OAuthError};
+use super::error::{CallbackError, ClientConfigError, OAuthError};
+use super::grant::Grant;
 use super::http::{
     Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
 };
@@ -26,14 +27,13 @@ use super::pds_response::PdsResponse;
 use super::pkce::Pkce;
 use super::scope::ScopeSet;
 use super::server::Agent;
-use super::session::OAuthSessionData;
 use super::state::{AuthState, UpgradeTarget};
 use super::token::TokenSet;
 use super::upgrade::ScopeUpgrade;
 use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::crypto::at_rest::AtRestKeyring;
 use crate::secret::{TokenHash, random_bytes};
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore};
 use crate::syntax::Did;
 
 /// How long a pending authorization lives by default.
@@ -297,7 +297,7 @@ impl CallbackParams {
 #[derive(Debug)]
 pub struct Callback {
     /// The new grant, stored (for a scope upgrade: the upgraded grant, same id).
-    pub session: OAuthSessionData,
+    pub grant: Grant,
     /// The app state given to `authorize`.
     pub app_state: Option<String>,
     /// Set when this callback completed a scope upgrade
@@ -399,37 +399,37 @@ fn scope_has_atproto(scope: &str) -> bool {
     scope.split_ascii_whitespace().any(|s| s == "atproto")
 }
 
-impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
+impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// A client. Fails on an inconsistent configuration (a `private_key_jwt` client without
     /// keys, a scope without `atproto`, …).
     pub fn new(config: OAuthClientConfig, store: S) -> Result<Self, OAuthError> {
         let m = &config.metadata;
         if !scope_has_atproto(&m.scope) {
-            return Err(ConfigError::Scope.into());
+            return Err(ClientConfigError::Scope.into());
         }
         if m.redirect_uris.is_empty() {
-            return Err(ConfigError::Metadata(
+            return Err(ClientConfigError::Metadata(
                 super::client_metadata::ClientMetadataError::NoRedirectUri,
             )
             .into());
         }
         if m.token_endpoint_auth_method == AuthMethodKind::PrivateKeyJwt && config.keyset.is_none()
         {
-            return Err(ConfigError::MissingKeyset.into());
+            return Err(ClientConfigError::MissingKeyset.into());
         }
         for (name, d) in [
             ("state lifetime", config.state_ttl),
             ("metadata cache lifetime", config.metadata_ttl),
         ] {
             if d.is_zero() || d > crate::clock::MAX_DURATION {
-                return Err(ConfigError::Duration(name).into());
+                return Err(ClientConfigError::Duration(name).into());
             }
         }
         let (client, pds_client) = match config.http_client {
             Some(c) => (c.clone(), c),
             None => (
-                build_client(&config.http).map_err(ConfigError::Http)?,
-                build_pds_client(&config.http, &config.pds).map_err(ConfigError::Http)?,
+                build_client(&config.http).map_err(ClientConfigError::Http)?,
+                build_pds_client(&config.http, &config.pds).map_err(ClientConfigError::Http)?,
             ),
         };
         let pds = PdsHttp {
@@ -441,8 +441,8 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             client,
             options: config.http,
         };
-        let identity =
-            IdentityResolver::new(http.clone(), config.identity).map_err(ConfigError::Identity)?;
+        let identity = IdentityResolver::new(http.clone(), config.identity)
+            .map_err(ClientConfigError::Identity)?;
         let servers = MetadataResolver::new(http.clone(), config.metadata_ttl);
         Ok(Self {
             core: Arc::new(Core {
@@ -499,7 +499,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                     .core
                     .keyset
                     .as_ref()
-                    .ok_or(ConfigError::MissingKeyset)?
+                    .ok_or(ClientConfigError::MissingKeyset)?
                     .signing_key();
                 Ok(ClientAuth::PrivateKeyJwt {
                     kid: key.kid().unwrap_or_default().to_owned(),
@@ -513,12 +513,12 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// of it declared in the client metadata (the server refuses undeclared ones).
     pub(crate) fn asked_scope(&self, asked: Option<&str>) -> Result<String, OAuthError> {
         let scope = asked.map_or_else(|| self.core.metadata.scope.clone(), str::to_owned);
-        ScopeSet::parse(&scope).map_err(ConfigError::InvalidScope)?;
+        ScopeSet::parse(&scope).map_err(ClientConfigError::InvalidScope)?;
         if !scope_has_atproto(&scope) {
-            return Err(ConfigError::Scope.into());
+            return Err(ClientConfigError::Scope.into());
         }
         if let Some(undeclared) = first_undeclared(&scope, &self.core.metadata.scope) {
-            return Err(ConfigError::ScopeNotDeclared(undeclared.to_owned()).into());
+            return Err(ClientConfigError::ScopeNotDeclared(undeclared.to_owned()).into());
         }
         Ok(scope)
     }
@@ -536,7 +536,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             {
                 Ok(r)
             }
-            Some(_) => Err(ConfigError::RedirectUri.into()),
+            Some(_) => Err(ClientConfigError::RedirectUri.into()),
             None => Ok(self.core.metadata.redirect_uris[0].clone()),
         }
     }
@@ -548,7 +548,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     ///
     /// The scope asked for ([`AuthorizeOptions::scope`], by default the client metadata's)
     /// is checked first: a scope the client metadata does not declare is
-    /// [`ConfigError::ScopeNotDeclared`], naming it, and nothing is sent.
+    /// [`ClientConfigError::ScopeNotDeclared`], naming it, and nothing is sent.
     pub async fn authorize(
         &self,
         input: &str,
@@ -784,12 +784,12 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 .finish_upgrade(target, token_set, &dpop_key, &pending.auth, &agent)
                 .await?;
             return Ok(Callback {
-                session,
+                grant: session,
                 app_state,
                 upgrade: Some(upgrade),
             });
         }
-        let session = OAuthSessionData {
+        let session = Grant {
             grant_id: GrantId::generate(),
             token_set,
             dpop_key: dpop_key.clone(),
@@ -810,7 +810,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             return Err(e);
         }
         Ok(Callback {
-            session,
+            grant: session,
             app_state,
             upgrade: None,
         })
@@ -834,9 +834,9 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     }
 
     /// The stored grant with this id, opened.
-    pub async fn session(&self, grant: &GrantId) -> Result<Option<OAuthSessionData>, OAuthError> {
+    pub async fn grant(&self, grant: &GrantId) -> Result<Option<Grant>, OAuthError> {
         match self.store.load_grant(grant).await? {
-            Some(g) => Ok(Some(OAuthSessionData::open(&g, &self.core.keyring)?)),
+            Some(g) => Ok(Some(Grant::open(&g, &self.core.keyring)?)),
             None => Ok(None),
         }
     }
@@ -852,10 +852,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
             .collect())
     }
 
-    async fn agent_server(
-        &self,
-        session: &OAuthSessionData,
-    ) -> Result<AuthorizationServer, OAuthError> {
+    async fn agent_server(&self, session: &Grant) -> Result<AuthorizationServer, OAuthError> {
         Ok(self
             .core
             .servers
@@ -865,7 +862,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
 
     /// Sends a refresh for `session` and checks the answer (the account must not change).
     /// Stores nothing: the session layer decides what to do with the result.
-    pub async fn refresh(&self, session: &OAuthSessionData) -> Result<TokenSet, OAuthError> {
+    pub async fn refresh(&self, session: &Grant) -> Result<TokenSet, OAuthError> {
         let refresh = session
             .token_set
             .refresh_token
@@ -900,7 +897,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
 
     /// Revokes `session`'s tokens at its authorization server (the access token, then the
     /// refresh token). Stores nothing.
-    pub async fn revoke_tokens(&self, session: &OAuthSessionData) -> Result<(), OAuthError> {
+    pub async fn revoke_tokens(&self, session: &Grant) -> Result<(), OAuthError> {
         let server = self.agent_server(session).await?;
         let agent = Agent {
             core: &self.core,
@@ -923,7 +920,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         let Some(stored) = self.store.load_grant(grant).await? else {
             return Ok(false);
         };
-        let revoked = match OAuthSessionData::open(&stored, &self.core.keyring) {
+        let revoked = match Grant::open(&stored, &self.core.keyring) {
             Ok(session) => self.revoke_tokens(&session).await,
             Err(e) => Err(e),
         };
@@ -936,7 +933,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// (`/xrpc/com.atproto.server.getSession`). No refresh: that is the session layer's job.
     pub async fn pds_request(
         &self,
-        session: &OAuthSessionData,
+        session: &Grant,
         method: reqwest::Method,
         path_and_query: &str,
         json_body: Option<&serde_json::Value>,
@@ -964,7 +961,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// the headers are checked as by [`pds_call`](Self::pds_call).
     pub async fn pds_send(
         &self,
-        session: &OAuthSessionData,
+        session: &Grant,
         method: reqwest::Method,
         path_and_query: &str,
         headers: &reqwest::header::HeaderMap,
@@ -991,11 +988,11 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// `GET` of `com.atproto.server.getSession`; if the PDS still asks for a nonce, that
     /// `401` answer is returned (the new nonce is cached, and
     /// [`OAuthSession::send`](super::OAuthSession::send) turns it into
-    /// [`SessionError::Retryable`](super::SessionError::Retryable)). No refresh: that is
+    /// [`GrantError::Retryable`](super::GrantError::Retryable)). No refresh: that is
     /// the session layer's job.
     pub async fn pds_call(
         &self,
-        session: &OAuthSessionData,
+        session: &Grant,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
         let (url, probe) = Self::pds_urls(session, &request.path_and_query)?;
@@ -1031,10 +1028,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     }
 
     /// The URL of a call and of the nonce probe, on the grant's PDS.
-    fn pds_urls(
-        session: &OAuthSessionData,
-        path_and_query: &str,
-    ) -> Result<(Url, Url), OAuthError> {
+    fn pds_urls(session: &Grant, path_and_query: &str) -> Result<(Url, Url), OAuthError> {
         let base = Url::parse(&session.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
         let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
@@ -1045,10 +1039,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     /// Before a body that cannot be resent: when no DPoP nonce is cached for the grant's
     /// PDS, sends the probe (learning a nonce). Returns whether the probe's answer refused
     /// the access token (`invalid_token`), so that the caller can refresh before sending.
-    pub(crate) async fn pds_prepare_stream(
-        &self,
-        session: &OAuthSessionData,
-    ) -> Result<bool, OAuthError> {
+    pub(crate) async fn pds_prepare_stream(&self, session: &Grant) -> Result<bool, OAuthError> {
         let (_, probe) = Self::pds_urls(session, PROBE_PATH)?;
         let headers = reqwest::header::HeaderMap::new();
         let call = dpop::ResourceCall {

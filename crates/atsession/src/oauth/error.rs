@@ -34,7 +34,7 @@ pub enum OAuthError {
     },
     /// The client's configuration is invalid.
     #[error("invalid OAuth client configuration")]
-    Config(#[from] ConfigError),
+    Config(#[from] ClientConfigError),
     /// Identity resolution failed.
     #[error("identity resolution failed")]
     Identity(#[from] IdentityError),
@@ -136,7 +136,7 @@ impl From<DpopError> for OAuthError {
 /// An invalid client configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum ClientConfigError {
     /// The metadata is invalid.
     #[error(transparent)]
     Metadata(#[from] ClientMetadataError),

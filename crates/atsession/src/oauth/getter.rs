@@ -16,7 +16,7 @@
 //!   read each, no second refresh).
 //! - Across processes: when a [`Lock`] is configured, the refresh runs only under the lease
 //!   `atsession:oauth-refresh:<grant id>`, taken within [`GetterConfig::lock_timeout`] (or
-//!   [`SessionError::Lock`]), and the store is re-read under it. A refresh never runs
+//!   [`GrantError::Lock`]), and the store is re-read under it. A refresh never runs
 //!   without the lease when a lock is configured.
 //! - Without a lock, a refresh refused with `invalid_grant` may mean that another process
 //!   used the refresh token first: the getter waits [`GetterConfig::recheck_delay`] and
@@ -44,13 +44,13 @@
 //! | outcome | grant | event | error |
 //! |---|---|---|---|
 //! | new tokens, saved (compare-and-swap on the version) | updated | [`SessionEvent::Updated`] | — |
-//! | refused: `invalid_grant` at the token endpoint | deleted | [`SessionEvent::Deleted`] | [`SessionError::Deleted`] |
+//! | refused: `invalid_grant` at the token endpoint | deleted | [`SessionEvent::Deleted`] | [`GrantError::Deleted`] |
 //! | the answer names another `sub` (new tokens revoked) | deleted | `Deleted` ([`DeleteCause::SubjectChanged`]) | `Deleted` |
 //! | auth method or client key no longer available; no refresh token | deleted | `Deleted` | `Deleted` |
-//! | network error, 5xx, any other error | kept | — | [`SessionError::Refresh`] |
-//! | no answer within the timeout | kept | — | [`SessionError::Timeout`] |
-//! | new tokens that cannot be stored | new tokens revoked, grant deleted | `Deleted` ([`DeleteCause::SaveFailed`]) | [`SessionError::SaveFailed`] |
-//! | grant deleted meanwhile (sign-out) | new tokens revoked | — | [`SessionError::NotFound`] |
+//! | network error, 5xx, any other error | kept | — | [`GrantError::Refresh`] |
+//! | no answer within the timeout | kept | — | [`GrantError::Timeout`] |
+//! | new tokens that cannot be stored | new tokens revoked, grant deleted | `Deleted` ([`DeleteCause::SaveFailed`]) | [`GrantError::SaveFailed`] |
+//! | grant deleted meanwhile (sign-out) | new tokens revoked | — | [`GrantError::NotFound`] |
 //! | grant updated meanwhile (a refresh elsewhere, no lock) | theirs kept | — | — (theirs returned) |
 //! | refused, but the grant was replaced meanwhile (a scope upgrade) | the new one kept | — | — (the new one returned) |
 //!
@@ -60,7 +60,7 @@
 //!
 //! ```no_run
 //! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-//! use atsession::lock::sqlite::SqliteLock;
+//! use atsession::store::sqlite::SqliteLock;
 //! use atsession::oauth::{
 //!     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionEvent,
 //!     SessionGetter,
@@ -127,12 +127,12 @@ use tokio::sync::broadcast;
 use super::client::OAuthClient;
 use super::error::OAuthError;
 use super::events::{DeleteCause, SessionEvent, TokenSetInfo};
+use super::grant::Grant;
 use super::oauth_session::OAuthSession;
-use super::session::OAuthSessionData;
 use crate::clock::truncate_ms;
 use crate::lock::{Lock, LockError};
 use crate::store::Cas;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore, StoredGrant};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 
 /// What a call does with a stale token set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,7 +167,7 @@ pub struct GetterConfig {
     /// How many opened (decrypted) sessions are kept for reuse (default 4,096; at least 1).
     pub opened_capacity: usize,
     /// Whether [`OAuthSession::xrpc_procedure`] checks the stored scope before sending and
-    /// refuses a call it plainly does not permit with [`SessionError::ScopeMissing`] (default `false`). See
+    /// refuses a call it plainly does not permit with [`GrantError::ScopeMissing`] (default `false`). See
     /// [`OAuthSession::check_scope`].
     pub scope_check: bool,
 }
@@ -209,7 +209,7 @@ impl GetterConfig {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), atsession::store::StoreError> {
-    /// use atsession::lock::sqlite::SqliteLock;
+    /// use atsession::store::sqlite::SqliteLock;
     /// use atsession::oauth::GetterConfig;
     /// use atsession::store::sqlite::SqliteStore;
     ///
@@ -254,10 +254,11 @@ impl GetterConfig {
     }
 }
 
-/// What went wrong getting or using a session.
+/// What went wrong getting, refreshing or using a grant (through the [`SessionGetter`] or an
+/// [`OAuthSession`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SessionError {
+pub enum GrantError {
     /// No such grant (never was, signed out, or deleted after a refused refresh).
     #[error("no OAuth grant {0}")]
     NotFound(GrantId),
@@ -324,7 +325,7 @@ pub enum SessionError {
     Retryable(RetryReason),
 }
 
-/// Why a call with a streamed body must be made again ([`SessionError::Retryable`]).
+/// Why a call with a streamed body must be made again ([`GrantError::Retryable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RetryReason {
@@ -343,9 +344,9 @@ impl fmt::Display for RetryReason {
     }
 }
 
-impl SessionError {
+impl GrantError {
     /// Whether making the same call again (with a fresh body) may succeed:
-    /// [`SessionError::Retryable`].
+    /// [`GrantError::Retryable`].
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Retryable(_))
@@ -357,7 +358,7 @@ type Flights = Mutex<HashMap<GrantId, Weak<tokio::sync::Mutex<()>>>>;
 /// An opened session, with the sealed bytes it was opened from.
 struct Opened {
     sealed: Vec<u8>,
-    data: Arc<OAuthSessionData>,
+    data: Arc<Grant>,
 }
 
 struct Inner<S> {
@@ -422,7 +423,7 @@ pub fn refresh_lock_key(grant: &GrantId) -> String {
 /// # }
 /// ```
 #[must_use]
-pub fn token_info(data: &OAuthSessionData, version: u64) -> TokenSetInfo {
+pub fn token_info(data: &Grant, version: u64) -> TokenSetInfo {
     let t = &data.token_set;
     TokenSetInfo {
         grant_id: data.grant_id.clone(),
@@ -457,7 +458,7 @@ fn refusal(e: &OAuthError) -> Option<DeleteCause> {
 
 impl<S> SessionGetter<S>
 where
-    S: StateStore + OAuthSessionStore + Clone,
+    S: StateStore + GrantStore + Clone,
 {
     /// A getter over `client` (and its store).
     ///
@@ -497,7 +498,7 @@ where
     /// ```
     /// # include!("../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use atsession::store::oauth::OAuthSessionStore;
+    /// use atsession::store::oauth::GrantStore;
     ///
     /// let (getter, grant_id) = demo_getter().await;
     /// let stored = getter.client().store().load_grant(&grant_id).await.unwrap().unwrap();
@@ -579,7 +580,7 @@ where
         &self,
         grant_id: &GrantId,
         refresh: Refresh,
-    ) -> Result<Arc<OAuthSessionData>, SessionError> {
+    ) -> Result<Arc<Grant>, GrantError> {
         self.get_versioned(grant_id, refresh, None)
             .await
             .map(|(d, _)| d)
@@ -602,7 +603,7 @@ where
     /// # }
     /// ```
     #[must_use]
-    pub fn is_stale(&self, data: &OAuthSessionData, now: OffsetDateTime) -> bool {
+    pub fn is_stale(&self, data: &Grant, now: OffsetDateTime) -> bool {
         let Some(exp) = data.token_set.expires_at else {
             return false;
         };
@@ -619,10 +620,7 @@ where
         exp < crate::clock::add_saturating(soonest, jitter)
     }
 
-    async fn load(
-        &self,
-        grant_id: &GrantId,
-    ) -> Result<(StoredGrant, Arc<OAuthSessionData>), SessionError> {
+    async fn load(&self, grant_id: &GrantId) -> Result<(StoredGrant, Arc<Grant>), GrantError> {
         let client = &self.inner.client;
         let Some(stored) = client
             .store()
@@ -631,7 +629,7 @@ where
             .map_err(OAuthError::from)?
         else {
             self.inner.opened.remove(grant_id);
-            return Err(SessionError::NotFound(grant_id.clone()));
+            return Err(GrantError::NotFound(grant_id.clone()));
         };
         // The same sealed bytes open to the same session: reuse it (rebuilding the DPoP
         // key from its private scalar costs an elliptic-curve multiplication).
@@ -640,7 +638,7 @@ where
         {
             return Ok((stored, Arc::clone(&opened.data)));
         }
-        let data = Arc::new(OAuthSessionData::open(&stored, &client.core().keyring)?);
+        let data = Arc::new(Grant::open(&stored, &client.core().keyring)?);
         self.inner.opened.insert(
             grant_id.clone(),
             Arc::new(Opened {
@@ -659,7 +657,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: Option<u64>,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), GrantError> {
         let (stored, data) = self.load(grant_id).await?;
         let now = self.inner.client.core().clock.now();
         let wanted = match refresh {
@@ -681,7 +679,7 @@ where
             r
         })
         .await
-        .map_err(|_| SessionError::Task)?
+        .map_err(|_| GrantError::Task)?
     }
 
     fn flight(&self, grant_id: &GrantId) -> Arc<tokio::sync::Mutex<()>> {
@@ -706,7 +704,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: u64,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), GrantError> {
         let c = &self.inner.config;
         let lease = match &c.lock {
             Some(lock) => Some(
@@ -716,7 +714,7 @@ where
                     c.lock_timeout,
                 )
                 .await
-                .map_err(SessionError::Lock)?,
+                .map_err(GrantError::Lock)?,
             ),
             None => None,
         };
@@ -734,7 +732,7 @@ where
         grant_id: &GrantId,
         refresh: Refresh,
         seen: u64,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), GrantError> {
         let c = &self.inner.config;
         let client = &self.inner.client;
         // Another task or process may have refreshed while this one waited.
@@ -752,7 +750,7 @@ where
             Ok(r) => r,
             Err(_) => {
                 tracing::warn!(grant = %grant_id, ?timeout, "refresh timed out; grant kept");
-                Err(SessionError::Timeout(timeout))
+                Err(GrantError::Timeout(timeout))
             }
         }
     }
@@ -760,14 +758,14 @@ where
     async fn refresh_and_save(
         &self,
         stored: StoredGrant,
-        data: Arc<OAuthSessionData>,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+        data: Arc<Grant>,
+    ) -> Result<(Arc<Grant>, u64), GrantError> {
         let client = &self.inner.client;
         let token_set = match client.refresh(&data).await {
             Ok(t) => t,
             Err(e) => return self.refused_or_kept(&stored, &data, e).await,
         };
-        let new = Arc::new(OAuthSessionData {
+        let new = Arc::new(Grant {
             token_set,
             ..(*data).clone()
         });
@@ -800,7 +798,7 @@ where
             Ok(Cas::Missing) => {
                 // Signed out meanwhile: nobody may hold the new tokens.
                 let _ = client.revoke_tokens(&new).await;
-                Err(SessionError::NotFound(data.grant_id.clone()))
+                Err(GrantError::NotFound(data.grant_id.clone()))
             }
             Err(e) => {
                 // The old refresh token is spent; the new tokens cannot be kept.
@@ -811,7 +809,7 @@ where
                     did: data.token_set.sub.clone(),
                     cause: DeleteCause::SaveFailed,
                 });
-                Err(SessionError::SaveFailed(e))
+                Err(GrantError::SaveFailed(e))
             }
         }
     }
@@ -819,20 +817,20 @@ where
     async fn refused_or_kept(
         &self,
         stored: &StoredGrant,
-        data: &OAuthSessionData,
+        data: &Grant,
         e: OAuthError,
-    ) -> Result<(Arc<OAuthSessionData>, u64), SessionError> {
+    ) -> Result<(Arc<Grant>, u64), GrantError> {
         let Some(cause) = refusal(&e) else {
             tracing::warn!(grant = %data.grant_id, error = %e, "refresh failed; grant kept");
-            return Err(SessionError::Refresh(e));
+            return Err(GrantError::Refresh(e));
         };
         if self.inner.config.lock.is_none() && e.is_invalid_grant() {
             // Another process may have used the refresh token first.
             tokio::time::sleep(self.inner.config.recheck_delay).await;
             match self.load(&data.grant_id).await {
                 Ok((s, d)) if s.version != stored.version => return Ok((d, s.version)),
-                Err(SessionError::NotFound(_)) => {
-                    return Err(SessionError::Deleted {
+                Err(GrantError::NotFound(_)) => {
+                    return Err(GrantError::Deleted {
                         grant_id: data.grant_id.clone(),
                         cause,
                         source: Box::new(e),
@@ -851,7 +849,7 @@ where
         let client = &self.inner.client;
         if let Err(de) = client.store().delete_grant(&data.grant_id).await {
             tracing::warn!(grant = %data.grant_id, error = %de, "cannot delete a refused grant");
-            return Err(SessionError::OAuth(de.into()));
+            return Err(GrantError::OAuth(de.into()));
         }
         tracing::info!(grant = %data.grant_id, ?cause, "refresh refused; grant deleted");
         self.emit(SessionEvent::Deleted {
@@ -859,7 +857,7 @@ where
             did: data.token_set.sub.clone(),
             cause: cause.clone(),
         });
-        Err(SessionError::Deleted {
+        Err(GrantError::Deleted {
             grant_id: data.grant_id.clone(),
             cause,
             source: Box::new(e),
@@ -874,7 +872,7 @@ where
     /// ```
     /// # include!("../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use atsession::oauth::{Refresh, SessionError};
+    /// use atsession::oauth::{Refresh, GrantError};
     ///
     /// let (getter, grant_id) = demo_getter().await;
     /// // The demo server cannot be reached, so revoking fails: that error is returned, but
@@ -882,12 +880,12 @@ where
     /// assert!(getter.sign_out(&grant_id).await.is_err());
     /// assert!(matches!(
     ///     getter.get(&grant_id, Refresh::IfStale).await,
-    ///     Err(SessionError::NotFound(_))
+    ///     Err(GrantError::NotFound(_))
     /// ));
     /// assert!(!getter.sign_out(&grant_id).await.unwrap());
     /// # }
     /// ```
-    pub async fn sign_out(&self, grant_id: &GrantId) -> Result<bool, SessionError> {
+    pub async fn sign_out(&self, grant_id: &GrantId) -> Result<bool, GrantError> {
         let client = &self.inner.client;
         let Some(stored) = client
             .store()
@@ -897,7 +895,7 @@ where
         else {
             return Ok(false);
         };
-        let revoked = match OAuthSessionData::open(&stored, &client.core().keyring) {
+        let revoked = match Grant::open(&stored, &client.core().keyring) {
             Ok(data) => client.revoke_tokens(&data).await,
             Err(e) => Err(e),
         };

@@ -38,10 +38,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::getter::refresh_lock_key;
-use super::session::row_key;
+use super::grant::row_key;
 use crate::crypto::at_rest::{AtRestError, AtRestKeyring};
 use crate::lock::{Lock, LockError};
-use crate::store::oauth::{GrantId, OAuthSessionStore};
+use crate::store::oauth::{GrantId, GrantStore};
 use crate::store::{Cas, StoreError};
 
 /// Grants listed per store call.
@@ -81,7 +81,7 @@ impl KeyUsage {
 }
 
 /// Counts the grants under each key, listing every grant once.
-pub async fn key_usage<S: OAuthSessionStore>(store: &S) -> Result<KeyUsage, StoreError> {
+pub async fn key_usage<S: GrantStore>(store: &S) -> Result<KeyUsage, StoreError> {
     let mut usage = KeyUsage::default();
     let mut seen = std::collections::HashSet::new();
     let mut cursor = None;
@@ -121,7 +121,7 @@ pub enum KeyCheckError {
 }
 
 /// Checks that `keyring` holds the key of every stored grant; returns the usage.
-pub async fn check_keyring<S: OAuthSessionStore>(
+pub async fn check_keyring<S: GrantStore>(
     store: &S,
     keyring: &AtRestKeyring,
 ) -> Result<KeyUsage, KeyCheckError> {
@@ -224,7 +224,7 @@ const LOCK_LEASE: Duration = Duration::from_secs(30);
 
 /// Seals every grant not under `keyring`'s current key again under it (see the
 /// [module docs](self)). Idempotent; safe beside a running app.
-pub async fn reseal_grants<S: OAuthSessionStore>(
+pub async fn reseal_grants<S: GrantStore>(
     store: &S,
     keyring: &AtRestKeyring,
     options: ResealOptions,
@@ -262,7 +262,7 @@ enum Outcome {
     Gone,
 }
 
-async fn reseal_one<S: OAuthSessionStore>(
+async fn reseal_one<S: GrantStore>(
     store: &S,
     keyring: &AtRestKeyring,
     id: &GrantId,
@@ -309,7 +309,7 @@ async fn reseal_one<S: OAuthSessionStore>(
 
 /// Stores one grant sealed under `keyring` (for the module's example).
 #[doc(hidden)]
-pub async fn doc_grant<S: OAuthSessionStore>(
+pub async fn doc_grant<S: GrantStore>(
     store: &S,
     keyring: &AtRestKeyring,
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -31,7 +31,7 @@
 //! [`OAuthClient::authorize`] refuses a scope the client metadata does not declare before
 //! anything is sent; the granted scope is stored from every token response (login,
 //! refresh, upgrade); a PDS's `403 ScopeMissingError` is
-//! [`SessionError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
+//! [`GrantError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
 //! to a grant in place ([`upgrade`]). [`permission_set`] checks a permission-set lexicon.
 //!
 //! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
@@ -67,15 +67,15 @@
 //! // 3. Back from the server: the redirect's query string.
 //! let query = "state=…&iss=https%3A%2F%2Fbsky.social&code=…";
 //! let login = client.callback(&CallbackParams::from_query(query)?).await?;
-//! println!("logged in as {} (grant {})", login.session.token_set.sub, login.session.grant_id);
+//! println!("logged in as {} (grant {})", login.grant.token_set.sub, login.grant.grant_id);
 //!
 //! // 4. An authenticated call, then logout.
 //! let res = client
-//!     .pds_request(&login.session, atsession::oauth::reqwest::Method::GET,
+//!     .pds_request(&login.grant, atsession::oauth::reqwest::Method::GET,
 //!                  "/xrpc/com.atproto.server.getSession", None)
 //!     .await?;
 //! assert!(res.status.is_success());
-//! client.revoke(&login.session.grant_id).await?;
+//! client.revoke(&login.grant.grant_id).await?;
 //! # Ok(()) }
 //! ```
 
@@ -87,6 +87,7 @@ pub mod dpop;
 pub mod error;
 pub mod events;
 pub mod getter;
+pub mod grant;
 pub mod http;
 pub mod identity;
 pub mod jose;
@@ -102,7 +103,6 @@ pub mod permission_set;
 pub mod pkce;
 pub mod scope;
 mod server;
-pub mod session;
 mod state;
 pub mod token;
 pub mod upgrade;
@@ -116,15 +116,15 @@ pub use client::{
     AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig, Prompt,
 };
 pub use client_metadata::{ClientAuth, ClientMetadata};
-pub use error::{CallbackError, OAuthError};
+pub use error::{CallbackError, ClientConfigError, OAuthError};
 pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
-pub use getter::{GetterConfig, Refresh, RetryReason, SessionError, SessionGetter};
+pub use getter::{GetterConfig, GrantError, Refresh, RetryReason, SessionGetter};
+pub use grant::Grant;
 pub use http::PdsOptions;
 pub use oauth_session::OAuthSession;
 pub use pds_request::{PdsBody, PdsRequest};
 pub use pds_response::PdsResponse;
 pub use permission_set::PermissionSet;
 pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
-pub use session::OAuthSessionData;
 pub use token::TokenSet;
 pub use upgrade::ScopeUpgrade;

@@ -10,13 +10,13 @@ use serde::de::DeserializeOwned;
 
 use super::dpop::resource_asks_nonce;
 use super::events::TokenSetInfo;
-use super::getter::{Refresh, RetryReason, SessionError, SessionGetter, token_info};
+use super::getter::{GrantError, Refresh, RetryReason, SessionGetter, token_info};
 use super::http::{Fetched, HttpError};
 use super::pds_headers::first_refused;
 use super::pds_path::check_path;
 use super::pds_request::{PdsBody, PdsRequest};
 use super::pds_response::{PdsResponse, xrpc_error};
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
 ///
@@ -88,7 +88,7 @@ pub fn is_nsid(nsid: &str) -> bool {
 
 impl<S> OAuthSession<S>
 where
-    S: StateStore + OAuthSessionStore + Clone,
+    S: StateStore + GrantStore + Clone,
 {
     pub(crate) fn new(getter: SessionGetter<S>, grant_id: GrantId) -> Self {
         Self { getter, grant_id }
@@ -138,7 +138,7 @@ where
     /// assert_eq!(info.version, 1);
     /// # }
     /// ```
-    pub async fn token_info(&self, refresh: Refresh) -> Result<TokenSetInfo, SessionError> {
+    pub async fn token_info(&self, refresh: Refresh) -> Result<TokenSetInfo, GrantError> {
         let (data, version) = self
             .getter
             .get_versioned(&self.grant_id, refresh, None)
@@ -152,7 +152,7 @@ where
     /// ```
     /// # include!("../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use atsession::oauth::{Refresh, SessionError};
+    /// use atsession::oauth::{Refresh, GrantError};
     ///
     /// let (getter, grant_id) = demo_getter().await;
     /// let session = getter.session(grant_id);
@@ -160,12 +160,12 @@ where
     /// assert!(session.sign_out().await.is_err());
     /// assert!(matches!(
     ///     session.token_info(Refresh::AcceptStale).await,
-    ///     Err(SessionError::NotFound(_))
+    ///     Err(GrantError::NotFound(_))
     /// ));
     /// assert!(!session.sign_out().await.unwrap());
     /// # }
     /// ```
-    pub async fn sign_out(&self) -> Result<bool, SessionError> {
+    pub async fn sign_out(&self) -> Result<bool, GrantError> {
         self.getter.sign_out(&self.grant_id).await
     }
 
@@ -180,12 +180,12 @@ where
     ///
     /// | answer | body in memory | stream body |
     /// |---|---|---|
-    /// | `use_dpop_nonce` | resent once with the new nonce | [`SessionError::Retryable`] (a nonce is fetched *before* sending when none is cached) |
-    /// | `invalid_token` | refreshed, resent once | refreshed, then [`SessionError::Retryable`] (refreshed *before* sending when the nonce probe is refused) |
+    /// | `use_dpop_nonce` | resent once with the new nonce | [`GrantError::Retryable`] (a nonce is fetched *before* sending when none is cached) |
+    /// | `invalid_token` | refreshed, resent once | refreshed, then [`GrantError::Retryable`] (refreshed *before* sending when the nonce probe is refused) |
     /// | anything else | returned as is, whatever its status | the same |
     ///
     /// Use [`PdsResponse::error_for_status`] to turn an XRPC error answer into
-    /// [`SessionError::Xrpc`] with the server's message.
+    /// [`GrantError::Xrpc`] with the server's message.
     ///
     /// ```no_run
     /// # include!("../../doc/getter_setup.rs");
@@ -202,13 +202,13 @@ where
     /// println!("uploaded {}", blob["blob"]["ref"]["$link"]);
     /// # Ok(()) }
     /// ```
-    pub async fn send(&self, request: PdsRequest) -> Result<PdsResponse, SessionError> {
+    pub async fn send(&self, request: PdsRequest) -> Result<PdsResponse, GrantError> {
         // Refused before anything is sent, a refresh included.
         check_path(request.path_and_query())
-            .map_err(|e| SessionError::OAuth(HttpError::PdsPath(e).into()))?;
+            .map_err(|e| GrantError::OAuth(HttpError::PdsPath(e).into()))?;
         if let Some(name) = first_refused(request.headers()) {
             let name = name.as_str().to_owned();
-            return Err(SessionError::OAuth(HttpError::Header { name }.into()));
+            return Err(GrantError::OAuth(HttpError::Header { name }.into()));
         }
         let client = self.getter.client();
         let (mut data, mut version) = self
@@ -228,7 +228,7 @@ where
         }
         let response = client.pds_call(&data, request).await?;
         if streamed && resource_asks_nonce(response.status(), response.headers()) {
-            return Err(SessionError::Retryable(RetryReason::UseDpopNonce));
+            return Err(GrantError::Retryable(RetryReason::UseDpopNonce));
         }
         if !is_invalid_token_answer(response.status(), response.headers()) {
             return Ok(response);
@@ -240,7 +240,7 @@ where
             .await?;
         match (again, resend) {
             (Some(again), Some(body)) => Ok(client.pds_call(&data, again.body(body)).await?),
-            _ => Err(SessionError::Retryable(RetryReason::InvalidToken)),
+            _ => Err(GrantError::Retryable(RetryReason::InvalidToken)),
         }
     }
 
@@ -279,18 +279,18 @@ where
         path_and_query: &str,
         headers: &HeaderMap,
         body: Option<Vec<u8>>,
-    ) -> Result<Fetched, SessionError> {
+    ) -> Result<Fetched, GrantError> {
         let mut request = PdsRequest::new(method, path_and_query).body(body);
         *request.headers_mut() = headers.clone();
         let response = self.send(request).await?;
         response
             .into_fetched()
             .await
-            .map_err(|e| SessionError::OAuth(e.into()))
+            .map_err(|e| GrantError::OAuth(e.into()))
     }
 
     /// An XRPC query: `GET /xrpc/<nsid>?<params>`, the JSON answer parsed as `T`. An answer
-    /// other than 2xx is [`SessionError::Xrpc`] with the XRPC error name and message.
+    /// other than 2xx is [`GrantError::Xrpc`] with the XRPC error name and message.
     ///
     /// ```no_run
     /// # include!("../../doc/getter_setup.rs");
@@ -315,9 +315,9 @@ where
         &self,
         nsid: &str,
         params: &[(&str, &str)],
-    ) -> Result<T, SessionError> {
+    ) -> Result<T, GrantError> {
         if !is_nsid(nsid) {
-            return Err(SessionError::InvalidRequest("not an NSID"));
+            return Err(GrantError::InvalidRequest("not an NSID"));
         }
         let mut path = format!("/xrpc/{nsid}");
         if !params.is_empty() {
@@ -370,11 +370,11 @@ where
         &self,
         nsid: &str,
         input: &I,
-    ) -> Result<T, SessionError> {
+    ) -> Result<T, GrantError> {
         if !is_nsid(nsid) {
-            return Err(SessionError::InvalidRequest("not an NSID"));
+            return Err(GrantError::InvalidRequest("not an NSID"));
         }
-        let body = serde_json::to_vec(input).map_err(SessionError::InvalidResponse)?;
+        let body = serde_json::to_vec(input).map_err(GrantError::InvalidResponse)?;
         self.precheck_scope(nsid, Some(&body)).await?;
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -392,12 +392,12 @@ where
     }
 }
 
-fn xrpc_answer<T: DeserializeOwned>(f: &Fetched) -> Result<T, SessionError> {
+fn xrpc_answer<T: DeserializeOwned>(f: &Fetched) -> Result<T, GrantError> {
     if !f.status.is_success() {
         return Err(xrpc_error(f.status.as_u16(), &f.body));
     }
     let body: &[u8] = if f.body.is_empty() { b"null" } else { &f.body };
-    serde_json::from_slice(body).map_err(SessionError::InvalidResponse)
+    serde_json::from_slice(body).map_err(GrantError::InvalidResponse)
 }
 
 #[cfg(test)]

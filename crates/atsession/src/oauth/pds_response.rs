@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use super::getter::SessionError;
+use super::getter::GrantError;
 use super::http::{Fetched, HttpError};
 use super::metadata::truncate;
 
@@ -169,9 +169,9 @@ impl PdsResponse {
         })
     }
 
-    /// The response itself if its status is 2xx; otherwise [`SessionError::Xrpc`] with the
+    /// The response itself if its status is 2xx; otherwise [`GrantError::Xrpc`] with the
     /// XRPC error name and the server's message (read from the first 64 KiB of the body).
-    pub async fn error_for_status(mut self) -> Result<Self, SessionError> {
+    pub async fn error_for_status(mut self) -> Result<Self, GrantError> {
         if self.status().is_success() {
             return Ok(self);
         }
@@ -186,17 +186,17 @@ impl PdsResponse {
         Err(xrpc_error(status, &body))
     }
 
-    /// The JSON answer as `T` (2xx), or [`SessionError::Xrpc`].
-    pub async fn json<T: DeserializeOwned>(self) -> Result<T, SessionError> {
+    /// The JSON answer as `T` (2xx), or [`GrantError::Xrpc`].
+    pub async fn json<T: DeserializeOwned>(self) -> Result<T, GrantError> {
         let body = self.error_for_status().await?.bytes().await;
-        let body = body.map_err(|e| SessionError::OAuth(e.into()))?;
+        let body = body.map_err(|e| GrantError::OAuth(e.into()))?;
         let body: &[u8] = if body.is_empty() { b"null" } else { &body };
-        serde_json::from_slice(body).map_err(SessionError::InvalidResponse)
+        serde_json::from_slice(body).map_err(GrantError::InvalidResponse)
     }
 }
 
 /// The error of a non-2xx XRPC answer: its status, the `error` name and the `message`.
-pub(crate) fn xrpc_error(status: u16, body: &[u8]) -> SessionError {
+pub(crate) fn xrpc_error(status: u16, body: &[u8]) -> GrantError {
     let body: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let field = |k: &str| {
         body.as_ref()
@@ -208,12 +208,12 @@ pub(crate) fn xrpc_error(status: u16, body: &[u8]) -> SessionError {
     if let Some(scope) =
         super::scope::scope_missing(status, raw("error").unwrap_or_default(), raw("message"))
     {
-        return SessionError::ScopeMissing {
+        return GrantError::ScopeMissing {
             scope,
             message: field("message"),
         };
     }
-    SessionError::Xrpc {
+    GrantError::Xrpc {
         status,
         error: field("error").unwrap_or_else(|| "unknown".to_owned()),
         message: field("message"),

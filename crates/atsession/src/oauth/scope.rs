@@ -1679,11 +1679,11 @@ pub fn precheck_xrpc(
 
 impl<S> super::oauth_session::OAuthSession<S>
 where
-    S: crate::store::oauth::StateStore + crate::store::oauth::OAuthSessionStore + Clone,
+    S: crate::store::oauth::StateStore + crate::store::oauth::GrantStore + Clone,
 {
     /// Checks the grant's stored scope before a call to `nsid` (see [`precheck_xrpc`]):
     /// `input` is the call's JSON input, `proxy` its `atproto-proxy` header, if any. A
-    /// call the scope plainly does not permit is [`SessionError::ScopeMissing`] with no
+    /// call the scope plainly does not permit is [`GrantError::ScopeMissing`] with no
     /// message (nothing is sent); anything else is left to the PDS. The stored scope is
     /// read as is (no refresh).
     ///
@@ -1691,13 +1691,13 @@ where
     /// [`GetterConfig::scope_check`] is on (a query sent without `atproto-proxy` needs no
     /// scope this can judge).
     ///
-    /// [`SessionError::ScopeMissing`]: super::getter::SessionError::ScopeMissing
+    /// [`GrantError::ScopeMissing`]: super::getter::GrantError::ScopeMissing
     /// [`GetterConfig::scope_check`]: super::getter::GetterConfig::scope_check
     ///
     /// ```
     /// # include!("../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use atsession::oauth::SessionError;
+    /// use atsession::oauth::GrantError;
     /// use serde_json::json;
     ///
     /// let (getter, grant_id) = demo_getter().await; // granted "atproto transition:generic"
@@ -1708,7 +1708,7 @@ where
     /// let refused = session
     ///     .check_scope("chat.bsky.convo.listConvos", None, Some("did:web:api.bsky.chat#bsky_chat"))
     ///     .await;
-    /// assert!(matches!(refused, Err(SessionError::ScopeMissing { message: None, .. })));
+    /// assert!(matches!(refused, Err(GrantError::ScopeMissing { message: None, .. })));
     /// # }
     /// ```
     pub async fn check_scope(
@@ -1716,7 +1716,7 @@ where
         nsid: &str,
         input: Option<&serde_json::Value>,
         proxy: Option<&str>,
-    ) -> Result<(), super::getter::SessionError> {
+    ) -> Result<(), super::getter::GrantError> {
         let data = self
             .getter()
             .get(self.grant_id(), super::getter::Refresh::AcceptStale)
@@ -1725,7 +1725,7 @@ where
             return Ok(());
         };
         precheck_xrpc(&granted, nsid, input, proxy, None).map_err(|m| {
-            super::getter::SessionError::ScopeMissing {
+            super::getter::GrantError::ScopeMissing {
                 scope: m.scope,
                 message: None,
             }
@@ -1737,7 +1737,7 @@ where
         &self,
         nsid: &str,
         body: Option<&[u8]>,
-    ) -> Result<(), super::getter::SessionError> {
+    ) -> Result<(), super::getter::GrantError> {
         if !self.getter().config().scope_check {
             return Ok(());
         }

@@ -33,8 +33,8 @@
 //! println!("approve at {url}");
 //! // Back from the server:
 //! let done = getter.callback(&CallbackParams::from_query(query)?).await?;
-//! assert_eq!(done.session.grant_id, grant_id);
-//! println!("scope was `{}`, now `{}`", done.upgrade.unwrap().previous_scope, done.session.token_set.scope);
+//! assert_eq!(done.grant.grant_id, grant_id);
+//! println!("scope was `{}`, now `{}`", done.upgrade.unwrap().previous_scope, done.grant.token_set.scope);
 //! # Ok(()) }
 //! ```
 
@@ -46,13 +46,13 @@ use super::dpop::DpopKey;
 use super::error::{CallbackError, OAuthError};
 use super::events::SessionEvent;
 use super::getter::{SessionGetter, token_info};
+use super::grant::Grant;
 use super::server::Agent;
-use super::session::OAuthSessionData;
 use super::state::UpgradeTarget;
 use super::token::TokenSet;
 use crate::clock::truncate_ms;
 use crate::store::Cas;
-use crate::store::oauth::{GrantId, OAuthSessionStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
 /// How many times a scope upgrade retries its compare-and-swap when the grant changes.
 const UPGRADE_ATTEMPTS: usize = 5;
@@ -98,7 +98,7 @@ pub fn upgrade_scope(granted: &str, add: &str, declared: &str) -> String {
     out.join(" ")
 }
 
-impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
+impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// Starts a scope upgrade of the grant `grant_id`: an authorization at the grant's
     /// server for the same account (`login_hint` = its DID unless `options` says
     /// otherwise) asking for [`upgrade_scope`] of its current scope and `add` (or exactly
@@ -113,7 +113,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
     ) -> Result<Url, OAuthError> {
         super::client::check_app_state(options.app_state.as_deref())?;
         let data = self
-            .session(grant_id)
+            .grant(grant_id)
             .await?
             .ok_or_else(|| OAuthError::UnknownGrant(grant_id.clone()))?;
         let scope = options
@@ -158,7 +158,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
         dpop_key: &DpopKey,
         auth: &ClientAuth,
         agent: &Agent<'_>,
-    ) -> Result<(OAuthSessionData, ScopeUpgrade), OAuthError> {
+    ) -> Result<(Grant, ScopeUpgrade), OAuthError> {
         let revoke_new = || async {
             let _ = agent.revoke(token_set.access_token.expose()).await;
             if let Some(r) = &token_set.refresh_token {
@@ -178,7 +178,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                     return Err(e.into());
                 }
             };
-            let old = match OAuthSessionData::open(&stored, keyring) {
+            let old = match Grant::open(&stored, keyring) {
                 Ok(o) => o,
                 Err(e) => {
                     revoke_new().await;
@@ -193,7 +193,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
                 }
                 .into());
             }
-            let new = OAuthSessionData {
+            let new = Grant {
                 grant_id: old.grant_id.clone(),
                 token_set: token_set.clone(),
                 dpop_key: dpop_key.clone(),
@@ -239,7 +239,7 @@ impl<S: StateStore + OAuthSessionStore> OAuthClient<S> {
 
 impl<S> SessionGetter<S>
 where
-    S: StateStore + OAuthSessionStore + Clone,
+    S: StateStore + GrantStore + Clone,
 {
     /// [`OAuthClient::callback`], and for a scope upgrade, a [`SessionEvent::Updated`]
     /// whose [`previous_scope`](super::TokenSetInfo::previous_scope) is the scope before
@@ -261,7 +261,7 @@ where
     pub async fn callback(&self, params: &CallbackParams) -> Result<Callback, OAuthError> {
         let done = self.client().callback(params).await?;
         if let Some(up) = &done.upgrade {
-            let mut info = token_info(&done.session, up.version);
+            let mut info = token_info(&done.grant, up.version);
             if info.scope != up.previous_scope {
                 info.previous_scope = Some(up.previous_scope.clone());
             }

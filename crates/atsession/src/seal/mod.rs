@@ -51,7 +51,7 @@
 //!
 //! // Sign-out.
 //! sessions.clear().append_to(&mut response);
-//! # Ok::<(), atsession::seal::SessionError>(())
+//! # Ok::<(), atsession::seal::SealedSessionError>(())
 //! ```
 //!
 //! The defaults are those of iron-session except the TTL: cookie `sid`, `HttpOnly; Secure;
@@ -80,7 +80,7 @@
 //!
 //! let renewed = sessions.refresh_bearer(&token)?;
 //! assert_eq!(sessions.unseal_bearer(&renewed)?.data, "did:plc:alice");
-//! # Ok::<(), atsession::seal::SessionError>(())
+//! # Ok::<(), atsession::seal::SealedSessionError>(())
 //! ```
 //!
 //! # Password rotation
@@ -147,6 +147,6 @@ pub use error::{Field, JsonCategory, JsonError, SealError};
 pub use iron::{Iron, Unsealed};
 pub use passwords::{MIN_PASSWORD_LEN, Passwords};
 pub use sessions::{
-    DEFAULT_COOKIE_NAME, DEFAULT_TTL, IRON_SESSION_SUFFIX, Loaded, SealedSessions,
-    SealedSessionsBuilder, SessionError,
+    DEFAULT_COOKIE_NAME, DEFAULT_TTL, IRON_SESSION_SUFFIX, Loaded, SealedSessionError,
+    SealedSessions, SealedSessionsBuilder,
 };

@@ -27,7 +27,7 @@ pub const IRON_SESSION_SUFFIX: &str = "~2";
 /// Why a sealed session could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SessionError {
+pub enum SealedSessionError {
     /// The seal is unusable (forged, expired, malformed...), or a password is.
     #[error("sealed session refused")]
     Seal(#[from] SealError),
@@ -163,10 +163,10 @@ impl<T> SealedSessionsBuilder<T> {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`SessionError::InvalidCookieName`] for a cookie name that is not an HTTP token.
-    pub fn build(self) -> Result<SealedSessions<T>, SessionError> {
+    /// [`SealedSessionError::InvalidCookieName`] for a cookie name that is not an HTTP token.
+    pub fn build(self) -> Result<SealedSessions<T>, SealedSessionError> {
         if !valid_name(&self.cookie.name) {
-            return Err(SessionError::InvalidCookieName);
+            return Err(SealedSessionError::InvalidCookieName);
         }
         let mut iron = Iron::new(self.passwords)
             .with_ttl(self.ttl)
@@ -197,18 +197,18 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// iron-session does with a string password, so the two read each other's cookies.
     ///
     /// # Errors
-    /// [`SealError::PasswordTooShort`] (inside [`SessionError::Seal`]) for a secret of fewer
+    /// [`SealError::PasswordTooShort`] (inside [`SealedSessionError::Seal`]) for a secret of fewer
     /// than 32 characters.
     ///
     /// ```
-    /// use atsession::seal::{SealError, SealedSessions, SessionError};
+    /// use atsession::seal::{SealError, SealedSessions, SealedSessionError};
     ///
     /// let ok = SealedSessions::<String>::new("a secret of at least 32 characters!!");
     /// assert!(ok.is_ok());
     /// let short = SealedSessions::<String>::new("too short");
-    /// assert!(matches!(short, Err(SessionError::Seal(SealError::PasswordTooShort { .. }))));
+    /// assert!(matches!(short, Err(SealedSessionError::Seal(SealError::PasswordTooShort { .. }))));
     /// ```
-    pub fn new(secret: impl Into<SecretString>) -> Result<Self, SessionError> {
+    pub fn new(secret: impl Into<SecretString>) -> Result<Self, SealedSessionError> {
         Self::builder(Passwords::new([("1", secret.into())])?).build()
     }
 
@@ -279,7 +279,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
         &self,
         plaintext: &[u8],
         present: Option<&Present>,
-    ) -> Result<SetCookies, SessionError> {
+    ) -> Result<SetCookies, SealedSessionError> {
         let seal = self.seal_bytes(plaintext)?;
         Ok(self.cookie.write(&seal, self.max_age(), present)?)
     }
@@ -304,7 +304,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// an error; treat it as signed out, and send [`SealedSessions::clear`] if you like.
     ///
     /// # Errors
-    /// [`SessionError::Seal`] for an unusable seal; [`SessionError::Cookie`] when a refreshed
+    /// [`SealedSessionError::Seal`] for an unusable seal; [`SealedSessionError::Cookie`] when a refreshed
     /// session no longer fits in cookies.
     ///
     /// ```
@@ -322,9 +322,9 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// assert_eq!(loaded.data, "did:plc:alice");
     /// assert!(loaded.set_cookie.is_none()); // fresh: nothing to refresh
     /// assert!(sessions.load(&HeaderMap::new())?.is_none());
-    /// # Ok::<(), atsession::seal::SessionError>(())
+    /// # Ok::<(), atsession::seal::SealedSessionError>(())
     /// ```
-    pub fn load(&self, headers: &HeaderMap) -> Result<Option<Loaded<T>>, SessionError> {
+    pub fn load(&self, headers: &HeaderMap) -> Result<Option<Loaded<T>>, SealedSessionError> {
         let present = self.cookie.read(headers);
         let Some(seal) = present.seal() else {
             return Ok(None);
@@ -346,7 +346,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// Seals `data` into a new session cookie (more than one when it must be split).
     ///
     /// # Errors
-    /// [`SessionError::Seal`] when `data` cannot be serialised; [`SessionError::Cookie`] when it
+    /// [`SealedSessionError::Seal`] when `data` cannot be serialised; [`SealedSessionError::Cookie`] when it
     /// does not fit.
     ///
     /// ```
@@ -359,9 +359,9 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// assert!(line.contains("~2;"));
     /// assert!(line.contains("HttpOnly") && line.contains("Secure") && line.contains("SameSite=Lax"));
     /// assert!(line.contains("Max-Age=604740")); // 7 days minus 60 s, like iron-session
-    /// # Ok::<(), atsession::seal::SessionError>(())
+    /// # Ok::<(), atsession::seal::SealedSessionError>(())
     /// ```
-    pub fn create(&self, data: &T) -> Result<SetCookies, SessionError> {
+    pub fn create(&self, data: &T) -> Result<SetCookies, SealedSessionError> {
         self.write(&Self::to_json(data)?, None)
     }
 
@@ -370,7 +370,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     ///
     /// # Errors
     /// As [`SealedSessions::create`].
-    pub fn save(&self, data: &T, request: &HeaderMap) -> Result<SetCookies, SessionError> {
+    pub fn save(&self, data: &T, request: &HeaderMap) -> Result<SetCookies, SealedSessionError> {
         let present = self.cookie.read(request);
         self.write(&Self::to_json(data)?, Some(&present))
     }
@@ -398,8 +398,8 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// Seals `data` as a Bearer token for a mobile client (same format as the cookie value).
     ///
     /// # Errors
-    /// [`SessionError::Seal`] when `data` cannot be serialised or is too large.
-    pub fn seal_bearer(&self, data: &T) -> Result<String, SessionError> {
+    /// [`SealedSessionError::Seal`] when `data` cannot be serialised or is too large.
+    pub fn seal_bearer(&self, data: &T) -> Result<String, SealedSessionError> {
         Ok(self.seal_bytes(&Self::to_json(data)?)?)
     }
 
@@ -407,8 +407,8 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// `sealData`).
     ///
     /// # Errors
-    /// [`SessionError::Seal`] for an unusable token.
-    pub fn unseal_bearer(&self, token: &str) -> Result<Unsealed<T>, SessionError> {
+    /// [`SealedSessionError::Seal`] for an unusable token.
+    pub fn unseal_bearer(&self, token: &str) -> Result<Unsealed<T>, SealedSessionError> {
         let u = self.open(token)?;
         Ok(Unsealed {
             data: u.data.0,
@@ -421,8 +421,8 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// or it uses another scheme.
     ///
     /// # Errors
-    /// [`SessionError::Authorization`] for a `Bearer` header without a readable token;
-    /// [`SessionError::Seal`] for an unusable token.
+    /// [`SealedSessionError::Authorization`] for a `Bearer` header without a readable token;
+    /// [`SealedSessionError::Seal`] for an unusable token.
     ///
     /// ```
     /// use atsession::seal::SealedSessions;
@@ -436,9 +436,12 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     ///
     /// headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer Fe26.2*forged"));
     /// assert!(sessions.from_bearer(&headers).is_err());
-    /// # Ok::<(), atsession::seal::SessionError>(())
+    /// # Ok::<(), atsession::seal::SealedSessionError>(())
     /// ```
-    pub fn from_bearer(&self, headers: &HeaderMap) -> Result<Option<Unsealed<T>>, SessionError> {
+    pub fn from_bearer(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Unsealed<T>>, SealedSessionError> {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Ok(None);
         };
@@ -448,16 +451,16 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
             && (bytes[6] == b' ' || bytes[6] == b'\t');
         if !is_bearer {
             return if bytes.len() == 6 && bytes.eq_ignore_ascii_case(b"bearer") {
-                Err(SessionError::Authorization)
+                Err(SealedSessionError::Authorization)
             } else {
                 Ok(None)
             };
         }
         let token = std::str::from_utf8(&bytes[7..])
-            .map_err(|_| SessionError::Authorization)?
+            .map_err(|_| SealedSessionError::Authorization)?
             .trim();
         if token.is_empty() {
-            return Err(SessionError::Authorization);
+            return Err(SealedSessionError::Authorization);
         }
         self.unseal_bearer(token).map(Some)
     }
@@ -466,7 +469,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// token stays valid until it expires: seals cannot be revoked.
     ///
     /// # Errors
-    /// [`SessionError::Seal`] when `token` is unusable.
+    /// [`SealedSessionError::Seal`] when `token` is unusable.
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
@@ -486,7 +489,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// assert_eq!(sessions.unseal_bearer(&fresh)?.data, 7);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn refresh_bearer(&self, token: &str) -> Result<String, SessionError> {
+    pub fn refresh_bearer(&self, token: &str) -> Result<String, SealedSessionError> {
         let u = self.open(token)?;
         Ok(self.seal_bytes(&u.data.1)?)
     }

@@ -272,7 +272,7 @@ fn session_cookie_round_trip_and_sliding() {
     clock.advance(Duration::from_secs(600));
     assert_eq!(
         s.load(&req).unwrap_err(),
-        SessionError::Seal(SealError::Expired)
+        SealedSessionError::Seal(SealError::Expired)
     );
     assert!(s.load(&browser(&refreshed)).unwrap().is_some());
 
@@ -307,7 +307,9 @@ fn rotation_refreshes_old_seals() {
     // The old configuration cannot read the new seal.
     assert!(matches!(
         old.load(&refreshed),
-        Err(SessionError::Seal(SealError::UnknownPasswordId { .. }))
+        Err(SealedSessionError::Seal(
+            SealError::UnknownPasswordId { .. }
+        ))
     ));
 }
 
@@ -350,7 +352,9 @@ fn large_sessions_are_chunked_then_refused() {
     let huge = json!({"blob": big.repeat(3)});
     assert!(matches!(
         s.create(&huge),
-        Err(SessionError::Cookie(CookieError::TooManyChunks { .. }))
+        Err(SealedSessionError::Cookie(
+            CookieError::TooManyChunks { .. }
+        ))
     ));
     let unchunked = SealedSessions::<Value>::builder(Passwords::new([("1", PW)]).unwrap())
         .chunking(false)
@@ -358,7 +362,7 @@ fn large_sessions_are_chunked_then_refused() {
         .unwrap();
     assert!(matches!(
         unchunked.create(&data),
-        Err(SessionError::Cookie(CookieError::TooLarge { .. }))
+        Err(SealedSessionError::Cookie(CookieError::TooLarge { .. }))
     ));
 }
 
@@ -377,15 +381,15 @@ fn bearer_header_parsing() {
     assert!(s.from_bearer(&with("DPoP abc")).unwrap().is_none());
     assert_eq!(
         s.from_bearer(&with("Bearer ")).unwrap_err(),
-        SessionError::Authorization
+        SealedSessionError::Authorization
     );
     assert_eq!(
         s.from_bearer(&with("Bearer")).unwrap_err(),
-        SessionError::Authorization
+        SealedSessionError::Authorization
     );
     assert!(matches!(
         s.from_bearer(&with("Bearer junk")),
-        Err(SessionError::Seal(SealError::FieldCount(1)))
+        Err(SealedSessionError::Seal(SealError::FieldCount(1)))
     ));
     let got = s
         .from_bearer(&with(&format!("bearer {token}")))
@@ -409,12 +413,14 @@ fn bearer_header_parsing() {
 fn construction_checks() {
     assert!(matches!(
         SealedSessions::<Value>::new("x".repeat(31)),
-        Err(SessionError::Seal(SealError::PasswordTooShort { min: 32 }))
+        Err(SealedSessionError::Seal(SealError::PasswordTooShort {
+            min: 32
+        }))
     ));
     let bad_name = SealedSessions::<Value>::builder(Passwords::single(PW).unwrap())
         .cookie_name("a b")
         .build();
-    assert_eq!(bad_name.unwrap_err(), SessionError::InvalidCookieName);
+    assert_eq!(bad_name.unwrap_err(), SealedSessionError::InvalidCookieName);
     let s = SealedSessions::<Value>::new(PW).unwrap();
     let clear = s.clear();
     assert_eq!(clear.len(), 1 + MAX_CHUNKS);

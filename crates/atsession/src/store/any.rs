@@ -3,7 +3,7 @@
 //!
 //! The store traits return `impl Future`, so they cannot be trait objects; `AnyStore` is an
 //! enum over the backends compiled in, and implements [`SessionStore`], [`StateStore`] and
-//! [`OAuthSessionStore`] by handing each call to its backend. Code that is generic over a
+//! [`GrantStore`] by handing each call to its backend. Code that is generic over a
 //! store ([`SessionManager`](crate::app::SessionManager), the OAuth client, the session
 //! getter) takes it like any other store; code that must not be generic (the web layer, a
 //! binary) names `AnyStore` and works on every backend. A store written elsewhere joins
@@ -27,7 +27,7 @@
 use time::OffsetDateTime;
 
 use super::oauth::{
-    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
 use super::{Cas, MemoryStore, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
@@ -89,17 +89,17 @@ impl AnyStore {
         match self {
             Self::Memory(_) => AnyLock::Memory(crate::lock::MemoryLock::new()),
             #[cfg(feature = "sqlite")]
-            Self::Sqlite(s) => AnyLock::Sqlite(crate::lock::sqlite::SqliteLock::new(s)),
+            Self::Sqlite(s) => AnyLock::Sqlite(crate::store::sqlite::SqliteLock::new(s)),
             #[cfg(feature = "postgres")]
-            Self::Postgres(s) => AnyLock::Postgres(crate::lock::postgres::PostgresLock::new(s)),
+            Self::Postgres(s) => AnyLock::Postgres(crate::store::postgres::PostgresLock::new(s)),
             #[cfg(feature = "redis")]
-            Self::Redis(s) => AnyLock::Redis(crate::lock::redis::RedisLock::new(s)),
+            Self::Redis(s) => AnyLock::Redis(crate::store::redis::RedisLock::new(s)),
             Self::Custom(c) => AnyLock::Custom(std::sync::Arc::clone(&c.lock)),
         }
     }
 
     /// A store written outside this crate (any type implementing [`SessionStore`],
-    /// [`StateStore`] and [`OAuthSessionStore`]), with its lock, so that code that takes an
+    /// [`StateStore`] and [`GrantStore`]), with its lock, so that code that takes an
     /// `AnyStore` (the web layer) works on it too. `name` appears in messages.
     ///
     /// ```
@@ -112,7 +112,7 @@ impl AnyStore {
     #[must_use]
     pub fn custom<S>(name: &'static str, store: S, lock: impl crate::lock::Lock) -> Self
     where
-        S: SessionStore + StateStore + OAuthSessionStore,
+        S: SessionStore + StateStore + GrantStore,
     {
         Self::Custom(super::custom::CustomStore {
             name,
@@ -223,7 +223,7 @@ impl StateStore for AnyStore {
     }
 }
 
-impl OAuthSessionStore for AnyStore {
+impl GrantStore for AnyStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         each!(self, s => s.create_grant(grant))
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::oauth::{
-    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
 use super::{Cas, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
@@ -21,7 +21,7 @@ use crate::syntax::Did;
 /// A boxed store future.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// The store traits ([`SessionStore`], [`StateStore`], [`OAuthSessionStore`]) as one
+/// The store traits ([`SessionStore`], [`StateStore`], [`GrantStore`]) as one
 /// object-safe trait. Implemented for every type that implements the three; you never
 /// implement it yourself. The methods are named `dyn_*` so that they never shadow the
 /// traits' own.
@@ -59,7 +59,7 @@ pub trait DynStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, GrantPage>;
 }
 
-impl<T: SessionStore + StateStore + OAuthSessionStore> DynStore for T {
+impl<T: SessionStore + StateStore + GrantStore> DynStore for T {
     fn dyn_create<'a>(&'a self, s: &'a StoredSession) -> StoreFuture<'a, ()> {
         Box::pin(SessionStore::create(self, s))
     }
@@ -104,29 +104,29 @@ impl<T: SessionStore + StateStore + OAuthSessionStore> DynStore for T {
         Box::pin(StateStore::delete_expired_states(self, now))
     }
     fn dyn_create_grant<'a>(&'a self, g: &'a StoredGrant) -> StoreFuture<'a, ()> {
-        Box::pin(OAuthSessionStore::create_grant(self, g))
+        Box::pin(GrantStore::create_grant(self, g))
     }
     fn dyn_load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
-        Box::pin(OAuthSessionStore::load_grant(self, id))
+        Box::pin(GrantStore::load_grant(self, id))
     }
     fn dyn_update_grant<'a>(&'a self, v: u64, g: &'a StoredGrant) -> StoreFuture<'a, Cas> {
-        Box::pin(OAuthSessionStore::update_grant(self, v, g))
+        Box::pin(GrantStore::update_grant(self, v, g))
     }
     fn dyn_delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
-        Box::pin(OAuthSessionStore::delete_grant(self, id))
+        Box::pin(GrantStore::delete_grant(self, id))
     }
     fn dyn_list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
-        Box::pin(OAuthSessionStore::list_grants_by_did(self, did))
+        Box::pin(GrantStore::list_grants_by_did(self, did))
     }
     fn dyn_delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
-        Box::pin(OAuthSessionStore::delete_grants_by_did(self, did))
+        Box::pin(GrantStore::delete_grants_by_did(self, did))
     }
     fn dyn_list_grants<'a>(
         &'a self,
         cursor: Option<&'a GrantCursor>,
         limit: usize,
     ) -> StoreFuture<'a, GrantPage> {
-        Box::pin(OAuthSessionStore::list_grants(self, cursor, limit))
+        Box::pin(GrantStore::list_grants(self, cursor, limit))
     }
 }
 
@@ -196,7 +196,7 @@ impl StateStore for CustomStore {
     }
 }
 
-impl OAuthSessionStore for CustomStore {
+impl GrantStore for CustomStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         self.store.dyn_create_grant(grant).await
     }

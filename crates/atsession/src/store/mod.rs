@@ -3,15 +3,15 @@
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
 //! reaches it, only [`TokenHash`]es. The OAuth client's pending states and grants go through
 //! the traits in [`oauth`] ([`StateStore`](oauth::StateStore),
-//! [`OAuthSessionStore`](oauth::OAuthSessionStore)), as sealed bytes only. Every backend
+//! [`GrantStore`](oauth::GrantStore)), as sealed bytes only. Every backend
 //! implements all three traits:
 //!
 //! | backend | type | feature | shared by processes | lock |
 //! |---|---|---|---|---|
-//! | in-process memory | [`MemoryStore`] | always | no | [`MemoryLock`](crate::lock::MemoryLock) |
-//! | SQLite (embedded default) | [`SqliteStore`](sqlite::SqliteStore) | `sqlite` (default) | on one machine | [`SqliteLock`](crate::lock::sqlite::SqliteLock) |
-//! | PostgreSQL | [`PostgresStore`](postgres::PostgresStore) | `postgres` | yes | [`PostgresLock`](crate::lock::postgres::PostgresLock) |
-//! | Redis / Valkey | [`RedisStore`](redis::RedisStore) | `redis` | yes | [`RedisLock`](crate::lock::redis::RedisLock) |
+//! | in-process memory | [`MemoryStore`] | always | no | [`MemoryLock`] |
+//! | SQLite (embedded default) | [`SqliteStore`](sqlite::SqliteStore) | `sqlite` (default) | on one machine | [`SqliteLock`](crate::store::sqlite::SqliteLock) |
+//! | PostgreSQL | [`PostgresStore`](postgres::PostgresStore) | `postgres` | yes | [`PostgresLock`](crate::store::postgres::PostgresLock) |
+//! | Redis / Valkey | [`RedisStore`](redis::RedisStore) | `redis` | yes | [`RedisLock`](crate::store::redis::RedisLock) |
 //!
 //! **Chosen at run time.** [`open`] opens the backend a URL names (`memory:`,
 //! `sqlite://…` or a bare path, `postgres://…`, `redis://…`, `rediss://…`, with TLS for
@@ -20,10 +20,11 @@
 //! unreachable servers and untrusted certificates are typed [`OpenError`]s that name the
 //! store but never a password.
 //!
-//! Each backend keeps its schema beside its code: SQLite and PostgreSQL as an append-only
-//! list of migrations whose applied count is recorded in the database, Redis as a key layout
-//! (see the `redis` module). A backend for a new kind of record adds a migration (or a key
-//! type) and a file beside `sessions.rs`, as `oauth.rs` does for the OAuth traits.
+//! Each backend keeps its store, its lock (`lock.rs`) and its schema in one folder: SQLite
+//! and PostgreSQL as an append-only list of migrations whose applied count is recorded in the
+//! database, Redis as a key layout (see the `redis` module). A backend for a new kind of
+//! record adds a migration (or a key type) and a file beside `sessions.rs`, as `oauth.rs`
+//! does for the OAuth traits.
 //!
 //! # The contract
 //!
@@ -73,7 +74,7 @@ pub mod redis;
 pub mod sqlite;
 
 pub use any::AnyStore;
-pub use memory::MemoryStore;
+pub use memory::{MemoryLock, MemoryStore};
 pub use open::{OpenError, open};
 
 /// How long one call to a networked store (PostgreSQL, Redis), or one lock call on it, may

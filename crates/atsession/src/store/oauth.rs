@@ -10,8 +10,8 @@
 //! - [`StateStore::take_state`] is a one-time take: it removes the state and returns it in
 //!   one atomic step, so two callbacks with the same `state` cannot both succeed. An expired
 //!   state is removed and not returned.
-//! - [`OAuthSessionStore::create_grant`] never overwrites;
-//!   [`update_grant`](OAuthSessionStore::update_grant) is compare-and-swap on the version and
+//! - [`GrantStore::create_grant`] never overwrites;
+//!   [`update_grant`](GrantStore::update_grant) is compare-and-swap on the version and
 //!   never re-creates a deleted grant.
 
 use std::fmt;
@@ -79,8 +79,8 @@ impl fmt::Display for GrantId {
     }
 }
 
-/// A stored OAuth grant: the sealed session (token set, DPoP key, auth method) and the
-/// clear fields lookups need.
+/// A stored OAuth grant: the sealed grant (token set, DPoP key, auth method; `oauth::Grant`)
+/// and the clear fields lookups need.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredGrant {
     /// The grant id (primary key).
@@ -89,11 +89,11 @@ pub struct StoredGrant {
     pub did: Did,
     /// The authorization server's issuer.
     pub issuer: String,
-    /// The sealed session.
+    /// The sealed grant (token set, DPoP key, client authentication).
     pub sealed: Vec<u8>,
     /// When the grant was made.
     pub created_at: OffsetDateTime,
-    /// When the sealed session was last written.
+    /// When the sealed grant was last written.
     pub updated_at: OffsetDateTime,
     /// Bumped by every update.
     pub version: u64,
@@ -111,7 +111,7 @@ impl fmt::Debug for StoredGrant {
     }
 }
 
-/// Where [`OAuthSessionStore::list_grants`] stopped: hand it back for the next page. Opaque;
+/// Where [`GrantStore::list_grants`] stopped: hand it back for the next page. Opaque;
 /// its content is the backend's business (the last grant id for SQL stores, a `SCAN`
 /// cursor for Redis).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl GrantCursor {
     }
 }
 
-/// One page of [`OAuthSessionStore::list_grants`].
+/// One page of [`GrantStore::list_grants`].
 #[derive(Debug, Clone)]
 pub struct GrantPage {
     /// Grants, up to the limit asked for (a Redis page may hold fewer, even none, before the
@@ -185,7 +185,7 @@ pub trait StateStore: Send + Sync + 'static {
 }
 
 /// OAuth grants, keyed by grant id, indexed by DID.
-pub trait OAuthSessionStore: Send + Sync + 'static {
+pub trait GrantStore: Send + Sync + 'static {
     /// Inserts a grant; fails if the id exists.
     fn create_grant(
         &self,
@@ -254,7 +254,7 @@ impl<S: StateStore> StateStore for Arc<S> {
     }
 }
 
-impl<S: OAuthSessionStore> OAuthSessionStore for Arc<S> {
+impl<S: GrantStore> GrantStore for Arc<S> {
     fn create_grant(
         &self,
         grant: &StoredGrant,

@@ -9,7 +9,7 @@ use super::MemoryStore;
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
 use crate::store::oauth::{
-    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
@@ -86,7 +86,7 @@ impl StateStore for MemoryStore {
     }
 }
 
-impl OAuthSessionStore for MemoryStore {
+impl GrantStore for MemoryStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         let mut t = self.oauth.lock();
         if t.grants.contains_key(&grant.id) {

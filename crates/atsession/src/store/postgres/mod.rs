@@ -9,14 +9,14 @@
 //! Tables (in the configured schema, `public` unless told otherwise):
 //! - `atsession_app_sessions`: app sessions, with unique indexes on the token hash and the
 //!   access-token hash, and indexes on `(did, created_at)` and on `expires_at`;
-//! - `atsession_locks`: the leases of [`PostgresLock`](crate::lock::postgres::PostgresLock);
+//! - `atsession_locks`: the leases of [`PostgresLock`];
 //! - `atsession_oauth_states`: pending OAuth authorizations ([`StateStore`]), keyed by the
 //!   SHA-256 of the `state` parameter, with an index on `expires_at`;
-//! - `atsession_oauth_grants`: OAuth grants ([`OAuthSessionStore`]), keyed by grant id, with
+//! - `atsession_oauth_grants`: OAuth grants ([`GrantStore`]), keyed by grant id, with
 //!   an index on `(did, created_at)`. Both hold the OAuth client's sealed bytes only.
 //!
 //! [`StateStore`]: crate::store::oauth::StateStore
-//! [`OAuthSessionStore`]: crate::store::oauth::OAuthSessionStore
+//! [`GrantStore`]: crate::store::oauth::GrantStore
 //!
 //! Updates (of app sessions and of OAuth grants) are compare-and-swap
 //! (`UPDATE … WHERE id = $1 AND version = $n`), never upserts; taking an OAuth state is one
@@ -54,12 +54,14 @@ use tokio_postgres::NoTls;
 
 use super::StoreError;
 
+pub mod lock;
 mod migrations;
 mod oauth;
 mod sessions;
 mod tls;
 
 pub use deadpool_postgres;
+pub use lock::PostgresLock;
 pub use migrations::SCHEMA_VERSION;
 
 pub(crate) const BACKEND: &str = "postgres";
@@ -164,7 +166,7 @@ impl PostgresStore {
     /// fails with [`StoreError::Timeout`]; a write that timed out may still have been
     /// applied. Taken between 1 ms and [`MAX_DURATION`](crate::clock::MAX_DURATION).
     ///
-    /// [`PostgresLock`]: crate::lock::postgres::PostgresLock
+    /// [`PostgresLock`]: crate::store::postgres::PostgresLock
     #[must_use]
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);

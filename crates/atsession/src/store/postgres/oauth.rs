@@ -13,7 +13,7 @@ use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::clock::truncate_ms;
 use crate::secret::TokenHash;
 use crate::store::oauth::{
-    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
@@ -227,7 +227,7 @@ impl StateStore for PostgresStore {
     }
 }
 
-impl OAuthSessionStore for PostgresStore {
+impl GrantStore for PostgresStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         self.bounded("create_grant", async move {
             let b = BoundGrant::new(grant)?;

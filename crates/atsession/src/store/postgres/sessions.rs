@@ -7,6 +7,7 @@ use tokio_postgres::types::ToSql;
 use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
+use crate::store::oauth::GrantId;
 use crate::store::{Cas, SessionStore, StoreError};
 use crate::syntax::{Did, Handle};
 
@@ -111,7 +112,9 @@ fn from_row(row: &Row) -> Result<StoredSession, StoreError> {
             detail: "session data is not JSON",
             source: Some(Box::new(e)),
         })?,
-        grant_id: get(row, 7)?,
+        grant_id: get::<Option<&str>>(row, 7)?
+            .map(|g| GrantId::parse(g).ok_or_else(|| corrupt("malformed grant id")))
+            .transpose()?,
         created_at: get(row, 8)?,
         last_seen_at: get(row, 9)?,
         idle_expires_at: get(row, 10)?,
@@ -129,6 +132,7 @@ struct Bound<'a> {
     did: &'a str,
     handle: &'a str,
     data: String,
+    grant_id: Option<&'a str>,
     expires_at: OffsetDateTime,
     version: i64,
 }
@@ -146,6 +150,7 @@ impl<'a> Bound<'a> {
             did: s.did.as_str(),
             handle: s.handle.as_str(),
             data: s.data.to_string(),
+            grant_id: s.grant_id.as_ref().map(GrantId::as_str),
             expires_at: s.expires_at(),
             version: version(s.version)?,
         })
@@ -161,7 +166,7 @@ impl<'a> Bound<'a> {
             &self.did,
             &self.handle,
             &self.data,
-            &s.grant_id,
+            &self.grant_id,
             &s.created_at,
             &s.last_seen_at,
             &s.idle_expires_at,

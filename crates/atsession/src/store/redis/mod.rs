@@ -29,7 +29,7 @@
 //! is gone, not returned expired.
 //!
 //! **OAuth.** The store also keeps the OAuth client's pending states ([`StateStore`]) and
-//! grants ([`OAuthSessionStore`]), sealed bytes only:
+//! grants ([`GrantStore`]), sealed bytes only:
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -63,7 +63,7 @@
 //!
 //! [`delete_expired`]: crate::store::SessionStore::delete_expired
 //! [`StateStore`]: crate::store::oauth::StateStore
-//! [`OAuthSessionStore`]: crate::store::oauth::OAuthSessionStore
+//! [`GrantStore`]: crate::store::oauth::GrantStore
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +72,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::StoreError;
 
+pub mod lock;
 mod oauth;
 mod sessions;
 
+pub use lock::RedisLock;
 pub use redis::aio::ConnectionManager as RedisConnection;
 
 pub(crate) const BACKEND: &str = "redis";
@@ -185,7 +187,7 @@ impl RedisStore {
     /// [`MAX_DURATION`](crate::clock::MAX_DURATION). The connection made by
     /// [`connect`](Self::connect) also has a response timeout of 5 s of its own.
     ///
-    /// [`RedisLock`]: crate::lock::redis::RedisLock
+    /// [`RedisLock`]: crate::store::redis::RedisLock
     #[must_use]
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.clamp(Duration::from_millis(1), crate::clock::MAX_DURATION);

@@ -30,7 +30,7 @@ use super::{BACKEND, RedisStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
 use crate::store::oauth::{
-    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
@@ -307,7 +307,7 @@ impl StateStore for RedisStore {
     }
 }
 
-impl OAuthSessionStore for RedisStore {
+impl GrantStore for RedisStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         self.bounded("create_grant", async move {
             let created: i64 = SCRIPTS

@@ -17,6 +17,7 @@ use super::{BACKEND, RedisStore, err};
 use crate::app::{SessionId, StoredSession};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
+use crate::store::oauth::GrantId;
 use crate::store::{Cas, SessionStore, StoreError};
 use crate::syntax::{Did, Handle};
 
@@ -201,7 +202,7 @@ fn record_args(s: &StoredSession) -> Vec<String> {
     field("h", s.handle.as_str().to_owned());
     field("data", s.data.to_string());
     if let Some(g) = &s.grant_id {
-        field("g", g.clone());
+        field("g", g.as_str().to_owned());
     }
     field("c", to_millis(s.created_at).to_string());
     field("ls", to_millis(s.last_seen_at).to_string());
@@ -262,7 +263,10 @@ fn from_fields(flat: Vec<String>) -> Result<Option<StoredSession>, StoreError> {
             detail: "session data is not JSON",
             source: Some(Box::new(e)),
         })?,
-        grant_id: f.get("g").cloned(),
+        grant_id: f
+            .get("g")
+            .map(|g| GrantId::parse(g).ok_or_else(|| corrupt("malformed grant id")))
+            .transpose()?,
         created_at: millis("c")?,
         last_seen_at: millis("ls")?,
         idle_expires_at: millis("ie")?,

@@ -38,10 +38,12 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{DatabaseProblem, StoreError};
 
+pub mod lock;
 mod migrations;
 mod oauth;
 mod sessions;
 
+pub use lock::SqliteLock;
 pub use migrations::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// How a store opens its file.

@@ -7,7 +7,7 @@ use super::{BACKEND, SqliteStore, err};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
 use crate::store::oauth::{
-    GrantCursor, GrantId, GrantPage, OAuthSessionStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
 use crate::store::{Cas, StoreError};
 use crate::syntax::Did;
@@ -136,7 +136,7 @@ impl StateStore for SqliteStore {
     }
 }
 
-impl OAuthSessionStore for SqliteStore {
+impl GrantStore for SqliteStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
         let g = grant.clone();
         let v = version(g.version)?;

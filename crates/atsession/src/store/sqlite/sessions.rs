@@ -7,6 +7,7 @@ use super::{BACKEND, SqliteStore, err};
 use crate::app::{SessionId, StoredSession};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
+use crate::store::oauth::GrantId;
 use crate::store::{Cas, SessionStore, StoreError};
 use crate::syntax::{Did, Handle};
 
@@ -71,7 +72,9 @@ fn from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
             detail: "session data is not JSON",
             source: Some(Box::new(e)),
         })?,
-        grant_id,
+        grant_id: grant_id
+            .map(|g| GrantId::parse(&g).ok_or_else(corrupt("malformed grant id")))
+            .transpose()?,
         created_at: from_millis(row.get(8).map_err(get_err)?),
         last_seen_at: from_millis(row.get(9).map_err(get_err)?),
         idle_expires_at: from_millis(row.get(10).map_err(get_err)?),
@@ -141,7 +144,7 @@ impl Bound {
             did: s.did.as_str().to_owned(),
             handle: s.handle.as_str().to_owned(),
             data: s.data.to_string(),
-            grant_id: s.grant_id.clone(),
+            grant_id: s.grant_id.as_ref().map(|g| g.as_str().to_owned()),
             created_at: to_millis(s.created_at),
             last_seen_at: to_millis(s.last_seen_at),
             idle_expires_at: to_millis(s.idle_expires_at),

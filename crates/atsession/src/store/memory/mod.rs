@@ -13,7 +13,10 @@ use crate::clock::to_millis;
 use crate::secret::TokenHash;
 use crate::syntax::Did;
 
+mod lock;
 mod oauth;
+
+pub use lock::MemoryLock;
 
 /// Sessions in memory, indexed by id, token hash, access-token hash, DID and expiry.
 ///

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{LeaseOwner, Lock, LockFuture};
+use crate::lock::{LeaseOwner, Lock, LockFuture};
 
 /// Leases held in this process's memory. Cheap to clone: clones share the leases.
 ///

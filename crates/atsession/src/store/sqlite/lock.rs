@@ -9,7 +9,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use atsession::lock::Lock;
-//! use atsession::lock::sqlite::SqliteLock;
+//! use atsession::store::sqlite::SqliteLock;
 //! use atsession::store::sqlite::SqliteStore;
 //!
 //! let store = SqliteStore::open_in_memory().await?;
@@ -27,8 +27,8 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
 
-use super::{LeaseOwner, Lock, LockFuture, lease_millis};
 use crate::clock::to_millis;
+use crate::lock::{LeaseOwner, Lock, LockFuture, lease_millis};
 use crate::store::sqlite::{SqliteStore, err};
 
 /// Leases in a [`SqliteStore`]'s database. Cheap to clone.

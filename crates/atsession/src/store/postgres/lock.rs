@@ -14,7 +14,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use atsession::lock::Lock;
-//! use atsession::lock::postgres::PostgresLock;
+//! use atsession::store::postgres::PostgresLock;
 //! use atsession::store::postgres::PostgresStore;
 //!
 //! let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
@@ -30,7 +30,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{LeaseOwner, Lock, LockError, LockFuture, lease_millis};
+use crate::lock::{LeaseOwner, Lock, LockError, LockFuture, lease_millis};
 use crate::store::postgres::{PostgresStore, err};
 
 /// Leases in the `atsession_locks` table of a [`PostgresStore`]'s schema. Cheap to clone.

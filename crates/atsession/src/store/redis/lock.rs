@@ -9,7 +9,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use atsession::lock::Lock;
-//! use atsession::lock::redis::RedisLock;
+//! use atsession::store::redis::RedisLock;
 //! use atsession::store::redis::RedisStore;
 //!
 //! let store = RedisStore::connect("redis://cache.internal:6379").await?;
@@ -28,7 +28,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use super::{LeaseOwner, Lock, LockFuture, lease_millis};
+use crate::lock::{LeaseOwner, Lock, LockFuture, lease_millis};
 use crate::store::StoreError;
 use crate::store::redis::{RedisStore, err};
 
@@ -97,8 +97,8 @@ impl RedisLock {
     async fn bounded<T>(
         &self,
         operation: &'static str,
-        call: impl std::future::Future<Output = Result<T, super::LockError>>,
-    ) -> Result<T, super::LockError> {
+        call: impl std::future::Future<Output = Result<T, crate::lock::LockError>>,
+    ) -> Result<T, crate::lock::LockError> {
         crate::store::bounded(crate::store::redis::BACKEND, operation, self.timeout, call).await
     }
 

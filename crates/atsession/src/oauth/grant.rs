@@ -1,4 +1,5 @@
-//! The OAuth session data of one grant, and how it is sealed at rest.
+//! One OAuth grant — its token set, DPoP key and client authentication — and how it is
+//! sealed at rest.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -16,7 +17,7 @@ use crate::store::oauth::{GrantId, StoredGrant};
 /// [`OAuthClient::callback`](super::client::OAuthClient::callback) stores, sealed, under
 /// the grant id.
 #[derive(Debug, Clone)]
-pub struct OAuthSessionData {
+pub struct Grant {
     /// The grant id.
     pub grant_id: GrantId,
     /// The tokens.
@@ -43,7 +44,7 @@ pub(super) fn row_key(id: &GrantId) -> Vec<u8> {
     k
 }
 
-impl OAuthSessionData {
+impl Grant {
     /// Seals the session into a stored grant at `version`, written at `now`.
     pub fn seal(
         &self,
@@ -106,8 +107,8 @@ mod tests {
     use crate::secret::SecretString;
     use crate::syntax::Did;
 
-    pub(crate) fn sample() -> OAuthSessionData {
-        OAuthSessionData {
+    pub(crate) fn sample() -> Grant {
+        Grant {
             grant_id: GrantId::generate(),
             token_set: TokenSet {
                 iss: "https://pds.example".into(),
@@ -141,7 +142,7 @@ mod tests {
             );
             assert!(!format!("{g:?} {s:?}").contains(needle));
         }
-        let back = OAuthSessionData::open(&g, &ring).unwrap();
+        let back = Grant::open(&g, &ring).unwrap();
         assert_eq!(back.token_set, s.token_set);
         assert_eq!(back.dpop_key.thumbprint(), s.dpop_key.thumbprint());
         assert_eq!(back.auth, s.auth);
@@ -149,20 +150,20 @@ mod tests {
         let mut moved = g.clone();
         moved.id = GrantId::generate();
         assert!(matches!(
-            OAuthSessionData::open(&moved, &ring),
+            Grant::open(&moved, &ring),
             Err(OAuthError::AtRest(_))
         ));
         // A clear DID that disagrees with the sealed one is corrupt.
         let mut other = g.clone();
         other.did = Did::new("did:plc:other").unwrap();
         assert!(matches!(
-            OAuthSessionData::open(&other, &ring),
+            Grant::open(&other, &ring),
             Err(OAuthError::Corrupt(_))
         ));
         // The wrong key is a typed error.
         let wrong = AtRestKeyring::new(AtRestKey::new("k", [2; 32]).unwrap());
         assert!(matches!(
-            OAuthSessionData::open(&g, &wrong),
+            Grant::open(&g, &wrong),
             Err(OAuthError::AtRest(_))
         ));
     }
