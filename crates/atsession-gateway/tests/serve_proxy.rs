@@ -19,6 +19,7 @@ use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use gateway::{Gateway, client, login};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 async fn list_notes(http: &reqwest::Client, gw: &Gateway, auth: (&str, &str), did: &str) -> usize {
     let r = http
@@ -379,4 +380,56 @@ async fn lists_and_the_scope_check_refuse_before_sending() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_lets_a_slow_proxied_upload_finish() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gateway.db");
+    let mut gw = Gateway::start(
+        Some(&peer),
+        ["--db", db.to_str().unwrap(), "--shutdown-timeout", "10"],
+    )
+    .await;
+    let http = client();
+    let cookie = login(&http, &peer, &gw.base, "carol.test").await;
+
+    // 24 chunks of 8 KiB, one every 125 ms: a 3 s upload.
+    let chunks = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 24 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(125)).await;
+        Some((Ok::<_, std::io::Error>(vec![i as u8; 8 * 1024]), i + 1))
+    });
+    let upload = http
+        .post(gw.url("/xrpc/com.atproto.repo.uploadBlob"))
+        .header("cookie", &cookie)
+        .header("x-csrf", "1")
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    let upload = tokio::spawn(upload);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let signalled = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let r = upload.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200, "the call in flight finished");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["blob"]["size"], 24 * 8 * 1024);
+    // The gateway exits once it is done, well within the bound, and takes nothing new.
+    let status = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
+        .await
+        .expect("the gateway exited within the shutdown bound")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert!(http.get(gw.url("/livez")).send().await.is_err());
 }
