@@ -3,11 +3,11 @@
 //! `/metrics`, and error bodies that name no internal URL outside `--dev`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/gateway.rs"]
+mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]
 #[allow(dead_code)]
 mod pds;
-#[path = "support/gateway.rs"]
-mod gateway;
 
 use gateway::{Gateway, client};
 
@@ -38,17 +38,29 @@ async fn the_page_headers_cors_and_metrics() {
 
     // CORS preflight: granted to the allowed origin with credentials, not to others.
     let preflight = |origin: &'static str| {
-        http.request(reqwest::Method::OPTIONS, gw.url("/xrpc/com.atproto.repo.createRecord"))
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,x-csrf")
-            .send()
+        http.request(
+            reqwest::Method::OPTIONS,
+            gw.url("/xrpc/com.atproto.repo.createRecord"),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-csrf")
+        .send()
     };
     let r = preflight("https://app.example").await.unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
     assert_eq!(r.headers()["access-control-allow-credentials"], "true");
-    let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
-    assert!(allowed.contains("x-csrf") && allowed.contains("atproto-proxy"), "{allowed}");
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        allowed.contains("x-csrf") && allowed.contains("atproto-proxy"),
+        "{allowed}"
+    );
     let r = preflight("https://evil.example").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 
@@ -67,12 +79,22 @@ async fn the_page_headers_cors_and_metrics() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("OriginNotAllowed"));
 
-    let text = http.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         text.contains(r#"atsession_http_requests_total{route="/",method="GET",status="200"} 1"#),
         "{text}"
     );
-    assert!(text.contains(r#"route="/xrpc/{nsid}",method="POST",status="401""#), "{text}");
+    assert!(
+        text.contains(r#"route="/xrpc/{nsid}",method="POST",status="401""#),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,14 +130,24 @@ async fn a_static_app_the_login_limit_and_production_errors() {
         assert_eq!(r.text().await.unwrap(), "<h1>my app</h1>");
     }
     assert_eq!(
-        http.get(gw.url("/app.js")).send().await.unwrap().text().await.unwrap(),
+        http.get(gw.url("/app.js"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
         "console.log(1)"
     );
     // The gateway's routes win.
     let r = http.get(gw.url("/session")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
-    for identifier in ["alice.test", "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "http://127.0.0.1:9/pds"] {
+    for identifier in [
+        "alice.test",
+        "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+        "http://127.0.0.1:9/pds",
+    ] {
         let r = http
             .get(gw.url(&format!("/oauth/login?identifier={identifier}")))
             .header("accept", "application/json")
@@ -124,8 +156,17 @@ async fn a_static_app_the_login_limit_and_production_errors() {
             .unwrap();
         assert!(r.status().is_client_error() || r.status().is_server_error());
         let body = r.text().await.unwrap();
-        for secret in ["127.0.0.1:9", "internal-resolver", "internal-plc", "sqlite", "g.db"] {
-            assert!(!body.contains(secret), "{identifier}: {body} names {secret}");
+        for secret in [
+            "127.0.0.1:9",
+            "internal-resolver",
+            "internal-plc",
+            "sqlite",
+            "g.db",
+        ] {
+            assert!(
+                !body.contains(secret),
+                "{identifier}: {body} names {secret}"
+            );
         }
     }
     // The third login start above was the last of the minute for this address.
@@ -137,5 +178,8 @@ async fn a_static_app_the_login_limit_and_production_errors() {
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
     // Other routes are not limited.
-    assert_eq!(http.get(gw.url("/livez")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(gw.url("/livez")).send().await.unwrap().status(),
+        200
+    );
 }

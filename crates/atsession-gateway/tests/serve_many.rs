@@ -8,10 +8,10 @@
 //!  cargo test -p atsession-gateway --test serve_many`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../../atsession/tests/support/pds.rs"]
-mod pds;
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "../../atsession/tests/support/pds.rs"]
+mod pds;
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
@@ -51,7 +51,12 @@ async fn two_gateways_share(peer: &pds::Peer, db: &str, handle: &str) {
     // Made on A, used on B.
     let cookie = login(&http, peer, &a.base, handle).await;
     let account = peer.account(handle).clone();
-    let r = http.get(b.url("/session")).header("cookie", &cookie).send().await.unwrap();
+    let r = http
+        .get(b.url("/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let s: Value = r.json().await.unwrap();
     assert_eq!(s["did"], account.did.as_str());
@@ -77,18 +82,32 @@ async fn two_gateways_share(peer: &pds::Peer, db: &str, handle: &str) {
     let did = Did::new(account.did.clone()).unwrap();
     let grants = store.list_grants_by_did(&did).await.unwrap();
     assert_eq!(grants.len(), 1);
-    let before = store.load_grant(&grants[0].id).await.unwrap().unwrap().version;
+    let before = store
+        .load_grant(&grants[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
 
     // Twenty calls at once, half through each gateway: one refresh.
     let calls = (0..20).map(|i| {
-        let url = if i % 2 == 0 { a.url("/xrpc/com.atproto.server.getSession") } else { b.url("/xrpc/com.atproto.server.getSession") };
+        let url = if i % 2 == 0 {
+            a.url("/xrpc/com.atproto.server.getSession")
+        } else {
+            b.url("/xrpc/com.atproto.server.getSession")
+        };
         let req = http.get(url).header("cookie", &cookie);
         async move { req.send().await.unwrap().status() }
     });
     for status in futures_util::future::join_all(calls).await {
         assert_eq!(status, 200);
     }
-    let after = store.load_grant(&grants[0].id).await.unwrap().unwrap().version;
+    let after = store
+        .load_grant(&grants[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
     assert_eq!(after, before + 1, "exactly one refresh stored");
     let text = |g: &Gateway| {
         let req = http.get(g.url("/metrics"));
@@ -109,7 +128,12 @@ async fn two_gateways_share(peer: &pds::Peer, db: &str, handle: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = http.get(b.url("/session")).header("cookie", &cookie).send().await.unwrap();
+    let r = http
+        .get(b.url("/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = http
         .get(b.url("/xrpc/com.atproto.server.getSession"))
@@ -135,7 +159,9 @@ async fn two_gateways_on_one_postgres_database() {
         }
         Err(e) => {
             assert!(!in_ci(), "PostgreSQL is not reachable: {e}");
-            eprintln!("skipped: PostgreSQL is not reachable ({e}); start it or set ATSESSION_TEST_POSTGRES_URL");
+            eprintln!(
+                "skipped: PostgreSQL is not reachable ({e}); start it or set ATSESSION_TEST_POSTGRES_URL"
+            );
             return;
         }
     };
@@ -144,7 +170,10 @@ async fn two_gateways_on_one_postgres_database() {
         "atsession_gw_many_{}",
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     let db = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
     two_gateways_share(&peer, &db, "alice.test").await;
     admin

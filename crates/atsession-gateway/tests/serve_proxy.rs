@@ -9,10 +9,10 @@
 //!  cargo test -p atsession-gateway --test serve_proxy`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "../../atsession/tests/support/pds.rs"]
-mod pds;
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "../../atsession/tests/support/pds.rs"]
+mod pds;
 
 use atsession::store::oauth::OAuthSessionStore;
 use atsession::store::sqlite::SqliteStore;
@@ -68,7 +68,12 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
-    assert!(h["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     assert_eq!(h["cache-control"], "no-store");
     for never in ["dpop-nonce", "www-authenticate", "set-cookie"] {
         assert!(h.get(never).is_none(), "{never} came back");
@@ -78,7 +83,12 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
     assert_eq!(me["handle"], "alice.test");
 
     // /session: the grant's scope and the token's expiry.
-    let r = http.get(gw.url("/session")).header(c.0, c.1).send().await.unwrap();
+    let r = http
+        .get(gw.url("/session"))
+        .header(c.0, c.1)
+        .send()
+        .await
+        .unwrap();
     let s: Value = r.json().await.unwrap();
     assert_eq!(s["did"], alice.did.as_str());
     assert!(s["scope"].as_str().unwrap().contains("atproto"), "{s}");
@@ -125,7 +135,12 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let created: Value = r.json().await.unwrap();
-    assert!(created["uri"].as_str().unwrap().contains("com.example.note"));
+    assert!(
+        created["uri"]
+            .as_str()
+            .unwrap()
+            .contains("com.example.note")
+    );
     assert_eq!(list_notes(&http, &gw, c, &alice.did).await, before + 1);
 
     // An XRPC error from the PDS comes back as it is.
@@ -149,7 +164,9 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
         .header(c.0, c.1)
         .header("x-csrf", "1")
         .header("content-type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -194,7 +211,10 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-length"], blob.len().to_string().as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        blob.len().to_string().as_str()
+    );
     assert_eq!(r.bytes().await.unwrap().as_ref(), blob.as_slice());
 
     // A mobile client: a Bearer access token, no cookie, no CSRF header needed.
@@ -232,9 +252,18 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
     assert_eq!(r.status(), 400);
 
     // The metrics count the route and the bytes that went up and down.
-    let text = http.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        text.contains(r#"atsession_http_requests_total{route="/xrpc/{nsid}",method="GET",status="200"}"#),
+        text.contains(
+            r#"atsession_http_requests_total{route="/xrpc/{nsid}",method="GET",status="200"}"#
+        ),
         "{text}"
     );
     let bytes = |dir: &str| -> u64 {
@@ -260,11 +289,22 @@ async fn calls_go_through_with_the_session_and_nothing_else() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(
-        r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"),
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"),
         "the cookie is cleared"
     );
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "AuthenticationRequired");
-    let r = http.get(gw.url("/session")).header(c.0, c.1).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "AuthenticationRequired"
+    );
+    let r = http
+        .get(gw.url("/session"))
+        .header(c.0, c.1)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "the app session ended");
     let r = http
         .get(gw.url("/xrpc/com.atproto.server.getSession"))
@@ -313,7 +353,13 @@ async fn lists_and_the_scope_check_refuse_before_sending() {
         .json()
         .await
         .unwrap();
-    assert!(s["scope"].as_str().unwrap().contains("repo:com.example.note"), "{s}");
+    assert!(
+        s["scope"]
+            .as_str()
+            .unwrap()
+            .contains("repo:com.example.note"),
+        "{s}"
+    );
 
     let post = |collection: &str| {
         json!({
@@ -355,7 +401,12 @@ async fn lists_and_the_scope_check_refuse_before_sending() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.json::<Value>().await.unwrap()["records"].as_array().unwrap().is_empty());
+    assert!(
+        r.json::<Value>().await.unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // Denied and not-allowed methods: 403 before anything is sent.
     for (method, nsid) in [
@@ -371,7 +422,10 @@ async fn lists_and_the_scope_check_refuse_before_sending() {
             .await
             .unwrap();
         assert_eq!(r.status(), 403, "{nsid}");
-        assert_eq!(r.json::<Value>().await.unwrap()["error"], "MethodNotAllowed");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "MethodNotAllowed"
+        );
     }
     let r = http
         .get(gw.url("/xrpc/com.atproto.server.getSession"))

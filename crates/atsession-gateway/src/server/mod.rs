@@ -6,12 +6,21 @@
 //!   login routes (`atsession::axum`), with the browser binding against login CSRF.
 //! - `GET /healthz`: `200 ok` when the store answers; `GET /livez`: `200 ok` while the
 //!   process serves (no store access).
-//! - `GET /session`: the request's session (cookie or `Authorization: Bearer`) as JSON, or
-//!   `401 {"error": …}`. Sends a refreshed cookie when the idle window slid.
+//! - `GET /session`: the request's session (cookie or `Authorization: Bearer`) as JSON, with
+//!   its grant's `scope` and `token_expires_at`, or `401 {"error": …}`. Sends a refreshed
+//!   cookie when the idle window slid.
 //! - `POST /session/refresh`: body `{"session_token": …}`; answers a new access token for
 //!   mobile clients, `{"access_token", "access_expires_at", "session"}`.
 //! - `POST /logout`: `POST /oauth/logout` for API clients: signs the session's grant out
 //!   (revoked at the authorization server), ends the session and clears the cookie; `204`.
+//! - `ANY /xrpc/{nsid}`: the backend-for-frontend proxy to the user's PDS ([`proxy`]).
+//! - `GET /metrics`: Prometheus text ([`metrics`]).
+//! - `GET /`: the sign-in page ([`page`]), or with `--static DIR` a single-page app served
+//!   as the fallback of every other route ([`spa`]).
+//!
+//! Around every route: CORS for the `--allow-origin`s only, the response headers and the
+//! CSRF rule of [`safety`], the slid session cookie; around `GET /oauth/login`, the
+//! per-address limit of [`ratelimit`].
 //!
 //! The OAuth client it is: with an `http://` public URL (the default,
 //! `http://127.0.0.1:8080`), a loopback client for development and single-user setups; with
@@ -343,12 +352,10 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, CliError> {
 /// The gateway's routes and middleware.
 pub fn router(g: &Gateway) -> Result<Router, CliError> {
     let auth = &g.auth;
-    let login = auth
-        .router()
-        .route_layer(middleware::from_fn_with_state(
-            g.login_limit.clone(),
-            ratelimit::limit_logins,
-        ));
+    let login = auth.router().route_layer(middleware::from_fn_with_state(
+        g.login_limit.clone(),
+        ratelimit::limit_logins,
+    ));
     let own = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
@@ -436,11 +443,18 @@ async fn session(State(auth): State<AtprotoAuth>, current: Session) -> Response 
     let grant = current.grant_id.as_deref().and_then(GrantId::parse);
     let (mut scope, mut expires) = (serde_json::Value::Null, serde_json::Value::Null);
     if let Some(grant) = grant {
-        match auth.getter().session(grant).token_info(Refresh::AcceptStale).await {
+        match auth
+            .getter()
+            .session(grant)
+            .token_info(Refresh::AcceptStale)
+            .await
+        {
             Ok(info) => {
                 scope = info.scope.into();
                 if let Some(t) = info.expires_at {
-                    expires = t.format(&Rfc3339).map_or(serde_json::Value::Null, Into::into);
+                    expires = t
+                        .format(&Rfc3339)
+                        .map_or(serde_json::Value::Null, Into::into);
                 }
             }
             Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {

@@ -108,7 +108,14 @@ mod tests {
         );
         assert_eq!(p("app.bsky.*").to_string(), "app.bsky.*");
         for bad in [
-            "", "*", ".*", "app.bsky", "app.bs*", "app..bsky.*", "app.bsky.**", "a b.c.d",
+            "",
+            "*",
+            ".*",
+            "app.bsky",
+            "app.bs*",
+            "app..bsky.*",
+            "app.bsky.**",
+            "a b.c.d",
             "app/bsky.*",
         ] {
             assert!(bad.parse::<NsidPattern>().is_err(), "{bad:?}");
@@ -126,7 +133,10 @@ mod tests {
         assert!(rules.permits("app.bsky.feed.getTimeline"));
         assert!(rules.permits("com.atproto.repo.getRecord"));
         assert!(!rules.permits("app.bsky.actor.putPreferences"), "deny wins");
-        assert!(!rules.permits("com.atproto.repo.createRecord"), "not allowed");
+        assert!(
+            !rules.permits("com.atproto.repo.createRecord"),
+            "not allowed"
+        );
         // A prefix is of whole segments: app.bsky.* does not match app.bskyx.
         assert!(!rules.permits("app.bskyx.feed.get"));
         let deny_only = NsidRules::new(vec![], vec![p("chat.bsky.*")]);

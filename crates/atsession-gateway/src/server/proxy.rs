@@ -199,11 +199,7 @@ pub async fn handle(
 }
 
 /// The request body for the PDS: buffered when small and of known length, else streamed.
-async fn request_body(
-    proxy: &Proxy,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<PdsBody, Response> {
+async fn request_body(proxy: &Proxy, headers: &HeaderMap, body: Body) -> Result<PdsBody, Response> {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

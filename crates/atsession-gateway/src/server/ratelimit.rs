@@ -175,6 +175,9 @@ mod tests {
         // Only the login route counts.
         let mut callback = from("192.0.2.1");
         *callback.uri_mut() = "/oauth/callback".parse().unwrap();
-        assert_eq!(app.oneshot(callback).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            app.oneshot(callback).await.unwrap().status(),
+            StatusCode::OK
+        );
     }
 }
