@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Calls are sequential on one keep-alive connection. For each target it prints one JSON
-//! line: latency p50/p99 (ms) and, for the two proxies, the CPU time of their process per
-//! call (µs; utime + stime from `/proc/<pid>/stat` before and after); then the added
+//! line: latency p50/p99 (ms) and the CPU time per call (µs; utime + stime from
+//! `/proc/<pid>/stat` before and after) of the proxy's process, or for the direct call of
+//! this process (the library's own cost of a call, as a floor); then the added
 //! latency of each proxy over the direct call and the ratio of the proxies' CPU per call.
 //! The PDS and this process share the machine's cores with the proxies, so absolute
 //! figures depend on the machine.
@@ -227,13 +228,15 @@ fn main() {
         for _ in 0..50 {
             direct_one().await;
         }
+        let me = std::process::id();
+        let before = cpu_us(me);
         let mut lat = Vec::with_capacity(calls);
         for _ in 0..calls {
             let t = Instant::now();
             direct_one().await;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        let direct = report("direct (library in process)", calls, lat, None);
+        let direct = report("direct (library in process)", calls, lat, Some(cpu_us(me) - before));
 
         let url = gw.url(&format!("/xrpc/{NSID}"));
         let (lat, cpu) = over_http(&http, &url, Some(&cookie), gw.pid(), calls).await;

@@ -101,6 +101,24 @@ fn error(status: StatusCode, error: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// `403 ScopeMissingError`, as the PDS answers it, with the missing `scope` named.
+fn scope_missing(scope: &str, message: Option<&str>) -> Response {
+    let message = message.map_or_else(
+        || format!("Missing required scope \"{scope}\""),
+        str::to_owned,
+    );
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(serde_json::json!({
+            "error": "ScopeMissingError",
+            "message": message,
+            "scope": scope,
+        })),
+    )
+        .into_response()
+}
+
 /// An error and its causes, `outer: inner: …` (the library's errors carry no secrets).
 pub fn describe(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -177,16 +195,7 @@ pub async fn handle(
             Err(e) => return session_error(proxy, &session, e).await,
         };
         if let Some(scope) = refused {
-            return (
-                StatusCode::FORBIDDEN,
-                [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-                axum::Json(serde_json::json!({
-                    "error": "ScopeMissingError",
-                    "message": format!("Missing required scope \"{scope}\""),
-                    "scope": scope,
-                })),
-            )
-                .into_response();
+            return scope_missing(&scope, None);
         }
     }
 
@@ -316,16 +325,7 @@ fn failure(proxy: &Proxy, e: &SessionError) -> Response {
         }
     };
     match e {
-        SessionError::ScopeMissing { scope, message } => (
-            StatusCode::FORBIDDEN,
-            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-            axum::Json(serde_json::json!({
-                "error": "ScopeMissingError",
-                "message": message.clone().unwrap_or_else(|| format!("Missing required scope \"{scope}\"")),
-                "scope": scope,
-            })),
-        )
-            .into_response(),
+        SessionError::ScopeMissing { scope, message } => scope_missing(scope, message.as_deref()),
         SessionError::Retryable(_) => {
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -46,7 +46,7 @@ pub struct WebConfig {
     /// Whether failed logins answer the error and its causes in words (which may name a
     /// resolver, a server's URL or the store), or only the short code and a sentence for
     /// the user ([`LoginErrorCode::describe`](super::LoginErrorCode::describe)). Default
-    /// `false`: for production; the causes are logged either way.
+    /// `true`; turn it off in production (the causes are logged either way).
     pub error_details: bool,
 }
 
@@ -63,7 +63,7 @@ impl Default for WebConfig {
             after_logout: "/".into(),
             error_path: None,
             login_ttl: crate::oauth::client::DEFAULT_STATE_TTL,
-            error_details: false,
+            error_details: true,
         }
     }
 }
@@ -105,13 +105,13 @@ impl WebConfig {
         self
     }
 
-    /// Makes failed logins answer their causes in words (see
-    /// [`error_details`](Self::error_details)); for development.
+    /// Whether failed logins answer their causes in words (see
+    /// [`error_details`](Self::error_details)); `false` for production.
     ///
     /// ```
     /// use atsession::axum::WebConfig;
-    /// assert!(WebConfig::default().error_details(true).error_details);
-    /// assert!(!WebConfig::default().error_details);
+    /// assert!(WebConfig::default().error_details);
+    /// assert!(!WebConfig::default().error_details(false).error_details);
     /// ```
     #[must_use]
     pub fn error_details(mut self, on: bool) -> Self {
