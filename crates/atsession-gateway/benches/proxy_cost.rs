@@ -22,7 +22,6 @@
 #[path = "../tests/support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]
-#[allow(dead_code)]
 mod pds;
 
 use std::time::{Duration, Instant};

@@ -6,7 +6,6 @@
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]
-#[allow(dead_code)]
 mod pds;
 
 use gateway::{Gateway, client};
