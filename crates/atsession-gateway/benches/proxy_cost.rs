@@ -10,10 +10,11 @@
 //! ATSESSION_PROXY_CALLS=5000 …                         # calls per target (default 1000)
 //! ```
 //!
-//! Calls are sequential on one keep-alive connection. For each target it prints one JSON
-//! line: latency p50/p99 (ms) and the CPU time per call (µs; utime + stime from
-//! `/proc/<pid>/stat` before and after) of the proxy's process, or for the direct call of
-//! this process (the library's own cost of a call, as a floor); then the added
+//! First the direct call alone, for this process's CPU per call (the library's own cost of
+//! a call, a floor); then the three interleaved call by call (direct, gateway, Node), so
+//! that they see the same machine. Calls are sequential, on keep-alive connections. For
+//! each target it prints one JSON line: latency p50/p99 (ms) and the CPU time per call (µs;
+//! utime + stime from `/proc/<pid>/stat` before and after) of its process; then the added
 //! latency of each proxy over the direct call and the ratio of the proxies' CPU per call.
 //! The PDS and this process share the machine's cores with the proxies, so absolute
 //! figures depend on the machine.
@@ -87,36 +88,15 @@ fn report(target: &str, calls: usize, mut lat: Vec<f64>, cpu: Option<u64>) -> Ru
     run
 }
 
-/// `calls` sequential GETs of `url`; latencies in ms, and the CPU `pid` spent meanwhile.
-async fn over_http(
-    http: &reqwest::Client,
-    url: &str,
-    cookie: Option<&str>,
-    pid: u32,
-    calls: usize,
-) -> (Vec<f64>, u64) {
-    let one = || {
-        let mut r = http.get(url);
-        if let Some(c) = cookie {
-            r = r.header("cookie", c);
-        }
-        async move {
-            let r = r.send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.bytes().await.unwrap();
-        }
-    };
-    for _ in 0..50 {
-        one().await; // warm-up
+/// One GET of `url`, answered 200, body read.
+async fn get(http: &reqwest::Client, url: &str, cookie: Option<&str>) {
+    let mut r = http.get(url);
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
     }
-    let before = cpu_us(pid);
-    let mut lat = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let t = Instant::now();
-        one().await;
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    (lat, cpu_us(pid) - before)
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
 }
 
 struct Node(u32);
@@ -235,25 +215,41 @@ fn main() {
             direct_one().await;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        let direct = report("direct (library in process)", calls, lat, Some(cpu_us(me) - before));
-
-        let url = gw.url(&format!("/xrpc/{NSID}"));
-        let (lat, cpu) = over_http(&http, &url, Some(&cookie), gw.pid(), calls).await;
-        let gateway = report("gateway /xrpc/", calls, lat, Some(cpu));
-        println!(
-            "{}",
-            serde_json::json!({
-                "gateway_added_p50_ms": ((gateway.p50 - direct.p50) * 1000.0).round() / 1000.0,
-                "gateway_added_p99_ms": ((gateway.p99 - direct.p99) * 1000.0).round() / 1000.0,
-            })
-        );
+        report("direct (library in process)", calls, lat, Some(cpu_us(me) - before));
 
         let Some((node_url, node)) = start_node(&pds_file, dir.path()).await else {
             return;
         };
-        let (lat, cpu) =
-            over_http(&http, &format!("{node_url}/xrpc/{NSID}"), None, node.0, calls).await;
-        let node_run = report("node bff (oauth-client-node fetchHandler)", calls, lat, Some(cpu));
+        // The three interleaved, call by call, so that they see the same machine.
+        let gw_url = gw.url(&format!("/xrpc/{NSID}"));
+        let node_url = format!("{node_url}/xrpc/{NSID}");
+        for _ in 0..50 {
+            get(&http, &gw_url, Some(&cookie)).await;
+            get(&http, &node_url, None).await;
+        }
+        let (g0, n0) = (cpu_us(gw.pid()), cpu_us(node.0));
+        let (mut ld, mut lg, mut ln) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..calls {
+            let t = Instant::now();
+            direct_one().await;
+            ld.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            get(&http, &gw_url, Some(&cookie)).await;
+            lg.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            get(&http, &node_url, None).await;
+            ln.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (gcpu, ncpu) = (cpu_us(gw.pid()) - g0, cpu_us(node.0) - n0);
+        let direct = report("direct, interleaved", calls, ld, None);
+        let gateway = report("gateway /xrpc/", calls, lg, Some(gcpu));
+        let node_run = report("node bff (oauth-client-node fetchHandler)", calls, ln, Some(ncpu));
+        let added = |r: &Run| {
+            serde_json::json!({
+                "p50_ms": ((r.p50 - direct.p50) * 1000.0).round() / 1000.0,
+                "p99_ms": ((r.p99 - direct.p99) * 1000.0).round() / 1000.0,
+            })
+        };
         let (g, n) = (
             gateway.cpu_per_call_us.unwrap(),
             node_run.cpu_per_call_us.unwrap(),
@@ -261,8 +257,8 @@ fn main() {
         println!(
             "{}",
             serde_json::json!({
-                "node_added_p50_ms": ((node_run.p50 - direct.p50) * 1000.0).round() / 1000.0,
-                "node_added_p99_ms": ((node_run.p99 - direct.p99) * 1000.0).round() / 1000.0,
+                "gateway_added": added(&gateway),
+                "node_added": added(&node_run),
                 "cpu_ratio_node_over_gateway": if g > 0.0 { ((n / g) * 10.0).round() / 10.0 } else { f64::INFINITY },
             })
         );
