@@ -124,7 +124,19 @@ async fn session_refresh_and_logout_over_http() {
     );
     assert_eq!(status, 401);
 
-    let (status, head, _) = request(a, "POST", "/logout", &[("Cookie", &cookie)], "");
+    // A cookie-authenticated POST without `x-csrf: 1` is refused, and changes nothing.
+    let (status, _, body) = request(a, "POST", "/logout", &[("Cookie", &cookie)], "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("CsrfHeaderMissing"), "{body}");
+    let (status, _, _) = request(a, "GET", "/session", &[("Cookie", &cookie)], "");
+    assert_eq!(status, 200);
+    let (status, head, _) = request(
+        a,
+        "POST",
+        "/logout",
+        &[("Cookie", &cookie), ("x-csrf", "1")],
+        "",
+    );
     assert_eq!(status, 204);
     assert!(
         head.to_ascii_lowercase()

@@ -208,6 +208,7 @@ async fn login_session_and_logout_through_the_gateway() {
     let r = http
         .post(format!("{}/logout", gw.base))
         .header("cookie", &cookie)
+        .header("x-csrf", "1")
         .send()
         .await
         .unwrap();

@@ -54,7 +54,7 @@ fn start(db: &str, key_file: &std::path::Path) -> Server {
 fn request(addr: &str, method: &str, path: &str, cookie: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\nCookie: {cookie}\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\nX-Csrf: 1\r\nCookie: {cookie}\r\n\r\n"
     );
     s.write_all(req.as_bytes()).unwrap();
     let mut out = String::new();

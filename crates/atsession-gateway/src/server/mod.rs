@@ -6,12 +6,21 @@
 //!   login routes (`atsession::axum`), with the browser binding against login CSRF.
 //! - `GET /healthz`: `200 ok` when the store answers; `GET /livez`: `200 ok` while the
 //!   process serves (no store access).
-//! - `GET /session`: the request's session (cookie or `Authorization: Bearer`) as JSON, or
-//!   `401 {"error": …}`. Sends a refreshed cookie when the idle window slid.
+//! - `GET /session`: the request's session (cookie or `Authorization: Bearer`) as JSON, with
+//!   its grant's `scope` and `token_expires_at`, or `401 {"error": …}`. Sends a refreshed
+//!   cookie when the idle window slid.
 //! - `POST /session/refresh`: body `{"session_token": …}`; answers a new access token for
 //!   mobile clients, `{"access_token", "access_expires_at", "session"}`.
 //! - `POST /logout`: `POST /oauth/logout` for API clients: signs the session's grant out
 //!   (revoked at the authorization server), ends the session and clears the cookie; `204`.
+//! - `ANY /xrpc/{nsid}`: the backend-for-frontend proxy to the user's PDS ([`proxy`]).
+//! - `GET /metrics`: Prometheus text ([`metrics`]).
+//! - `GET /`: the sign-in page ([`page`]), or with `--static DIR` a single-page app served
+//!   as the fallback of every other route ([`spa`]).
+//!
+//! Around every route: CORS for the `--allow-origin`s only, the response headers and the
+//! CSRF rule of [`safety`], the slid session cookie; around `GET /oauth/login`, the
+//! per-address limit of [`ratelimit`].
 //!
 //! The OAuth client it is: with an `http://` public URL (the default,
 //! `http://127.0.0.1:8080`), a loopback client for development and single-user setups; with
@@ -20,19 +29,18 @@
 //! `--client-keys`.
 
 mod listen;
-#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod metrics;
-#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod nsid_rules;
 mod page;
-#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
+mod proxy;
 mod ratelimit;
-#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod safety;
-#[allow(dead_code)] // Wired into the router together with the `/xrpc/` proxy.
 mod spa;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use atsession::app::{CookieConfig, SessionConfig, SessionId, SessionManager};
@@ -40,16 +48,26 @@ use atsession::axum::{AtprotoAuth, Session, SessionRejection, WebConfig};
 use atsession::oauth::identity::DEFAULT_PLC_URL;
 use atsession::oauth::keys::{Jwks, Keyset};
 use atsession::oauth::{
-    ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter, Url,
+    ClientMetadata, GetterConfig, GrantError, OAuthClient, OAuthClientConfig, Refresh,
+    SessionGetter, Url,
 };
 use atsession::store::{AnyStore, SessionStore};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use clap::Args;
 use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use metrics::Metrics;
+use nsid_rules::NsidRules;
+use proxy::{Proxy, ProxyState};
+use ratelimit::LoginLimit;
+use safety::Safety;
 
 use crate::cli::CliError;
 use crate::cli::login::{identity_config, load_keyring};
@@ -115,6 +133,52 @@ pub struct ServeArgs {
     /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10, env = "ATSESSION_SHUTDOWN_TIMEOUT", value_parser = clap::value_parser!(u64).range(0..=3600))]
     shutdown_timeout: u64,
+    /// Another origin (`https://app.example`) whose pages may call the gateway with the
+    /// session cookie (CORS with credentials, and the `Origin` check of unsafe requests);
+    /// repeat for more (the environment variable takes a comma-separated list). The
+    /// gateway's own origin (of `--public-url`) is always allowed.
+    #[arg(long, env = "ATSESSION_ALLOW_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    allow_origin: Vec<String>,
+    /// Forward only these XRPC methods through `/xrpc/`: an NSID or a prefix such as
+    /// `app.bsky.*`; repeat for more (environment: comma-separated). Default: every method.
+    #[arg(long, env = "ATSESSION_ALLOW_NSID", value_delimiter = ',')]
+    allow_nsid: Vec<nsid_rules::NsidPattern>,
+    /// Never forward these XRPC methods (an NSID or a prefix such as `chat.bsky.*`); wins
+    /// over `--allow-nsid`; repeat for more (environment: comma-separated).
+    #[arg(long, env = "ATSESSION_DENY_NSID", value_delimiter = ',')]
+    deny_nsid: Vec<nsid_rules::NsidPattern>,
+    /// Refuse (`403 ScopeMissingError`, nothing forwarded) `/xrpc/` calls that the
+    /// session's grant plainly does not permit (record writes by collection, blob uploads
+    /// by type, calls through `atproto-proxy` by `rpc:` scope); anything unclear is left to
+    /// the PDS.
+    #[arg(long, env = "ATSESSION_CHECK_SCOPE")]
+    check_scope: bool,
+    /// Logins (`GET /oauth/login`) one client address may start per minute.
+    #[arg(long, default_value_t = 30, env = "ATSESSION_LOGIN_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    login_rate: u32,
+    /// Serve the single-page app in this directory (it needs an `index.html`, which also
+    /// answers paths that name no file) from the gateway's origin, instead of the built-in
+    /// sign-in page at `/`. The gateway's routes win over files of the same name.
+    #[arg(long = "static", env = "ATSESSION_STATIC", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+}
+
+/// An `--allow-origin`: `scheme://host[:port]`, nothing else.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not an origin: {e}"))?;
+    let origin = url.origin();
+    if !origin.is_tuple()
+        || !matches!(url.scheme(), "http" | "https")
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(format!(
+            "`{s}` is not an origin: give only the scheme, host and port (https://app.example)"
+        ));
+    }
+    Ok(origin.ascii_serialization())
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -145,7 +209,30 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let _state_cleanup = auth
         .client()
         .spawn_cleanup(Duration::from_secs(args.cleanup_interval));
-    let app = router(auth);
+    let metrics = Arc::new(Metrics::new());
+    let _events = metrics.spawn_events(auth.getter().subscribe());
+    let login_rate = NonZeroU32::new(args.login_rate).ok_or("--login-rate must be at least 1")?;
+    let login_limit = LoginLimit::per_minute(login_rate, &auth.config().login_path);
+    let _pruning = login_limit.spawn_pruning();
+    let gateway = Gateway {
+        safety: Arc::new(Safety {
+            cookie_name: auth.sessions().config().cookie.name.clone(),
+            own_origin: public_url.origin().ascii_serialization(),
+            allowed_origins: args.allow_origin.clone(),
+        }),
+        proxy: Arc::new(Proxy {
+            auth: auth.clone(),
+            metrics: Arc::clone(&metrics),
+            rules: NsidRules::new(args.allow_nsid.clone(), args.deny_nsid.clone()),
+            check_scope: args.check_scope,
+            dev: args.dev,
+        }),
+        auth,
+        metrics,
+        login_limit,
+        static_dir: args.static_dir.clone(),
+    };
+    let app = router(&gateway)?;
     tracing::info!(%addr, %public_url, confidential, store = backend, "atsession gateway listening");
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{addr}");
@@ -209,21 +296,109 @@ fn web_layer(
     Ok(AtprotoAuth::new(
         sessions,
         getter,
-        WebConfig::default().redirect_uri(redirect_uri),
+        WebConfig::default()
+            .redirect_uri(redirect_uri)
+            .error_details(args.dev),
     ))
 }
 
-/// The gateway's routes.
-pub fn router(auth: AtprotoAuth) -> Router {
-    Router::new()
+/// What the router is made of.
+pub struct Gateway {
+    auth: AtprotoAuth,
+    metrics: Arc<Metrics>,
+    proxy: Arc<Proxy>,
+    safety: Arc<Safety>,
+    login_limit: LoginLimit,
+    static_dir: Option<PathBuf>,
+}
+
+/// The request headers a page on an allowed origin may send (CORS).
+const CORS_REQUEST_HEADERS: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::HeaderName::from_static(safety::CSRF_HEADER),
+    header::AUTHORIZATION,
+    header::HeaderName::from_static("atproto-proxy"),
+    header::HeaderName::from_static("atproto-accept-labelers"),
+];
+
+/// CORS for the `--allow-origin`s, with credentials; `None` when there are none.
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, CliError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "an --allow-origin is not a valid header value")?;
+    let exposed: Vec<header::HeaderName> = proxy::RESPONSE_HEADERS
+        .iter()
+        .map(|h| header::HeaderName::from_static(h))
+        .collect();
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers(CORS_REQUEST_HEADERS)
+            .expose_headers(exposed)
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+/// The gateway's routes and middleware.
+pub fn router(g: &Gateway) -> Result<Router, CliError> {
+    let auth = &g.auth;
+    let login = auth.router().route_layer(middleware::from_fn_with_state(
+        g.login_limit.clone(),
+        ratelimit::limit_logins,
+    ));
+    let own = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .route("/session", get(session))
         .route("/session/refresh", post(refresh))
         .route("/logout", post(api_logout))
-        .merge(auth.router())
+        .merge(login)
+        .with_state(auth.clone());
+    let xrpc = Router::new()
+        .route("/xrpc/{nsid}", any(proxy::handle))
+        .with_state(ProxyState(Arc::clone(&g.proxy)));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::serve))
+        .with_state(Arc::clone(&g.metrics));
+    let mut app = own.merge(xrpc).merge(metrics);
+    if g.static_dir.is_none() {
+        app = app.route("/", get(page::index));
+    }
+    let mut app = app.route_layer(middleware::from_fn_with_state(
+        Arc::clone(&g.metrics),
+        metrics::track,
+    ));
+    if let Some(dir) = &g.static_dir {
+        app = app.fallback_service(spa::service(dir)?);
+    }
+    let app = app
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&g.safety),
+            safety::csrf,
+        ))
         .layer(auth.layer())
-        .with_state(auth)
+        .layer(middleware::from_fn_with_state(
+            g.static_dir.is_none(),
+            safety::headers,
+        ));
+    Ok(match cors(&g.safety.allowed_origins)? {
+        Some(cors) => app.layer(cors),
+        None => app,
+    })
 }
 
 async fn shutdown() {
@@ -261,8 +436,55 @@ async fn healthz(State(auth): State<AtprotoAuth>) -> Response {
     }
 }
 
-async fn session(current: Session) -> Response {
-    Json(&current.session).into_response()
+/// `GET /session`: the app session (DID, handle, idle and absolute expiry, …) with its
+/// grant's `scope` and `token_expires_at` (when the grant's access token expires; the
+/// gateway refreshes it as needed). A session whose grant is gone is ended: `401`.
+async fn session(State(auth): State<AtprotoAuth>, current: Session) -> Response {
+    let mut body = match serde_json::to_value(&current.session) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let grant = current.grant_id.clone();
+    let (mut scope, mut expires) = (serde_json::Value::Null, serde_json::Value::Null);
+    if let Some(grant) = grant {
+        match auth
+            .getter()
+            .session(grant)
+            .token_info(Refresh::AcceptStale)
+            .await
+        {
+            Ok(info) => {
+                scope = info.scope.into();
+                if let Some(t) = info.expires_at {
+                    expires = t
+                        .format(&Rfc3339)
+                        .map_or(serde_json::Value::Null, Into::into);
+                }
+            }
+            Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {
+                if let Err(e) = auth.sessions().delete(&current.id).await {
+                    tracing::warn!(error = %e, "ending a session whose grant is gone failed");
+                }
+                let mut r = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(serde_json::json!({
+                        "error": "signed_out",
+                        "message": "the session's grant is gone; sign in again",
+                    })),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .append(header::SET_COOKIE, auth.sessions().clear_cookie());
+                return r;
+            }
+            Err(e) => {
+                tracing::warn!(error = %proxy::describe(&e), "reading the session's grant failed");
+            }
+        }
+    }
+    body.insert("scope".into(), scope);
+    body.insert("token_expires_at".into(), expires);
+    Json(body).into_response()
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 #[derive(Clone)]
 pub struct LoginLimit {
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// The login route's path: the middleware counts `GET`s of it and lets anything else by.
+    path: Arc<str>,
 }
 
 impl std::fmt::Debug for LoginLimit {
@@ -34,11 +36,13 @@ impl std::fmt::Debug for LoginLimit {
 }
 
 impl LoginLimit {
-    /// `per_minute` starts per address and minute, in a burst or spread out.
+    /// `per_minute` starts per address and minute, in a burst or spread out, of the login
+    /// route at `path`.
     #[must_use]
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+    pub fn per_minute(per_minute: NonZeroU32, path: &str) -> Self {
         Self {
             limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            path: path.into(),
         }
     }
 
@@ -77,13 +81,17 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The middleware: `429 Too Many Requests` with `Retry-After` past the limit.
+/// The middleware: `429 Too Many Requests` with `Retry-After` past the limit, for `GET`s of
+/// the login route (other requests pass).
 pub async fn limit_logins(
     State(limit): State<LoginLimit>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
+    if request.method() != axum::http::Method::GET || request.uri().path() != &*limit.path {
+        return next.run(request).await;
+    }
     match limit.check(peer.ip()) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
@@ -125,9 +133,10 @@ mod tests {
 
     #[tokio::test]
     async fn each_address_gets_its_own_allowance() {
-        let limit = LoginLimit::per_minute(NonZeroU32::new(3).unwrap());
+        let limit = LoginLimit::per_minute(NonZeroU32::new(3).unwrap(), "/oauth/login");
         let app = Router::new()
             .route("/oauth/login", get(|| async { "ok" }))
+            .route("/oauth/callback", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(
                 limit.clone(),
                 limit_logins,
@@ -163,5 +172,12 @@ mod tests {
             StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(limit.limiter.len(), 4);
+        // Only the login route counts.
+        let mut callback = from("192.0.2.1");
+        *callback.uri_mut() = "/oauth/callback".parse().unwrap();
+        assert_eq!(
+            app.oneshot(callback).await.unwrap().status(),
+            StatusCode::OK
+        );
     }
 }

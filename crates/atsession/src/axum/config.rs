@@ -43,6 +43,11 @@ pub struct WebConfig {
     /// How long a started login may take before its browser binding cookie expires
     /// (default 10 minutes, the OAuth client's state lifetime).
     pub login_ttl: Duration,
+    /// Whether failed logins answer the error and its causes in words (which may name a
+    /// resolver, a server's URL or the store), or only the short code and a sentence for
+    /// the user ([`LoginErrorCode::describe`](super::LoginErrorCode::describe)). Default
+    /// `true`; turn it off in production (the causes are logged either way).
+    pub error_details: bool,
 }
 
 impl Default for WebConfig {
@@ -58,6 +63,7 @@ impl Default for WebConfig {
             after_logout: "/".into(),
             error_path: None,
             login_ttl: crate::oauth::client::DEFAULT_STATE_TTL,
+            error_details: true,
         }
     }
 }
@@ -96,6 +102,20 @@ impl WebConfig {
     pub fn login_paths(mut self, login: impl Into<String>, callback: impl Into<String>) -> Self {
         self.login_path = login.into();
         self.callback_path = callback.into();
+        self
+    }
+
+    /// Whether failed logins answer their causes in words (see
+    /// [`error_details`](Self::error_details)); `false` for production.
+    ///
+    /// ```
+    /// use atsession::axum::WebConfig;
+    /// assert!(WebConfig::default().error_details);
+    /// assert!(!WebConfig::default().error_details(false).error_details);
+    /// ```
+    #[must_use]
+    pub fn error_details(mut self, on: bool) -> Self {
+        self.error_details = on;
         self
     }
 

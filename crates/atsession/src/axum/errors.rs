@@ -140,17 +140,24 @@ impl LoginError {
     }
 
     /// The answer: JSON for clients that ask for it, else a redirect to `error_path` (or a
-    /// plain-text page). `extra` headers (a cookie to clear) go on either.
+    /// plain-text page). `extra` headers (a cookie to clear) go on either. Without
+    /// `details`, the message is the code's sentence for the user, not the error's causes.
     pub(crate) fn respond(
         &self,
         wants_json: bool,
         error_path: Option<&str>,
         extra: Option<HeaderValue>,
+        details: bool,
     ) -> Response {
+        let message = if details {
+            self.message.as_str()
+        } else {
+            self.code.describe()
+        };
         let mut response = if wants_json {
             (
                 self.code.status(),
-                Json(serde_json::json!({ "error": self.code.as_str(), "message": self.message })),
+                Json(serde_json::json!({ "error": self.code.as_str(), "message": message })),
             )
                 .into_response()
         } else if let Some(path) = error_path {
@@ -160,12 +167,11 @@ impl LoginError {
             (
                 self.code.status(),
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                format!(
-                    "{}\n\n({}: {})\n",
-                    self.code.describe(),
-                    self.code,
-                    self.message
-                ),
+                if details {
+                    format!("{}\n\n({}: {})\n", self.code.describe(), self.code, message)
+                } else {
+                    format!("{}\n\n({})\n", self.code.describe(), self.code)
+                },
             )
                 .into_response()
         };
@@ -306,8 +312,8 @@ mod tests {
         assert_eq!(LoginErrorCode::OtherBrowser.status(), StatusCode::FORBIDDEN);
     }
 
-    #[test]
-    fn browsers_get_redirects_and_api_clients_json() {
+    #[tokio::test]
+    async fn browsers_get_redirects_and_api_clients_json() {
         let mut h = HeaderMap::new();
         assert!(!wants_json(&h));
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
@@ -319,7 +325,7 @@ mod tests {
         assert!(!wants_json(&h));
 
         let e = LoginError::new(LoginErrorCode::UnknownState, "spent");
-        let r = e.respond(false, Some("/oops?from=login"), None);
+        let r = e.respond(false, Some("/oops?from=login"), None, true);
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert_eq!(
             r.headers()[header::LOCATION],
@@ -329,11 +335,20 @@ mod tests {
             true,
             Some("/oops"),
             Some(HeaderValue::from_static("a=; Max-Age=0")),
+            false,
         );
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert_eq!(r.headers()[header::SET_COOKIE], "a=; Max-Age=0");
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
-        let r = e.respond(false, None, None);
+        let body = r.into_body();
+        let body = axum::body::to_bytes(body, 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["message"],
+            LoginErrorCode::UnknownState.describe(),
+            "no causes without details"
+        );
+        let r = e.respond(false, None, None, true);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert!(
             r.headers()[header::CONTENT_TYPE]

@@ -96,7 +96,12 @@ impl AtprotoAuth {
             .error_path
             .as_deref()
             .map(|p| local_path(Some(p), "/"));
-        e.respond(json, error_path.as_deref(), extra)
+        e.respond(
+            json,
+            error_path.as_deref(),
+            extra,
+            self.config().error_details,
+        )
     }
 }
 

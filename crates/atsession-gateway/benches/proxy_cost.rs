@@ -1,0 +1,267 @@
+//! What the `/xrpc/` proxy costs: `com.atproto.server.getSession` through the gateway
+//! against the same call made directly by the library in this process (an
+//! [`OAuthSession`](atsession::oauth::OAuthSession) on the same grant: DPoP proof, access
+//! token, HTTP to the PDS), and against the Node backend-for-frontend on
+//! `@atproto/oauth-client-node` (`e2e/refclient/bff.mjs`, its `fetchHandler`), in one run.
+//!
+//! ```sh
+//! bash e2e/pds/up.sh /tmp/pds.json
+//! ATSESSION_E2E_PDS=/tmp/pds.json cargo bench -p atsession-gateway --bench proxy_cost
+//! ATSESSION_PROXY_CALLS=5000 …                         # calls per target (default 1000)
+//! ```
+//!
+//! First the direct call alone, for this process's CPU per call (the library's own cost of
+//! a call, a floor); then the three interleaved call by call (direct, gateway, Node), so
+//! that they see the same machine. Calls are sequential, on keep-alive connections. For
+//! each target it prints one JSON line: latency p50/p99 (ms) and the CPU time per call (µs;
+//! utime + stime from `/proc/<pid>/stat` before and after) of its process; then the added
+//! latency of each proxy over the direct call and the ratio of the proxies' CPU per call.
+//! The PDS and this process share the machine's cores with the proxies, so absolute
+//! figures depend on the machine.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/support/gateway.rs"]
+mod gateway;
+#[path = "../../atsession/tests/support/pds.rs"]
+mod pds;
+
+use std::time::{Duration, Instant};
+
+use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::oauth::identity::{HandleResolver, IdentityConfig};
+use atsession::oauth::{
+    ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, PdsRequest, SessionGetter, Url,
+};
+use atsession::store::oauth::GrantStore;
+use atsession::syntax::Did;
+use gateway::{Gateway, client, login};
+
+const NSID: &str = "com.atproto.server.getSession";
+
+/// utime + stime of a process, in microseconds.
+fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // The clock tick (100 Hz on most Linux kernels).
+    let hz: u64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    ticks * 1_000_000 / hz
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+struct Run {
+    p50: f64,
+    p99: f64,
+    cpu_per_call_us: Option<f64>,
+}
+
+fn report(target: &str, calls: usize, mut lat: Vec<f64>, cpu: Option<u64>) -> Run {
+    lat.sort_by(f64::total_cmp);
+    let run = Run {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        cpu_per_call_us: cpu.map(|c| c as f64 / calls as f64),
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "target": target,
+            "calls": calls,
+            "p50_ms": (run.p50 * 1000.0).round() / 1000.0,
+            "p99_ms": (run.p99 * 1000.0).round() / 1000.0,
+            "cpu_us_per_call": run.cpu_per_call_us.map(|c| c.round()),
+        })
+    );
+    run
+}
+
+/// One GET of `url`, answered 200, body read.
+async fn get(http: &reqwest::Client, url: &str, cookie: Option<&str>) {
+    let mut r = http.get(url);
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+}
+
+struct Node(u32);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// Starts `e2e/refclient/bff.mjs` with the e2e Node; its URL and process.
+async fn start_node(pds_file: &str, dir: &std::path::Path) -> Option<(String, Node)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = dir.join("bff.json");
+    let script = format!(
+        "source e2e/env.sh && exec node e2e/refclient/bff.mjs {}",
+        out.display()
+    );
+    let mut child = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(root)
+        .env("ATSESSION_E2E_PDS", pds_file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&out)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
+            return Some((v["url"].as_str()?.to_owned(), Node(pid)));
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            eprintln!("the Node BFF did not start (run bash e2e/pds/setup.sh first)");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list of benchmarks
+    }
+    let Some(peer) = pds::Peer::from_env_for("proxy_cost") else {
+        return;
+    };
+    let calls: usize = std::env::var("ATSESSION_PROXY_CALLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let pds_file = std::env::var("ATSESSION_E2E_PDS").unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("bench.db");
+        let key = AtRestKey::generate("bench").unwrap();
+        let key_file = dir.path().join("bench.key");
+        std::fs::write(&key_file, key.to_spec()).unwrap();
+        let gw = Gateway::start(
+            Some(&peer),
+            [
+                "--db",
+                db.to_str().unwrap(),
+                "--key-file",
+                key_file.to_str().unwrap(),
+            ],
+        )
+        .await;
+        let http = client();
+        let cookie = login(&http, &peer, &gw.base, "alice.test").await;
+
+        // The same grant, called directly by the library in this process.
+        let store = atsession::store::open(db.to_str().unwrap()).await.unwrap();
+        let did = Did::new(peer.account("alice.test").did.clone()).unwrap();
+        let grant = store.list_grants_by_did(&did).await.unwrap()[0].id.clone();
+        let metadata =
+            ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto transition:generic")
+                .unwrap();
+        let identity = IdentityConfig {
+            plc_url: Url::parse(peer.plc_url()).unwrap(),
+            handle_resolver: HandleResolver::Xrpc(Url::parse(peer.handle_resolver_url()).unwrap()),
+            cache_ttl: Duration::from_secs(60),
+        };
+        let config = OAuthClientConfig::new(metadata, AtRestKeyring::new(key))
+            .dev_mode(true)
+            .identity(identity);
+        let oauth = SessionGetter::new(
+            OAuthClient::new(config, store).unwrap(),
+            GetterConfig::default(),
+        )
+        .session(grant);
+        let direct_one = || {
+            let oauth = oauth.clone();
+            async move {
+                let r = oauth.send(PdsRequest::query(NSID, &[])).await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        };
+        for _ in 0..50 {
+            direct_one().await;
+        }
+        let me = std::process::id();
+        let before = cpu_us(me);
+        let mut lat = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            direct_one().await;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        report("direct (library in process)", calls, lat, Some(cpu_us(me) - before));
+
+        let Some((node_url, node)) = start_node(&pds_file, dir.path()).await else {
+            return;
+        };
+        // The three interleaved, call by call, so that they see the same machine.
+        let gw_url = gw.url(&format!("/xrpc/{NSID}"));
+        let node_url = format!("{node_url}/xrpc/{NSID}");
+        for _ in 0..50 {
+            get(&http, &gw_url, Some(&cookie)).await;
+            get(&http, &node_url, None).await;
+        }
+        let (g0, n0) = (cpu_us(gw.pid()), cpu_us(node.0));
+        let (mut ld, mut lg, mut ln) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..calls {
+            let t = Instant::now();
+            direct_one().await;
+            ld.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            get(&http, &gw_url, Some(&cookie)).await;
+            lg.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            get(&http, &node_url, None).await;
+            ln.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (gcpu, ncpu) = (cpu_us(gw.pid()) - g0, cpu_us(node.0) - n0);
+        let direct = report("direct, interleaved", calls, ld, None);
+        let gateway = report("gateway /xrpc/", calls, lg, Some(gcpu));
+        let node_run = report("node bff (oauth-client-node fetchHandler)", calls, ln, Some(ncpu));
+        let added = |r: &Run| {
+            serde_json::json!({
+                "p50_ms": ((r.p50 - direct.p50) * 1000.0).round() / 1000.0,
+                "p99_ms": ((r.p99 - direct.p99) * 1000.0).round() / 1000.0,
+            })
+        };
+        let (g, n) = (
+            gateway.cpu_per_call_us.unwrap(),
+            node_run.cpu_per_call_us.unwrap(),
+        );
+        println!(
+            "{}",
+            serde_json::json!({
+                "gateway_added": added(&gateway),
+                "node_added": added(&node_run),
+                "cpu_ratio_node_over_gateway": if g > 0.0 { ((n / g) * 10.0).round() / 10.0 } else { f64::INFINITY },
+            })
+        );
+        drop(node);
+    });
+}

@@ -1,0 +1,389 @@
+//! `/xrpc/{nsid}`: the backend-for-frontend proxy. A browser app (with the session cookie)
+//! or a mobile app (with `Authorization: Bearer <access token>`) calls its user's PDS
+//! through the gateway; the gateway finds the app session and its grant and forwards the
+//! call with the grant's DPoP-bound access token, refreshed when stale and once more on
+//! `401 invalid_token`. Tokens never reach the client.
+//!
+//! - Every method; the path is `/xrpc/<nsid>` and the query string is kept (both checked
+//!   by the library before anything is sent).
+//! - Request headers: only those on the library's allow-list
+//!   ([`pds_headers::forwardable`]), so `atproto-proxy` and `atproto-accept-labelers` pass
+//!   and the client's `Cookie` and `Authorization` never do.
+//! - Request body: up to [`BUFFERED_BODY`] bytes with a known `Content-Length` are read
+//!   into memory (so a DPoP nonce retry or a refresh-and-retry can send them again);
+//!   anything larger, or of unknown length, is streamed to the PDS as it arrives.
+//! - Answer: the PDS's status, its body streamed, and the headers a browser needs
+//!   ([`RESPONSE_HEADERS`]); never `Set-Cookie`, `DPoP-Nonce` or `WWW-Authenticate`.
+//!
+//! | case | answer |
+//! |---|---|
+//! | not an NSID, a query the library refuses | `400 InvalidRequest` |
+//! | NSID refused by `--allow-nsid` / `--deny-nsid` | `403 MethodNotAllowed`, nothing sent |
+//! | no session | `401 AuthenticationRequired` |
+//! | the session's grant is gone (signed out, revoked at the PDS, refresh refused) | `401 AuthenticationRequired`; the app session is ended and its cookie cleared |
+//! | `--check-scope` and the grant plainly lacks the scope | `403 ScopeMissingError` with `scope`, nothing sent |
+//! | a streamed body the PDS refused (new DPoP nonce, refreshed token): not resent | `503 RetryRequest`, `Retry-After: 0`: send it again |
+//! | refresh failed (network, 5xx), timed out, lock busy | `502` / `504` / `503`; the grant is kept |
+//! | the PDS cannot be reached | `502 UpstreamFailure` |
+//!
+//! Error messages name no internal URL, resolver or store unless `--dev` is on.
+
+use std::sync::Arc;
+
+use atsession::axum::{AtprotoAuth, AuthRejection, Session};
+use atsession::oauth::oauth_session::is_nsid;
+use atsession::oauth::pds_headers::forwardable;
+use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
+use atsession::oauth::{GrantError, OAuthError, PdsBody, PdsRequest, PdsResponse, Refresh};
+use axum::body::Body;
+use axum::extract::{FromRef, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+
+use super::metrics::{Direction, Metrics};
+use super::nsid_rules::NsidRules;
+
+/// Request bodies up to this size with a known length are buffered (and can be resent).
+pub const BUFFERED_BODY: u64 = 64 * 1024;
+
+/// The PDS response headers passed back to the client.
+pub const RESPONSE_HEADERS: &[&str] = &[
+    "accept-ranges",
+    "atproto-content-labelers",
+    "atproto-repo-rev",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-range",
+    "content-type",
+    "etag",
+    "last-modified",
+    "ratelimit-limit",
+    "ratelimit-policy",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+    "vary",
+];
+
+/// What the proxy needs.
+pub struct Proxy {
+    /// The web layer (sessions, getter).
+    pub auth: AtprotoAuth,
+    /// Where proxied bytes and refresh failures are counted.
+    pub metrics: Arc<Metrics>,
+    /// `--allow-nsid` / `--deny-nsid`.
+    pub rules: NsidRules,
+    /// `--check-scope`: refuse calls the stored grant plainly does not permit.
+    pub check_scope: bool,
+    /// `--dev`: error messages with their causes (which may name internal URLs).
+    pub dev: bool,
+}
+
+/// The proxy's router state. Cheap to clone.
+#[derive(Clone)]
+pub struct ProxyState(pub Arc<Proxy>);
+
+impl FromRef<ProxyState> for AtprotoAuth {
+    fn from_ref(state: &ProxyState) -> Self {
+        state.0.auth.clone()
+    }
+}
+
+fn error(status: StatusCode, error: &str, message: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(serde_json::json!({ "error": error, "message": message })),
+    )
+        .into_response()
+}
+
+/// `403 ScopeMissingError`, as the PDS answers it, with the missing `scope` named.
+fn scope_missing(scope: &str, message: Option<&str>) -> Response {
+    let message = message.map_or_else(
+        || format!("Missing required scope \"{scope}\""),
+        str::to_owned,
+    );
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(serde_json::json!({
+            "error": "ScopeMissingError",
+            "message": message,
+            "scope": scope,
+        })),
+    )
+        .into_response()
+}
+
+/// An error and its causes, `outer: inner: …` (the library's errors carry no secrets).
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// `ANY /xrpc/{nsid}`.
+pub async fn handle(
+    State(state): State<ProxyState>,
+    Path(nsid): Path<String>,
+    session: Result<Session, AuthRejection>,
+    request: Request,
+) -> Response {
+    let proxy = &state.0;
+    if !is_nsid(&nsid) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "the path is not /xrpc/<nsid>",
+        );
+    }
+    if !proxy.rules.permits(&nsid) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "MethodNotAllowed",
+            "this gateway does not forward this method",
+        );
+    }
+    let session = match session {
+        Ok(s) => s,
+        Err(AuthRejection::SignedOut(_)) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationRequired",
+                "not signed in",
+            );
+        }
+        Err(e) => return e.into_response(),
+    };
+    let Some(grant) = session.grant_id.clone() else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationRequired",
+            "the session has no OAuth grant; sign in again",
+        );
+    };
+    let oauth = proxy.auth.getter().session(grant);
+
+    let (parts, body) = request.into_parts();
+    let mut path = format!("/xrpc/{nsid}");
+    if let Some(q) = parts.uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let headers = forwardable(&parts.headers);
+    let body = match request_body(proxy, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+
+    if proxy.check_scope {
+        let input: Option<serde_json::Value> = match &body {
+            PdsBody::Bytes(b) => serde_json::from_slice(b).ok(),
+            _ => None,
+        };
+        let refused = match check_scope(&oauth, &nsid, &headers, input).await {
+            Ok(refused) => refused,
+            Err(e) => return grant_error(proxy, &session, e).await,
+        };
+        if let Some(scope) = refused {
+            return scope_missing(&scope, None);
+        }
+    }
+
+    let mut call = PdsRequest::new(parts.method.clone(), path).body(body);
+    *call.headers_mut() = headers;
+    match oauth.send(call).await {
+        Ok(answer) => response(proxy, answer),
+        Err(e) => grant_error(proxy, &session, e).await,
+    }
+}
+
+/// The request body for the PDS: buffered when small and of known length, else streamed.
+async fn request_body(proxy: &Proxy, headers: &HeaderMap, body: Body) -> Result<PdsBody, Response> {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    match length {
+        Some(0) => Ok(PdsBody::Empty),
+        // Neither a length nor chunked: HTTP/1.1 says there is no body.
+        None if !chunked => Ok(PdsBody::Empty),
+        Some(n) if n <= BUFFERED_BODY => {
+            let limit = usize::try_from(n).unwrap_or(usize::MAX);
+            match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => {
+                    proxy.metrics.proxied(Direction::Up, bytes.len() as u64);
+                    Ok(PdsBody::Bytes(bytes))
+                }
+                Err(_) => Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    "the request body ended early or is longer than its Content-Length",
+                )),
+            }
+        }
+        Some(n) => Ok(PdsBody::sized_stream(counted_up(proxy, body), n)),
+        None => Ok(PdsBody::stream(counted_up(proxy, body))),
+    }
+}
+
+fn counted_up(
+    proxy: &Proxy,
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> + Send + 'static {
+    let metrics = Arc::clone(&proxy.metrics);
+    body.into_data_stream().inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            metrics.proxied(Direction::Up, c.len() as u64);
+        }
+    })
+}
+
+/// `Some(scope)` when the stored grant plainly does not permit the call.
+async fn check_scope(
+    oauth: &atsession::oauth::OAuthSession<atsession::store::AnyStore>,
+    nsid: &str,
+    headers: &HeaderMap,
+    input: Option<serde_json::Value>,
+) -> Result<Option<String>, GrantError> {
+    let info = oauth.token_info(Refresh::AcceptStale).await?;
+    let Ok(granted) = ScopeSet::parse_granted(&info.scope) else {
+        return Ok(None);
+    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Ok(precheck_xrpc(
+        &granted,
+        nsid,
+        input.as_ref(),
+        text("atproto-proxy"),
+        text("content-type"),
+    )
+    .err()
+    .map(|m| m.scope))
+}
+
+/// The PDS's answer, passed on: status, allow-listed headers, body streamed.
+fn response(proxy: &Proxy, answer: PdsResponse) -> Response {
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for name in RESPONSE_HEADERS {
+        let name = HeaderName::from_static(name);
+        for v in answer.headers().get_all(&name) {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let metrics = Arc::clone(&proxy.metrics);
+    let body = answer.bytes_stream().inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            metrics.proxied(Direction::Down, c.len() as u64);
+        }
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// What a failed call answers (see the module docs).
+async fn grant_error(proxy: &Proxy, session: &Session, e: GrantError) -> Response {
+    if matches!(e, GrantError::NotFound(_) | GrantError::Deleted { .. }) {
+        tracing::info!(error = %describe(&e), session = %session.id, "the session's grant is gone; ending the session");
+        // Ended before answering, so the next request is refused on every instance.
+        if let Err(d) = proxy.auth.sessions().delete(&session.id).await {
+            tracing::warn!(error = %d, "ending a session whose grant is gone failed");
+        }
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationRequired",
+            "the session's grant is gone (signed out or refused by the server); sign in again",
+        );
+        r.headers_mut()
+            .append(header::SET_COOKIE, proxy.auth.sessions().clear_cookie());
+        return r;
+    }
+    failure(proxy, &e)
+}
+
+/// The answer to any other failure.
+fn failure(proxy: &Proxy, e: &GrantError) -> Response {
+    let detail = |fallback: &str| {
+        if proxy.dev {
+            describe(e)
+        } else {
+            fallback.to_owned()
+        }
+    };
+    match e {
+        GrantError::ScopeMissing { scope, message } => scope_missing(scope, message.as_deref()),
+        GrantError::Retryable(_) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RetryRequest",
+                "the PDS refused the streamed call before reading it (new DPoP nonce or refreshed token); nothing was resent: send it again",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+            r
+        }
+        GrantError::Refresh(_) | GrantError::SaveFailed(_) => {
+            proxy.metrics.refresh_failed();
+            tracing::warn!(error = %describe(e), "refreshing a grant failed");
+            error(
+                StatusCode::BAD_GATEWAY,
+                "UpstreamFailure",
+                &detail("refreshing the session's tokens failed; try again"),
+            )
+        }
+        GrantError::Timeout(_) => {
+            proxy.metrics.refresh_failed();
+            tracing::warn!(error = %describe(e), "refreshing a grant timed out");
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "UpstreamTimeout",
+                &detail("refreshing the session's tokens timed out; try again"),
+            )
+        }
+        GrantError::Lock(_) => {
+            tracing::warn!(error = %describe(e), "the refresh lock was not acquired");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RetryRequest",
+                &detail("the session is being refreshed elsewhere; try again"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        GrantError::InvalidRequest(_)
+        | GrantError::OAuth(OAuthError::Http(
+            atsession::oauth::http::HttpError::PdsPath(_)
+            | atsession::oauth::http::HttpError::Header { .. },
+        )) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string()),
+        GrantError::OAuth(OAuthError::Http(_)) => {
+            tracing::warn!(error = %describe(e), "the PDS call failed");
+            error(
+                StatusCode::BAD_GATEWAY,
+                "UpstreamFailure",
+                &detail("the PDS could not be reached"),
+            )
+        }
+        _ => {
+            tracing::error!(error = %describe(e), "a proxied call failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                &detail("internal error"),
+            )
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! A gateway process for tests (`atsession serve` on a free port) and a login through it
+//! against the official PDS peer.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::pds;
+
+/// A running gateway; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Gateway {
+    /// `atsession serve --listen 127.0.0.1:0` with `args`, and for a peer `--dev` and its
+    /// PLC directory and handle resolver.
+    pub async fn start<I, A>(peer: Option<&pds::Peer>, args: I) -> Gateway
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(peer) = peer {
+            cmd.arg("--dev")
+                .arg("--plc-url")
+                .arg(peer.plc_url())
+                .arg("--handle-resolver")
+                .arg(peer.handle_resolver_url());
+        }
+        cmd.args(args);
+        for var in [
+            "ATSESSION_AT_REST_KEY",
+            "ATSESSION_PUBLIC_URL",
+            "ATSESSION_ALLOW_ORIGIN",
+            "ATSESSION_ALLOW_NSID",
+            "ATSESSION_DENY_NSID",
+            "ATSESSION_CHECK_SCOPE",
+            "ATSESSION_STATIC",
+            "ATSESSION_LOGIN_RATE",
+            "ATSESSION_DB",
+        ] {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the gateway printed its address");
+        let base = line.strip_prefix("listening on ").unwrap().to_owned();
+        Gateway { child, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+}
+
+/// An HTTP client that follows no redirects and keeps no cookies.
+pub fn client() -> reqwest::Client {
+    let _ = rustls_graviola::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+fn cookie_pair(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+/// Logs `handle` in through the gateway at `base` (the browser's steps done over HTTP);
+/// returns the session cookie (`atsession=…`).
+pub async fn login(http: &reqwest::Client, peer: &pds::Peer, base: &str, handle: &str) -> String {
+    let account = peer.account(handle).clone();
+    let r = http
+        .get(format!("{base}/oauth/login?identifier={handle}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "login start: {:?}", r.text().await);
+    let binding = cookie_pair(&r, "atsession-login").unwrap();
+    let to = r.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let redirect = peer
+        .sign_in_and_consent(&to, &account.handle, &account.password)
+        .await
+        .unwrap();
+    let callback = &redirect[redirect.find("/oauth/callback").unwrap()..];
+    let r = http
+        .get(format!("{base}{callback}"))
+        .header("cookie", &binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "callback: {:?}", r.text().await);
+    cookie_pair(&r, "atsession").unwrap()
+}
