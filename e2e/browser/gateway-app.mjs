@@ -37,7 +37,7 @@ const timeout = 30000
 try {
   const page = await browser.newPage()
   page.setDefaultTimeout(timeout)
-  await page.goto(`${gateway}/`, { waitUntil: 'networkidle0' })
+  await page.goto(`${gateway}/`, { waitUntil: 'load' })
   await page.waitForFunction(() => window.app?.ready === 'signed-out')
   await shot(page, '1-app-signed-out')
   step('app-signed-out')
