@@ -1,19 +1,26 @@
-//! Whether a granted scope covers a required one, for [`RequireScope`](super::RequireScope).
-//!
-//! For now a scope token must appear as is in the granted scope string (space-separated).
-//! This is the seam for typed atproto permission scopes: when the scope module of the OAuth
-//! client can tell that `repo:*` covers `repo:app.bsky.feed.post`, this function asks it.
+//! Whether a granted scope covers a required one, for [`RequireScope`](super::RequireScope):
+//! with the typed atproto permission scopes of [`oauth::scope`](crate::oauth::scope).
 
-/// Whether `granted` (a space-separated scope string from a token response) includes the
-/// scope token `required`.
+use crate::oauth::scope::{Scope, ScopeSet};
+
+/// Whether `granted` (a space-separated scope string from a token response) permits what
+/// the scope `required` stands for: the same scope, or a broader one
+/// ([`ScopeSet::covers`]). A `required` that is not a valid scope must appear as is.
 ///
 /// ```
 /// use atsession::axum::scope_covers;
 /// assert!(scope_covers("atproto transition:generic", "transition:generic"));
 /// assert!(!scope_covers("atproto", "transition:generic"));
 /// assert!(!scope_covers("atproto transition:generic", "transition"));
+/// assert!(scope_covers("atproto repo:app.bsky.feed.post", "repo:app.bsky.feed.post?action=create"));
+/// assert!(scope_covers("atproto transition:generic", "repo:app.bsky.feed.post"));
+/// assert!(!scope_covers("atproto repo:app.bsky.feed.post?action=create", "repo:app.bsky.feed.post"));
 /// ```
 #[must_use]
 pub fn scope_covers(granted: &str, required: &str) -> bool {
-    granted.split_ascii_whitespace().any(|s| s == required)
+    let literal = || granted.split_ascii_whitespace().any(|s| s == required);
+    match (ScopeSet::parse_granted(granted), required.parse::<Scope>()) {
+        (Ok(set), Ok(scope)) => set.covers(&scope) || literal(),
+        _ => literal(),
+    }
 }

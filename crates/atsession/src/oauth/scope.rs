@@ -1308,6 +1308,43 @@ impl ScopeSet {
         self.scopes.contains_key(&scope.to_string())
     }
 
+    /// Whether the set permits everything `required` stands for: an equal scope, or broader
+    /// ones (`repo:*` or `transition:generic` cover `repo:app.bsky.feed.post?action=create`,
+    /// `blob:image/*` covers `blob:image/png`). A form without a permission meaning of its
+    /// own (`atproto`, `transition:*`, `include:`, an unknown form) is covered only by an
+    /// equal scope.
+    ///
+    /// ```
+    /// use atsession::oauth::scope::{Scope, ScopeSet};
+    ///
+    /// let granted = ScopeSet::parse("atproto repo:app.bsky.feed.post blob:image/*").unwrap();
+    /// let covers = |s: &str| granted.covers(&s.parse::<Scope>().unwrap());
+    /// assert!(covers("repo:app.bsky.feed.post?action=create"));
+    /// assert!(covers("blob:image/png"));
+    /// assert!(!covers("repo:app.bsky.feed.like"));
+    /// assert!(!covers("repo:*"));
+    /// assert!(!covers("blob:video/mp4"));
+    /// ```
+    #[must_use]
+    pub fn covers(&self, required: &Scope) -> bool {
+        if self.contains(required) {
+            return true;
+        }
+        match required {
+            Scope::Repo {
+                collection,
+                actions,
+            } => collection
+                .iter()
+                .all(|c| actions.iter().all(|a| self.allows_repo(c, a))),
+            Scope::Rpc { lxm, aud } => lxm.iter().all(|m| self.allows_rpc(m, aud.as_str())),
+            Scope::Blob { accept } => accept.iter().all(|m| self.allows_blob(m)),
+            Scope::Account { attr, action } => self.allows_account(*attr, *action),
+            Scope::Identity { attr } => self.allows_identity(*attr),
+            _ => false,
+        }
+    }
+
     /// Whether every scope of `other` is in the set (literally, by canonical form).
     #[must_use]
     pub fn contains_all(&self, other: &ScopeSet) -> bool {
