@@ -163,6 +163,12 @@ fn main() {
         let key = AtRestKey::generate("bench").unwrap();
         let key_file = dir.path().join("bench.key");
         std::fs::write(&key_file, key.to_spec()).unwrap();
+        // Key files must be private to their owner, or the gateway refuses them.
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let gw = Gateway::start(
             Some(&peer),
             [
