@@ -138,6 +138,69 @@ pub async fn check_keyring<S: GrantStore>(
     Err(KeyCheckError::MissingKeys { missing, grants })
 }
 
+/// What [`open_grants`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenCheck {
+    /// Grants the keyring opens.
+    pub opened: u64,
+    /// How many grants it does not open.
+    pub failed: u64,
+    /// The first [`OPEN_FAILURES_NAMED`] grants it does not open.
+    pub failed_ids: Vec<GrantId>,
+}
+
+/// How many grants that do not open [`open_grants`] names.
+pub const OPEN_FAILURES_NAMED: usize = 10;
+
+/// Tries to open every stored grant with `keyring`. Unlike [`check_keyring`], which
+/// compares key ids only, this finds a key swapped for another under the same id, and
+/// seals that are corrupt. Nothing is written; what is opened is dropped at once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+/// use atsession::oauth::key_rotation::{check_keyring, open_grants};
+/// use atsession::store::MemoryStore;
+///
+/// let store = MemoryStore::new();
+/// let ring = AtRestKeyring::new(AtRestKey::generate("k1")?);
+/// # atsession::oauth::key_rotation::doc_grant(&store, &ring).await?;
+/// assert_eq!(open_grants(&store, &ring).await?.opened, 1);
+/// // Another key under the same id: the ids match, the grant does not open.
+/// let other = AtRestKeyring::new(AtRestKey::generate("k1")?);
+/// assert!(check_keyring(&store, &other).await.is_ok());
+/// assert_eq!(open_grants(&store, &other).await?.failed, 1);
+/// # Ok(()) }
+/// ```
+pub async fn open_grants<S: GrantStore>(
+    store: &S,
+    keyring: &AtRestKeyring,
+) -> Result<OpenCheck, StoreError> {
+    let mut check = OpenCheck::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_grants(cursor.as_ref(), PAGE).await?;
+        for g in page.grants {
+            if !seen.insert(g.id.clone()) {
+                continue; // a store may list a grant twice (Redis)
+            }
+            if keyring.open(&row_key(&g.id), &g.sealed).is_ok() {
+                check.opened += 1;
+            } else {
+                check.failed += 1;
+                if check.failed_ids.len() < OPEN_FAILURES_NAMED {
+                    check.failed_ids.push(g.id);
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(check),
+        }
+    }
+}
+
 /// How [`reseal_grants`] runs.
 #[derive(Clone, Default)]
 #[non_exhaustive]
