@@ -42,6 +42,10 @@ enum Command {
     /// Check, rotate and retire the at-rest keys that seal the stored OAuth grants.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// Check a deployment as an authorization server sees it: the client metadata, the
+    /// published keys against the private ones, and the at-rest keys against the stored
+    /// grants.
+    Doctor(cli::doctor::DoctorArgs),
     /// Run the gateway server.
     Serve(server::ServeArgs),
     /// Seal JSON from stdin into an Iron `Fe26.2` string (password from $ATSESSION_SEAL_PASSWORD).
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             Command::Logout(args) => cli::login::logout(args).await,
             Command::Call(args) => cli::call::call(args).await,
             Command::Keys(cmd) => cli::keys::run(cmd).await,
+            Command::Doctor(args) => cli::doctor::doctor(args).await,
             Command::Serve(args) => server::run(args).await,
             Command::Seal(args) => cli::seal::seal(args),
             Command::Unseal(args) => cli::seal::unseal(args),

@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod config_file;
+pub mod doctor;
 pub mod keys;
 pub mod login;
 pub mod seal;
