@@ -443,4 +443,29 @@ async fn at_rest_keys_that_do_not_open_the_grants_fail() {
     let run = doctor(dir.path(), &["--db", missing.to_str().unwrap(), "--json"]);
     assert_eq!(run.failed(), ["at_rest.keys"]);
     assert!(!missing.exists());
+
+    // Endless files are refused at once, naming them.
+    let run = doctor(
+        dir.path(),
+        &[
+            "--db",
+            db,
+            "--client-keys",
+            "/dev/zero",
+            "--key-file",
+            "/dev/zero",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        run.failed(),
+        ["client_keys", "at_rest.keys"],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.detail("client_keys")
+            .contains("longer than 65536 bytes")
+    );
+    assert!(run.detail("at_rest.keys").contains("/dev/zero"));
 }

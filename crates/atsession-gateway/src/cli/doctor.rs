@@ -208,13 +208,17 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// The private keys of `--client-keys`, if given and usable.
 fn client_keys(args: &DoctorArgs, report: &mut Report) -> Option<Keyset> {
     let path = args.client_keys.as_ref()?;
+    // (Messages name the file, never its content.)
     let parsed = super::small_file::read(path)
         .map_err(|e| chain(&e))
         .and_then(|text| {
             serde_json::from_str::<Jwks>(&text)
                 .map_err(|_| format!("{} is not a JWKS (JSON with `keys`)", path.display()))
         })
-        .and_then(|jwks| Keyset::from_private_jwks(&jwks).map_err(|e| chain(&e)));
+        .and_then(|jwks| {
+            Keyset::from_private_jwks(&jwks)
+                .map_err(|e| format!("{}: {}", path.display(), chain(&e)))
+        });
     match parsed {
         Ok(keyset) => {
             let n = keyset.public_jwks().keys.len();
@@ -229,7 +233,7 @@ fn client_keys(args: &DoctorArgs, report: &mut Report) -> Option<Keyset> {
             Some(keyset)
         }
         Err(e) => {
-            report.fail("client_keys", format!("{}: {e}", path.display()));
+            report.fail("client_keys", e);
             None
         }
     }
@@ -1041,5 +1045,99 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
             );
         }
         Err(e) => report.fail("at_rest.grants", chain(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn net(dev: bool) -> Net {
+        let client = build_client(&HttpOptions::default()).unwrap();
+        Net {
+            via: None,
+            origin: Url::parse("https://app.example").unwrap().origin(),
+            direct: client.clone(),
+            public: client,
+            dev,
+        }
+    }
+
+    fn redirects(uris: &[&str], app_type: &str, dev: bool) -> Result<String, String> {
+        let client = Url::parse("https://app.example/client-metadata.json").unwrap();
+        redirect_uris(
+            &json!({ "redirect_uris": uris }),
+            &client,
+            app_type,
+            &net(dev),
+        )
+    }
+
+    #[test]
+    fn redirect_uris_follow_the_authorization_servers_rules() {
+        assert!(redirects(&["https://app.example/cb"], "web", false).is_ok());
+        for bad in [
+            "https://other.example/cb",   // another origin
+            "http://app.example/cb",      // http outside loopback
+            "http://127.0.0.1:8080/cb",   // loopback, but a web client
+            "https://localhost/cb",       // localhost
+            "com.example.app:/cb",        // a custom scheme for a web client
+            "https://u:p@app.example/cb", // credentials
+        ] {
+            assert!(redirects(&[bad], "web", false).is_err(), "{bad}");
+        }
+        assert!(redirects(&[], "web", false).is_err());
+        // Native clients: loopback IPs over http, and the reversed host as scheme.
+        assert!(
+            redirects(
+                &["http://127.0.0.1/cb", "http://[::1]:9/cb"],
+                "native",
+                false
+            )
+            .is_ok()
+        );
+        assert!(redirects(&["example.app:/cb"], "native", false).is_ok());
+        let e = redirects(&["com.evil:/cb"], "native", false).unwrap_err();
+        assert!(e.contains("example.app"), "{e}");
+        assert!(redirects(&["http://localhost:9/cb"], "native", false).is_err());
+    }
+
+    #[test]
+    fn scopes_must_declare_what_is_asked() {
+        assert!(scope_covers("atproto transition:generic", "atproto").is_ok());
+        assert!(scope_covers("transition:generic", "transition:generic").is_err());
+        assert!(scope_covers("atproto atproto", "atproto").is_err());
+        assert!(scope_covers("atproto repo:app.bsky.*", "atproto").is_err());
+        let e = scope_covers("atproto", "atproto repo:com.example.note").unwrap_err();
+        assert!(e.contains("repo:com.example.note"), "{e}");
+    }
+
+    #[test]
+    fn a_published_private_key_fails_without_showing_it() {
+        let keyset = Keyset::new(vec![
+            atsession::oauth::jose::EcKey::generate().with_kid("k"),
+        ])
+        .unwrap();
+        let private = serde_json::to_value(keyset.private_jwks()).unwrap();
+        let d = private["keys"][0]["d"].as_str().unwrap().to_owned();
+        let mut report = Report::default();
+        check_keys(&private, Some(&keyset), &mut report);
+        let keys = report
+            .checks
+            .iter()
+            .find(|c| c.name == "jwks.keys")
+            .unwrap();
+        assert_eq!(keys.status, Status::Fail);
+        assert!(keys.detail.contains("private part"), "{}", keys.detail);
+        assert!(report.checks.iter().all(|c| !c.detail.contains(&d)));
+
+        // No kid: refused.
+        let mut public = serde_json::to_value(keyset.public_jwks()).unwrap();
+        public["keys"][0].as_object_mut().unwrap().remove("kid");
+        let mut report = Report::default();
+        check_keys(&public, Some(&keyset), &mut report);
+        assert_eq!(report.failed(), 2, "{report:?}"); // no kid, and `k` not published
     }
 }
