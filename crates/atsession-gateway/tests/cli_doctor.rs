@@ -226,6 +226,20 @@ async fn a_real_gateway_passes_and_other_client_keys_fail() {
         "{}",
         run.stdout
     );
+
+    // A gateway with an http public URL is a loopback client: it publishes no metadata.
+    let loopback = Gateway::start(
+        None,
+        ["--db".as_ref(), dir.path().join("lo.db").as_os_str()],
+    )
+    .await;
+    let run = doctor(dir.path(), &[&loopback.url("/"), "--dev", "--json"]);
+    assert_eq!(run.failed(), ["metadata.fetch"], "{}", run.stdout);
+    let detail = run.detail("metadata.fetch");
+    assert!(
+        detail.contains("404") && detail.contains("loopback client"),
+        "{detail}"
+    );
 }
 
 /// A loopback server that publishes broken client metadata, one fault per path:

@@ -367,7 +367,12 @@ impl Net {
                 return None;
             }
             s => {
-                report.fail(fetch_name, format!("{url}{via} answers HTTP {s}"));
+                let hint = if s == 404 && url.path().ends_with(METADATA_PATH) {
+                    " (a gateway with an http:// public URL is a loopback client and publishes no metadata)"
+                } else {
+                    ""
+                };
+                report.fail(fetch_name, format!("{url}{via} answers HTTP {s}{hint}"));
                 return None;
             }
         }
