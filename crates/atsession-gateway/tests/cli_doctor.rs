@@ -407,10 +407,16 @@ async fn at_rest_keys_that_do_not_open_the_grants_fail() {
         doc_grant(&store, &ring).await.unwrap();
     }
     drop(store);
+    let before = std::fs::read(&db).unwrap();
+    let db_path = db.clone();
     let db = db.to_str().unwrap();
 
     let run = doctor(dir.path(), &["--db", db, "--json"]);
     assert!(run.success, "{}", run.stdout);
+    assert!(
+        std::fs::read(&db_path).unwrap() == before,
+        "the database was written"
+    );
     assert_eq!(run.status("at_rest.keys"), "ok");
     assert_eq!(run.status("at_rest.grants"), "ok");
     assert!(run.detail("at_rest.grants").contains('3'));

@@ -18,7 +18,7 @@
 //! published at URL. Each check prints one line, `ok`, `warn` or `FAIL` with its reason, or
 //! with `--json` one object `{"ok", "checks": [{"name", "status", "detail"}]}`; the exit
 //! status is non-zero when a check fails. Nothing secret is printed, and nothing stored is
-//! changed.
+//! changed (a SQLite file is opened read-only).
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use super::CliError;
 use super::keys::{key_file_path, read_keyring};
-use super::login::{KEY_ENV, sqlite_file};
+use super::login::KEY_ENV;
 
 /// Where a gateway publishes its client metadata, relative to its base URL.
 const METADATA_PATH: &str = "oauth/client-metadata.json";
@@ -968,18 +968,13 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
             return;
         }
     };
-    if let Some(file) = sqlite_file(&db)
-        && !file.exists()
-    {
-        report.fail("at_rest.keys", format!("no database at {}", file.display()));
-        return;
-    }
-    let store = match atsession::store::open(&db).await {
+    // A SQLite file is only read: no migration, nothing created.
+    let store = match super::sessions::read_only_store(&db).await {
         Ok(s) => s,
         Err(e) => {
             report.fail(
                 "at_rest.keys",
-                format!("cannot open the store: {}", chain(&e)),
+                format!("cannot open the store: {}", chain(&*e)),
             );
             return;
         }
