@@ -201,20 +201,19 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
     Ok(signed_out)
 }
 
-/// Opens a store to read it. A SQLite file is opened without writing to it (no migration,
-/// no file created); a network store is opened as usual.
+/// Opens a store to read it, without writing to it: no file, table or key created, no
+/// migration; a store that is missing or not current is an error.
 async fn open_read_only(db: &str) -> Result<SessionManager<AnyStore>, CliError> {
-    let Some(file) = crate::cli::login::sqlite_file(db) else {
-        return Ok(SessionManager::new(atsession::store::open(db).await?));
-    };
-    let path = file.to_string_lossy();
-    let path = path.split('?').next().unwrap_or_default();
-    if !Path::new(path).exists() {
-        return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
+    if let Some(file) = crate::cli::login::sqlite_file(db) {
+        let path = file.to_string_lossy();
+        let path = path.split('?').next().unwrap_or_default();
+        if !Path::new(path).exists() {
+            return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
+        }
     }
-    Ok(SessionManager::new(AnyStore::from(
-        atsession::store::sqlite::SqliteStore::open_read_only(path).await?,
-    )))
+    Ok(SessionManager::new(
+        atsession::store::open_read_only(db).await?,
+    ))
 }
 
 fn report(json: bool, verb: &str, what: &str, count: u64) {
