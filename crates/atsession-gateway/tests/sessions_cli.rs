@@ -164,3 +164,83 @@ async fn list_never_migrates() {
         .unwrap();
     assert_eq!(v, old);
 }
+
+fn atsession_url(db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env_remove("ATSESSION_DB")
+        .output()
+        .unwrap()
+}
+
+/// The tables of a database outside PostgreSQL's own schemas.
+async fn user_tables(
+    client: &atsession::store::postgres::deadpool_postgres::tokio_postgres::Client,
+) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_on_an_empty_postgres_database_fails_and_leaves_it_empty() {
+    use atsession::store::postgres::deadpool_postgres::tokio_postgres::{NoTls, connect};
+    let admin_url = std::env::var("ATSESSION_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin = match connect(&admin_url, NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "PostgreSQL is not reachable: {e}"
+            );
+            eprintln!("skipped: PostgreSQL is not reachable ({e})");
+            return;
+        }
+    };
+    let r: [u8; 6] = atsession::secret::random_bytes();
+    let name = format!(
+        "atsession_gw_list_{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let db = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let (client, conn) = connect(&db, NoTls).await.unwrap();
+    tokio::spawn(conn);
+
+    let out = atsession_url(&db, &["sessions", "list", "--did", ALICE]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no such database"), "{stderr}");
+    assert_eq!(user_tables(&client).await, 0, "the list created tables");
+
+    // Once a command that writes has opened it, list reads it.
+    let manager = SessionManager::new(
+        atsession::store::postgres::PostgresStore::connect(&db)
+            .await
+            .unwrap(),
+    );
+    manager.create(ALICE, "alice.test", ()).await.unwrap();
+    let listed = stdout(&atsession_url(&db, &["sessions", "list", "--did", ALICE]));
+    assert!(listed.contains("alice.test"), "{listed}");
+
+    drop(manager);
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

@@ -202,7 +202,11 @@ impl PartialEq for Token {
 impl Eq for Token {}
 
 /// The SHA-256 of a token: safe to store and to index by. Compared in constant time.
+///
+/// Aligned to 8 bytes, so that a record holding an `Option<TokenHash>` is copied in whole
+/// words (the option's flag otherwise shifts the hash to an odd offset).
 #[derive(Clone, Copy)]
+#[repr(align(8))]
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {

@@ -214,3 +214,125 @@ async fn oauth_tables_are_indexed_by_did_and_expiry() {
     drop(client);
     support::drop_schema(&store).await;
 }
+
+/// The number of tables in `schema`, and whether it exists.
+async fn catalog(
+    client: &atsession::store::postgres::deadpool_postgres::Client,
+    schema: &str,
+) -> (bool, i64) {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                    (SELECT count(*) FROM pg_tables WHERE schemaname = $1)",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_open_needs_a_current_schema_and_writes_nothing() {
+    use atsession::store::DatabaseProblem;
+    let Some(admin) = support::fresh_postgres().await else {
+        return;
+    };
+    let url = support::postgres_url();
+    let schema = support::unique_name();
+    let client = admin.pool().get().await.unwrap();
+    let problem = |r: Result<PostgresStore, StoreError>| match r {
+        Err(StoreError::Database { problem, .. }) => problem,
+        other => panic!("expected a database problem, got {other:?}"),
+    };
+
+    // No schema: missing, and none is created.
+    let open = || PostgresStore::connect_read_only_with_schema(&url, &schema);
+    assert_eq!(problem(open().await), DatabaseProblem::Missing);
+    assert_eq!(catalog(&client, &schema).await, (false, 0));
+    // An empty schema: missing too, and left empty.
+    client
+        .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+        .await
+        .unwrap();
+    assert_eq!(problem(open().await), DatabaseProblem::Missing);
+    assert_eq!(catalog(&client, &schema).await, (true, 0));
+
+    // Once opened as usual: it opens, lists, and refuses writes.
+    let manager = SessionManager::new(
+        PostgresStore::connect_with_schema(&url, &schema)
+            .await
+            .unwrap(),
+    );
+    let did = "did:plc:alice00000000000000000000";
+    let new = manager.create(did, "alice.test", ()).await.unwrap();
+    let tables = catalog(&client, &schema).await;
+    let read_only = open().await.unwrap();
+    let listed = SessionManager::new(read_only.clone())
+        .list(&did.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, new.session.id);
+    assert!(read_only.delete(&new.session.id).await.is_err());
+    assert!(
+        manager
+            .store()
+            .load(&new.session.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(catalog(&client, &schema).await, tables);
+
+    // Another version: refused and left as it is.
+    let set = |v: i32| {
+        let client = &client;
+        let schema = &schema;
+        async move {
+            client
+                .execute(
+                    &format!("UPDATE \"{schema}\".atsession_schema SET version = $1"),
+                    &[&v],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let current = SCHEMA_VERSION as i32;
+    set(current - 1).await;
+    assert_eq!(
+        problem(open().await),
+        DatabaseProblem::NotMigrated {
+            found: SCHEMA_VERSION - 1,
+            expected: SCHEMA_VERSION
+        }
+    );
+    let v: i32 = client
+        .query_one(
+            &format!("SELECT version FROM \"{schema}\".atsession_schema"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, current - 1);
+    set(current + 1).await;
+    assert_eq!(
+        problem(open().await),
+        DatabaseProblem::Newer {
+            found: SCHEMA_VERSION + 1,
+            expected: SCHEMA_VERSION
+        }
+    );
+    // atsession's table names without the version record: not ours.
+    client
+        .batch_execute(&format!("DROP TABLE \"{schema}\".atsession_schema"))
+        .await
+        .unwrap();
+    assert_eq!(problem(open().await), DatabaseProblem::Foreign);
+
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}

@@ -259,7 +259,8 @@ async fn delete_by_did_is_one_round_trip() {
         .query_async(&mut probe.connection())
         .await
         .unwrap();
-    assert!(keys.is_empty(), "{keys:?}");
+    // Only the store's mark is left.
+    assert_eq!(keys, [format!("{}schema", probe.prefix())]);
 }
 
 /// Runs `delete` for an account with nothing stored (so that the server has the script: one
@@ -414,4 +415,151 @@ async fn oauth_states_expire_and_grants_do_not() {
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
     support::drop_prefix(&store).await;
+}
+
+/// Every key under `prefix`, by SCAN.
+async fn keys_under(
+    conn: &mut atsession::store::redis::RedisConnection,
+    prefix: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        out.extend(keys);
+        if next == 0 {
+            out.sort();
+            return out;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_open_needs_the_mark_and_writes_nothing() {
+    use atsession::store::DatabaseProblem;
+    use atsession::store::redis::{RedisStore, SCHEMA_VERSION};
+    let Some(admin) = support::fresh_redis().await else {
+        return;
+    };
+    let url = support::redis_url();
+    let prefix = format!("{}:", support::unique_name());
+    let mut conn = admin.connection();
+    let problem = |r: Result<RedisStore, atsession::store::StoreError>| match r {
+        Err(atsession::store::StoreError::Database { problem, .. }) => problem,
+        other => panic!("expected a database problem, got {other:?}"),
+    };
+    let open = || RedisStore::connect_read_only_with_prefix(&url, &prefix);
+    let mark = format!("{prefix}schema");
+
+    // Nothing under the prefix: missing, and nothing written.
+    assert_eq!(problem(open().await), DatabaseProblem::Missing);
+    assert!(keys_under(&mut conn, &prefix).await.is_empty());
+
+    // Opened as usual: marked; the read-only open lists and refuses writes.
+    let store = RedisStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys_under(&mut conn, &prefix).await,
+        std::slice::from_ref(&mark)
+    );
+    let s = record(Duration::from_secs(3600), 9);
+    store.create(&s).await.unwrap();
+    let before = keys_under(&mut conn, &prefix).await;
+    let read_only = open().await.unwrap();
+    assert!(read_only.is_read_only());
+    let listed = read_only.list_by_did(&s.did).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, s.id);
+    assert!(read_only.delete(&s.id).await.is_err());
+    assert!(read_only.delete_by_did(&s.did).await.is_err());
+    assert!(store.load(&s.id).await.unwrap().is_some());
+    assert_eq!(keys_under(&mut conn, &prefix).await, before);
+
+    // A store from before the mark: not migrated, and still unmarked; a usual open marks it.
+    let () = redis::cmd("DEL")
+        .arg(&mark)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(open().await),
+        DatabaseProblem::NotMigrated {
+            found: 0,
+            expected: SCHEMA_VERSION
+        }
+    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&mark)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists);
+    drop(
+        RedisStore::connect_with_prefix(&url, &prefix)
+            .await
+            .unwrap(),
+    );
+    let v: String = redis::cmd("GET")
+        .arg(&mark)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION.to_string());
+
+    // A newer layout is refused by both opens; a mark that is no version is not ours.
+    let newer = SCHEMA_VERSION + 1;
+    let () = redis::cmd("SET")
+        .arg(&mark)
+        .arg(newer)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(open().await),
+        DatabaseProblem::Newer {
+            found: newer,
+            expected: SCHEMA_VERSION
+        }
+    );
+    assert!(matches!(
+        problem(RedisStore::connect_with_prefix(&url, &prefix).await),
+        DatabaseProblem::Newer { .. }
+    ));
+    let () = redis::cmd("SET")
+        .arg(&mark)
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(problem(open().await), DatabaseProblem::Foreign);
+    let () = redis::cmd("DEL")
+        .arg(&mark)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(&mark)
+        .arg("a")
+        .arg("b")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(problem(open().await), DatabaseProblem::Foreign);
+
+    let keys = keys_under(&mut conn, &prefix).await;
+    let () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

@@ -173,8 +173,20 @@ pub async fn run(cmd: KeysCommand) -> Result<(), CliError> {
     }
 }
 
+/// How a key command opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// It only reads the store: opened without writing (no migration).
+    Read,
+    /// It writes (re-seals grants).
+    Write,
+}
+
 /// The store and the key file's keyring; both must exist.
-async fn open(files: &KeyFileArgs) -> Result<(AnyStore, PathBuf, AtRestKeyring), CliError> {
+async fn open(
+    files: &KeyFileArgs,
+    access: Access,
+) -> Result<(AnyStore, PathBuf, AtRestKeyring), CliError> {
     let path = key_file_path(&files.db, files.key_file.as_deref());
     let ring = read_keyring(&path)?.ok_or_else(|| KeysError::NoKeyFile(path.clone()))?;
     if let Some(file) = super::login::sqlite_file(&files.db)
@@ -182,12 +194,15 @@ async fn open(files: &KeyFileArgs) -> Result<(AnyStore, PathBuf, AtRestKeyring),
     {
         return Err(KeysError::NoDatabase(file).into());
     }
-    let store = atsession::store::open(&files.db).await?;
+    let store = match access {
+        Access::Read => atsession::store::open_read_only(&files.db).await?,
+        Access::Write => atsession::store::open(&files.db).await?,
+    };
     Ok((store, path, ring))
 }
 
 async fn status(files: &KeyFileArgs) -> Result<(), CliError> {
-    let (store, path, ring) = open(files).await?;
+    let (store, path, ring) = open(files, Access::Read).await?;
     let usage = key_usage(&store).await?;
     println!("key file {}", path.display());
     for (i, id) in ring.key_ids().into_iter().enumerate() {
@@ -208,7 +223,7 @@ async fn status(files: &KeyFileArgs) -> Result<(), CliError> {
 }
 
 async fn rotate(files: &KeyFileArgs) -> Result<(), CliError> {
-    let (store, path, ring) = open(files).await?;
+    let (store, path, ring) = open(files, Access::Write).await?;
     let usage = check_keyring(&store, &ring)
         .await
         .map_err(|source| KeysError::Mismatch {
@@ -261,7 +276,7 @@ async fn rotate(files: &KeyFileArgs) -> Result<(), CliError> {
 }
 
 async fn retire(id: &str, files: &KeyFileArgs) -> Result<(), CliError> {
-    let (store, path, ring) = open(files).await?;
+    let (store, path, ring) = open(files, Access::Read).await?;
     if ring.current().id() == id {
         return Err(KeysError::RetireCurrent(id.to_owned()).into());
     }

@@ -201,26 +201,23 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
     Ok(signed_out)
 }
 
-/// Opens a store to read it. A SQLite file is opened without writing to it (no migration,
-/// no file created); a network store is opened as usual.
+/// Opens a store to read it, without writing to it: no file, table or key created, no
+/// migration; a store that is missing or not current is an error.
 async fn open_read_only(db: &str) -> Result<SessionManager<AnyStore>, CliError> {
     Ok(SessionManager::new(read_only_store(db).await?))
 }
 
-/// The store `db`, opened to read it: a SQLite file without writing to it (no migration,
-/// no file created, refused when missing); a network store as usual.
+/// The store `db`, opened to read it, without writing to it: no file, table or key
+/// created, no migration; a store that is missing or not current is an error.
 pub(crate) async fn read_only_store(db: &str) -> Result<AnyStore, CliError> {
-    let Some(file) = crate::cli::login::sqlite_file(db) else {
-        return Ok(atsession::store::open(db).await?);
-    };
-    let path = file.to_string_lossy();
-    let path = path.split('?').next().unwrap_or_default();
-    if !Path::new(path).exists() {
-        return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
+    if let Some(file) = crate::cli::login::sqlite_file(db) {
+        let path = file.to_string_lossy();
+        let path = path.split('?').next().unwrap_or_default();
+        if !Path::new(path).exists() {
+            return Err(UsageError::NoDatabase(PathBuf::from(path)).into());
+        }
     }
-    Ok(AnyStore::from(
-        atsession::store::sqlite::SqliteStore::open_read_only(path).await?,
-    ))
+    Ok(atsession::store::open_read_only(db).await?)
 }
 
 fn report(json: bool, verb: &str, what: &str, count: u64) {

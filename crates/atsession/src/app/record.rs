@@ -19,10 +19,15 @@ use crate::syntax::{Did, Handle};
 ///
 /// Kept inline (22 bytes, no allocation): a clone is a copy.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId([u8; SESSION_ID_LEN]);
+pub struct SessionId([u8; SESSION_ID_SPACE]);
 
 /// The length of a session id: 16 bytes in unpadded base64url.
 const SESSION_ID_LEN: usize = 22;
+
+/// The bytes a session id takes: its 22 characters and two zero bytes, so that it is
+/// copied in whole words (the copy of a 22-byte array overlaps itself, which stalls the
+/// copy of a record that follows it).
+const SESSION_ID_SPACE: usize = 24;
 
 impl Serialize for SessionId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -41,9 +46,9 @@ impl SessionId {
     /// A fresh random id.
     #[must_use]
     pub fn generate() -> Self {
-        let mut id = [0u8; SESSION_ID_LEN];
+        let mut id = [0u8; SESSION_ID_SPACE];
         let n = URL_SAFE_NO_PAD
-            .encode_slice(random_bytes::<16>(), &mut id)
+            .encode_slice(random_bytes::<16>(), &mut id[..SESSION_ID_LEN])
             .unwrap_or(0);
         debug_assert_eq!(n, SESSION_ID_LEN);
         Self(id)
@@ -56,8 +61,8 @@ impl SessionId {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then(|| {
-            let mut id = [0u8; SESSION_ID_LEN];
-            id.copy_from_slice(s.as_bytes());
+            let mut id = [0u8; SESSION_ID_SPACE];
+            id[..SESSION_ID_LEN].copy_from_slice(s.as_bytes());
             Self(id)
         })
     }
@@ -66,7 +71,7 @@ impl SessionId {
     #[must_use]
     pub fn as_str(&self) -> &str {
         // Only base64url characters are ever stored (checked by `parse`, made by `generate`).
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(&self.0[..SESSION_ID_LEN]).unwrap_or_default()
     }
 }
 

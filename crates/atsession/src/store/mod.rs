@@ -75,7 +75,7 @@ pub mod sqlite;
 
 pub use any::AnyStore;
 pub use memory::{MemoryLock, MemoryStore};
-pub use open::{OpenError, open};
+pub use open::{OpenError, open, open_read_only};
 
 /// How long one call to a networked store (PostgreSQL, Redis), or one lock call on it, may
 /// take by default before it fails with [`StoreError::Timeout`]: 5 seconds. Each store has a

@@ -121,6 +121,124 @@ pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
     }
 }
 
+/// Opens the store a URL names without writing to it, for tools that only look: no file,
+/// table, schema or key is created and nothing is migrated. The store must exist and be
+/// current, else the error's source is a [`StoreError::Database`] saying why (missing,
+/// another application's, or at another schema version); writes through the store fail.
+///
+/// What *current* means per backend: SQLite, `user_version` equal to
+/// [`sqlite::SCHEMA_VERSION`](super::sqlite::SCHEMA_VERSION) in a file marked as
+/// atsession's; PostgreSQL, the version recorded in `atsession_schema` equal to
+/// [`postgres::SCHEMA_VERSION`](super::postgres::SCHEMA_VERSION) (in the `public` schema);
+/// Redis, the mark `atsession:schema` equal to
+/// [`redis::SCHEMA_VERSION`](super::redis::SCHEMA_VERSION). `memory:` and
+/// `sqlite::memory:` hold nothing to read, and are refused as missing.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use atsession::store::{DatabaseProblem, OpenError, StoreError, open, open_read_only};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("app.db");
+/// let url = path.to_str().unwrap();
+/// let err = open_read_only(url).await.unwrap_err();
+/// assert!(matches!(
+///     err,
+///     OpenError::Open { source: StoreError::Database { problem: DatabaseProblem::Missing, .. }, .. }
+/// ));
+/// assert!(!path.exists()); // nothing created
+/// drop(open(url).await.unwrap());
+/// assert_eq!(open_read_only(url).await.unwrap().backend(), "sqlite");
+/// # }
+/// ```
+pub async fn open_read_only(url: &str) -> Result<AnyStore, OpenError> {
+    let url = url.trim();
+    match scheme(url) {
+        Some("memory") => Err(OpenError::Open {
+            store: "memory",
+            address: "memory:".to_owned(),
+            source: StoreError::Database {
+                backend: "memory",
+                database: "memory:".to_owned(),
+                problem: super::DatabaseProblem::Missing,
+            },
+        }),
+        Some("sqlite") | None => open_sqlite_read_only(url).await,
+        Some("postgres" | "postgresql") => open_postgres_read_only(url).await,
+        Some("redis" | "rediss") => open_redis_read_only(url).await,
+        Some(other) => Err(OpenError::UnknownScheme {
+            scheme: other.to_owned(),
+        }),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite_read_only(url: &str) -> Result<AnyStore, OpenError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(OpenError::BadUrl {
+            store: "sqlite",
+            reason: "it names no file".into(),
+        });
+    }
+    let address: String = path.chars().take(200).collect();
+    let result = if path == ":memory:" {
+        Err(StoreError::Database {
+            backend: "sqlite",
+            database: address.clone(),
+            problem: super::DatabaseProblem::Missing,
+        })
+    } else {
+        super::sqlite::SqliteStore::open_read_only(path).await
+    };
+    result
+        .map(AnyStore::from)
+        .map_err(|source| OpenError::Open {
+            store: "sqlite",
+            address,
+            source,
+        })
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite_read_only(_url: &str) -> Result<AnyStore, OpenError> {
+    Err(OpenError::NotEnabled { store: "sqlite" })
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres_read_only(url: &str) -> Result<AnyStore, OpenError> {
+    const STORE: &str = "postgres";
+    let address = network_address(STORE, url)?;
+    super::postgres::PostgresStore::connect_read_only(url)
+        .await
+        .map(AnyStore::from)
+        .map_err(|e| classify(STORE, address, e))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres_read_only(_url: &str) -> Result<AnyStore, OpenError> {
+    Err(OpenError::NotEnabled { store: "postgres" })
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis_read_only(url: &str) -> Result<AnyStore, OpenError> {
+    const STORE: &str = "redis";
+    let address = network_address(STORE, url)?;
+    super::redis::RedisStore::connect_read_only(url)
+        .await
+        .map(AnyStore::from)
+        .map_err(|e| classify(STORE, address, e))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis_read_only(_url: &str) -> Result<AnyStore, OpenError> {
+    Err(OpenError::NotEnabled { store: "redis" })
+}
+
 /// The URL's scheme, if it has one (`a-z` then `a-z0-9+.-`, up to 32, before a `:`). A
 /// one-letter scheme is a Windows drive, not a scheme.
 fn scheme(url: &str) -> Option<&str> {

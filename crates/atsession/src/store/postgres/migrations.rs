@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
 
 use super::{BACKEND, err};
-use crate::store::StoreError;
+use crate::store::{DatabaseProblem, StoreError};
 
 /// The migrations, oldest first. Append only: never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -136,4 +136,62 @@ pub(super) async fn migrate(pool: &Pool, schema: &str) -> Result<(), StoreError>
         .map_err(err("migrate"))?;
     }
     tx.commit().await.map_err(err("migrate"))
+}
+
+/// Checks, without writing, that `schema` holds atsession's tables at this build's schema
+/// version: the table `atsession_schema` records the number of migrations applied, and
+/// *current* means exactly [`SCHEMA_VERSION`]. A schema that does not exist, or holds no
+/// `atsession_` table, is [`DatabaseProblem::Missing`]; `atsession_` tables without the
+/// version table, or a version table of another shape, are [`DatabaseProblem::Foreign`];
+/// an older version is [`DatabaseProblem::NotMigrated`], a newer one
+/// [`DatabaseProblem::Newer`].
+pub(super) async fn check_current(pool: &Pool, schema: &str) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(err("connect"))?;
+    let row = client
+        .query_one(
+            "SELECT current_database(),
+                    EXISTS (SELECT 1 FROM pg_tables
+                            WHERE schemaname = $1 AND tablename = 'atsession_schema'),
+                    EXISTS (SELECT 1 FROM pg_tables
+                            WHERE schemaname = $1 AND tablename LIKE 'atsession\\_%')",
+            &[&schema],
+        )
+        .await
+        .map_err(err("open"))?;
+    let database: String = row.try_get(0).map_err(err("open"))?;
+    let has_version_table: bool = row.try_get(1).map_err(err("open"))?;
+    let has_ours: bool = row.try_get(2).map_err(err("open"))?;
+    let problem = |problem| StoreError::Database {
+        backend: BACKEND,
+        database: format!("{database} (schema {schema})"),
+        problem,
+    };
+    if !has_version_table {
+        return Err(problem(if has_ours {
+            DatabaseProblem::Foreign
+        } else {
+            DatabaseProblem::Missing
+        }));
+    }
+    let found = match client
+        .query_opt(
+            &format!("SELECT version FROM \"{schema}\".atsession_schema"),
+            &[],
+        )
+        .await
+    {
+        Ok(None) => 0,
+        Ok(Some(row)) => match row.try_get::<_, i32>(0).map(u32::try_from) {
+            Ok(Ok(v)) => v,
+            _ => return Err(problem(DatabaseProblem::Foreign)),
+        },
+        Err(e) if e.as_db_error().is_some() => return Err(problem(DatabaseProblem::Foreign)),
+        Err(e) => return Err(err("open")(e)),
+    };
+    let expected = SCHEMA_VERSION;
+    match found.cmp(&expected) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(problem(DatabaseProblem::NotMigrated { found, expected })),
+        std::cmp::Ordering::Greater => Err(problem(DatabaseProblem::Newer { found, expected })),
+    }
 }

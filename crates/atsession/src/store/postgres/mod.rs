@@ -139,6 +139,38 @@ impl PostgresStore {
         Self::from_pool_with_schema(pool_for(url)?, schema).await
     }
 
+    /// Opens an existing, current store in the `public` schema without writing to it: no
+    /// schema or table is created, nothing is migrated, and the connections are read-only
+    /// (`default_transaction_read_only`), so every write through the store fails. A schema
+    /// without atsession's tables, or one at another schema version, is a
+    /// [`StoreError::Database`]; see [`connect_read_only_with_schema`](Self::connect_read_only_with_schema).
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        Self::connect_read_only_with_schema(url, "public").await
+    }
+
+    /// Like [`connect_read_only`](Self::connect_read_only), with the tables in `schema`.
+    ///
+    /// *Current* means that the table `atsession_schema` records exactly
+    /// [`SCHEMA_VERSION`] migrations. A schema that does not exist or holds no `atsession_`
+    /// table is [`DatabaseProblem::Missing`]; `atsession_` tables without that record are
+    /// [`DatabaseProblem::Foreign`]; an older version is [`DatabaseProblem::NotMigrated`]
+    /// (open it once with [`connect`](Self::connect) to migrate it), a newer one
+    /// [`DatabaseProblem::Newer`].
+    ///
+    /// [`DatabaseProblem::Missing`]: super::DatabaseProblem::Missing
+    /// [`DatabaseProblem::Foreign`]: super::DatabaseProblem::Foreign
+    /// [`DatabaseProblem::NotMigrated`]: super::DatabaseProblem::NotMigrated
+    /// [`DatabaseProblem::Newer`]: super::DatabaseProblem::Newer
+    pub async fn connect_read_only_with_schema(
+        url: &str,
+        schema: &str,
+    ) -> Result<Self, StoreError> {
+        check_schema_name(schema)?;
+        let pool = pool_with(url, true)?;
+        migrations::check_current(&pool, schema).await?;
+        Ok(Self::on_pool(pool, schema))
+    }
+
     /// Opens the store on a pool you built (for TLS, or to share it with your app), in the
     /// `public` schema.
     pub async fn from_pool(pool: Pool) -> Result<Self, StoreError> {
@@ -149,7 +181,11 @@ impl PostgresStore {
     pub async fn from_pool_with_schema(pool: Pool, schema: &str) -> Result<Self, StoreError> {
         check_schema_name(schema)?;
         migrations::migrate(&pool, schema).await?;
-        Ok(Self {
+        Ok(Self::on_pool(pool, schema))
+    }
+
+    fn on_pool(pool: Pool, schema: &str) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 sessions: sessions::Sql::new(schema),
                 oauth: oauth::Sql::new(schema),
@@ -157,7 +193,7 @@ impl PostgresStore {
                 pool,
             }),
             timeout: super::DEFAULT_OPERATION_TIMEOUT,
-        })
+        }
     }
 
     /// Bounds every call of this store (and of a [`PostgresLock`] made from it) to `timeout`
@@ -233,6 +269,11 @@ impl PostgresStore {
 
 /// A pool for `url` (with TLS if the URL asks for it), with bounded connect and wait times.
 fn pool_for(url: &str) -> Result<Pool, StoreError> {
+    pool_with(url, false)
+}
+
+/// [`pool_for`]; with `read_only`, every connection's transactions are read-only.
+fn pool_with(url: &str, read_only: bool) -> Result<Pool, StoreError> {
     let prepared = tls::prepare(url)?;
     let mut config = tokio_postgres::Config::from_str(&prepared.url).map_err(|_| bad_url())?;
     if config.get_connect_timeout().is_none() {
@@ -248,6 +289,11 @@ fn pool_for(url: &str) -> Result<Pool, StoreError> {
             "-c statement_timeout={}",
             super::DEFAULT_OPERATION_TIMEOUT.as_millis()
         ));
+    }
+    if read_only {
+        // The server refuses every write on these connections.
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options} -c default_transaction_read_only=on"));
     }
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,

@@ -11,6 +11,18 @@
 //! | `{prefix}a:{access_hash_hex}` | string | the id of the session with this access-token hash |
 //! | `{prefix}d:{did}` | set | the ids of the account's sessions |
 //! | `{prefix}x` | sorted set | `{id}{did}` scored by expiry, for cleanup |
+//! | `{prefix}schema` | string | the layout's version, [`SCHEMA_VERSION`]; never expires |
+//!
+//! **The mark.** Opening a store ([`RedisStore::connect`]) writes `{prefix}schema` if it is
+//! missing, and refuses a prefix marked with a newer version. [`RedisStore::connect_read_only`]
+//! writes nothing and needs the mark at exactly [`SCHEMA_VERSION`]: without it the prefix
+//! holds no store ([`DatabaseProblem::Missing`]), or one written before the mark existed
+//! ([`DatabaseProblem::NotMigrated`] with `found: 0`, told apart by its cleanup sorted sets).
+//! A store made by [`RedisStore::from_connection`] writes no mark until one of the
+//! `connect` functions opens its prefix.
+//!
+//! [`DatabaseProblem::Missing`]: super::DatabaseProblem::Missing
+//! [`DatabaseProblem::NotMigrated`]: super::DatabaseProblem::NotMigrated
 //!
 //! Each session key and its two token index keys expire (`PEXPIREAT`) at the session's
 //! expiry, so Redis drops an expired session by itself, even if no cleanup ever runs. The DID
@@ -70,7 +82,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::StoreError;
+use super::{DatabaseProblem, StoreError};
 
 pub mod lock;
 mod oauth;
@@ -84,6 +96,21 @@ pub(crate) const BACKEND: &str = "redis";
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "atsession:";
 
+/// The version of the key layout, recorded in `{prefix}schema` (see the module's docs).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// ARGV: the mark's key, this build's version. Writes the mark if missing; returns it, or
+/// `''` if the key holds something other than a string.
+const MARK: &str = r"
+local t = redis.call('TYPE', ARGV[1]).ok
+if t == 'none' then
+  redis.call('SET', ARGV[1], ARGV[2])
+  return ARGV[2]
+end
+if t ~= 'string' then return '' end
+return redis.call('GET', ARGV[1])
+";
+
 /// How long connecting, and each command, may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -94,6 +121,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     /// The bound on one call.
     timeout: Duration,
+    /// Opened read-only: every write fails, and nothing is pruned.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -167,7 +196,109 @@ impl RedisStore {
 
     /// Like [`connect`](Self::connect), with every key starting with `prefix`.
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Ok(Self::from_connection(connection_for(url).await?, prefix))
+        let store = Self::from_connection(connection_for(url).await?, prefix);
+        let found: String = store
+            .bounded("connect", async {
+                redis::Script::new(MARK)
+                    .arg(store.mark_key())
+                    .arg(SCHEMA_VERSION)
+                    .invoke_async(&mut store.conn.clone())
+                    .await
+                    .map_err(err("mark"))
+            })
+            .await?;
+        store.check_mark(Some(&found), false)?;
+        Ok(store)
+    }
+
+    /// Opens an existing, current store under the prefix `atsession:` without writing: see
+    /// [`connect_read_only_with_prefix`](Self::connect_read_only_with_prefix).
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        Self::connect_read_only_with_prefix(url, DEFAULT_PREFIX).await
+    }
+
+    /// Opens an existing store under `prefix` without writing to it: nothing is marked,
+    /// listing prunes nothing, and every write through the store fails. *Current* means the
+    /// mark `{prefix}schema` holds exactly [`SCHEMA_VERSION`]; without it the prefix is
+    /// [`DatabaseProblem::Missing`] (or [`DatabaseProblem::NotMigrated`] if it holds a store
+    /// from before the mark: open it once with [`connect`](Self::connect)); a mark that is
+    /// not a version number is [`DatabaseProblem::Foreign`], a higher version
+    /// [`DatabaseProblem::Newer`].
+    ///
+    /// Locks made from this store ([`RedisLock::new`]) still write their leases.
+    pub async fn connect_read_only_with_prefix(
+        url: &str,
+        prefix: &str,
+    ) -> Result<Self, StoreError> {
+        let mut store = Self::from_connection(connection_for(url).await?, prefix);
+        store.read_only = true;
+        let p = store.prefix.to_string();
+        let (kind, cleanup_sets): (String, u64) = store
+            .bounded("connect", async {
+                redis::pipe()
+                    .cmd("TYPE")
+                    .arg(store.mark_key())
+                    .cmd("EXISTS")
+                    .arg(format!("{p}x"))
+                    .arg(format!("{p}ox"))
+                    .query_async(&mut store.conn.clone())
+                    .await
+                    .map_err(err("connect"))
+            })
+            .await?;
+        let mark: Option<String> = if kind == "string" {
+            store
+                .bounded("connect", async {
+                    redis::cmd("GET")
+                        .arg(store.mark_key())
+                        .query_async(&mut store.conn.clone())
+                        .await
+                        .map_err(err("connect"))
+                })
+                .await?
+        } else {
+            None
+        };
+        match kind.as_str() {
+            "none" if cleanup_sets > 0 => Err(store.problem(DatabaseProblem::NotMigrated {
+                found: 0,
+                expected: SCHEMA_VERSION,
+            })),
+            "none" => Err(store.problem(DatabaseProblem::Missing)),
+            "string" => {
+                store.check_mark(mark.as_deref(), true)?;
+                Ok(store)
+            }
+            _ => Err(store.problem(DatabaseProblem::Foreign)),
+        }
+    }
+
+    fn mark_key(&self) -> String {
+        format!("{}schema", self.prefix)
+    }
+
+    fn problem(&self, problem: DatabaseProblem) -> StoreError {
+        StoreError::Database {
+            backend: BACKEND,
+            database: format!("under the prefix `{}`", self.prefix),
+            problem,
+        }
+    }
+
+    /// Checks the mark's value: a version this build can use (exactly this build's, when
+    /// `exact`; no newer one otherwise).
+    fn check_mark(&self, mark: Option<&str>, exact: bool) -> Result<(), StoreError> {
+        let Some(found) = mark.and_then(|m| m.parse::<u32>().ok()) else {
+            return Err(self.problem(DatabaseProblem::Foreign));
+        };
+        let expected = SCHEMA_VERSION;
+        if found > expected {
+            Err(self.problem(DatabaseProblem::Newer { found, expected }))
+        } else if exact && found < expected {
+            Err(self.problem(DatabaseProblem::NotMigrated { found, expected }))
+        } else {
+            Ok(())
+        }
     }
 
     /// A store on a connection manager you made, with every key starting with `prefix`.
@@ -177,6 +308,7 @@ impl RedisStore {
             conn,
             prefix: prefix.into(),
             timeout: super::DEFAULT_OPERATION_TIMEOUT,
+            read_only: false,
         }
     }
 
@@ -209,6 +341,24 @@ impl RedisStore {
         super::bounded(BACKEND, operation, self.timeout, call).await
     }
 
+    /// [`bounded`](Self::bounded) for a write: refused at once by a read-only store.
+    pub(crate) async fn bounded_write<T, E: From<StoreError>>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        if self.read_only {
+            return Err(StoreError::backend(BACKEND, operation, ReadOnly).into());
+        }
+        self.bounded(operation, call).await
+    }
+
+    /// Whether the store was opened read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// The key prefix.
     #[must_use]
     pub fn prefix(&self) -> &str {
@@ -221,3 +371,8 @@ impl RedisStore {
         self.conn.clone()
     }
 }
+
+/// A write through a store opened read-only.
+#[derive(Debug, thiserror::Error)]
+#[error("the store was opened read-only")]
+struct ReadOnly;

@@ -233,7 +233,7 @@ fn grant_from_fields(flat: Vec<Vec<u8>>) -> Result<Option<StoredGrant>, StoreErr
 
 impl StateStore for RedisStore {
     async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
-        self.bounded("put_state", async move {
+        self.bounded_write("put_state", async move {
             let put: i64 = SCRIPTS
                 .put_state
                 .arg(&*self.prefix)
@@ -261,7 +261,7 @@ impl StateStore for RedisStore {
         key: &TokenHash,
         now: OffsetDateTime,
     ) -> Result<Option<StoredAuthState>, StoreError> {
-        self.bounded("take_state", async move {
+        self.bounded_write("take_state", async move {
             let got: Vec<Vec<u8>> = SCRIPTS
                 .take_state
                 .arg(&*self.prefix)
@@ -285,7 +285,7 @@ impl StateStore for RedisStore {
     }
 
     async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.bounded("delete_expired_states", async move {
+        self.bounded_write("delete_expired_states", async move {
             let now = to_millis(now);
             let mut total = 0;
             loop {
@@ -309,7 +309,7 @@ impl StateStore for RedisStore {
 
 impl GrantStore for RedisStore {
     async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        self.bounded("create_grant", async move {
+        self.bounded_write("create_grant", async move {
             let created: i64 = SCRIPTS
                 .create_grant
                 .arg(&*self.prefix)
@@ -349,7 +349,7 @@ impl GrantStore for RedisStore {
         expected_version: u64,
         grant: &StoredGrant,
     ) -> Result<Cas, StoreError> {
-        self.bounded("update_grant", async move {
+        self.bounded_write("update_grant", async move {
             let outcome: i64 = SCRIPTS
                 .update_grant
                 .arg(&*self.prefix)
@@ -370,7 +370,7 @@ impl GrantStore for RedisStore {
     }
 
     async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        self.bounded("delete_grant", async move {
+        self.bounded_write("delete_grant", async move {
             let n: i64 = SCRIPTS
                 .delete_grant
                 .arg(&*self.prefix)
@@ -449,7 +449,7 @@ impl GrantStore for RedisStore {
     }
 
     async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.bounded("delete_grants_by_did", async move {
+        self.bounded_write("delete_grants_by_did", async move {
             SCRIPTS
                 .delete_grants_by_did
                 .arg(&*self.prefix)

@@ -145,6 +145,17 @@ end
 return out
 ";
 
+/// ARGV: prefix, did. [`LIST`] without the pruning: reads only.
+const LIST_ONLY: &str = r"
+local p, did = ARGV[1], ARGV[2]
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', p .. 'd:' .. did)) do
+  local rec = redis.call('HGETALL', p .. 's:' .. id)
+  if #rec > 0 then out[#out + 1] = rec end
+end
+return out
+";
+
 struct Scripts {
     create: Script,
     update: Script,
@@ -153,6 +164,7 @@ struct Scripts {
     delete_expired: Script,
     load_via: Script,
     list: Script,
+    list_only: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -163,6 +175,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete_expired: Script::new(&format!("{DROP_FN}{DELETE_EXPIRED}")),
     load_via: Script::new(LOAD_VIA),
     list: Script::new(LIST),
+    list_only: Script::new(LIST_ONLY),
 });
 
 fn corrupt(detail: &'static str) -> StoreError {
@@ -302,7 +315,7 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
-        self.bounded("create", async move {
+        self.bounded_write("create", async move {
             let created: i64 = SCRIPTS
                 .create
                 .arg(&*self.prefix)
@@ -355,7 +368,7 @@ impl SessionStore for RedisStore {
         expected_version: u64,
         session: &StoredSession,
     ) -> Result<Cas, StoreError> {
-        self.bounded("update", async move {
+        self.bounded_write("update", async move {
             let outcome: i64 = SCRIPTS
                 .update
                 .arg(&*self.prefix)
@@ -380,7 +393,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.bounded("delete", async move {
+        self.bounded_write("delete", async move {
             let n: i64 = SCRIPTS
                 .delete
                 .arg(&*self.prefix)
@@ -395,8 +408,13 @@ impl SessionStore for RedisStore {
 
     async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
         self.bounded("list_by_did", async move {
-            let recs: Vec<Vec<String>> = SCRIPTS
-                .list
+            // A read-only store lists without pruning what Redis has expired.
+            let script = if self.read_only {
+                &SCRIPTS.list_only
+            } else {
+                &SCRIPTS.list
+            };
+            let recs: Vec<Vec<String>> = script
                 .arg(&*self.prefix)
                 .arg(did.as_str())
                 .invoke_async(&mut self.conn.clone())
@@ -413,7 +431,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.bounded("delete_by_did", async move {
+        self.bounded_write("delete_by_did", async move {
             let n: u64 = SCRIPTS
                 .delete_by_did
                 .arg(&*self.prefix)
@@ -427,7 +445,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.bounded("delete_expired", async move {
+        self.bounded_write("delete_expired", async move {
             let now = to_millis(now);
             let mut total = 0;
             loop {
