@@ -15,6 +15,11 @@ struct Args {
     /// `ATSESSION_LOG` (e.g. `info`, `atsession=debug`; default `warn`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ATSESSION_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Show what happened on standard error (the grant used, a refresh, a DPoP nonce
+    /// retried), never a token or key: the log filter `warn,atsession=debug` unless
+    /// `ATSESSION_LOG` is set.
+    #[arg(long, short = 'v', global = true, env = "ATSESSION_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,10 +59,15 @@ enum Command {
     Unseal(cli::seal::UnsealArgs),
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, verbose: bool) {
     use std::io::IsTerminal as _;
+    let fallback = if verbose {
+        "warn,atsession=debug"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ATSESSION_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(fallback));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -84,7 +94,7 @@ fn parse_args() -> Args {
 
 fn main() -> ExitCode {
     let args = parse_args();
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

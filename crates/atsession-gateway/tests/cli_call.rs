@@ -120,8 +120,26 @@ async fn login_then_call() {
     // After the access token expired: refreshed, and the call still succeeds.
     let left = Duration::from_secs(16).saturating_sub(started.elapsed());
     tokio::time::sleep(left).await;
-    let v = call(&peer, &db, &["com.atproto.server.getSession"]).await;
+    // With --verbose: says which grant, that it was refreshed, and shows no token.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    cmd.args(["--verbose", "call", "com.atproto.server.getSession"])
+        .env_remove("ATSESSION_LOG");
+    common(&mut cmd, &peer, &db);
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["did"], alice.did.as_str());
+    assert!(stderr.contains("grant loaded"), "{stderr}");
+    assert!(stderr.contains("grant refreshed"), "{stderr}");
+    assert!(
+        !stderr.contains("eyJ"),
+        "no JWT in the verbose output: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colours into a pipe: {stderr:?}"
+    );
     let store = atsession::store::sqlite::SqliteStore::open(&db)
         .await
         .unwrap();

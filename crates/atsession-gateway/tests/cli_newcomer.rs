@@ -106,3 +106,54 @@ fn serve_takes_the_same_options_from_the_same_variables() {
         assert!(help.contains(var), "{var} missing from:\n{help}");
     }
 }
+
+#[test]
+fn call_without_a_database_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = atsession(
+        dir.path(),
+        &[
+            "call",
+            "com.atproto.server.getSession",
+            "--did",
+            "did:plc:abc",
+        ],
+        &[("ATSESSION_DB", "nowhere.db")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("nowhere.db"), "{stderr}");
+    assert!(stderr.contains("atsession login"), "{stderr}");
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
+
+#[tokio::test]
+async fn a_failed_call_removes_the_key_file_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // A database with no grant and no key file yet.
+    drop(
+        atsession::store::sqlite::SqliteStore::open(dir.path().join("app.db"))
+            .await
+            .unwrap(),
+    );
+    let before = entries(dir.path());
+    assert!(before.iter().any(|f| f == "app.db"), "{before:?}");
+    assert!(!before.iter().any(|f| f == "app.db.key"), "{before:?}");
+    let out = atsession(
+        dir.path(),
+        &[
+            "call",
+            "com.atproto.server.getSession",
+            "--did",
+            "did:plc:abc",
+            "--db",
+            "app.db",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no OAuth grant stored"), "{stderr}");
+    let after = entries(dir.path());
+    assert!(!after.iter().any(|f| f == "app.db.key"), "{after:?}");
+}

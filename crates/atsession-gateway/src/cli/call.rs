@@ -82,8 +82,14 @@ pub struct CallArgs {
     pub oauth: OAuthOptions,
 }
 
-/// Runs `atsession call`.
+/// Runs `atsession call`. It never creates a database, and a failed call leaves no key
+/// file it made.
 pub async fn call(args: CallArgs) -> Result<(), CliError> {
+    let created = super::login::existing_database(&args.oauth, "no account is logged in")?;
+    call_stored(args).await.map_err(|e| created.undo(e))
+}
+
+async fn call_stored(args: CallArgs) -> Result<(), CliError> {
     if !is_nsid(&args.nsid) {
         return Err(format!("`{}` is not an NSID", args.nsid.escape_debug()).into());
     }

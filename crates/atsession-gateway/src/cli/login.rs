@@ -301,7 +301,7 @@ async fn authorize_and_wait(
 }
 
 /// The files a login may create, and which of them existed before it.
-struct Created {
+pub(crate) struct Created {
     files: Vec<PathBuf>,
 }
 
@@ -326,8 +326,8 @@ impl Created {
         Self { files }
     }
 
-    /// Removes what this login created, and hands back its error.
-    fn undo(self, e: CliError) -> CliError {
+    /// Removes what this command created, and hands back its error.
+    pub(crate) fn undo(self, e: CliError) -> CliError {
         for f in &self.files {
             let _ = std::fs::remove_file(f);
         }
@@ -445,17 +445,24 @@ async fn respond(
 
 /// Runs `atsession logout`. Creates no database and no key file.
 pub async fn logout(args: LogoutArgs) -> Result<(), CliError> {
-    if let Some(file) = sqlite_file(&args.oauth.db)
+    let created = existing_database(&args.oauth, "nothing to log out")?;
+    logout_stored(args).await.map_err(|e| created.undo(e))
+}
+
+/// Refuses a SQLite database that does not exist (a command that only uses stored grants
+/// must not create one), and notes what the command may still create (a key file), so
+/// that a failure can remove it.
+pub(crate) fn existing_database(opts: &OAuthOptions, why: &str) -> Result<Created, CliError> {
+    if let Some(file) = sqlite_file(&opts.db)
         && !file.exists()
     {
         return Err(format!(
-            "no database at {}: nothing to log out (give the path with --db or ATSESSION_DB)",
+            "no database at {}: {why} (give the path with --db or ATSESSION_DB, or run `atsession login` first)",
             file.display()
         )
         .into());
     }
-    let created = Created::before(&args.oauth);
-    logout_stored(args).await.map_err(|e| created.undo(e))
+    Ok(Created::before(opts))
 }
 
 async fn logout_stored(args: LogoutArgs) -> Result<(), CliError> {

@@ -255,6 +255,7 @@ pub(crate) async fn send(
     if !is_use_dpop_nonce(target, first.status, &first) {
         return Ok(first);
     }
+    tracing::debug!(origin = %url.origin().ascii_serialization(), "DPoP nonce refused; retrying with the server's new nonce");
     let proof = key.proof(
         method,
         &htu,
@@ -362,6 +363,7 @@ impl ResourceCall<'_> {
             return Ok(first);
         }
         drop(first);
+        tracing::debug!(origin = %self.url.origin().ascii_serialization(), "DPoP nonce refused by the PDS; retrying with its new nonce");
         let retry = self.request(self.url, self.method.clone(), Some(&next_nonce))?;
         let retried = self.http.send(self.url, retry, body).await?;
         if let Some(n) = nonce_of(retried.headers()) {

@@ -665,6 +665,7 @@ where
             Refresh::IfStale => self.is_stale(&data, now),
             Refresh::Force => true,
         };
+        tracing::debug!(grant = %grant_id, version = stored.version, refresh = wanted, "grant loaded");
         if !wanted {
             return Ok((data, stored.version));
         }
@@ -786,6 +787,7 @@ where
                     info.previous_scope = Some(data.token_set.scope.clone());
                 }
                 self.emit(SessionEvent::Updated(info));
+                tracing::debug!(grant = %new.grant_id, version, "grant refreshed");
                 Ok((new, version))
             }
             Ok(Cas::Conflict) => {

@@ -234,6 +234,7 @@ where
             return Ok(response);
         }
         drop(response);
+        tracing::debug!(grant = %self.grant_id, "the PDS refused the access token (invalid_token); refreshing once");
         let (data, _) = self
             .getter
             .get_versioned(&self.grant_id, Refresh::Force, Some(version))
