@@ -193,17 +193,8 @@ fn print(report: &Report, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
-}
+// An error and its causes on one line.
+use crate::server::proxy::describe as chain;
 
 /// The private keys of `--client-keys`, if given and usable.
 fn client_keys(args: &DoctorArgs, report: &mut Report) -> Option<Keyset> {

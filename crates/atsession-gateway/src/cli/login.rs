@@ -204,17 +204,8 @@ pub fn identity_config(plc_url: Url, handle_resolver: Option<Url>) -> IdentityCo
     }
 }
 
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
-}
+// An error and its causes on one line.
+use crate::server::proxy::describe as error_chain;
 
 /// The scopes of `asked` that `granted` does not hold (compared in canonical form).
 pub fn not_granted(asked: &str, granted: &str) -> Vec<String> {

@@ -32,7 +32,7 @@ mod listen;
 mod metrics;
 mod nsid_rules;
 mod page;
-mod proxy;
+pub(crate) mod proxy;
 mod ratelimit;
 mod safety;
 mod spa;
