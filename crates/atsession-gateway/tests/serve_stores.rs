@@ -187,7 +187,26 @@ fn admin_commands_take_store_urls() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    // A read-only command on an in-memory store: there is nothing to read, and it says so.
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("memory:"), "{stderr}");
+    // A SQLite URL to an existing database is read.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("admin.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        drop(
+            atsession::store::sqlite::SqliteStore::open(&db)
+                .await
+                .unwrap(),
+        );
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["sessions", "list", "--did", "did:plc:nobody", "--db"])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "no live sessions"
