@@ -22,14 +22,54 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> OffsetDateTime;
 }
 
-/// The system's wall clock.
+/// The system's wall clock, to the millisecond.
+///
+/// Read on every session lookup, so made cheap: on Linux it is the coarse real-time clock
+/// (`CLOCK_REALTIME_COARSE`, read from memory the kernel updates on every tick, so up to one
+/// tick, a few milliseconds, behind the precise clock; never ahead of it), and the calendar
+/// date of the current second is worked out once per second per thread. Elsewhere it is
+/// [`SystemTime::now`](std::time::SystemTime::now).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        let (secs, millis) = unix_now();
+        thread_local! {
+            /// The last second converted on this thread, and its start as a date and time.
+            static SECOND: std::cell::Cell<(i64, OffsetDateTime)> =
+                const { std::cell::Cell::new((0, OffsetDateTime::UNIX_EPOCH)) };
+        }
+        let start = SECOND.with(|cached| {
+            let (at, start) = cached.get();
+            if at == secs {
+                return start;
+            }
+            let start =
+                OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            cached.set((secs, start));
+            start
+        });
+        start.replace_millisecond(millis).unwrap_or(start)
     }
+}
+
+/// Seconds and milliseconds since the Unix epoch, now.
+#[cfg(target_os = "linux")]
+fn unix_now() -> (i64, u16) {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    let millis = u16::try_from(t.tv_nsec / 1_000_000).unwrap_or(0).min(999);
+    (t.tv_sec, millis)
+}
+
+/// Seconds and milliseconds since the Unix epoch, now (before 1970: the epoch).
+#[cfg(not(target_os = "linux"))]
+fn unix_now() -> (i64, u16) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let millis = u16::try_from(d.subsec_millis()).unwrap_or(0);
+    (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), millis)
 }
 
 /// A clock that moves only when told to. For tests.
@@ -167,5 +207,30 @@ mod tests {
         assert_eq!(to_millis(truncate_ms(before)), -2);
         // Out of range: the epoch, as before.
         assert_eq!(from_millis(i64::MAX), OffsetDateTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn the_system_clock_follows_the_precise_clock_to_the_millisecond_across_seconds() {
+        // Readings over more than one second boundary, each between the precise clock a
+        // little before (less the coarse clock's lag of at most a tick) and just after.
+        let end = std::time::Instant::now() + Duration::from_millis(1100);
+        let mut last = OffsetDateTime::UNIX_EPOCH;
+        let mut seconds = std::collections::BTreeSet::new();
+        while std::time::Instant::now() < end {
+            let before = OffsetDateTime::now_utc();
+            let ours = SystemClock.now();
+            let after = OffsetDateTime::now_utc();
+            assert!(ours <= after, "{ours} is ahead of {after}");
+            assert!(
+                ours > before - Duration::from_millis(100),
+                "{ours} lags {before}"
+            );
+            assert!(ours >= last, "{ours} went back from {last}");
+            assert_eq!(ours.nanosecond() % 1_000_000, 0);
+            seconds.insert(ours.unix_timestamp());
+            last = ours;
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        assert!(seconds.len() >= 2, "{seconds:?}");
     }
 }

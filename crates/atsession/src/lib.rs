@@ -17,7 +17,8 @@
 //! | a backend: its store, its lock and its schema, in one module | [`SqliteStore`](store::sqlite::SqliteStore) and [`SqliteLock`](store::sqlite::SqliteLock) in [`store::sqlite`], and so on; [`MemoryStore`](store::MemoryStore) and [`MemoryLock`](store::MemoryLock) | [`store`] |
 //!
 //! An app session links to its grant by [`GrantId`](store::oauth::GrantId)
-//! ([`Session::grant_id`](app::Session::grant_id)), so that logout can revoke the grant.
+//! ([`StoredSession::grant_id`](app::StoredSession::grant_id), read through the session),
+//! so that logout can revoke the grant.
 //!
 //! One error type per module: [`app::SessionError`] (and [`app::SessionConfigError`] for a
 //! configuration that cannot work), [`seal::SealedSessionError`] (wrapping the Iron format's

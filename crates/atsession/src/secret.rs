@@ -121,24 +121,23 @@ fn check_wire_form(s: &str) -> Result<(), TokenError> {
         return Err(TokenError::Length(s.len()));
     }
     let bytes = s.as_bytes();
-    let alphabet_ok = bytes.iter().all(|&b| BASE64URL[usize::from(b)]);
+    // Every byte is looked at, without an early exit, so that the check compiles to a few
+    // vector compares: this runs on every lookup.
+    let alphabet_ok = bytes.iter().fold(true, |ok, &b| ok & is_base64url(b));
     if !alphabet_ok || sextet(bytes[TOKEN_LEN - 1]) & 0b11 != 0 {
         return Err(TokenError::Encoding);
     }
     Ok(())
 }
 
-/// Which bytes are base64url characters.
-static BASE64URL: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-        b += 1;
-    }
-    t
-};
+/// Whether `b` is a base64url character, without branches.
+#[inline]
+const fn is_base64url(b: u8) -> bool {
+    let upper = b.wrapping_sub(b'A') < 26;
+    let lower = b.wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    upper | lower | digit | (b == b'-') | (b == b'_')
+}
 
 /// The longest input whose SHA-256 is one compression: 64 bytes less the `0x80` marker and
 /// the 8-byte length. Tokens (43 bytes) are hashed so, on every lookup.
@@ -353,6 +352,25 @@ mod tests {
         }
         // FIPS 180-2 test vector.
         assert_eq!(TokenHash::of(b"abc").0[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+
+    #[test]
+    fn only_base64url_characters_pass_in_every_position() {
+        let good = Token::generate().expose().to_owned();
+        for b in 0..=255u8 {
+            let alphabet = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(is_base64url(b), alphabet, "byte {b}");
+            for at in [0, 17, 31, 32, TOKEN_LEN - 2] {
+                let mut t = good.clone().into_bytes();
+                t[at] = b;
+                let result = String::from_utf8(t).map(|t| check_wire_form(&t));
+                if alphabet {
+                    assert!(matches!(result, Ok(Ok(()))), "byte {b} at {at}");
+                } else if let Ok(r) = result {
+                    assert!(matches!(r, Err(TokenError::Encoding)), "byte {b} at {at}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -505,6 +505,8 @@ async fn login_csrf_json_scopes_cookie_and_sign_out_events() {
 struct NoNewSessions(atsession::store::MemoryStore);
 
 mod no_new_sessions {
+    use std::sync::Arc;
+
     use atsession::app::{SessionId, StoredSession};
     use atsession::secret::TokenHash;
     use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
@@ -520,13 +522,13 @@ mod no_new_sessions {
         async fn create(&self, _: &StoredSession) -> R<()> {
             Err(StoreError::backend("test", "create", "the disk is full"))
         }
-        async fn load(&self, id: &SessionId) -> R<Option<StoredSession>> {
+        async fn load(&self, id: &SessionId) -> R<Option<Arc<StoredSession>>> {
             self.0.load(id).await
         }
-        async fn load_by_token(&self, h: &TokenHash) -> R<Option<StoredSession>> {
+        async fn load_by_token(&self, h: &TokenHash) -> R<Option<Arc<StoredSession>>> {
             self.0.load_by_token(h).await
         }
-        async fn load_by_access_token(&self, h: &TokenHash) -> R<Option<StoredSession>> {
+        async fn load_by_access_token(&self, h: &TokenHash) -> R<Option<Arc<StoredSession>>> {
             self.0.load_by_access_token(h).await
         }
         async fn update(&self, v: u64, s: &StoredSession) -> R<Cas> {

@@ -260,7 +260,7 @@ async fn a_timed_out_write_may_have_been_applied<S: SessionStore>(proxy: &FaultP
     loop {
         match store.load(&record.id).await {
             Ok(found) => {
-                assert_eq!(found.map(|s| s.id), Some(record.id.clone()));
+                assert_eq!(found.map(|s| s.id.clone()), Some(record.id.clone()));
                 break;
             }
             Err(_) => {

@@ -102,7 +102,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
                 let id = SessionId::parse(&id).ok_or(UsageError::Id(id))?;
                 let m = open(&store.db).await?;
                 if let Some(s) = m.store().load(&id).await? {
-                    grants.extend(s.grant_id);
+                    grants.extend(s.grant_id.clone());
                 }
                 ("session", u64::from(m.delete(&id).await?))
             } else {
@@ -154,7 +154,7 @@ async fn open(db: &str) -> Result<SessionManager<AnyStore>, CliError> {
 }
 
 fn grant_of(s: Session) -> Option<GrantId> {
-    s.grant_id
+    s.grant_id.clone()
 }
 
 /// Signs the revoked sessions' OAuth grants out through a session getter (tokens revoked at

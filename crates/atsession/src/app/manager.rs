@@ -232,7 +232,8 @@ impl<S: SessionStore> SessionManager<S> {
     /// The session a session token belongs to. Slides the idle window (at most once per
     /// touch interval).
     pub async fn load(&self, session_token: &str) -> Result<Session, SessionError> {
-        // The hot path, written out: the record is moved once, into the session returned.
+        // The hot path, written out: the stored record is shared, not copied, into the
+        // session returned.
         let hash = Token::hash_of(session_token).map_err(SessionError::MalformedToken)?;
         let now = self.now();
         let record = self
@@ -315,7 +316,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// The rare paths (a write, a delete) are boxed, so that a lookup's future stays small.
     async fn finish(
         &self,
-        found: Option<StoredSession>,
+        found: Option<Arc<StoredSession>>,
         now: OffsetDateTime,
         access: bool,
     ) -> Result<(Session, bool), SessionError> {
@@ -353,13 +354,13 @@ impl<S: SessionStore> SessionManager<S> {
     /// Slides the idle window of a live record. Returns whether it wrote.
     async fn touch(
         &self,
-        record: StoredSession,
+        record: Arc<StoredSession>,
         now: OffsetDateTime,
     ) -> Result<(Session, bool), SessionError> {
         // A touch keeps the version: it changes nothing the app wrote, so it must not make
         // the app's next compare-and-swap update fail. It is still conditional on the
         // version, so it can neither resurrect a deleted row nor undo a newer write.
-        let mut touched = record.clone();
+        let mut touched = (*record).clone();
         self.slide(&mut touched, now);
         match self.store.update(record.version, &touched).await? {
             Cas::Updated => Ok((touched.into(), true)),
@@ -379,9 +380,9 @@ impl<S: SessionStore> SessionManager<S> {
     /// ([`SessionError::Expired`]), a missing one is [`SessionError::NotFound`].
     async fn live(
         &self,
-        found: Option<StoredSession>,
+        found: Option<Arc<StoredSession>>,
         now: OffsetDateTime,
-    ) -> Result<StoredSession, SessionError> {
+    ) -> Result<Arc<StoredSession>, SessionError> {
         let record = found.ok_or(SessionError::NotFound)?;
         if record.is_expired(now) {
             self.forget_expired(&record).await;
@@ -425,7 +426,7 @@ impl<S: SessionStore> SessionManager<S> {
         if current.version != session.version {
             return Err(SessionError::Conflict);
         }
-        let mut next = current.clone();
+        let mut next = (*current).clone();
         next.data = Arc::new(data);
         next.version += 1;
         self.slide(&mut next, now);
@@ -449,7 +450,7 @@ impl<S: SessionStore> SessionManager<S> {
             .live(self.store.load_by_token(&token.hash()).await?, now)
             .await?;
         let access_token = self.config.access_token_ttl.map(|_| Token::generate());
-        let mut next = current.clone();
+        let mut next = (*current).clone();
         next.access_token_hash = access_token.as_ref().map(Token::hash);
         next.access_expires_at = self.access_expiry(now, current.absolute_expires_at);
         next.version += 1;

@@ -207,7 +207,7 @@ pub async fn update_and_conflict<S: SessionStore + Clone>(store: S) {
     assert_eq!(now.version, 2);
     // Direct CAS on the store.
     let rec = m.store().load(&new.session.id).await.unwrap().unwrap();
-    let mut next = rec.clone();
+    let mut next = (*rec).clone();
     next.version = 3;
     assert_eq!(m.store().update(1, &next).await.unwrap(), Cas::Conflict);
     assert_eq!(m.store().update(2, &next).await.unwrap(), Cas::Updated);
@@ -414,7 +414,7 @@ pub async fn cleanup_in_batches<S: SessionStore + Clone>(store: S) {
     let keep = m.create(BOB, "bob.test", ()).await.unwrap();
     m.store()
         .update(1, &{
-            let mut r = m.store().load(&keep.session.id).await.unwrap().unwrap();
+            let mut r = (*m.store().load(&keep.session.id).await.unwrap().unwrap()).clone();
             r.idle_expires_at = r.absolute_expires_at;
             r
         })
@@ -430,10 +430,10 @@ pub async fn duplicate_create_fails<S: SessionStore + Clone>(store: S) {
     let (m, _) = manager(store, SessionConfig::default());
     let new = m.create(ALICE, "alice.test", json!("first")).await.unwrap();
     let rec = m.store().load(&new.session.id).await.unwrap().unwrap();
-    let mut dup = rec.clone();
+    let mut dup = (*rec).clone();
     dup.data = json!("second").into();
     assert!(m.store().create(&dup).await.is_err(), "same id");
-    let mut dup_token = rec.clone();
+    let mut dup_token = (*rec).clone();
     dup_token.id = SessionId::generate();
     assert!(
         m.store().create(&dup_token).await.is_err(),
@@ -529,7 +529,7 @@ pub async fn no_resurrection_after_delete<S: SessionStore + Clone>(store: S) {
         Err(SessionError::NotFound)
     ));
     // A touch that had read the record before the delete.
-    let mut touched = rec.clone();
+    let mut touched = (*rec).clone();
     touched.last_seen_at += Duration::from_secs(5);
     assert_eq!(
         m.store().update(rec.version, &touched).await.unwrap(),

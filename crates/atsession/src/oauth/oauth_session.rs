@@ -22,7 +22,7 @@ use crate::store::oauth::{GrantId, GrantStore, StateStore};
 ///
 /// Made by [`SessionGetter::session`] from the grant id that
 /// [`OAuthClient::callback`](super::client::OAuthClient::callback) returned (an app keeps it
-/// in its own session, e.g. in [`Session::data`](crate::app::Session::data)).
+/// in its own session, e.g. in [`StoredSession::data`](crate::app::StoredSession::data)).
 pub struct OAuthSession<S> {
     getter: SessionGetter<S>,
     grant_id: GrantId,

@@ -24,6 +24,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use super::oauth::{
@@ -174,16 +176,19 @@ impl SessionStore for AnyStore {
     async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
         each!(self, s => s.create(session))
     }
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
         each!(self, s => s.load(id))
     }
-    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+    async fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         each!(self, s => s.load_by_token(hash))
     }
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<StoredSession>, StoreError> {
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         each!(self, s => s.load_by_access_token(hash))
     }
     async fn update(

@@ -28,12 +28,15 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[allow(missing_docs)]
 pub trait DynStore: Send + Sync + 'static {
     fn dyn_create<'a>(&'a self, s: &'a StoredSession) -> StoreFuture<'a, ()>;
-    fn dyn_load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>>;
-    fn dyn_load_by_token<'a>(&'a self, h: &'a TokenHash) -> StoreFuture<'a, Option<StoredSession>>;
+    fn dyn_load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
+    fn dyn_load_by_token<'a>(
+        &'a self,
+        h: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
     fn dyn_load_by_access_token<'a>(
         &'a self,
         h: &'a TokenHash,
-    ) -> StoreFuture<'a, Option<StoredSession>>;
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
     fn dyn_update<'a>(&'a self, v: u64, s: &'a StoredSession) -> StoreFuture<'a, Cas>;
     fn dyn_delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool>;
     fn dyn_list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>>;
@@ -63,16 +66,19 @@ impl<T: SessionStore + StateStore + GrantStore> DynStore for T {
     fn dyn_create<'a>(&'a self, s: &'a StoredSession) -> StoreFuture<'a, ()> {
         Box::pin(SessionStore::create(self, s))
     }
-    fn dyn_load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<StoredSession>> {
+    fn dyn_load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
         Box::pin(SessionStore::load(self, id))
     }
-    fn dyn_load_by_token<'a>(&'a self, h: &'a TokenHash) -> StoreFuture<'a, Option<StoredSession>> {
+    fn dyn_load_by_token<'a>(
+        &'a self,
+        h: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
         Box::pin(SessionStore::load_by_token(self, h))
     }
     fn dyn_load_by_access_token<'a>(
         &'a self,
         h: &'a TokenHash,
-    ) -> StoreFuture<'a, Option<StoredSession>> {
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
         Box::pin(SessionStore::load_by_access_token(self, h))
     }
     fn dyn_update<'a>(&'a self, v: u64, s: &'a StoredSession) -> StoreFuture<'a, Cas> {
@@ -151,16 +157,19 @@ impl SessionStore for CustomStore {
     async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
         self.store.dyn_create(session).await
     }
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
         self.store.dyn_load(id).await
     }
-    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+    async fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         self.store.dyn_load_by_token(hash).await
     }
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<StoredSession>, StoreError> {
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         self.store.dyn_load_by_access_token(hash).await
     }
     async fn update(&self, expected: u64, session: &StoredSession) -> Result<Cas, StoreError> {

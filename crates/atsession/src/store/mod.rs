@@ -221,6 +221,11 @@ pub enum Cas {
 ///
 /// Methods return `impl Future + Send` so that a store works in multi-threaded runtimes;
 /// implement them with `async fn`. The trait is implemented for `Arc<S>` too.
+///
+/// Lookups return the record shared (`Arc<StoredSession>`): a store that keeps records in
+/// memory hands out the one it holds, without copying it, and the
+/// [`Session`](crate::app::Session) the app gets shares it; a store that reads a row wraps
+/// what it read (`Ok(row.map(Arc::new))`).
 pub trait SessionStore: Send + Sync + 'static {
     /// Inserts a new session. Fails if a session with the same id or token hash exists.
     fn create(
@@ -232,19 +237,19 @@ pub trait SessionStore: Send + Sync + 'static {
     fn load(
         &self,
         id: &SessionId,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
 
     /// The session whose session token hashes to `hash`.
     fn load_by_token(
         &self,
         hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
 
     /// The session whose current access token hashes to `hash`.
     fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
 
     /// Writes `session` if the stored record is at `expected_version`; never inserts.
     /// `session.version` is the new version.
@@ -283,19 +288,19 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     fn load(
         &self,
         id: &SessionId,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
         (**self).load(id)
     }
     fn load_by_token(
         &self,
         hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
         (**self).load_by_token(hash)
     }
     fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
         (**self).load_by_access_token(hash)
     }
     fn update(

@@ -96,8 +96,8 @@ impl Tables {
         Some(s)
     }
 
-    fn get_via(index: &ByHash, hash: &TokenHash) -> Option<StoredSession> {
-        index.get(hash.as_bytes()).map(|s| (**s).clone())
+    fn get_via(index: &ByHash, hash: &TokenHash) -> Option<Arc<StoredSession>> {
+        index.get(hash.as_bytes()).cloned()
     }
 }
 
@@ -158,11 +158,14 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        Ok(self.read().by_id.get(id).map(|s| (**s).clone()))
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        Ok(self.read().by_id.get(id).cloned())
     }
 
-    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
+    async fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         let t = self.read();
         Ok(Tables::get_via(&t.by_token, hash))
     }
@@ -170,7 +173,7 @@ impl SessionStore for MemoryStore {
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<StoredSession>, StoreError> {
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         let t = self.read();
         Ok(Tables::get_via(&t.by_access, hash))
     }
@@ -230,5 +233,27 @@ impl SessionStore for MemoryStore {
             t.remove(id);
         }
         Ok(ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::MemoryStore;
+    use crate::app::SessionManager;
+
+    #[tokio::test]
+    async fn a_lookup_hands_out_the_record_held_not_a_copy() {
+        let m = SessionManager::new(MemoryStore::new());
+        let new = m.create("did:plc:abc", "alice.test", ()).await.unwrap();
+        let a = m.load(new.token.expose()).await.unwrap();
+        let b = m.load(new.token.expose()).await.unwrap();
+        assert!(Arc::ptr_eq(a.record(), b.record()));
+        // An update stores a new record; the handles read before keep the old one.
+        let updated = m.update(&a, serde_json::json!({"n": 1})).await.unwrap();
+        let c = m.load(new.token.expose()).await.unwrap();
+        assert!(!Arc::ptr_eq(a.record(), c.record()));
+        assert_eq!((a.version, c.version, updated.version), (1, 2, 2));
     }
 }

@@ -1,5 +1,7 @@
 //! App sessions in PostgreSQL.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -220,30 +222,33 @@ impl SessionStore for PostgresStore {
         .await
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        self.bounded("load", async move {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let found = self.bounded("load", async move {
             self.load_one(&self.sql().by_id, &id.as_str()).await
-        })
-        .await
+        });
+        Ok(found.await?.map(Arc::new))
     }
 
-    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
-        self.bounded("load_by_token", async move {
+    async fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let found = self.bounded("load_by_token", async move {
             self.load_one(&self.sql().by_token, &hash.as_bytes().as_slice())
                 .await
-        })
-        .await
+        });
+        Ok(found.await?.map(Arc::new))
     }
 
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<StoredSession>, StoreError> {
-        self.bounded("load_by_access_token", async move {
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let found = self.bounded("load_by_access_token", async move {
             self.load_one(&self.sql().by_access, &hash.as_bytes().as_slice())
                 .await
-        })
-        .await
+        });
+        Ok(found.await?.map(Arc::new))
     }
 
     async fn update(

@@ -8,7 +8,7 @@
 //! Every script takes the key prefix as `ARGV[1]` and builds key names from it.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 use time::OffsetDateTime;
@@ -333,34 +333,37 @@ impl SessionStore for RedisStore {
         .await
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        self.bounded("load", async move {
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let found = self.bounded("load", async move {
             let flat: Vec<String> = redis::cmd("HGETALL")
                 .arg(format!("{}s:{}", self.prefix, id.as_str()))
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(err("load"))?;
             from_fields(flat)
-        })
-        .await
+        });
+        Ok(found.await?.map(Arc::new))
     }
 
-    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
-        self.bounded(
+    async fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let found = self.bounded(
             "load_by_token",
             async move { self.load_via("t:", hash).await },
-        )
-        .await
+        );
+        Ok(found.await?.map(Arc::new))
     }
 
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<StoredSession>, StoreError> {
-        self.bounded("load_by_access_token", async move {
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let found = self.bounded("load_by_access_token", async move {
             self.load_via("a:", hash).await
-        })
-        .await
+        });
+        Ok(found.await?.map(Arc::new))
     }
 
     async fn update(

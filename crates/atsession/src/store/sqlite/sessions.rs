@@ -1,5 +1,7 @@
 //! App sessions in SQLite.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use time::OffsetDateTime;
 
@@ -176,19 +178,28 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        self.read(|c| load_one(c, SELECT_BY_ID, &id.as_str()))
+    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        Ok(self
+            .read(|c| load_one(c, SELECT_BY_ID, &id.as_str()))?
+            .map(Arc::new))
     }
 
-    async fn load_by_token(&self, hash: &TokenHash) -> Result<Option<StoredSession>, StoreError> {
-        self.read(|c| load_one(c, SELECT_BY_TOKEN, &hash.as_bytes().as_slice()))
+    async fn load_by_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        Ok(self
+            .read(|c| load_one(c, SELECT_BY_TOKEN, &hash.as_bytes().as_slice()))?
+            .map(Arc::new))
     }
 
     async fn load_by_access_token(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<StoredSession>, StoreError> {
-        self.read(|c| load_one(c, SELECT_BY_ACCESS, &hash.as_bytes().as_slice()))
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        Ok(self
+            .read(|c| load_one(c, SELECT_BY_ACCESS, &hash.as_bytes().as_slice()))?
+            .map(Arc::new))
     }
 
     async fn update(
