@@ -74,6 +74,11 @@ impl Run {
 
 /// Runs `atsession doctor ARGS` in `dir` (so that no `./atsession.db` is found by chance).
 fn doctor(dir: &Path, args: &[&str]) -> Run {
+    doctor_env(dir, args, &[])
+}
+
+/// [`doctor`] with these environment variables set.
+fn doctor_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(env!("CARGO_BIN_EXE_atsession"));
     c.arg("doctor").args(args).current_dir(dir);
     for var in [
@@ -85,9 +90,12 @@ fn doctor(dir: &Path, args: &[&str]) -> Run {
         "ATSESSION_KEY_FILE",
         "ATSESSION_AT_REST_KEY",
         "ATSESSION_DEV",
+        "ATSESSION_JSON",
+        "ATSESSION_CONFIG",
     ] {
         c.env_remove(var);
     }
+    c.envs(env.iter().copied());
     let out = c.output().unwrap();
     Run {
         success: out.status.success(),
@@ -210,6 +218,49 @@ async fn a_real_gateway_passes_and_other_client_keys_fail() {
     );
     assert!(!run.success);
     assert_eq!(run.failed(), ["jwks.client_keys"], "{}", run.stdout);
+
+    // The serve config file gives the same options; its serve-only keys are skipped, a
+    // flag wins over it, and ATSESSION_JSON asks for JSON.
+    let config = dir.path().join("atsession.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "public-url = \"https://gw.test/\"\nclient-keys = {keys_arg:?}\ndb = {db:?}\n\
+             listen = \"127.0.0.1:9\"\nallow-origin = [\"https://app.test\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = doctor_env(
+        dir.path(),
+        &["--config", config, "--via", &gw.base],
+        &[("ATSESSION_JSON", "1")],
+    );
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.status("jwks.client_keys"), "ok", "{}", run.stdout);
+    assert_eq!(run.status("at_rest.grants"), "ok", "{}", run.stdout);
+    assert!(
+        run.detail("metadata.client_id")
+            .contains("https://gw.test/oauth/client-metadata.json")
+    );
+    let run = doctor(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "--via",
+            &gw.base,
+            "--client-keys",
+            other.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(run.failed(), ["jwks.client_keys"], "{}", run.stdout);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "pubilc-url = \"https://gw.test/\"\n").unwrap();
+    let run = doctor(dir.path(), &["--config", bad.to_str().unwrap()]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("`pubilc-url`"), "{}", run.stderr);
 
     // Without --client-keys: a warning, not a failure.
     let run = doctor(dir.path(), &[&base[..], &["--json"]].concat());

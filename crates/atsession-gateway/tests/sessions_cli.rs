@@ -16,6 +16,7 @@ fn atsession(db: &Path, args: &[&str]) -> Output {
         .arg("--db")
         .arg(db)
         .env_remove("ATSESSION_DB")
+        .env_remove("ATSESSION_JSON")
         .output()
         .unwrap()
 }
@@ -64,6 +65,18 @@ async fn list_revoke_and_cleanup() {
     expected.sort_unstable();
     assert_eq!(ids, expected);
     assert_eq!(json[0]["handle"], "alice.test");
+    // ATSESSION_JSON=1 is --json.
+    let by_env = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["sessions", "list", "--did", ALICE, "--db"])
+        .arg(&db)
+        .env_remove("ATSESSION_DB")
+        .env("ATSESSION_JSON", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&by_env)).unwrap(),
+        json
+    );
 
     let out = stdout(&atsession(
         &db,

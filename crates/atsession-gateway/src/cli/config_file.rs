@@ -87,10 +87,13 @@ fn scalar(v: &toml::Value) -> Option<String> {
     }
 }
 
-/// The arguments the file adds for `serve`: `--key=value` for every key whose option was
-/// given neither on the command line nor in the environment.
+/// The arguments the file adds for `target` (`serve`, or `doctor` reading serve's file):
+/// `--key=value` for every key whose option was given neither on the command line nor in
+/// the environment. Every key must be an option of `serve`; for `doctor`, the keys it has
+/// no option for are skipped, and `public-url` is its URL argument.
 fn file_args(
     serve: &Command,
+    target: &Command,
     given: &ArgMatches,
     path: &Path,
 ) -> Result<Vec<OsString>, ConfigFileError> {
@@ -98,18 +101,38 @@ fn file_args(
     let shown = path.display().to_string();
     let mut out = Vec::new();
     for (key, value) in &table {
-        let arg = serve
+        if !serve
             .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
-            .ok_or_else(|| ConfigFileError::UnknownKey {
+            .any(|a| a.get_long() == Some(key.as_str()) && key != "config")
+        {
+            return Err(ConfigFileError::UnknownKey {
                 path: shown.clone(),
                 key: key.clone(),
-            })?;
+            });
+        }
+        let positional = target.get_name() == "doctor" && key == "public-url";
+        let Some(arg) = target.get_arguments().find(|a| {
+            if positional {
+                a.get_id() == "url"
+            } else {
+                a.get_long() == Some(key.as_str())
+            }
+        }) else {
+            continue;
+        };
         let id = arg.get_id().as_str();
         if matches!(
             given.value_source(id),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         ) {
+            continue;
+        }
+        if positional {
+            let v = scalar(value).ok_or_else(|| ConfigFileError::BadValue {
+                path: shown.clone(),
+                key: key.clone(),
+            })?;
+            out.push(OsString::from(v));
             continue;
         }
         let bad = || ConfigFileError::BadValue {
@@ -138,25 +161,28 @@ fn file_args(
     Ok(out)
 }
 
-/// Parses the command line; for `serve --config FILE`, adds the file's options and parses
-/// again. A clap error (bad flag, `--help`) is returned as such, for `clap::Error::exit`.
+/// Parses the command line; for `serve --config FILE` (and `doctor --config FILE`, which
+/// reads the same file), adds the file's options and parses again. A clap error (bad flag,
+/// `--help`) is returned as such, for `clap::Error::exit`.
 pub fn parse(command: Command, argv: Vec<OsString>) -> Result<ArgMatches, ParseError> {
     let matches = command.clone().try_get_matches_from(&argv)?;
-    let Some(("serve", serve)) = matches.subcommand() else {
+    let Some((name @ ("serve" | "doctor"), sub)) = matches.subcommand() else {
         return Ok(matches);
     };
-    let Some(path) = serve.get_one::<std::path::PathBuf>("config") else {
+    let Some(path) = sub.get_one::<std::path::PathBuf>("config") else {
         return Ok(matches);
     };
-    let serve_cmd = command
-        .find_subcommand("serve")
-        .expect("the serve subcommand exists")
-        .clone();
-    let extra = file_args(&serve_cmd, serve, path)?;
+    let find = |n: &str| {
+        command
+            .find_subcommand(n)
+            .expect("the serve and doctor subcommands exist")
+            .clone()
+    };
+    let extra = file_args(&find("serve"), &find(name), sub, path)?;
     if extra.is_empty() {
         return Ok(matches);
     }
-    // `serve` is the last subcommand, so its options may follow everything given.
+    // The subcommand is the last one, so its options may follow everything given.
     let mut argv = argv;
     argv.extend(extra);
     Ok(command.try_get_matches_from(argv)?)

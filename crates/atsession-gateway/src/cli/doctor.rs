@@ -78,8 +78,13 @@ pub struct DoctorArgs {
     #[arg(long, env = "ATSESSION_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
     /// Print one JSON object instead of lines.
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
+    /// The `serve` config file (TOML, as `serve --config`): its `public-url`, `client-keys`,
+    /// `scope`, `db`, `key-file` and `dev` are checked; its other keys are skipped. A flag or
+    /// environment variable wins over the file.
+    #[arg(long, env = "ATSESSION_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// How a check came out.

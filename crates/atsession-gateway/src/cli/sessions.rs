@@ -26,7 +26,12 @@ pub struct StoreArgs {
     )]
     db: String,
     /// Print JSON instead of a table.
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "ATSESSION_JSON",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     json: bool,
 }
 
