@@ -176,9 +176,57 @@ async fn a_static_app_the_login_limit_and_production_errors() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
+    // Without --trusted-proxy, X-Forwarded-For is not believed.
+    let r = http
+        .get(gw.url("/oauth/login?identifier=alice.test"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
     // Other routes are not limited.
     assert_eq!(
         http.get(gw.url("/livez")).send().await.unwrap().status(),
         200
     );
+}
+
+/// Behind a trusted reverse proxy, logins are counted per client address of
+/// `X-Forwarded-For`, and what a client writes left of the proxy's entry is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_logins_are_counted_per_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let gw = Gateway::start(
+        None,
+        [
+            "--db",
+            db.to_str().unwrap(),
+            "--login-rate",
+            "1",
+            "--trusted-proxy",
+            "127.0.0.0/8,::1",
+            "--handle-resolver",
+            "http://127.0.0.1:9/",
+        ],
+    )
+    .await;
+    let http = client();
+    let login = |forwarded: &'static str| {
+        let http = http.clone();
+        let url = gw.url("/oauth/login?identifier=alice.test");
+        async move {
+            http.get(url)
+                .header("accept", "application/json")
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_ne!(login("198.51.100.1").await, 429);
+    assert_eq!(login("198.51.100.1").await, 429);
+    assert_eq!(login("203.0.113.7, 198.51.100.1").await, 429);
+    assert_ne!(login("198.51.100.2").await, 429);
 }

@@ -156,6 +156,12 @@ pub struct ServeArgs {
     /// Logins (`GET /oauth/login`) one client address may start per minute.
     #[arg(long, default_value_t = 30, env = "ATSESSION_LOGIN_RATE", value_parser = clap::value_parser!(u32).range(1..))]
     login_rate: u32,
+    /// A reverse proxy in front of the gateway (an address or a network, `10.0.0.0/8`):
+    /// from these peers `X-Forwarded-For` is believed, so that logins are counted per client
+    /// and not all as the proxy's; repeatable (the environment variable takes a
+    /// comma-separated list).
+    #[arg(long, env = "ATSESSION_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_network)]
+    trusted_proxy: Vec<ipnet::IpNet>,
     /// Serve the single-page app in this directory (it needs an `index.html`, which also
     /// answers paths that name no file) from the gateway's origin, instead of the built-in
     /// sign-in page at `/`. The gateway's routes win over files of the same name.
@@ -179,6 +185,14 @@ fn parse_origin(s: &str) -> Result<String, String> {
         ));
     }
     Ok(origin.ascii_serialization())
+}
+
+/// `--trusted-proxy`: a network (`10.0.0.0/8`, `fd00::/8`) or one address.
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an address or a network (10.0.0.0/8, fd00::/8)"))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -212,7 +226,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let metrics = Arc::new(Metrics::new());
     let _events = metrics.spawn_events(auth.getter().subscribe());
     let login_rate = NonZeroU32::new(args.login_rate).ok_or("--login-rate must be at least 1")?;
-    let login_limit = LoginLimit::per_minute(login_rate, &auth.config().login_path);
+    let login_limit =
+        LoginLimit::per_minute(login_rate, &auth.config().login_path).trusting(&args.trusted_proxy);
     let _pruning = login_limit.spawn_pruning();
     let gateway = Gateway {
         safety: Arc::new(Safety {
@@ -515,4 +530,21 @@ async fn refresh(State(auth): State<AtprotoAuth>, body: Option<Json<RefreshBody>
 async fn api_logout(State(auth): State<AtprotoAuth>, mut headers: HeaderMap) -> Response {
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     atsession::axum::login::logout(State(auth), headers).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_network;
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let net = |s| parse_network(s).map(|n| n.to_string());
+        assert_eq!(net("10.0.0.0/8").unwrap(), "10.0.0.0/8");
+        assert_eq!(net(" 192.0.2.1 ").unwrap(), "192.0.2.1/32");
+        assert_eq!(net("::1").unwrap(), "::1/128");
+        for bad in ["", "10.0.0.0/33", "proxy.example", "10.0.0.1:80"] {
+            let e = net(bad).unwrap_err();
+            assert!(e.contains("not an address or a network"), "{bad}: {e}");
+        }
+    }
 }
