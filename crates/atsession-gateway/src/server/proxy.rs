@@ -37,7 +37,7 @@ use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
 use atsession::oauth::{GrantError, OAuthError, PdsBody, PdsRequest, PdsResponse, Refresh};
 use axum::body::Body;
 use axum::extract::{FromRef, Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 
@@ -274,10 +274,9 @@ async fn check_scope(
 /// The PDS's answer, passed on: status, allow-listed headers, body streamed.
 fn response(proxy: &Proxy, answer: PdsResponse) -> Response {
     let status = answer.status();
-    let mut headers = HeaderMap::new();
-    for name in RESPONSE_HEADERS {
-        let name = HeaderName::from_static(name);
-        for v in answer.headers().get_all(&name) {
+    let mut headers = HeaderMap::with_capacity(answer.headers().len() + 1);
+    for (name, v) in answer.headers() {
+        if RESPONSE_HEADERS.contains(&name.as_str()) {
             headers.append(name.clone(), v.clone());
         }
     }

@@ -995,7 +995,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         session: &Grant,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
-        let (url, probe) = Self::pds_urls(session, &request.path_and_query)?;
+        let (pds, url) = Self::pds_urls(session, &request.path_and_query)?;
         if let Some(name) = first_refused(&request.headers) {
             return Err(HttpError::Header {
                 name: name.as_str().to_owned(),
@@ -1022,25 +1022,24 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             method: &method,
             url: &url,
             headers: &headers,
-            probe: &probe,
+            pds: &pds,
         };
         Ok(call.send(body).await?)
     }
 
-    /// The URL of a call and of the nonce probe, on the grant's PDS.
+    /// The grant's PDS and the URL of a call on it.
     fn pds_urls(session: &Grant, path_and_query: &str) -> Result<(Url, Url), OAuthError> {
         let base = Url::parse(&session.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
         let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
-        let probe = pds_url(&base, PROBE_PATH).map_err(HttpError::PdsPath)?;
-        Ok((url, probe))
+        Ok((base, url))
     }
 
     /// Before a body that cannot be resent: when no DPoP nonce is cached for the grant's
     /// PDS, sends the probe (learning a nonce). Returns whether the probe's answer refused
     /// the access token (`invalid_token`), so that the caller can refresh before sending.
     pub(crate) async fn pds_prepare_stream(&self, session: &Grant) -> Result<bool, OAuthError> {
-        let (_, probe) = Self::pds_urls(session, PROBE_PATH)?;
+        let (pds, probe) = Self::pds_urls(session, PROBE_PATH)?;
         let headers = reqwest::header::HeaderMap::new();
         let call = dpop::ResourceCall {
             http: &self.core.pds,
@@ -1051,7 +1050,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             method: &reqwest::Method::GET,
             url: &probe,
             headers: &headers,
-            probe: &probe,
+            pds: &pds,
         };
         Ok(call.learn_nonce().await?.is_some_and(|answer| {
             super::oauth_session::is_invalid_token_answer(answer.status(), answer.headers())
@@ -1060,7 +1059,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
 }
 
 /// The cheap authenticated call that learns a PDS's DPoP nonce.
-const PROBE_PATH: &str = "/xrpc/com.atproto.server.getSession";
+pub(crate) const PROBE_PATH: &str = "/xrpc/com.atproto.server.getSession";
 
 #[cfg(test)]
 mod tests {

@@ -20,20 +20,28 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::http::{Fetched, Http, HttpError, PdsHttp};
-use super::jose::{EcKey, JoseError, Jwk, b64url, random_id};
+use super::jose::{EcKey, JoseError, Jwk, b64url};
 use super::pds_request::PdsBody;
 use super::pds_response::PdsResponse;
 use crate::clock::Clock;
+use crate::secret::random_bytes;
 
 /// A DPoP key: a P-256 key pair, fresh for each grant. Never printed.
 #[derive(Clone)]
-pub struct DpopKey(EcKey);
+pub struct DpopKey {
+    key: EcKey,
+    /// `b64url` of the proof header, the same for every proof of the key.
+    header: String,
+}
 
 impl fmt::Debug for DpopKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -45,30 +53,42 @@ impl DpopKey {
     /// A fresh key.
     #[must_use]
     pub fn generate() -> Self {
-        Self(EcKey::generate())
+        Self::new(EcKey::generate())
+    }
+
+    fn new(key: EcKey) -> Self {
+        let header = serde_json::json!({
+            "typ": "dpop+jwt",
+            "alg": "ES256",
+            "jwk": key.bare_public_jwk(),
+        });
+        Self {
+            header: b64url(header.to_string()),
+            key,
+        }
     }
 
     /// Reads a key back from its private JWK.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, JoseError> {
-        EcKey::from_jwk(jwk).map(Self)
+        EcKey::from_jwk(jwk).map(Self::new)
     }
 
     /// The private JWK, for storage (encrypted at rest).
     #[must_use]
     pub fn to_private_jwk(&self) -> Jwk {
-        self.0.to_private_jwk()
+        self.key.to_private_jwk()
     }
 
     /// The JWK thumbprint (`jkt`) that access tokens bound to this key carry.
     #[must_use]
     pub fn thumbprint(&self) -> String {
-        self.0.thumbprint()
+        self.key.thumbprint()
     }
 
     /// The underlying key.
     #[must_use]
     pub fn key(&self) -> &EcKey {
-        &self.0
+        &self.key
     }
 
     /// A proof for one request. `htu` must already be stripped of query and fragment (see
@@ -81,34 +101,45 @@ impl DpopKey {
         ath: Option<&str>,
         iat: i64,
     ) -> Result<String, JoseError> {
-        let header = serde_json::json!({
-            "typ": "dpop+jwt",
-            "alg": "ES256",
-            "jwk": self.0.bare_public_jwk(),
-        });
-        let mut claims = serde_json::json!({
-            "jti": random_id(),
-            "htm": htm,
-            "htu": htu,
-            "iat": iat,
-        });
-        if let Some(n) = nonce {
-            claims["nonce"] = n.into();
-        }
-        if let Some(a) = ath {
-            claims["ath"] = a.into();
-        }
-        self.0.sign_jwt(&header, &claims)
+        let mut jti = [0u8; 22];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(random_bytes::<16>(), &mut jti)
+            .map_err(|_| JoseError::Serialize)?;
+        let claims = Claims {
+            jti: std::str::from_utf8(&jti[..n]).map_err(|_| JoseError::Serialize)?,
+            htm,
+            htu,
+            iat,
+            nonce,
+            ath,
+        };
+        let claims = serde_json::to_vec(&claims).map_err(|_| JoseError::Serialize)?;
+        Ok(self.key.sign_encoded(&self.header, &claims))
     }
+}
+
+/// The claims of a proof.
+#[derive(Serialize)]
+struct Claims<'a> {
+    jti: &'a str,
+    htm: &'a str,
+    htu: &'a str,
+    iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ath: Option<&'a str>,
 }
 
 /// The `htu` of a URL: the URL without query and fragment (RFC 9449 §4.2).
 #[must_use]
 pub fn htu(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
+    htu_str(url).to_owned()
+}
+
+/// [`htu`] without a copy: the URL's serialization up to the end of its path.
+fn htu_str(url: &Url) -> &str {
+    &url[..url::Position::AfterPath]
 }
 
 /// The `ath` of an access token: base64url SHA-256 of its ASCII form.
@@ -236,12 +267,12 @@ pub(crate) async fn send(
     access_token: Option<&str>,
     build: impl Fn() -> Result<RequestBuilder, JoseError>,
 ) -> Result<Fetched, DpopError> {
-    let htu = htu(url);
+    let htu = htu_str(url);
     let ath = access_token.map(ath);
     let first_nonce = nonces.get(url);
     let proof = key.proof(
         method,
-        &htu,
+        htu,
         first_nonce.as_deref(),
         ath.as_deref(),
         clock.now().unix_timestamp(),
@@ -258,7 +289,7 @@ pub(crate) async fn send(
     tracing::debug!(origin = %url.origin().ascii_serialization(), "DPoP nonce refused; retrying with the server's new nonce");
     let proof = key.proof(
         method,
-        &htu,
+        htu,
         Some(&next_nonce),
         ath.as_deref(),
         clock.now().unix_timestamp(),
@@ -292,9 +323,9 @@ pub(crate) struct ResourceCall<'a> {
     pub(crate) url: &'a Url,
     /// The caller's headers, already checked against the allow-list.
     pub(crate) headers: &'a HeaderMap,
-    /// A cheap authenticated `GET` on the same origin, sent first to learn a nonce when a
-    /// body that cannot be resent is about to go and none is cached.
-    pub(crate) probe: &'a Url,
+    /// The PDS. A cheap authenticated `GET` on it (the probe) is sent first to learn a
+    /// nonce when a body that cannot be resent is about to go and none is cached.
+    pub(crate) pds: &'a Url,
 }
 
 impl ResourceCall<'_> {
@@ -304,8 +335,10 @@ impl ResourceCall<'_> {
         if self.nonces.get(self.url).is_some() {
             return Ok(None);
         }
-        let probe = self.request(self.probe, Method::GET, None)?;
-        let answer = self.http.send(self.probe, probe, PdsBody::Empty).await?;
+        let url = super::pds_path::pds_url(self.pds, super::client::PROBE_PATH)
+            .map_err(HttpError::PdsPath)?;
+        let probe = self.request(&url, Method::GET, None)?;
+        let answer = self.http.send(&url, probe, PdsBody::Empty).await?;
         if let Some(n) = nonce_of(answer.headers()) {
             self.nonces.set(self.url, &n);
         }
@@ -320,7 +353,7 @@ impl ResourceCall<'_> {
     ) -> Result<RequestBuilder, JoseError> {
         let proof = self.key.proof(
             method.as_str(),
-            &htu(url),
+            htu_str(url),
             nonce,
             Some(&ath(self.access_token)),
             self.clock.now().unix_timestamp(),
@@ -415,6 +448,37 @@ mod tests {
         let (_, c2, _) = decode_jwt(&key.proof("GET", &h, None, None, 1).unwrap());
         assert!(c2.get("nonce").is_none() && c2.get("ath").is_none());
         assert_ne!(c2["jti"], claims["jti"]);
+    }
+
+    #[test]
+    fn htu_drops_query_and_fragment_only() {
+        for s in [
+            "https://pds.example/xrpc/a.b.c",
+            "https://pds.example:8443/xrpc/a.b.c?x=1&y=%20#f",
+            "http://127.0.0.1:2583/xrpc/a.b.c#only-fragment",
+            "https://[::1]/xrpc/a.b.c?",
+            "https://pds.example/xrpc/a%2Fb.c?q",
+        ] {
+            let url = Url::parse(s).unwrap();
+            let mut expected = url.clone();
+            expected.set_query(None);
+            expected.set_fragment(None);
+            assert_eq!(htu(&url), expected.as_str(), "{s}");
+        }
+    }
+
+    #[test]
+    fn proofs_of_one_key_share_its_header() {
+        let key = DpopKey::generate();
+        let a = key.proof("GET", "https://a.example/x", None, None, 1).unwrap();
+        let b = key.proof("GET", "https://a.example/x", None, None, 1).unwrap();
+        assert_eq!(a.split('.').next(), b.split('.').next());
+        assert_ne!(a, b, "each proof has its own jti");
+        let (header, _, _) = decode_jwt(&a);
+        assert_eq!(header["jwk"]["x"], key.key().public_jwk().x.as_str());
+        let other = DpopKey::generate();
+        let c = other.proof("GET", "https://a.example/x", None, None, 1).unwrap();
+        assert_ne!(a.split('.').next(), c.split('.').next());
     }
 
     #[test]

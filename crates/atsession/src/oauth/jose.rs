@@ -283,13 +283,21 @@ impl EcKey {
     ) -> Result<String, JoseError> {
         let header = serde_json::to_vec(header).map_err(|_| JoseError::Serialize)?;
         let claims = serde_json::to_vec(claims).map_err(|_| JoseError::Serialize)?;
-        let mut jwt = b64url(header);
+        Ok(self.sign_encoded(&b64url(header), &claims))
+    }
+
+    /// Signs a compact JWS whose header is already encoded (`b64url(header)`) and whose
+    /// claims are serialized JSON.
+    pub(crate) fn sign_encoded(&self, header_b64: &str, claims: &[u8]) -> String {
+        // Header, claims and the 64-byte signature (86 characters), and the two dots.
+        let mut jwt = String::with_capacity(header_b64.len() + claims.len().div_ceil(3) * 4 + 88);
+        jwt.push_str(header_b64);
         jwt.push('.');
-        jwt.push_str(&b64url(claims));
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
         let sig: Signature = self.signing.sign(jwt.as_bytes());
         jwt.push('.');
-        jwt.push_str(&b64url(sig.to_bytes()));
-        Ok(jwt)
+        URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), &mut jwt);
+        jwt
     }
 }
 
