@@ -59,8 +59,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use clap::Args;
-use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
+use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use metrics::Metrics;
@@ -454,13 +453,20 @@ async fn healthz(State(auth): State<AtprotoAuth>) -> Response {
 /// `GET /session`: the app session (DID, handle, idle and absolute expiry, …) with its
 /// grant's `scope` and `token_expires_at` (when the grant's access token expires; the
 /// gateway refreshes it as needed). A session whose grant is gone is ended: `401`.
+/// `GET /session`'s answer: the session's fields and the grant's scope and token expiry,
+/// written out in one pass (no intermediate JSON tree).
+#[derive(Serialize)]
+struct SessionAnswer<'a> {
+    #[serde(flatten)]
+    session: &'a atsession::app::Session,
+    scope: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    token_expires_at: Option<time::OffsetDateTime>,
+}
+
 async fn session(State(auth): State<AtprotoAuth>, current: Session) -> Response {
-    let mut body = match serde_json::to_value(&current.session) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    };
     let grant = current.grant_id.clone();
-    let (mut scope, mut expires) = (serde_json::Value::Null, serde_json::Value::Null);
+    let (mut scope, mut expires) = (None, None);
     if let Some(grant) = grant {
         match auth
             .getter()
@@ -469,12 +475,8 @@ async fn session(State(auth): State<AtprotoAuth>, current: Session) -> Response 
             .await
         {
             Ok(info) => {
-                scope = info.scope.into();
-                if let Some(t) = info.expires_at {
-                    expires = t
-                        .format(&Rfc3339)
-                        .map_or(serde_json::Value::Null, Into::into);
-                }
+                scope = Some(info.scope);
+                expires = info.expires_at;
             }
             Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {
                 if let Err(e) = auth.sessions().delete(&current.id).await {
@@ -497,9 +499,12 @@ async fn session(State(auth): State<AtprotoAuth>, current: Session) -> Response 
             }
         }
     }
-    body.insert("scope".into(), scope);
-    body.insert("token_expires_at".into(), expires);
-    Json(body).into_response()
+    Json(SessionAnswer {
+        session: &current.session,
+        scope,
+        token_expires_at: expires,
+    })
+    .into_response()
 }
 
 #[derive(Deserialize)]

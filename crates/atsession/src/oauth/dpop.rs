@@ -470,14 +470,20 @@ mod tests {
     #[test]
     fn proofs_of_one_key_share_its_header() {
         let key = DpopKey::generate();
-        let a = key.proof("GET", "https://a.example/x", None, None, 1).unwrap();
-        let b = key.proof("GET", "https://a.example/x", None, None, 1).unwrap();
+        let a = key
+            .proof("GET", "https://a.example/x", None, None, 1)
+            .unwrap();
+        let b = key
+            .proof("GET", "https://a.example/x", None, None, 1)
+            .unwrap();
         assert_eq!(a.split('.').next(), b.split('.').next());
         assert_ne!(a, b, "each proof has its own jti");
         let (header, _, _) = decode_jwt(&a);
         assert_eq!(header["jwk"]["x"], key.key().public_jwk().x.as_str());
         let other = DpopKey::generate();
-        let c = other.proof("GET", "https://a.example/x", None, None, 1).unwrap();
+        let c = other
+            .proof("GET", "https://a.example/x", None, None, 1)
+            .unwrap();
         assert_ne!(a.split('.').next(), c.split('.').next());
     }
 
