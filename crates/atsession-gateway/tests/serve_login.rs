@@ -230,33 +230,7 @@ async fn login_session_and_logout_through_the_gateway() {
 
     // 6. Admin revocation: `atsession sessions revoke --did` ends the account's sessions and
     // signs their grants out (through the session getter).
-    let r = http
-        .get(format!("{}/oauth/login?identifier=alice.test", gw.base))
-        .send()
-        .await
-        .unwrap();
-    let binding = r.headers()[reqwest::header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let redirect = peer
-        .sign_in_and_consent(&location(&r), &alice.handle, &alice.password)
-        .await
-        .unwrap();
-    let r = http
-        .get(format!(
-            "{}{}",
-            gw.base,
-            &redirect[redirect.find("/oauth/callback").unwrap()..]
-        ))
-        .header("cookie", &binding)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    log_in(&http, &gw.base, &peer, &alice).await;
     assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
     let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
         .args(["sessions", "revoke", "--did", alice.did.as_str(), "--db"])
@@ -276,6 +250,65 @@ async fn login_session_and_logout_through_the_gateway() {
     );
     assert!(stdout.contains("signed out 1 OAuth grants"), "{stdout}");
     assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
+
+    // 7. `atsession sessions cleanup` deletes an expired session and signs its grant out:
+    // no grant outlives its session.
+    log_in(&http, &gw.base, &peer, &alice).await;
+    assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE app_sessions SET idle_expires_at = 0, expires_at = 0",
+            [],
+        )
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        .args(["sessions", "cleanup", "--json", "--db"])
+        .arg(&db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({"deleted": 1, "grants_signed_out": 1})
+    );
+    assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
+}
+
+/// Logs `account` in through the gateway (login, sign-in and consent at the PDS, callback).
+async fn log_in(http: &reqwest::Client, base: &str, peer: &pds::Peer, account: &pds::Account) {
+    let r = http
+        .get(format!("{base}/oauth/login?identifier={}", account.handle))
+        .send()
+        .await
+        .unwrap();
+    let binding = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let redirect = peer
+        .sign_in_and_consent(&location(&r), &account.handle, &account.password)
+        .await
+        .unwrap();
+    let r = http
+        .get(format!(
+            "{base}{}",
+            &redirect[redirect.find("/oauth/callback").unwrap()..]
+        ))
+        .header("cookie", &binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -546,6 +546,13 @@ mod no_new_sessions {
         async fn delete_expired(&self, now: OffsetDateTime) -> R<u64> {
             self.0.delete_expired(now).await
         }
+        async fn expired_with_grants(
+            &self,
+            now: OffsetDateTime,
+            limit: usize,
+        ) -> R<Vec<(SessionId, GrantId)>> {
+            self.0.expired_with_grants(now, limit).await
+        }
     }
 
     impl StateStore for NoNewSessions {
@@ -660,4 +667,109 @@ async fn a_grant_nobody_would_hold_is_signed_out() {
         "{event:?}"
     );
     assert!(inner.0.list_grants_by_did(&did).await.unwrap().is_empty());
+}
+
+/// When an app session expires, the layer's cleanup signs its grant out (revoked at the PDS,
+/// deleted, a `Deleted { SignedOut }` event) before it deletes the session: no grant
+/// outlives its session. A session without a grant, and a live one, are left as they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cleanup_signs_out_the_grants_of_expired_sessions() {
+    let Some(peer) = pds::peer_or_skip!() else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let store = atsession::store::open("memory:").await.unwrap();
+    let clock = std::sync::Arc::new(atsession::clock::ManualClock::at_now());
+    let sessions = SessionManager::with_config(
+        store.clone(),
+        SessionConfig::default().cookie(CookieConfig::insecure_for_development()),
+    )
+    .unwrap()
+    .with_clock(clock.clone());
+    let metadata =
+        ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
+    let client = OAuthClient::new(
+        OAuthClientConfig::new(
+            metadata,
+            AtRestKeyring::new(AtRestKey::generate("k").unwrap()),
+        )
+        .dev_mode(true)
+        .identity(identity(&peer)),
+        store.clone(),
+    )
+    .unwrap();
+    let getter = atsession::oauth::SessionGetter::new(
+        client,
+        atsession::oauth::GetterConfig::default().lock(store.lock()),
+    );
+    let auth = AtprotoAuth::new(
+        sessions,
+        getter,
+        WebConfig::default().redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback")),
+    );
+    let mut events = auth.getter().subscribe();
+    let base = serve(
+        listener,
+        Router::new()
+            .route("/whoami", get(whoami))
+            .merge(auth.router())
+            .layer(auth.layer())
+            .with_state(auth.clone()),
+    )
+    .await;
+    let alice = Did::new(peer.account("alice.test").did.clone()).unwrap();
+    let mut browser = Jar::default();
+    log_in(&peer, &base, &mut browser, "alice.test").await;
+    let grants = auth.client().grants_of(&alice).await.unwrap();
+    assert_eq!(grants.len(), 1);
+    let data = auth.client().grant(&grants[0]).await.unwrap().unwrap();
+    let get_session = "/xrpc/com.atproto.server.getSession";
+    let before = auth
+        .client()
+        .pds_request(&data, Method::GET, get_session, None)
+        .await
+        .unwrap();
+    assert_eq!(before.status, StatusCode::OK);
+    let bare = auth
+        .sessions()
+        .create("did:plc:nograntnograntnogrant00", "nogrant.test", ())
+        .await
+        .unwrap();
+
+    // Nothing has expired: nothing is deleted.
+    assert_eq!(auth.delete_expired().await.unwrap(), 0);
+    assert_eq!(auth.client().grants_of(&alice).await.unwrap(), grants);
+
+    // Past the idle timeout (the getter keeps real time, so the grant itself is fresh).
+    clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let young = auth
+        .sessions()
+        .create("did:plc:youngyoungyoungyoung000", "young.test", ())
+        .await
+        .unwrap();
+    assert_eq!(auth.delete_expired().await.unwrap(), 2);
+    assert!(auth.client().grants_of(&alice).await.unwrap().is_empty());
+    match next_deleted(&mut events).await {
+        SessionEvent::Deleted {
+            grant_id, cause, ..
+        } => {
+            assert_eq!(grant_id, grants[0]);
+            assert!(matches!(cause, DeleteCause::SignedOut), "{cause:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(auth.sessions().load(bare.token.expose()).await.is_err());
+    assert!(auth.sessions().load(young.token.expose()).await.is_ok());
+    // The browser's cookie no longer signs in, and the PDS refuses the grant's tokens:
+    // revoked, not just forgotten.
+    let r = browser.get(peer.http(), &format!("{base}/whoami")).await;
+    assert_eq!(r.text().await.unwrap(), "nobody");
+    let after = auth
+        .client()
+        .pds_request(&data, Method::GET, get_session, None)
+        .await
+        .unwrap();
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(auth.delete_expired().await.unwrap(), 0);
 }

@@ -113,6 +113,7 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
             } else {
                 debug_assert!(all_expired);
                 let m = open(&store.db).await?;
+                grants.extend(expired_grants(&m).await?);
                 ("expired sessions", m.delete_expired().await?)
             };
             let signed_out = sign_out_grants(&store.db, &grants).await?;
@@ -130,11 +131,35 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
         }
         SessionsCommand::Cleanup { store } => {
             let m = open(&store.db).await?;
+            let grants = expired_grants(&m).await?;
             let count = m.delete_expired().await?;
-            report(store.json, "deleted", "expired sessions", count);
+            let signed_out = sign_out_grants(&store.db, &grants).await?;
+            if store.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "deleted": count, "grants_signed_out": signed_out })
+                );
+            } else {
+                println!("deleted {count} expired sessions");
+                if signed_out > 0 {
+                    println!("signed out {signed_out} OAuth grants");
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The grants of the sessions that have expired: signed out with them, so that none
+/// outlives its session.
+async fn expired_grants(m: &SessionManager<AnyStore>) -> Result<Vec<GrantId>, CliError> {
+    let now = atsession::clock::Clock::now(&atsession::clock::SystemClock);
+    Ok(m.store()
+        .expired_with_grants(now, usize::MAX)
+        .await?
+        .into_iter()
+        .map(|(_, grant)| grant)
+        .collect())
 }
 
 fn parse_did(s: &str) -> Result<Did, UsageError> {
@@ -223,14 +248,6 @@ pub(crate) async fn read_only_store(db: &str) -> Result<AnyStore, CliError> {
         }
     }
     Ok(atsession::store::open_read_only(db).await?)
-}
-
-fn report(json: bool, verb: &str, what: &str, count: u64) {
-    if json {
-        println!("{}", serde_json::json!({ verb: count }));
-    } else {
-        println!("{verb} {count} {what}");
-    }
 }
 
 fn print_table(sessions: &[Session]) {

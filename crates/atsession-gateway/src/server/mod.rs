@@ -218,7 +218,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let backend = store.backend();
     let sessions = SessionManager::with_config(store.clone(), config)?;
     let auth = web_layer(&args, &public_url, addr, store, sessions.clone())?;
-    let _cleanup = sessions.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));
+    // Expired sessions go with their grants (signed out first), abandoned logins on their own.
+    let _cleanup = auth.spawn_cleanup(Duration::from_secs(args.cleanup_interval.max(1)));
     let _state_cleanup = auth
         .client()
         .spawn_cleanup(Duration::from_secs(args.cleanup_interval));

@@ -164,7 +164,7 @@ impl<S: SessionStore> SessionManager<S> {
         &self.config
     }
 
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         truncate_ms(self.clock.now())
     }
 
@@ -498,7 +498,9 @@ impl<S: SessionStore> SessionManager<S> {
         Ok(n)
     }
 
-    /// Deletes every expired session; returns how many.
+    /// Deletes every expired session; returns how many. Their OAuth grants are left: when
+    /// sessions belong to grants, the web layer's
+    /// `AtprotoAuth::delete_expired` (feature `axum`) signs those out first.
     pub async fn delete_expired(&self) -> Result<u64, SessionError> {
         Ok(self.store.delete_expired(self.now()).await?)
     }

@@ -159,6 +159,57 @@ impl AtprotoAuth {
         Ok(existed)
     }
 
+    /// Deletes the app sessions that have expired and signs out the OAuth grant of each
+    /// first (revoked at the authorization server, deleted, a `Deleted` event), so that no
+    /// grant outlives its session: an expired session's grant would otherwise stay in the
+    /// store, and its refresh token valid at the server, though nobody can use it any more.
+    /// Returns how many sessions were deleted. A grant that fails to sign out is logged
+    /// (when revoking failed, the grant is deleted all the same) and its session is deleted
+    /// anyway, so that one unreachable server cannot stall the cleanup.
+    ///
+    /// This is what [`spawn_cleanup`](Self::spawn_cleanup) runs; call it instead of
+    /// [`SessionManager::delete_expired`] when sessions belong to grants.
+    pub async fn delete_expired(&self) -> Result<u64, SignOutError> {
+        /// Sessions with grants handled per store read.
+        const BATCH: usize = 100;
+        use crate::store::SessionStore as _;
+        let sessions = &self.inner.sessions;
+        let now = sessions.now();
+        let mut ended = 0;
+        loop {
+            let batch = sessions
+                .store()
+                .expired_with_grants(now, BATCH)
+                .await
+                .map_err(crate::app::SessionError::from)?;
+            for (session, grant) in &batch {
+                if let Err(e) = self.inner.getter.sign_out(grant).await {
+                    tracing::warn!(error = %e, grant = %grant, "signing out an expired session's grant failed");
+                }
+                if sessions.delete(session).await? {
+                    ended += 1;
+                }
+            }
+            if batch.len() < BATCH {
+                break;
+            }
+        }
+        Ok(ended + sessions.delete_expired().await?)
+    }
+
+    /// Runs [`delete_expired`](Self::delete_expired) every `period` (taken between 1 ms and
+    /// [`MAX_DURATION`](crate::clock::MAX_DURATION)) until the returned handle is dropped.
+    /// Expired login states are the client's: see
+    /// [`OAuthClient::spawn_cleanup`](crate::oauth::OAuthClient::spawn_cleanup).
+    #[must_use = "the cleanup task stops when the handle is dropped"]
+    pub fn spawn_cleanup(&self, period: std::time::Duration) -> crate::app::CleanupTask {
+        let auth = self.clone();
+        crate::app::CleanupTask::spawn(period, "sessions", move || {
+            let auth = auth.clone();
+            async move { auth.delete_expired().await.map_err(|e| e.to_string()) }
+        })
+    }
+
     /// Signs an account out everywhere: every app session of `did` ends, and every OAuth
     /// grant of `did` is signed out through the session getter (so a `Deleted` event fires
     /// for each). Returns how many app sessions ended. Grants that fail to sign out are

@@ -62,7 +62,8 @@ macro_rules! session_store_suite {
             bad_tokens_change_nothing, bad_identifiers_change_nothing, update_and_conflict,
             idle_expiry, absolute_expiry, sliding_touch_interval, refresh_rotates_access_token,
             access_token_expiry, delete_logs_out, delete_all_for_did, list_by_did,
-            cleanup_deletes_only_expired, cleanup_in_batches, duplicate_create_fails,
+            cleanup_deletes_only_expired, cleanup_in_batches, expired_sessions_name_their_grants,
+            duplicate_create_fails,
             cas_never_inserts, concurrent_updates_lose_nothing, no_resurrection_after_delete,
             no_resurrection_under_races, headers_cookie_and_bearer);
     };

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::{
-    CredentialSource, SessionConfig, SessionError, SessionId, SessionManager, StoredSession,
+    CreateOptions, CredentialSource, SessionConfig, SessionError, SessionId, SessionManager,
+    StoredSession,
 };
 use crate::clock::{Clock, ManualClock};
 use crate::secret::{Token, TokenHash};
@@ -402,6 +403,60 @@ pub async fn cleanup_deletes_only_expired<S: SessionStore + Clone>(store: S) {
     assert!(m.store().load(&old.session.id).await.unwrap().is_none());
     assert!(m.store().load(&young.session.id).await.unwrap().is_some());
     assert_eq!(m.delete_expired().await.unwrap(), 0);
+}
+
+/// Conformance check `expired_sessions_name_their_grants` (sessions); panics if the store
+/// breaks the contract.
+pub async fn expired_sessions_name_their_grants<S: SessionStore + Clone>(store: S) {
+    use crate::store::oauth::GrantId;
+    let (m, clock) = manager(store, SessionConfig::default());
+    let with = |g: &GrantId| CreateOptions::new().grant_id(g.clone());
+    let (g1, g2, g3) = (
+        GrantId::generate(),
+        GrantId::generate(),
+        GrantId::generate(),
+    );
+    let old = m
+        .create_with(ALICE, "alice.test", (), with(&g1))
+        .await
+        .unwrap();
+    let old2 = m.create_with(BOB, "bob.test", (), with(&g2)).await.unwrap();
+    m.create(ALICE, "alice.test", ()).await.unwrap(); // no grant
+    clock.advance(Duration::from_secs(3 * 24 * 3600));
+    let young = m
+        .create_with(ALICE, "alice.test", (), with(&g3))
+        .await
+        .unwrap();
+    let now = clock.now();
+    assert!(
+        m.store()
+            .expired_with_grants(now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(Duration::from_secs(4 * 24 * 3600));
+    let now = clock.now();
+    let mut found = m.store().expired_with_grants(now, 10).await.unwrap();
+    found.sort();
+    let mut expected = vec![(old.session.id.clone(), g1), (old2.session.id.clone(), g2)];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(
+        m.store().expired_with_grants(now, 1).await.unwrap().len(),
+        1
+    );
+    // It only reads.
+    assert!(m.store().load(&old.session.id).await.unwrap().is_some());
+    assert_eq!(m.delete_expired().await.unwrap(), 3);
+    assert!(
+        m.store()
+            .expired_with_grants(now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(m.store().load(&young.session.id).await.unwrap().is_some());
 }
 
 /// Conformance check `cleanup_in_batches` (sessions); panics if the store breaks the contract.

@@ -210,6 +210,13 @@ impl SessionStore for AnyStore {
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         each!(self, s => s.delete_expired(now))
     }
+    async fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
+        each!(self, s => s.expired_with_grants(now, limit))
+    }
 }
 
 impl StateStore for AnyStore {

@@ -42,6 +42,11 @@ pub trait DynStore: Send + Sync + 'static {
     fn dyn_list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>>;
     fn dyn_delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64>;
     fn dyn_delete_expired(&self, now: OffsetDateTime) -> StoreFuture<'_, u64>;
+    fn dyn_expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(SessionId, GrantId)>>;
     fn dyn_put_state<'a>(&'a self, s: &'a StoredAuthState) -> StoreFuture<'a, ()>;
     fn dyn_take_state<'a>(
         &'a self,
@@ -95,6 +100,13 @@ impl<T: SessionStore + StateStore + GrantStore> DynStore for T {
     }
     fn dyn_delete_expired(&self, now: OffsetDateTime) -> StoreFuture<'_, u64> {
         Box::pin(SessionStore::delete_expired(self, now))
+    }
+    fn dyn_expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(SessionId, GrantId)>> {
+        Box::pin(SessionStore::expired_with_grants(self, now, limit))
     }
     fn dyn_put_state<'a>(&'a self, s: &'a StoredAuthState) -> StoreFuture<'a, ()> {
         Box::pin(StateStore::put_state(self, s))
@@ -186,6 +198,13 @@ impl SessionStore for CustomStore {
     }
     async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         self.store.dyn_delete_expired(now).await
+    }
+    async fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
+        self.store.dyn_expired_with_grants(now, limit).await
     }
 }
 

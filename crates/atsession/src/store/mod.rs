@@ -276,6 +276,15 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Up to `limit` sessions that have expired at `now` and belong to an OAuth grant, as
+    /// (session id, grant id): what the web layer's cleanup signs out before it deletes the
+    /// sessions, so that no grant outlives its session. Reads only.
+    fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(SessionId, oauth::GrantId)>, StoreError>> + Send;
 }
 
 impl<S: SessionStore> SessionStore for Arc<S> {
@@ -327,5 +336,12 @@ impl<S: SessionStore> SessionStore for Arc<S> {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         (**self).delete_expired(now)
+    }
+    fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(SessionId, oauth::GrantId)>, StoreError>> + Send {
+        (**self).expired_with_grants(now, limit)
     }
 }

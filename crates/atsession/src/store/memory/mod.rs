@@ -11,6 +11,7 @@ use super::{Cas, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
+use crate::store::oauth::GrantId;
 use crate::syntax::Did;
 
 mod lock;
@@ -233,6 +234,24 @@ impl SessionStore for MemoryStore {
             t.remove(id);
         }
         Ok(ids.len() as u64)
+    }
+
+    async fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
+        let now = to_millis(now);
+        let t = self.read();
+        Ok(t.by_expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, id)| {
+                let g = t.by_id.get(id)?.grant_id.clone()?;
+                Some((id.clone(), g))
+            })
+            .take(limit)
+            .collect())
     }
 }
 

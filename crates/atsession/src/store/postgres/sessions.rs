@@ -29,6 +29,7 @@ pub(super) struct Sql {
     list: String,
     delete_by_did: String,
     cleanup: String,
+    expired_with_grants: String,
 }
 
 impl Sql {
@@ -63,6 +64,10 @@ impl Sql {
                 "DELETE FROM {t} WHERE id IN (
                     SELECT id FROM {t} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
                  )"
+            ),
+            expired_with_grants: format!(
+                "SELECT id, grant_id FROM {t} \
+                 WHERE expires_at <= $1 AND grant_id IS NOT NULL LIMIT $2"
             ),
         }
     }
@@ -313,6 +318,36 @@ impl SessionStore for PostgresStore {
         self.bounded("delete_expired", async move {
             self.delete_in_batches("cleanup", &self.sql().cleanup, now)
                 .await
+        })
+        .await
+    }
+
+    async fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.bounded("expired_with_grants", async move {
+            let client = self.client("expired_with_grants").await?;
+            let stmt = client
+                .prepare_cached(&self.sql().expired_with_grants)
+                .await
+                .map_err(err("expired_with_grants"))?;
+            let rows = client
+                .query(&stmt, &[&now, &limit])
+                .await
+                .map_err(err("expired_with_grants"))?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.try_get(0).map_err(err("expired_with_grants"))?;
+                    let grant: String = row.try_get(1).map_err(err("expired_with_grants"))?;
+                    Ok((
+                        SessionId::parse(&id).ok_or_else(|| corrupt("malformed session id"))?,
+                        GrantId::parse(&grant).ok_or_else(|| corrupt("malformed grant id"))?,
+                    ))
+                })
+                .collect()
         })
         .await
     }

@@ -120,6 +120,28 @@ end
 return {#members, n}
 ";
 
+/// ARGV: prefix, now, limit. Returns id, grant id, id, grant id, … of up to `limit` expired
+/// sessions that have a grant, reading the expiry index a page at a time.
+const EXPIRED_WITH_GRANTS: &str = r"
+local p, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out, offset, found = {}, 0, 0
+while found < limit do
+  local members = redis.call('ZRANGEBYSCORE', p .. 'x', '-inf', now, 'LIMIT', offset, 500)
+  for _, m in ipairs(members) do
+    local id = string.sub(m, 1, 22)
+    local g = redis.call('HGET', p .. 's:' .. id, 'g')
+    if g and found < limit then
+      out[#out + 1] = id
+      out[#out + 1] = g
+      found = found + 1
+    end
+  end
+  if #members < 500 then break end
+  offset = offset + 500
+end
+return out
+";
+
 /// ARGV: prefix, index ('t:' or 'a:'), hash hex. Returns the record's fields, or {}.
 const LOAD_VIA: &str = r"
 local p = ARGV[1]
@@ -162,6 +184,7 @@ struct Scripts {
     delete: Script,
     delete_by_did: Script,
     delete_expired: Script,
+    expired_with_grants: Script,
     load_via: Script,
     list: Script,
     list_only: Script,
@@ -173,6 +196,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete: Script::new(&format!("{DROP_FN}{DELETE}")),
     delete_by_did: Script::new(&format!("{DROP_FN}{DELETE_BY_DID}")),
     delete_expired: Script::new(&format!("{DROP_FN}{DELETE_EXPIRED}")),
+    expired_with_grants: Script::new(EXPIRED_WITH_GRANTS),
     load_via: Script::new(LOAD_VIA),
     list: Script::new(LIST),
     list_only: Script::new(LIST_ONLY),
@@ -465,6 +489,33 @@ impl SessionStore for RedisStore {
                     return Ok(total);
                 }
             }
+        })
+        .await
+    }
+
+    async fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
+        self.bounded("expired_with_grants", async move {
+            let flat: Vec<String> = SCRIPTS
+                .expired_with_grants
+                .arg(&*self.prefix)
+                .arg(to_millis(now))
+                .arg(limit)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("expired_with_grants"))?;
+            flat.chunks_exact(2)
+                .map(|pair| {
+                    Ok((
+                        SessionId::parse(&pair[0])
+                            .ok_or_else(|| corrupt("malformed session id"))?,
+                        GrantId::parse(&pair[1]).ok_or_else(|| corrupt("malformed grant id"))?,
+                    ))
+                })
+                .collect()
         })
         .await
     }

@@ -311,4 +311,34 @@ impl SessionStore for SqliteStore {
             }
         }
     }
+
+    async fn expired_with_grants(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
+        let now = to_millis(now);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, grant_id FROM app_sessions \
+                     WHERE expires_at <= ?1 AND grant_id IS NOT NULL LIMIT ?2",
+                )
+                .map_err(err("expired_with_grants"))?;
+            let rows = stmt
+                .query_map(params![now, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(err("expired_with_grants"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, grant) = row.map_err(err("expired_with_grants"))?;
+                let id = SessionId::parse(&id).ok_or_else(corrupt("malformed session id"))?;
+                let grant = GrantId::parse(&grant).ok_or_else(corrupt("malformed grant id"))?;
+                out.push((id, grant));
+            }
+            Ok(out)
+        })
+    }
 }
