@@ -742,7 +742,12 @@ async fn the_cleanup_signs_out_the_grants_of_expired_sessions() {
     assert_eq!(auth.client().grants_of(&alice).await.unwrap(), grants);
 
     // Past the idle timeout (the getter keeps real time, so the grant itself is fresh).
+    // The expired session is refused when it is used, but kept for the cleanup, which
+    // signs its grant out with it.
     clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let r = browser.get(peer.http(), &format!("{base}/whoami")).await;
+    assert_eq!(r.text().await.unwrap(), "nobody");
+    assert_eq!(auth.client().grants_of(&alice).await.unwrap(), grants);
     let young = auth
         .sessions()
         .create("did:plc:youngyoungyoungyoung000", "young.test", ())

@@ -391,8 +391,14 @@ impl<S: SessionStore> SessionManager<S> {
         Ok(record)
     }
 
-    /// Best effort: an expired record is deleted when found, so it cannot be found again.
+    /// Best effort: an expired record is deleted when found, so it cannot be found again;
+    /// it is refused as expired whenever it is found until then. A record that belongs to an
+    /// OAuth grant is left for the cleanup, which signs the grant out with it
+    /// (`AtprotoAuth::delete_expired`): deleted here, it would leave the grant behind.
     async fn forget_expired(&self, record: &StoredSession) {
+        if record.grant_id.is_some() {
+            return;
+        }
         if let Err(e) = self.store.delete(&record.id).await {
             tracing::warn!(session = %record.id, error = %e, "could not delete an expired session");
         }

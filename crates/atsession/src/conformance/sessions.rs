@@ -421,7 +421,7 @@ pub async fn expired_sessions_name_their_grants<S: SessionStore + Clone>(store: 
         .await
         .unwrap();
     let old2 = m.create_with(BOB, "bob.test", (), with(&g2)).await.unwrap();
-    m.create(ALICE, "alice.test", ()).await.unwrap(); // no grant
+    let bare = m.create(ALICE, "alice.test", ()).await.unwrap(); // no grant
     clock.advance(Duration::from_secs(3 * 24 * 3600));
     let young = m
         .create_with(ALICE, "alice.test", (), with(&g3))
@@ -448,7 +448,17 @@ pub async fn expired_sessions_name_their_grants<S: SessionStore + Clone>(store: 
     );
     // It only reads.
     assert!(m.store().load(&old.session.id).await.unwrap().is_some());
-    assert_eq!(m.delete_expired().await.unwrap(), 3);
+    // Found expired, a session is refused; without a grant it is deleted then, with one it
+    // is kept for the cleanup that signs the grant out.
+    for new in [&old, &bare] {
+        assert!(matches!(
+            m.load(new.token.expose()).await,
+            Err(SessionError::Expired)
+        ));
+    }
+    assert!(m.store().load(&old.session.id).await.unwrap().is_some());
+    assert!(m.store().load(&bare.session.id).await.unwrap().is_none());
+    assert_eq!(m.delete_expired().await.unwrap(), 2);
     assert!(
         m.store()
             .expired_with_grants(now, 10)
