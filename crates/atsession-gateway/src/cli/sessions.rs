@@ -117,37 +117,38 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
                 ("expired sessions", m.delete_expired().await?)
             };
             let signed_out = sign_out_grants(&store.db, &grants).await?;
-            if store.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "revoked": count, "grants_signed_out": signed_out })
-                );
-            } else {
-                println!("revoked {count} {what}");
-                if signed_out > 0 {
-                    println!("signed out {signed_out} OAuth grants");
-                }
-            }
+            report(store.json, ("revoked", what), count, signed_out);
         }
         SessionsCommand::Cleanup { store } => {
             let m = open(&store.db).await?;
             let grants = expired_grants(&m).await?;
             let count = m.delete_expired().await?;
             let signed_out = sign_out_grants(&store.db, &grants).await?;
-            if store.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "deleted": count, "grants_signed_out": signed_out })
-                );
-            } else {
-                println!("deleted {count} expired sessions");
-                if signed_out > 0 {
-                    println!("signed out {signed_out} OAuth grants");
-                }
-            }
+            report(
+                store.json,
+                ("deleted", "expired sessions"),
+                count,
+                signed_out,
+            );
         }
     }
     Ok(())
+}
+
+/// Prints what ended: `{"<verb>": count, "grants_signed_out": n}` with `--json`, else
+/// `<verb> <count> <what>` and a line for the grants signed out, if any.
+fn report(json: bool, (verb, what): (&str, &str), count: u64, signed_out: u64) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ verb: count, "grants_signed_out": signed_out })
+        );
+    } else {
+        println!("{verb} {count} {what}");
+        if signed_out > 0 {
+            println!("signed out {signed_out} OAuth grants");
+        }
+    }
 }
 
 /// The grants of the sessions that have expired: signed out with them, so that none
