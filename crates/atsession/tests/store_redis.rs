@@ -87,7 +87,8 @@ async fn every_key_expires_with_the_session() {
     let Some(store) = support::fresh_redis().await else {
         return;
     };
-    let s = record(Duration::from_secs(3600), 1);
+    let mut s = record(Duration::from_secs(3600), 1);
+    s.grant_id = None;
     store.create(&s).await.unwrap();
     let at = atsession::clock::to_millis(s.expires_at());
     assert_eq!(pexpiretime(&store, &format!("s:{}", s.id)).await, at);
@@ -156,7 +157,10 @@ async fn sessions_redis_expired_are_skipped_and_pruned() {
         return;
     };
     let live = record(Duration::from_secs(3600), 1);
-    let short = record(Duration::from_millis(300), 2);
+    // Without a grant: Redis drops it at its expiry (one with a grant is kept for the
+    // cleanup, see a_session_with_a_grant_is_kept_for_the_cleanup).
+    let mut short = record(Duration::from_millis(300), 2);
+    short.grant_id = None;
     store.create(&live).await.unwrap();
     store.create(&short).await.unwrap();
     assert_eq!(store.list_by_did(&live.did).await.unwrap().len(), 2);
@@ -187,7 +191,8 @@ async fn sessions_redis_expired_are_skipped_and_pruned() {
         .unwrap();
     assert_eq!(members, [live.id.to_string()]);
     // Another expired one: delete-by-DID counts only what still existed.
-    let short = record(Duration::from_millis(200), 3);
+    let mut short = record(Duration::from_millis(200), 3);
+    short.grant_id = None;
     store.create(&short).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.delete_by_did(&live.did).await.unwrap(), 1);
@@ -205,7 +210,8 @@ async fn cleanup_prunes_what_redis_expired() {
     let Some(store) = support::fresh_redis().await else {
         return;
     };
-    let short = record(Duration::from_millis(200), 1);
+    let mut short = record(Duration::from_millis(200), 1);
+    short.grant_id = None;
     let live = record(Duration::from_secs(3600), 2);
     store.create(&short).await.unwrap();
     store.create(&live).await.unwrap();
@@ -230,6 +236,39 @@ async fn cleanup_prunes_what_redis_expired() {
         .await
         .unwrap();
     assert_eq!(members, [live.id.to_string()]);
+    support::drop_prefix(&store).await;
+}
+
+/// The record of a session with a grant outlives the session by the grace, so that the
+/// cleanup still finds it (and signs the grant out) after Redis's own expiry; its token
+/// index entries do not, and it is refused as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_a_grant_is_kept_for_the_cleanup() {
+    let Some(store) = support::fresh_redis().await else {
+        return;
+    };
+    let s = record(Duration::from_millis(200), 3);
+    store.create(&s).await.unwrap();
+    let at = atsession::clock::to_millis(s.expires_at());
+    let grace = i64::try_from(atsession::store::redis::GRANT_SESSION_GRACE.as_millis()).unwrap();
+    assert_eq!(
+        pexpiretime(&store, &format!("s:{}", s.id)).await,
+        at + grace
+    );
+    assert_eq!(
+        pexpiretime(&store, &format!("t:{}", s.token_hash.to_hex())).await,
+        at
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(store.load_by_token(&s.token_hash).await.unwrap().is_none());
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store.expired_with_grants(now, 10).await.unwrap(),
+        [(s.id.clone(), s.grant_id.clone().unwrap())]
+    );
+    assert_eq!(store.delete_expired(now).await.unwrap(), 1);
+    assert!(store.load(&s.id).await.unwrap().is_none());
+    assert!(store.expired_with_grants(now, 10).await.unwrap().is_empty());
     support::drop_prefix(&store).await;
 }
 

@@ -90,6 +90,7 @@ mod sessions;
 
 pub use lock::RedisLock;
 pub use redis::aio::ConnectionManager as RedisConnection;
+pub use sessions::GRANT_SESSION_GRACE;
 
 pub(crate) const BACKEND: &str = "redis";
 

@@ -24,13 +24,23 @@ use crate::syntax::{Did, Handle};
 /// Expired members handled per cleanup script run.
 const CLEANUP_BATCH: usize = 1000;
 
+/// How long past its expiry Redis keeps the record of a session that belongs to an OAuth
+/// grant: long enough for the web layer's cleanup (`AtprotoAuth::delete_expired`) to find
+/// it with [`SessionStore::expired_with_grants`] and sign the grant out before the record
+/// goes. The session cannot be used meanwhile: its token index entries expire at its expiry,
+/// and the record is refused as expired. Run the cleanup more often than this.
+pub const GRANT_SESSION_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// Writes the record (fields from `ARGV[first]` on) and its index entries, all expiring at
-/// `at`. Shared by create and update.
+/// `at` (the record of a session with a grant [`GRANT_SESSION_GRACE`] later). Shared by
+/// create and update. The grace is spliced in as milliseconds.
 const WRITE_FN: &str = r"
 local function write(p, id, th, ah, did, at, first)
   local sk = p .. 's:' .. id
   redis.call('HSET', sk, unpack(ARGV, first))
-  redis.call('PEXPIREAT', sk, at)
+  local keep = tonumber(at)
+  if redis.call('HEXISTS', sk, 'g') == 1 then keep = keep + GRACE_MS end
+  redis.call('PEXPIREAT', sk, keep)
   redis.call('SET', p .. 't:' .. th, id, 'PXAT', at)
   if ah ~= '' then redis.call('SET', p .. 'a:' .. ah, id, 'PXAT', at) end
   local dk = p .. 'd:' .. did
@@ -191,8 +201,8 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    create: Script::new(&format!("{WRITE_FN}{CREATE}")),
-    update: Script::new(&format!("{WRITE_FN}{UPDATE}")),
+    create: Script::new(&format!("{}{CREATE}", write_fn())),
+    update: Script::new(&format!("{}{UPDATE}", write_fn())),
     delete: Script::new(&format!("{DROP_FN}{DELETE}")),
     delete_by_did: Script::new(&format!("{DROP_FN}{DELETE_BY_DID}")),
     delete_expired: Script::new(&format!("{DROP_FN}{DELETE_EXPIRED}")),
@@ -201,6 +211,11 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     list: Script::new(LIST),
     list_only: Script::new(LIST_ONLY),
 });
+
+/// [`WRITE_FN`] with the grace filled in.
+fn write_fn() -> String {
+    WRITE_FN.replace("GRACE_MS", &GRANT_SESSION_GRACE.as_millis().to_string())
+}
 
 fn corrupt(detail: &'static str) -> StoreError {
     StoreError::corrupt(BACKEND, detail)
