@@ -8,6 +8,8 @@
 //! bash e2e/pds/up.sh /tmp/pds.json
 //! ATSESSION_E2E_PDS=/tmp/pds.json cargo bench -p atsession-gateway --bench proxy_cost
 //! ATSESSION_PROXY_CALLS=5000 …                         # calls per target (default 1000)
+//! ATSESSION_PROXY_BASELINE=/tmp/atsession-before …     # also an earlier gateway build
+//! ATSESSION_GATEWAY_UNDER="valgrind --tool=callgrind" … # the gateway under a profiler
 //! ```
 //!
 //! First the direct call alone, for this process's CPU per call (the library's own cost of
@@ -18,6 +20,13 @@
 //! latency of each proxy over the direct call and the ratio of the proxies' CPU per call.
 //! The PDS and this process share the machine's cores with the proxies, so absolute
 //! figures depend on the machine.
+//!
+//! Then the gateway's floors, in the same interleaving: `GET /livez` (HTTP and middleware
+//! only) and `GET /session` (plus the session and grant reads), so that the proxy's own
+//! share shows. With `ATSESSION_PROXY_BASELINE`, a second gateway from that binary (an
+//! earlier build, say) joins the interleaved calls, and the ratio of their CPU per call is
+//! printed: a change measured against what it changes, on the same machine at the same
+//! time, which separate runs of this noisy measurement cannot give.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "../tests/support/gateway.rs"]
@@ -99,6 +108,33 @@ async fn get(http: &reqwest::Client, url: &str, cookie: Option<&str>) {
     r.bytes().await.unwrap();
 }
 
+/// `a / b` to one decimal.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        ((a / b) * 10.0).round() / 10.0
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// A store and an at-rest key file for one gateway in `dir`.
+fn files(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, AtRestKey) {
+    let key_file = dir.join(format!("{name}.key"));
+    let key = AtRestKey::generate(name).unwrap();
+    std::fs::write(&key_file, key.to_spec()).unwrap();
+    // Key files must be private to their owner, or the gateway refuses them.
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    (dir.join(format!("{name}.db")), key_file, key)
+}
+
+fn gateway_args(db: &std::path::Path, key: &std::path::Path) -> Vec<std::ffi::OsString> {
+    vec!["--db".into(), db.into(), "--key-file".into(), key.into()]
+}
+
 struct Node(u32);
 
 impl Drop for Node {
@@ -159,28 +195,22 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("bench.db");
-        let key = AtRestKey::generate("bench").unwrap();
-        let key_file = dir.path().join("bench.key");
-        std::fs::write(&key_file, key.to_spec()).unwrap();
-        // Key files must be private to their owner, or the gateway refuses them.
-        std::fs::set_permissions(
-            &key_file,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-        let gw = Gateway::start(
-            Some(&peer),
-            [
-                "--db",
-                db.to_str().unwrap(),
-                "--key-file",
-                key_file.to_str().unwrap(),
-            ],
-        )
-        .await;
+        let (db, key_file, key) = files(dir.path(), "bench");
+        let gw = Gateway::start(Some(&peer), gateway_args(&db, &key_file)).await;
         let http = client();
         let cookie = login(&http, &peer, &gw.base, "alice.test").await;
+        // An earlier build beside this one, on its own store, for bob.
+        let baseline = match std::env::var_os("ATSESSION_PROXY_BASELINE") {
+            Some(bin) => {
+                let (db, key, _) = files(dir.path(), "baseline");
+                let under = std::env::var("ATSESSION_GATEWAY_UNDER").unwrap_or_default();
+                let b = Gateway::start_with(Some(&bin), &under, Some(&peer), gateway_args(&db, &key))
+                    .await;
+                let cookie = login(&http, &peer, &b.base, "bob.test").await;
+                Some((b.url(&format!("/xrpc/{NSID}")), cookie, b))
+            }
+            None => None,
+        };
 
         // The same grant, called directly by the library in this process.
         let store = atsession::store::open(db.to_str().unwrap()).await.unwrap();
@@ -232,9 +262,13 @@ fn main() {
         for _ in 0..50 {
             get(&http, &gw_url, Some(&cookie)).await;
             get(&http, &node_url, None).await;
+            if let Some((url, cookie, _)) = &baseline {
+                get(&http, url, Some(cookie)).await;
+            }
         }
         let (g0, n0) = (cpu_us(gw.pid()), cpu_us(node.0));
-        let (mut ld, mut lg, mut ln) = (Vec::new(), Vec::new(), Vec::new());
+        let b0 = baseline.as_ref().map(|(_, _, b)| cpu_us(b.pid()));
+        let (mut ld, mut lg, mut ln, mut lb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..calls {
             let t = Instant::now();
             direct_one().await;
@@ -242,14 +276,39 @@ fn main() {
             let t = Instant::now();
             get(&http, &gw_url, Some(&cookie)).await;
             lg.push(t.elapsed().as_secs_f64() * 1000.0);
+            if let Some((url, cookie, _)) = &baseline {
+                let t = Instant::now();
+                get(&http, url, Some(cookie)).await;
+                lb.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
             let t = Instant::now();
             get(&http, &node_url, None).await;
             ln.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (gcpu, ncpu) = (cpu_us(gw.pid()) - g0, cpu_us(node.0) - n0);
+        let bcpu = baseline
+            .as_ref()
+            .zip(b0)
+            .map(|((_, _, b), b0)| cpu_us(b.pid()) - b0);
         let direct = report("direct, interleaved", calls, ld, None);
         let gateway = report("gateway /xrpc/", calls, lg, Some(gcpu));
         let node_run = report("node bff (oauth-client-node fetchHandler)", calls, ln, Some(ncpu));
+        let baseline_run = bcpu.map(|c| report("baseline gateway /xrpc/", calls, lb, Some(c)));
+
+        // The floors: what the gateway spends on a request without a PDS call.
+        for path in ["/livez", "/session"] {
+            let url = gw.url(path);
+            let g0 = cpu_us(gw.pid());
+            let mut l = Vec::with_capacity(calls);
+            for _ in 0..calls {
+                direct_one().await;
+                let t = Instant::now();
+                get(&http, &url, Some(&cookie)).await;
+                l.push(t.elapsed().as_secs_f64() * 1000.0);
+                get(&http, &node_url, None).await;
+            }
+            report(&format!("gateway {path}"), calls, l, Some(cpu_us(gw.pid()) - g0));
+        }
         let added = |r: &Run| {
             serde_json::json!({
                 "p50_ms": ((r.p50 - direct.p50) * 1000.0).round() / 1000.0,
@@ -265,7 +324,8 @@ fn main() {
             serde_json::json!({
                 "gateway_added": added(&gateway),
                 "node_added": added(&node_run),
-                "cpu_ratio_node_over_gateway": if g > 0.0 { ((n / g) * 10.0).round() / 10.0 } else { f64::INFINITY },
+                "cpu_ratio_node_over_gateway": ratio(n, g),
+                "cpu_ratio_baseline_over_gateway": baseline_run.map(|b| ratio(b.cpu_per_call_us.unwrap(), g)),
             })
         );
         drop(node);

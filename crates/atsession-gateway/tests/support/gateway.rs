@@ -10,14 +10,30 @@ use tokio::process::{Child, Command};
 
 use crate::pds;
 
-/// A running gateway; killed when dropped.
+/// A running gateway; killed when dropped (under a profiler: stopped with SIGTERM, so that
+/// the profiler writes its report).
 pub struct Gateway {
     pub child: Child,
     pub base: String,
+    profiled: bool,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if self.profiled
+            && let Some(pid) = self.child.id()
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         let _ = self.child.start_kill();
     }
 }
@@ -25,12 +41,41 @@ impl Drop for Gateway {
 impl Gateway {
     /// `atsession serve --listen 127.0.0.1:0` with `args`, and for a peer `--dev` and its
     /// PLC directory and handle resolver.
+    ///
+    /// `ATSESSION_GATEWAY_UNDER="valgrind --tool=callgrind"` runs it under a profiler.
     pub async fn start<I, A>(peer: Option<&pds::Peer>, args: I) -> Gateway
     where
         I: IntoIterator<Item = A>,
         A: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+        let under = std::env::var("ATSESSION_GATEWAY_UNDER").unwrap_or_default();
+        Self::start_with(None, &under, peer, args).await
+    }
+
+    /// [`Gateway::start`] of the binary `program` (this build's when `None`), under
+    /// `under`: a command (words split at spaces) that runs it in the same process, such as
+    /// a profiler; none when empty.
+    pub async fn start_with<I, A>(
+        program: Option<&OsStr>,
+        under: &str,
+        peer: Option<&pds::Peer>,
+        args: I,
+    ) -> Gateway
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        let program = program.unwrap_or(OsStr::new(env!("CARGO_BIN_EXE_atsession")));
+        let mut words = under.split_whitespace();
+        let profiled = !under.trim().is_empty();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0"]);
         if let Some(peer) = peer {
             cmd.arg("--dev")
@@ -65,7 +110,11 @@ impl Gateway {
             .unwrap()
             .expect("the gateway printed its address");
         let base = line.strip_prefix("listening on ").unwrap().to_owned();
-        Gateway { child, base }
+        Gateway {
+            child,
+            base,
+            profiled,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
