@@ -9,6 +9,7 @@
 //! ATSESSION_E2E_PDS=/tmp/pds.json cargo bench -p atsession-gateway --bench proxy_cost
 //! ATSESSION_PROXY_CALLS=5000 …                         # calls per target (default 1000)
 //! ATSESSION_PROXY_BASELINE=/tmp/atsession-before …     # also an earlier gateway build
+//! ATSESSION_PROXY_CONCURRENCY=8 …                      # also 8 callers at once, each target
 //! ATSESSION_GATEWAY_UNDER="valgrind --tool=callgrind" … # the gateway under a profiler
 //! ```
 //!
@@ -135,6 +136,68 @@ fn gateway_args(db: &std::path::Path, key: &std::path::Path) -> Vec<std::ffi::Os
     vec!["--db".into(), db.into(), "--key-file".into(), key.into()]
 }
 
+/// Under load: `concurrency` callers at once, first on the gateway, then on the Node BFF;
+/// the CPU per call of each and their ratio. Not interleaved (each phase keeps the PDS
+/// busy), so less exact than the sequential ratio.
+#[allow(clippy::too_many_arguments)]
+async fn concurrent(
+    http: &reqwest::Client,
+    concurrency: usize,
+    calls: usize,
+    gw_url: &str,
+    cookie: Option<&str>,
+    gw_pid: u32,
+    node_url: &str,
+    node_pid: u32,
+) {
+    let each = calls.div_ceil(concurrency);
+    let mut per_call = Vec::new();
+    for (target, url, cookie, pid) in [
+        ("gateway /xrpc/ under load", gw_url, cookie, gw_pid),
+        ("node bff under load", node_url, None, node_pid),
+    ] {
+        let before = cpu_us(pid);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (http, url, cookie) = (http.clone(), url.to_owned(), cookie.map(str::to_owned));
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(each);
+                    for _ in 0..each {
+                        let t = Instant::now();
+                        get(&http, &url, cookie.as_deref()).await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat = Vec::with_capacity(each * concurrency);
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let n = lat.len();
+        let run = report(target, n, lat, Some(cpu_us(pid) - before));
+        println!(
+            "{}",
+            serde_json::json!({
+                "target": target,
+                "concurrency": concurrency,
+                "calls_per_s": (n as f64 / elapsed).round(),
+            })
+        );
+        per_call.push(run.cpu_per_call_us.unwrap());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "concurrency": concurrency,
+            "cpu_ratio_node_over_gateway_under_load": ratio(per_call[1], per_call[0]),
+        })
+    );
+}
+
 struct Node(u32);
 
 impl Drop for Node {
@@ -187,6 +250,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let concurrency: usize = std::env::var("ATSESSION_PROXY_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let pds_file = std::env::var("ATSESSION_E2E_PDS").unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -328,6 +395,10 @@ fn main() {
                 "cpu_ratio_baseline_over_gateway": baseline_run.map(|b| ratio(b.cpu_per_call_us.unwrap(), g)),
             })
         );
+        if concurrency > 1 {
+            concurrent(&http, concurrency, calls, &gw_url, Some(&cookie), gw.pid(), &node_url, node.0)
+                .await;
+        }
         drop(node);
     });
 }
