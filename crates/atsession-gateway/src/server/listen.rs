@@ -146,8 +146,10 @@ async fn connection(
     if shutting_down {
         conn.as_mut().graceful_shutdown();
     }
+    // One timer for the connection, re-armed only when it fires (not on every wake-up).
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
     loop {
-        let wait = idle.saturating_sub(activity.since_last());
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -161,11 +163,13 @@ async fn connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            () = tokio::time::sleep(wait) => {
-                if activity.since_last() >= idle {
+            () = &mut timer => {
+                let since = activity.since_last();
+                if since >= idle {
                     tracing::debug!(%peer, "closing a connection idle for {idle:?}");
                     return;
                 }
+                timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
             }
         }
     }

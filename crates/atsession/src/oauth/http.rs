@@ -523,18 +523,22 @@ impl PdsHttp {
         };
         let send = request.send();
         tokio::pin!(send);
+        // One timer, re-armed to the last progress when it fires (not on every wake-up).
+        let timer = tokio::time::sleep_until(progress.last() + idle);
+        tokio::pin!(timer);
         let response = loop {
-            let deadline = progress.last() + idle;
             tokio::select! {
                 biased;
                 r = &mut send => break r.map_err(|e| HttpError::Transport {
                     url: display_url(url),
                     source: e.without_url(),
                 })?,
-                () = tokio::time::sleep_until(deadline) => {
-                    if progress.last() + idle <= tokio::time::Instant::now() {
+                () = &mut timer => {
+                    let deadline = progress.last() + idle;
+                    if deadline <= tokio::time::Instant::now() {
                         return Err(HttpError::Idle { url: display_url(url), timeout: idle });
                     }
+                    timer.as_mut().reset(deadline);
                 }
             }
         };
