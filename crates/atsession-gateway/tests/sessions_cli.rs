@@ -108,6 +108,82 @@ async fn list_revoke_and_cleanup() {
     assert_eq!(empty.trim(), "no live sessions");
 }
 
+/// More expired sessions with grants than one batch: all are deleted, each grant handled
+/// once; without the at-rest key the grants are named as left, not silently dropped.
+#[tokio::test]
+async fn cleanup_ends_expired_sessions_with_grants_in_batches() {
+    use atsession::app::CreateOptions;
+    use atsession::clock::ManualClock;
+    use atsession::store::oauth::GrantId;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("atsession.db");
+    let month_ago = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    let m = SessionManager::new(SqliteStore::open(&db).await.unwrap())
+        .with_clock(std::sync::Arc::new(ManualClock::new(month_ago)));
+    let create = |n: usize, grants: bool| {
+        let m = m.clone();
+        async move {
+            for _ in 0..n {
+                let options = if grants {
+                    CreateOptions::new().grant_id(GrantId::generate())
+                } else {
+                    CreateOptions::new()
+                };
+                m.create_with(ALICE, "alice.test", (), options)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    create(250, true).await;
+    create(3, false).await;
+    let live = SessionManager::new(SqliteStore::open(&db).await.unwrap())
+        .create(BOB, "bob.test", ())
+        .await
+        .unwrap();
+
+    let out = atsession(&db, &["sessions", "cleanup", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap(),
+        serde_json::json!({"deleted": 253, "grants_signed_out": 0})
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no at-rest key: the sessions' 250 OAuth grants are left"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout(&atsession(&db, &["sessions", "cleanup", "--json"])).trim(),
+        r#"{"deleted":0,"grants_signed_out":0}"#
+    );
+    let listed = stdout(&atsession(&db, &["sessions", "list", "--did", BOB]));
+    assert!(listed.contains(live.session.id.as_str()), "{listed}");
+
+    // With the key beside the store, the grants (gone already here) are looked up and
+    // the sessions deleted all the same.
+    let key = dir.path().join("atsession.db.key");
+    std::fs::write(
+        &key,
+        atsession::crypto::at_rest::AtRestKey::generate("k1")
+            .unwrap()
+            .to_spec(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    create(120, true).await;
+    let out = atsession(&db, &["sessions", "revoke", "--all-expired", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap(),
+        serde_json::json!({"revoked": 120, "grants_signed_out": 0})
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn mistakes_exit_non_zero_with_a_clear_message_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -113,17 +113,21 @@ pub async fn run(cmd: SessionsCommand) -> Result<(), CliError> {
             } else {
                 debug_assert!(all_expired);
                 let m = open(&store.db).await?;
-                grants.extend(expired_grants(&m).await?);
-                ("expired sessions", m.delete_expired().await?)
+                let (count, signed_out) = end_expired(&store.db, &m).await?;
+                report(
+                    store.json,
+                    ("revoked", "expired sessions"),
+                    count,
+                    signed_out,
+                );
+                return Ok(());
             };
             let signed_out = sign_out_grants(&store.db, &grants).await?;
             report(store.json, ("revoked", what), count, signed_out);
         }
         SessionsCommand::Cleanup { store } => {
             let m = open(&store.db).await?;
-            let grants = expired_grants(&m).await?;
-            let count = m.delete_expired().await?;
-            let signed_out = sign_out_grants(&store.db, &grants).await?;
+            let (count, signed_out) = end_expired(&store.db, &m).await?;
             report(
                 store.json,
                 ("deleted", "expired sessions"),
@@ -151,16 +155,35 @@ fn report(json: bool, (verb, what): (&str, &str), count: u64, signed_out: u64) {
     }
 }
 
-/// The grants of the sessions that have expired: signed out with them, so that none
-/// outlives its session.
-async fn expired_grants(m: &SessionManager<AnyStore>) -> Result<Vec<GrantId>, CliError> {
+/// Ends the expired sessions, a hundred at a time, as the gateway's cleanup does: the
+/// grant of each that has one is signed out first (when the at-rest key is at hand), so
+/// that none outlives its session; then the session is deleted. Returns how many sessions
+/// were deleted and how many grants signed out.
+async fn end_expired(db: &str, m: &SessionManager<AnyStore>) -> Result<(u64, u64), CliError> {
+    const BATCH: usize = 100;
     let now = atsession::clock::Clock::now(&atsession::clock::SystemClock);
-    Ok(m.store()
-        .expired_with_grants(now, usize::MAX)
-        .await?
-        .into_iter()
-        .map(|(_, grant)| grant)
-        .collect())
+    let mut getter = None;
+    let (mut deleted, mut signed_out, mut left) = (0, 0, 0);
+    loop {
+        let batch = m.store().expired_with_grants(now, BATCH).await?;
+        if getter.is_none() && !batch.is_empty() {
+            getter = Some(grant_getter(db).await?);
+        }
+        for (session, grant) in &batch {
+            match getter.as_ref().and_then(Option::as_ref) {
+                Some(g) => signed_out += sign_out_one(g, grant).await,
+                None => left += 1,
+            }
+            deleted += u64::from(m.delete(session).await?);
+        }
+        if batch.len() < BATCH {
+            break;
+        }
+    }
+    if left > 0 {
+        eprintln!("no at-rest key: the sessions' {left} OAuth grants are left");
+    }
+    Ok((deleted + m.delete_expired().await?, signed_out))
 }
 
 fn parse_did(s: &str) -> Result<Did, UsageError> {
@@ -193,16 +216,30 @@ fn grant_of(s: Session) -> Option<GrantId> {
 /// at-rest key is at hand (`ATSESSION_AT_REST_KEY` or the key file beside the store; an
 /// admin command never creates one). Returns how many were signed out.
 async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> {
-    use super::login::{KEY_ENV, REDIRECT, SCOPE, load_keyring, sibling};
     if grants.is_empty() {
         return Ok(0);
     }
-    if std::env::var(KEY_ENV).is_err() && !sibling(db, ".key").exists() {
+    let Some(getter) = grant_getter(db).await? else {
         eprintln!(
             "no at-rest key: the sessions' {} OAuth grants are left",
             grants.len()
         );
         return Ok(0);
+    };
+    let mut signed_out = 0;
+    for grant in grants {
+        signed_out += sign_out_one(&getter, grant).await;
+    }
+    Ok(signed_out)
+}
+
+/// A session getter on the store, to sign grants out with; `None` when the store's at-rest
+/// key is not at hand (`ATSESSION_AT_REST_KEY` or the key file beside the store; an admin
+/// command never creates one).
+async fn grant_getter(db: &str) -> Result<Option<SessionGetter<AnyStore>>, CliError> {
+    use super::login::{KEY_ENV, REDIRECT, SCOPE, load_keyring, sibling};
+    if std::env::var(KEY_ENV).is_err() && !sibling(db, ".key").exists() {
+        return Ok(None);
     }
     let store = atsession::store::open(db).await?;
     let config = OAuthClientConfig::new(
@@ -210,26 +247,28 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
         load_keyring(db, None)?,
     );
     let lock = store.lock();
-    let getter = SessionGetter::new(
+    Ok(Some(SessionGetter::new(
         OAuthClient::new(config, store)?,
         GetterConfig::default().lock(lock),
-    );
-    let mut signed_out = 0;
-    for grant in grants {
-        match getter.sign_out(grant).await {
-            Ok(existed) => signed_out += u64::from(existed),
-            Err(e) => {
-                // Revoking at the server failed (the grant is deleted all the same), or the
-                // store did.
-                eprintln!("grant {grant}: {e}");
-                let store = getter.client().store();
-                if matches!(GrantStore::load_grant(store, grant).await, Ok(None)) {
-                    signed_out += 1;
-                }
-            }
+    )))
+}
+
+/// Signs one grant out (tokens revoked at the authorization server, grant deleted,
+/// `Deleted` event sent); 1 if it is gone afterwards and was there before.
+async fn sign_out_one(getter: &SessionGetter<AnyStore>, grant: &GrantId) -> u64 {
+    match getter.sign_out(grant).await {
+        Ok(existed) => u64::from(existed),
+        Err(e) => {
+            // Revoking at the server failed (the grant is deleted all the same), or the
+            // store did.
+            eprintln!("grant {grant}: {e}");
+            let store = getter.client().store();
+            u64::from(matches!(
+                GrantStore::load_grant(store, grant).await,
+                Ok(None)
+            ))
         }
     }
-    Ok(signed_out)
 }
 
 /// Opens a store to read it, without writing to it: no file, table or key created, no
