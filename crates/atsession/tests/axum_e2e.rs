@@ -723,6 +723,11 @@ async fn the_cleanup_signs_out_the_grants_of_expired_sessions() {
     log_in(&peer, &base, &mut browser, "alice.test").await;
     let grants = auth.client().grants_of(&alice).await.unwrap();
     assert_eq!(grants.len(), 1);
+    let bob = Did::new(peer.account("bob.test").did.clone()).unwrap();
+    let mut bobs_browser = Jar::default();
+    log_in(&peer, &base, &mut bobs_browser, "bob.test").await;
+    let bobs_grants = auth.client().grants_of(&bob).await.unwrap();
+    assert_eq!(bobs_grants.len(), 1);
     let data = auth.client().grant(&grants[0]).await.unwrap().unwrap();
     let get_session = "/xrpc/com.atproto.server.getSession";
     let before = auth
@@ -748,6 +753,17 @@ async fn the_cleanup_signs_out_the_grants_of_expired_sessions() {
     let r = browser.get(peer.http(), &format!("{base}/whoami")).await;
     assert_eq!(r.text().await.unwrap(), "nobody");
     assert_eq!(auth.client().grants_of(&alice).await.unwrap(), grants);
+    // Logging out with an expired session's cookie signs its grant out at once, without
+    // waiting for the cleanup, and ends the record.
+    let r = bobs_browser
+        .post(peer.http(), &format!("{base}/oauth/logout"))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(auth.client().grants_of(&bob).await.unwrap().is_empty());
+    match next_deleted(&mut events).await {
+        SessionEvent::Deleted { grant_id, .. } => assert_eq!(grant_id, bobs_grants[0]),
+        other => panic!("{other:?}"),
+    }
     let young = auth
         .sessions()
         .create("did:plc:youngyoungyoungyoung000", "young.test", ())

@@ -285,6 +285,22 @@ impl<S: SessionStore> SessionManager<S> {
         })
     }
 
+    /// The stored record the request's credential names, expired or not, neither checked,
+    /// touched nor deleted: for ending what an expired session left behind (its grant) when
+    /// its owner logs out. Never a signed-in session.
+    pub(crate) async fn record_from_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<StoredSession>>, SessionError> {
+        let cred = cookie::credential(headers, &self.config.cookie.name)?;
+        Ok(match cred.source {
+            CredentialSource::Bearer if self.config.access_token_ttl.is_some() => {
+                self.store.load_by_access_token(&cred.token.hash()).await?
+            }
+            _ => self.store.load_by_token(&cred.token.hash()).await?,
+        })
+    }
+
     /// [`load_from_headers`](Self::load_from_headers) on a request.
     pub async fn load_from_request<B>(
         &self,

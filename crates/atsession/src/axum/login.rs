@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use super::errors::{AuthRejection, LoginError, LoginErrorCode, wants_json};
 use super::{AtprotoAuth, SessionCookieLayer, SignOutError, binding, local_path};
-use crate::app::CreateOptions;
+use crate::app::{CreateOptions, SessionError};
 use crate::oauth::{AuthorizeOptions, CallbackParams, OAuthClient, OAuthError, Prompt};
 use crate::store::AnyStore;
 use crate::syntax::{Did, Handle};
@@ -297,9 +297,36 @@ pub async fn logout(State(auth): State<AtprotoAuth>, headers: HeaderMap) -> Resp
             }
             Err(SignOutError::Session(e)) => AuthRejection::Session(e).into_response(),
         },
+        // Expired: the record may still be there, kept for the cleanup to sign its grant
+        // out. Its owner is leaving: do it now.
+        Err(SessionError::Expired) => {
+            end_expired(&auth, &headers).await;
+            signed_out()
+        }
         // Already signed out: still clear the cookie.
         Err(e) if e.is_unauthenticated() => signed_out(),
         Err(e) => AuthRejection::Session(e).into_response(),
+    }
+}
+
+/// Signs out the grant of the expired session the request names and deletes the session,
+/// at logout; failures are logged and left to the cleanup.
+async fn end_expired(auth: &AtprotoAuth, headers: &HeaderMap) {
+    let record = match auth.sessions().record_from_headers(headers).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "finding an expired session at logout failed");
+            return;
+        }
+    };
+    if let Some(grant) = &record.grant_id
+        && let Err(e) = auth.getter().sign_out(grant).await
+    {
+        tracing::warn!(error = %super::errors::describe(&e), "signing an expired session's grant out at logout failed");
+    }
+    if let Err(e) = auth.sessions().delete(&record.id).await {
+        tracing::warn!(error = %e, "deleting an expired session at logout failed");
     }
 }
 
