@@ -236,7 +236,9 @@ impl SqliteStore {
         self.inner.path.as_deref()
     }
 
-    /// Runs a read on a reader connection, on this thread.
+    /// Runs a read on a reader connection, on this thread: the first one free, so that
+    /// reads one after another (a session, then its grant) find the same connection with
+    /// its page and statement caches warm; when all are busy, it waits for one in turn.
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -245,13 +247,13 @@ impl SqliteStore {
         if readers.is_empty() {
             return f(&lock(&self.inner.writer));
         }
-        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..readers.len() {
-            if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+        for reader in readers {
+            if let Ok(conn) = reader.try_lock() {
                 return f(&conn);
             }
         }
-        f(&lock(&readers[start % readers.len()]))
+        let next = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        f(&lock(&readers[next % readers.len()]))
     }
 
     /// Runs a write on the writer connection, on tokio's blocking pool.
