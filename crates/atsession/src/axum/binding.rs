@@ -3,8 +3,10 @@
 //! the cookie, and the OAuth client compares it in constant time before anything is
 //! exchanged or stored; a callback URL followed by any other browser creates nothing.
 //!
-//! One login at a time per browser: a second login started before the first came back
-//! replaces the cookie, and the first one's callback is refused.
+//! Logins started in several tabs of one browser can each come back: a login started while
+//! the browser still holds a binding keeps that value (and renews the cookie's lifetime),
+//! and a callback leaves the cookie in place; it expires on its own, the login lifetime
+//! after the last login started. Each state is still used once only.
 
 use std::time::Duration;
 
@@ -28,23 +30,24 @@ pub(crate) fn generate() -> (Token, TokenHash) {
     (token, hash)
 }
 
-/// `Set-Cookie` for a new binding.
+/// The browser's binding, when its cookie holds one this module made (so a login started
+/// beside another one shares its value); else a fresh one.
+pub(crate) fn current_or_generate(headers: &HeaderMap, secure: bool) -> (Token, TokenHash) {
+    from_headers(headers, secure)
+        .and_then(|v| Token::parse(v.expose()).ok())
+        .map_or_else(generate, |token| {
+            let hash = TokenHash::of(token.expose().as_bytes());
+            (token, hash)
+        })
+}
+
+/// `Set-Cookie` for a binding (new or renewed).
 pub(crate) fn set_cookie(token: &Token, secure: bool, ttl: Duration) -> HeaderValue {
     let value = format!(
         "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
         name(secure),
         token.expose(),
         ttl.as_secs().max(1),
-        if secure { "; Secure" } else { "" }
-    );
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// `Set-Cookie` that removes the binding.
-pub(crate) fn clear_cookie(secure: bool) -> HeaderValue {
-    let value = format!(
-        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
-        name(secure),
         if secure { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -88,6 +91,17 @@ mod tests {
         let got = from_headers(&headers, true).unwrap();
         assert_eq!(TokenHash::of(got.expose().as_bytes()), hash);
         assert!(from_headers(&headers, false).is_none());
-        assert!(clear_cookie(false).to_str().unwrap().contains("Max-Age=0"));
+        // A second login in the same browser keeps the binding; a malformed one is replaced.
+        let (again, again_hash) = current_or_generate(&headers, true);
+        assert_eq!(again.expose(), token.expose());
+        assert_eq!(again_hash, hash);
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            header::COOKIE,
+            "__Host-atsession-login=short".parse().unwrap(),
+        );
+        let (fresh, _) = current_or_generate(&odd, true);
+        assert_ne!(fresh.expose(), "short");
+        assert_ne!(fresh.expose(), token.expose());
     }
 }

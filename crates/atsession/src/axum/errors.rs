@@ -140,13 +140,12 @@ impl LoginError {
     }
 
     /// The answer: JSON for clients that ask for it, else a redirect to `error_path` (or a
-    /// plain-text page). `extra` headers (a cookie to clear) go on either. Without
-    /// `details`, the message is the code's sentence for the user, not the error's causes.
+    /// plain-text page). Without `details`, the message is the code's sentence for the user,
+    /// not the error's causes.
     pub(crate) fn respond(
         &self,
         wants_json: bool,
         error_path: Option<&str>,
-        extra: Option<HeaderValue>,
         details: bool,
     ) -> Response {
         let message = if details {
@@ -175,9 +174,6 @@ impl LoginError {
             )
                 .into_response()
         };
-        if let Some(v) = extra {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -325,20 +321,14 @@ mod tests {
         assert!(!wants_json(&h));
 
         let e = LoginError::new(LoginErrorCode::UnknownState, "spent");
-        let r = e.respond(false, Some("/oops?from=login"), None, true);
+        let r = e.respond(false, Some("/oops?from=login"), true);
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert_eq!(
             r.headers()[header::LOCATION],
             "/oops?from=login&error=unknown_state"
         );
-        let r = e.respond(
-            true,
-            Some("/oops"),
-            Some(HeaderValue::from_static("a=; Max-Age=0")),
-            false,
-        );
+        let r = e.respond(true, Some("/oops"), false);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(r.headers()[header::SET_COOKIE], "a=; Max-Age=0");
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
         let body = r.into_body();
         let body = axum::body::to_bytes(body, 1 << 16).await.unwrap();
@@ -348,7 +338,7 @@ mod tests {
             LoginErrorCode::UnknownState.describe(),
             "no causes without details"
         );
-        let r = e.respond(false, None, None, true);
+        let r = e.respond(false, None, true);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         assert!(
             r.headers()[header::CONTENT_TYPE]

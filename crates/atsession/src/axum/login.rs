@@ -88,20 +88,14 @@ impl AtprotoAuth {
         self.sessions().config().cookie.secure
     }
 
-    fn fail(&self, json: bool, e: &LoginError, clear_binding: bool) -> Response {
-        let extra = clear_binding.then(|| binding::clear_cookie(self.secure()));
+    fn fail(&self, json: bool, e: &LoginError) -> Response {
         // Configured paths go through the same guard: a Location is always valid.
         let error_path = self
             .config()
             .error_path
             .as_deref()
             .map(|p| local_path(Some(p), "/"));
-        e.respond(
-            json,
-            error_path.as_deref(),
-            extra,
-            self.config().error_details,
-        )
+        e.respond(json, error_path.as_deref(), self.config().error_details)
     }
 }
 
@@ -129,7 +123,7 @@ pub async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri
         Ok(Query(q)) => q,
         Err(e) => {
             let e = LoginError::new(LoginErrorCode::BadRequest, e.body_text());
-            return auth.fail(json, &e, false);
+            return auth.fail(json, &e);
         }
     };
     let Some(identifier) = q
@@ -142,7 +136,7 @@ pub async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri
             LoginErrorCode::MissingIdentifier,
             "missing `identifier` (a handle, DID or PDS URL)",
         );
-        return auth.fail(json, &e, false);
+        return auth.fail(json, &e);
     };
     let prompt = match q.prompt.as_deref().filter(|p| !p.is_empty()) {
         None => None,
@@ -153,12 +147,12 @@ pub async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri
                     LoginErrorCode::BadRequest,
                     "unknown `prompt` (login, none, consent, select_account or create)",
                 );
-                return auth.fail(json, &e, false);
+                return auth.fail(json, &e);
             }
         },
     };
     let config = auth.config();
-    let (value, hash) = binding::generate();
+    let (value, hash) = binding::current_or_generate(&headers, auth.secure());
     let options = AuthorizeOptions {
         app_state: Some(local_path(
             q.redirect_to.as_deref(),
@@ -183,13 +177,14 @@ pub async fn login(State(auth): State<AtprotoAuth>, headers: HeaderMap, uri: Uri
         }
         Err(e) => {
             tracing::info!(error = %super::errors::describe(&e), "login could not start");
-            auth.fail(json, &LoginError::from_oauth(&e), false)
+            auth.fail(json, &LoginError::from_oauth(&e))
         }
     }
 }
 
-/// `GET /oauth/callback`. The browser binding cookie is cleared (when the request carries
-/// one), whatever the outcome.
+/// `GET /oauth/callback`. The browser binding cookie is left in place, whatever the
+/// outcome, so that another login started in the same browser can still come back (it
+/// expires on its own; see [`binding`]).
 pub async fn callback(
     State(auth): State<AtprotoAuth>,
     headers: HeaderMap,
@@ -197,17 +192,16 @@ pub async fn callback(
 ) -> Response {
     let json = wants_json(&headers);
     let bound = binding::from_headers(&headers, auth.secure());
-    let clear = bound.is_some();
     let mut params = match CallbackParams::from_query(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
-        Err(e) => return auth.fail(json, &LoginError::from_oauth(&OAuthError::from(e)), clear),
+        Err(e) => return auth.fail(json, &LoginError::from_oauth(&OAuthError::from(e))),
     };
     params.browser_binding = bound;
     let done = match auth.client().callback(&params).await {
         Ok(done) => done,
         Err(e) => {
             tracing::info!(error = %super::errors::describe(&e), "login callback refused");
-            return auth.fail(json, &LoginError::from_oauth(&e), clear);
+            return auth.fail(json, &LoginError::from_oauth(&e));
         }
     };
     let grant = done.grant.grant_id.clone();
@@ -231,7 +225,7 @@ pub async fn callback(
                 tracing::warn!(error = %r, "signing the orphaned grant out failed");
             }
             let e = LoginError::new(LoginErrorCode::Internal, "could not create the session");
-            return auth.fail(json, &e, clear);
+            return auth.fail(json, &e);
         }
     };
     tracing::info!(did = %did, session = %new.session.id, "logged in");
@@ -251,9 +245,6 @@ pub async fn callback(
     };
     let h = response.headers_mut();
     h.append(header::SET_COOKIE, auth.sessions().set_cookie(&new));
-    if clear {
-        h.append(header::SET_COOKIE, binding::clear_cookie(auth.secure()));
-    }
     no_store(response)
 }
 
