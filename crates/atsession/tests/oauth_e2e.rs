@@ -13,6 +13,7 @@ mod pds;
 use std::time::Duration;
 
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::oauth::dpop::DpopAlg;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::jose::EcKey;
 use atsession::oauth::keys::Keyset;
@@ -121,6 +122,8 @@ async fn public_loopback_client_full_flow() {
     assert!(ts.refresh_token.is_some());
     assert!(ts.expires_at.is_some());
     assert_eq!(session.auth, ClientAuth::None);
+    // The PDS offers ES256K, which the client prefers for DPoP, as the reference client does.
+    assert_eq!(session.dpop_key.alg(), DpopAlg::Es256k);
     // No token in Debug output.
     let dbg = format!("{session:?}");
     assert!(!dbg.contains(ts.access_token.expose()));
@@ -178,10 +181,12 @@ async fn confidential_client_full_flow() {
     peer.register_client(&client_id, &serde_json::to_value(&metadata).unwrap())
         .await
         .expect("register the client metadata");
+    // P-256 DPoP keys (those of grants made before ES256K was preferred) work the same.
     let config = OAuthClientConfig::new(metadata, keyring())
         .keyset(keyset)
         .dev_mode(true)
-        .identity(identity(&peer, peer.plc_url()));
+        .identity(identity(&peer, peer.plc_url()))
+        .dpop_alg(DpopAlg::Es256);
     let client = OAuthClient::new(config, MemoryStore::new()).unwrap();
 
     // Start from the DID this time.
@@ -204,6 +209,7 @@ async fn confidential_client_full_flow() {
             kid: "k-2026".into()
         }
     );
+    assert_eq!(session.dpop_key.alg(), DpopAlg::Es256);
     let (status, body) = get_session(&client, &session).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["did"], alice.did.as_str());

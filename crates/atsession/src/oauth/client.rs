@@ -10,7 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
-use super::dpop::{self, DpopKey, DpopNonces};
+use super::dpop::{self, DpopAlg, DpopKey, DpopNonces};
 use super::error::{CallbackError, ClientConfigError, OAuthError};
 use super::grant::Grant;
 use super::http::{
@@ -71,6 +71,10 @@ pub struct OAuthClientConfig {
     pub state_ttl: Duration,
     /// How long server metadata is cached (1 minute by default).
     pub metadata_ttl: Duration,
+    /// The algorithm of new grants' DPoP keys when the authorization server offers it
+    /// (`ES256K` by default, as the reference client); otherwise the other one. Grants keep
+    /// the key they were made with.
+    pub dpop_alg: DpopAlg,
 }
 
 impl fmt::Debug for OAuthClientConfig {
@@ -99,6 +103,7 @@ impl OAuthClientConfig {
             clock: Arc::new(SystemClock),
             state_ttl: DEFAULT_STATE_TTL,
             metadata_ttl: DEFAULT_METADATA_TTL,
+            dpop_alg: DpopAlg::Es256k,
         }
     }
 
@@ -159,6 +164,27 @@ impl OAuthClientConfig {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Sets the algorithm new grants' DPoP keys use when the authorization server offers it
+    /// (`ES256K` by default); a server that offers only the other gets the other.
+    ///
+    /// ```
+    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::oauth::dpop::DpopAlg;
+    /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
+    /// let keyring = AtRestKeyring::new(AtRestKey::new("2026-11", [7; 32])?);
+    /// let config = OAuthClientConfig::new(metadata, keyring).dpop_alg(DpopAlg::Es256);
+    /// assert_eq!(config.dpop_alg, DpopAlg::Es256);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn dpop_alg(mut self, alg: DpopAlg) -> Self {
+        self.dpop_alg = alg;
         self
     }
 }
@@ -343,6 +369,7 @@ pub(crate) struct Core {
     pub(crate) servers: MetadataResolver,
     pub(crate) keyring: AtRestKeyring,
     pub(crate) state_ttl: Duration,
+    pub(crate) dpop_alg: DpopAlg,
 }
 
 /// The atproto OAuth client. Cheap to clone; clones share caches and the DPoP nonces.
@@ -353,6 +380,18 @@ pub(crate) struct Core {
 pub struct OAuthClient<S> {
     core: Arc<Core>,
     store: S,
+}
+
+impl Core {
+    /// The algorithm of a new grant's DPoP key at `server`: the configured one when offered,
+    /// else the other (validated metadata offers at least one of the two).
+    pub(crate) fn dpop_alg_for(&self, server: &AuthorizationServer) -> DpopAlg {
+        let offered = &server.metadata.dpop_signing_alg_values_supported;
+        if offered.iter().any(|a| a == self.dpop_alg.as_str()) {
+            return self.dpop_alg;
+        }
+        DpopAlg::choose(offered).unwrap_or(DpopAlg::Es256)
+    }
 }
 
 impl<S: Clone> Clone for OAuthClient<S> {
@@ -457,6 +496,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
                 servers,
                 keyring: config.keyring,
                 state_ttl: config.state_ttl,
+                dpop_alg: config.dpop_alg,
             }),
             store,
         })
@@ -631,7 +671,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         }
 
         let pkce = Pkce::generate();
-        let dpop_key = DpopKey::generate();
+        let dpop_key = DpopKey::generate_for(self.core.dpop_alg_for(server));
         let state = b64url(random_bytes::<32>());
         let mut params: Vec<(&str, &str)> = vec![
             ("response_type", "code"),

@@ -1,5 +1,6 @@
-//! The small piece of JOSE that atproto OAuth needs, on p256 directly: ES256 keys as JWKs,
-//! compact JWS signing, and JWK thumbprints (RFC 7638).
+//! The small piece of JOSE that atproto OAuth needs, on RustCrypto's curves directly: ES256
+//! (P-256) keys for client assertions and DPoP, ES256K (secp256k1) keys for DPoP, both as
+//! JWKs, compact JWS signing, and JWK thumbprints (RFC 7638).
 //!
 //! ```
 //! use atsession::oauth::jose::EcKey;
@@ -34,6 +35,9 @@ pub enum JoseError {
     /// not on the curve.
     #[error("the JWK's key material is invalid")]
     KeyMaterial,
+    /// The JWK is neither a P-256 nor a secp256k1 EC key.
+    #[error("the JWK is not a P-256 or secp256k1 EC key")]
+    UnsupportedKey,
     /// The JWK holds no private part (`d`).
     #[error("the JWK has no private key")]
     NotPrivate,
@@ -48,13 +52,13 @@ pub fn b64url(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A JSON Web Key, as much of it as atproto OAuth uses (EC P-256). `d`, the private scalar,
-/// never prints.
+/// A JSON Web Key, as much of it as atproto OAuth uses (EC: P-256 or secp256k1). `d`, the
+/// private scalar, never prints.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     /// Key type: `EC`.
     pub kty: String,
-    /// Curve: `P-256`.
+    /// Curve: `P-256` or `secp256k1`.
     pub crv: String,
     /// The x coordinate, base64url.
     pub x: String,
@@ -66,7 +70,7 @@ pub struct Jwk {
     /// Key id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// Algorithm: `ES256`.
+    /// Algorithm: `ES256` or `ES256K`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
     /// Intended use: `sig`.
@@ -187,12 +191,9 @@ impl EcKey {
     /// A fresh key from the operating system's random generator.
     #[must_use]
     pub fn generate() -> Self {
-        loop {
-            let bytes = Zeroizing::new(random_bytes::<32>());
-            // Fails only for zero or a scalar above the group order: probability ~2^-32.
-            if let Ok(signing) = SigningKey::from_slice(&bytes[..]) {
-                return Self { signing, kid: None };
-            }
+        Self {
+            signing: generate_scalar(|b| SigningKey::from_slice(b).ok()),
+            kid: None,
         }
     }
 
@@ -212,20 +213,16 @@ impl EcKey {
     /// Reads a private P-256 JWK (`kty` `EC`, `crv` `P-256`, `d`); checks that `x` and `y`
     /// match `d`.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, JoseError> {
-        if jwk.kty != "EC" || jwk.crv != "P-256" {
+        if jwk.kty != "EC" || jwk.crv != P256_CRV {
             return Err(JoseError::NotP256);
         }
-        let d = jwk.d.as_ref().ok_or(JoseError::NotPrivate)?;
-        let d = decode32(d.expose())?;
+        let d = private_scalar(jwk)?;
         let signing = SigningKey::from_slice(&d[..]).map_err(|_| JoseError::KeyMaterial)?;
         let key = Self {
             signing,
             kid: jwk.kid.clone(),
         };
-        let public = key.public_jwk();
-        if public.x != jwk.x || public.y != jwk.y {
-            return Err(JoseError::KeyMaterial);
-        }
+        same_public(&key.public_jwk(), jwk)?;
         Ok(key)
     }
 
@@ -242,25 +239,19 @@ impl EcKey {
     pub fn public_jwk(&self) -> Jwk {
         let point = self.signing.verifying_key().to_sec1_point(false);
         // An uncompressed point always has both coordinates.
-        let x = point.x().map(b64url).unwrap_or_default();
-        let y = point.y().map(b64url).unwrap_or_default();
-        Jwk {
-            kty: "EC".into(),
-            crv: "P-256".into(),
-            x,
-            y,
-            d: None,
-            kid: self.kid.clone(),
-            alg: Some("ES256".into()),
-            use_: Some("sig".into()),
-        }
+        public_jwk(
+            P256_CRV,
+            "ES256",
+            point.x().map(b64url).unwrap_or_default(),
+            point.y().map(b64url).unwrap_or_default(),
+            self.kid.clone(),
+        )
     }
 
     /// The bare public JWK, as a DPoP proof header carries it: `kty`, `crv`, `x`, `y` only.
     #[must_use]
     pub fn bare_public_jwk(&self) -> serde_json::Value {
-        let jwk = self.public_jwk();
-        serde_json::json!({"kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y})
+        bare(&self.public_jwk())
     }
 
     /// The RFC 7638 thumbprint of the public key.
@@ -289,16 +280,156 @@ impl EcKey {
     /// Signs a compact JWS whose header is already encoded (`b64url(header)`) and whose
     /// claims are serialized JSON.
     pub(crate) fn sign_encoded(&self, header_b64: &str, claims: &[u8]) -> String {
-        // Header, claims and the 64-byte signature (86 characters), and the two dots.
-        let mut jwt = String::with_capacity(header_b64.len() + claims.len().div_ceil(3) * 4 + 88);
-        jwt.push_str(header_b64);
-        jwt.push('.');
-        URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
-        let sig: Signature = self.signing.sign(jwt.as_bytes());
-        jwt.push('.');
-        URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), &mut jwt);
-        jwt
+        compact_jws(header_b64, claims, |input| {
+            let sig: Signature = self.signing.sign(input);
+            sig.to_bytes().into()
+        })
     }
+}
+
+/// A secp256k1 private key used for ES256K: a DPoP key, when the authorization server offers
+/// ES256K (the reference client prefers it, and it signs in about half the time of P-256).
+///
+/// Invariant: a valid non-zero secp256k1 scalar. Never printed.
+#[derive(Clone)]
+pub struct Secp256k1Key {
+    signing: k256::ecdsa::SigningKey,
+}
+
+impl fmt::Debug for Secp256k1Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secp256k1Key")
+            .field("thumbprint", &self.public_jwk().thumbprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Secp256k1Key {
+    /// A fresh key from the operating system's random generator.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self {
+            signing: generate_scalar(|b| k256::ecdsa::SigningKey::from_slice(b).ok()),
+        }
+    }
+
+    /// Reads a private secp256k1 JWK (`kty` `EC`, `crv` `secp256k1`, `d`); checks that `x`
+    /// and `y` match `d`.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, JoseError> {
+        if jwk.kty != "EC" || jwk.crv != SECP256K1_CRV {
+            return Err(JoseError::UnsupportedKey);
+        }
+        let d = private_scalar(jwk)?;
+        let signing =
+            k256::ecdsa::SigningKey::from_slice(&d[..]).map_err(|_| JoseError::KeyMaterial)?;
+        let key = Self { signing };
+        same_public(&key.public_jwk(), jwk)?;
+        Ok(key)
+    }
+
+    /// The private JWK (with `d` and `alg` `ES256K`). Handle as the secret it is.
+    #[must_use]
+    pub fn to_private_jwk(&self) -> Jwk {
+        let mut jwk = self.public_jwk();
+        jwk.d = Some(SecretString::new(b64url(self.signing.to_bytes())));
+        jwk
+    }
+
+    /// The public JWK (no `d`), with `alg` `ES256K` and `use` `sig`.
+    #[must_use]
+    pub fn public_jwk(&self) -> Jwk {
+        let point = self.signing.verifying_key().to_sec1_point(false);
+        // An uncompressed point always has both coordinates.
+        public_jwk(
+            SECP256K1_CRV,
+            "ES256K",
+            point.x().map(b64url).unwrap_or_default(),
+            point.y().map(b64url).unwrap_or_default(),
+            None,
+        )
+    }
+
+    /// The bare public JWK, as a DPoP proof header carries it: `kty`, `crv`, `x`, `y` only.
+    #[must_use]
+    pub fn bare_public_jwk(&self) -> serde_json::Value {
+        bare(&self.public_jwk())
+    }
+
+    /// The verifying (public) key.
+    #[must_use]
+    pub fn verifying_key(&self) -> &k256::ecdsa::VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    /// Signs a compact JWS whose header is already encoded: ES256K, SHA-256 and `r || s`.
+    pub(crate) fn sign_encoded(&self, header_b64: &str, claims: &[u8]) -> String {
+        compact_jws(header_b64, claims, |input| {
+            let sig: k256::ecdsa::Signature = self.signing.sign(input);
+            sig.to_bytes().into()
+        })
+    }
+}
+
+/// JOSE's name of the P-256 curve.
+const P256_CRV: &str = "P-256";
+/// JOSE's name of the secp256k1 curve (RFC 8812).
+const SECP256K1_CRV: &str = "secp256k1";
+
+/// A key from 32 random bytes, drawn again in the rare case they are no valid scalar (zero,
+/// or not below the group order: probability below 2^-127 on either curve).
+fn generate_scalar<K>(parse: impl Fn(&[u8]) -> Option<K>) -> K {
+    loop {
+        let bytes = Zeroizing::new(random_bytes::<32>());
+        if let Some(key) = parse(&bytes[..]) {
+            return key;
+        }
+    }
+}
+
+/// The private scalar `d` of a JWK, decoded.
+fn private_scalar(jwk: &Jwk) -> Result<Zeroizing<[u8; 32]>, JoseError> {
+    let d = jwk.d.as_ref().ok_or(JoseError::NotPrivate)?;
+    decode32(d.expose())
+}
+
+/// A JWK's `x` and `y` must be those of the key its `d` makes.
+fn same_public(derived: &Jwk, given: &Jwk) -> Result<(), JoseError> {
+    if derived.x == given.x && derived.y == given.y {
+        Ok(())
+    } else {
+        Err(JoseError::KeyMaterial)
+    }
+}
+
+fn public_jwk(crv: &str, alg: &str, x: String, y: String, kid: Option<String>) -> Jwk {
+    Jwk {
+        kty: "EC".into(),
+        crv: crv.into(),
+        x,
+        y,
+        d: None,
+        kid,
+        alg: Some(alg.into()),
+        use_: Some("sig".into()),
+    }
+}
+
+fn bare(jwk: &Jwk) -> serde_json::Value {
+    serde_json::json!({"kty": jwk.kty, "crv": jwk.crv, "x": jwk.x, "y": jwk.y})
+}
+
+/// `header_b64.b64url(claims).b64url(signature)`, the signature made by `sign` over the first
+/// two parts.
+fn compact_jws(header_b64: &str, claims: &[u8], sign: impl FnOnce(&[u8]) -> [u8; 64]) -> String {
+    // Header, claims and the 64-byte signature (86 characters), and the two dots.
+    let mut jwt = String::with_capacity(header_b64.len() + claims.len().div_ceil(3) * 4 + 88);
+    jwt.push_str(header_b64);
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
+    let sig = sign(jwt.as_bytes());
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
+    jwt
 }
 
 /// A random identifier for `jti` and `state`: 128 bits, base64url.
@@ -370,6 +501,65 @@ mod tests {
         let mut rsa = jwk;
         rsa.kty = "RSA".into();
         assert_eq!(EcKey::from_jwk(&rsa).map(|_| ()), Err(JoseError::NotP256));
+    }
+
+    #[test]
+    fn secp256k1_jwk_round_trip_and_es256k_signature() {
+        use k256::ecdsa::signature::Verifier as _;
+
+        let k = Secp256k1Key::generate();
+        let jwk = k.to_private_jwk();
+        assert_eq!(
+            (jwk.crv.as_str(), jwk.alg.as_deref()),
+            ("secp256k1", Some("ES256K"))
+        );
+        let back = Secp256k1Key::from_jwk(&jwk).unwrap();
+        assert_eq!(back.public_jwk(), k.public_jwk());
+        let d = jwk.d.as_ref().unwrap().expose().to_owned();
+        assert!(!format!("{jwk:?} {k:?}").contains(&d));
+        // The wrong curve, a mismatched point, or no private part: refused.
+        let mut wrong = jwk.clone();
+        wrong.x = Secp256k1Key::generate().public_jwk().x;
+        assert_eq!(
+            Secp256k1Key::from_jwk(&wrong).map(|_| ()),
+            Err(JoseError::KeyMaterial)
+        );
+        assert_eq!(
+            Secp256k1Key::from_jwk(&jwk.to_public()).map(|_| ()),
+            Err(JoseError::NotPrivate)
+        );
+        assert_eq!(
+            Secp256k1Key::from_jwk(&EcKey::generate().to_private_jwk()).map(|_| ()),
+            Err(JoseError::UnsupportedKey)
+        );
+        // A P-256 scalar under a secp256k1 label does not pass as one.
+        let mut relabelled = EcKey::generate().to_private_jwk();
+        relabelled.crv = "secp256k1".into();
+        assert_eq!(
+            Secp256k1Key::from_jwk(&relabelled).map(|_| ()),
+            Err(JoseError::KeyMaterial)
+        );
+
+        let header = b64url(br#"{"alg":"ES256K"}"#);
+        let jwt = k.sign_encoded(&header, br#"{"a":1}"#);
+        let (h, c, sig) = decode_jwt(&jwt);
+        assert_eq!(
+            (h["alg"].as_str(), c["a"].as_i64()),
+            (Some("ES256K"), Some(1))
+        );
+        let sig = k256::ecdsa::Signature::from_slice(&sig).unwrap();
+        let signing_input = jwt.rsplit_once('.').unwrap().0;
+        k.verifying_key()
+            .verify(signing_input.as_bytes(), &sig)
+            .unwrap();
+        // Verified against the JWK's own coordinates, as a server does.
+        let mut sec1 = vec![4u8];
+        sec1.extend(URL_SAFE_NO_PAD.decode(&jwk.x).unwrap());
+        sec1.extend(URL_SAFE_NO_PAD.decode(&jwk.y).unwrap());
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+            .unwrap()
+            .verify(signing_input.as_bytes(), &sig)
+            .unwrap();
     }
 
     #[test]

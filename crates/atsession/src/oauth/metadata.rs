@@ -5,7 +5,7 @@
 //! Validation of authorization-server metadata ([`AuthorizationServerMetadata::validate`]):
 //! the `issuer` equals the issuer it was fetched for, is an origin (`https` outside
 //! development mode, no path, query or fragment); PAR is required and has an endpoint;
-//! DPoP supports ES256; the client's auth method is supported (with ES256 signing for
+//! DPoP supports ES256K or ES256; the client's auth method is supported (with ES256 signing for
 //! `private_key_jwt`); response type `code`; PKCE `S256`;
 //! `authorization_response_iss_parameter_supported`; client id metadata documents; the
 //! `atproto` scope; and every endpoint URL passes the URL policy.
@@ -230,9 +230,9 @@ impl AuthorizationServerMetadata {
         let Some(par) = &self.pushed_authorization_request_endpoint else {
             return Err(MetadataError::Unsupported("no PAR endpoint"));
         };
-        if !has(&self.dpop_signing_alg_values_supported, "ES256") {
+        if super::dpop::DpopAlg::choose(&self.dpop_signing_alg_values_supported).is_none() {
             return Err(MetadataError::Unsupported(
-                "DPoP with ES256 is not supported",
+                "DPoP with ES256K or ES256 is not supported",
             ));
         }
         if !has(&self.token_endpoint_auth_methods_supported, auth.as_str()) {
@@ -502,6 +502,15 @@ pub(crate) mod tests {
         );
         let local = "http://localhost:2583";
         assert!(check(good(local), local, AuthMethodKind::None, true).is_ok());
+        // DPoP with either of the two curves is enough.
+        for algs in [["ES256K"], ["ES256"]] {
+            let mut d = good(iss);
+            d["dpop_signing_alg_values_supported"] = serde_json::json!(algs);
+            assert!(
+                check(d, iss, AuthMethodKind::None, false).is_ok(),
+                "{algs:?}"
+            );
+        }
     }
 
     #[test]
@@ -535,7 +544,7 @@ pub(crate) mod tests {
                 }),
             ),
             (
-                "no ES256",
+                "no ES256 or ES256K",
                 mutate(&|d| d["dpop_signing_alg_values_supported"] = serde_json::json!(["RS256"])),
             ),
             (
