@@ -4,6 +4,12 @@
 //! token, HTTP to the PDS), and against the Node backend-for-frontend on
 //! `@atproto/oauth-client-node` (`e2e/refclient/bff.mjs`, its `fetchHandler`), in one run.
 //!
+//! The Node BFF runs twice. `node bff` does the gateway's job the way the reference example
+//! app does it: each request's cookie is looked up in an app-session table and the user's
+//! OAuth session restored (`client.restore(did)`) from a SQLite session store, then called;
+//! this is the comparison the CPU ratio is about. `node bff lean` keeps one session in
+//! memory and checks no cookie: less work than the gateway does, a lower bound.
+//!
 //! ```sh
 //! bash e2e/pds/up.sh /tmp/pds.json
 //! ATSESSION_E2E_PDS=/tmp/pds.json cargo bench -p atsession-gateway --bench proxy_cost
@@ -14,8 +20,8 @@
 //! ```
 //!
 //! First the direct call alone, for this process's CPU per call (the library's own cost of
-//! a call, a floor); then the three interleaved call by call (direct, gateway, Node), so
-//! that they see the same machine. Calls are sequential, on keep-alive connections. For
+//! a call, a floor); then the four interleaved call by call (direct, gateway, the two Node
+//! BFFs), so that they see the same machine. Calls are sequential, on keep-alive connections. For
 //! each target it prints one JSON line: latency p50/p99 (ms) and the CPU time per call (µs;
 //! utime + stime from `/proc/<pid>/stat` before and after) of its process; then the added
 //! latency of each proxy over the direct call and the ratio of the proxies' CPU per call.
@@ -136,26 +142,28 @@ fn gateway_args(db: &std::path::Path, key: &std::path::Path) -> Vec<std::ffi::Os
     vec!["--db".into(), db.into(), "--key-file".into(), key.into()]
 }
 
-/// Under load: `concurrency` callers at once, first on the gateway, then on the Node BFF;
-/// the CPU per call of each and their ratio. Not interleaved (each phase keeps the PDS
-/// busy), so less exact than the sequential ratio.
-#[allow(clippy::too_many_arguments)]
+/// One process called in the bench: a label, the URL of the proxied call, its cookie.
+struct Target<'a> {
+    name: &'a str,
+    url: &'a str,
+    cookie: Option<&'a str>,
+    pid: u32,
+}
+
+/// Under load: `concurrency` callers at once, on each target in turn (the gateway first);
+/// the CPU per call of each and the ratio of each other target's to the gateway's. Not
+/// interleaved (each phase keeps the PDS busy), so less exact than the sequential ratio.
 async fn concurrent(
     http: &reqwest::Client,
     concurrency: usize,
     calls: usize,
-    gw_url: &str,
-    cookie: Option<&str>,
-    gw_pid: u32,
-    node_url: &str,
-    node_pid: u32,
+    targets: &[Target<'_>],
 ) {
     let each = calls.div_ceil(concurrency);
     let mut per_call = Vec::new();
-    for (target, url, cookie, pid) in [
-        ("gateway /xrpc/ under load", gw_url, cookie, gw_pid),
-        ("node bff under load", node_url, None, node_pid),
-    ] {
+    for t in targets {
+        let target = format!("{} under load", t.name);
+        let (url, cookie, pid) = (t.url, t.cookie, t.pid);
         let before = cpu_us(pid);
         let start = Instant::now();
         let tasks: Vec<_> = (0..concurrency)
@@ -178,7 +186,7 @@ async fn concurrent(
         }
         let elapsed = start.elapsed().as_secs_f64();
         let n = lat.len();
-        let run = report(target, n, lat, Some(cpu_us(pid) - before));
+        let run = report(&target, n, lat, Some(cpu_us(pid) - before));
         println!(
             "{}",
             serde_json::json!({
@@ -189,13 +197,16 @@ async fn concurrent(
         );
         per_call.push(run.cpu_per_call_us.unwrap());
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "concurrency": concurrency,
-            "cpu_ratio_node_over_gateway_under_load": ratio(per_call[1], per_call[0]),
-        })
-    );
+    for (t, cpu) in targets.iter().zip(&per_call).skip(1) {
+        println!(
+            "{}",
+            serde_json::json!({
+                "concurrency": concurrency,
+                "target": t.name,
+                "cpu_ratio_over_gateway_under_load": ratio(*cpu, per_call[0]),
+            })
+        );
+    }
 }
 
 struct Node(u32);
@@ -208,12 +219,17 @@ impl Drop for Node {
     }
 }
 
-/// Starts `e2e/refclient/bff.mjs` with the e2e Node; its URL and process.
-async fn start_node(pds_file: &str, dir: &std::path::Path) -> Option<(String, Node)> {
+/// Starts `e2e/refclient/bff.mjs` in `mode` (`per-request` or `lean`) with the e2e Node;
+/// its URL, its process and the cookie of alice's app session (per request only).
+async fn start_node(
+    pds_file: &str,
+    dir: &std::path::Path,
+    mode: &str,
+) -> Option<(String, Node, Option<String>)> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let out = dir.join("bff.json");
+    let out = dir.join(format!("bff-{mode}.json"));
     let script = format!(
-        "source e2e/env.sh && exec node e2e/refclient/bff.mjs {}",
+        "source e2e/env.sh && exec node e2e/refclient/bff.mjs {} {mode}",
         out.display()
     );
     let mut child = tokio::process::Command::new("bash")
@@ -229,7 +245,8 @@ async fn start_node(pds_file: &str, dir: &std::path::Path) -> Option<(String, No
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
         {
             let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
-            return Some((v["url"].as_str()?.to_owned(), Node(pid)));
+            let cookie = v["cookie"].as_str().map(str::to_owned);
+            return Some((v["url"].as_str()?.to_owned(), Node(pid), cookie));
         }
         if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
             eprintln!("the Node BFF did not start (run bash e2e/pds/setup.sh first)");
@@ -320,22 +337,31 @@ fn main() {
         }
         report("direct (library in process)", calls, lat, Some(cpu_us(me) - before));
 
-        let Some((node_url, node)) = start_node(&pds_file, dir.path()).await else {
+        let Some((node_url, node, node_cookie)) =
+            start_node(&pds_file, dir.path(), "per-request").await
+        else {
             return;
         };
-        // The three interleaved, call by call, so that they see the same machine.
+        let Some((lean_url, lean, _)) = start_node(&pds_file, dir.path(), "lean").await else {
+            return;
+        };
+        let node_cookie = node_cookie.as_deref();
+        // The four interleaved, call by call, so that they see the same machine.
         let gw_url = gw.url(&format!("/xrpc/{NSID}"));
         let node_url = format!("{node_url}/xrpc/{NSID}");
+        let lean_url = format!("{lean_url}/xrpc/{NSID}");
         for _ in 0..50 {
             get(&http, &gw_url, Some(&cookie)).await;
-            get(&http, &node_url, None).await;
+            get(&http, &node_url, node_cookie).await;
+            get(&http, &lean_url, None).await;
             if let Some((url, cookie, _)) = &baseline {
                 get(&http, url, Some(cookie)).await;
             }
         }
-        let (g0, n0) = (cpu_us(gw.pid()), cpu_us(node.0));
+        let (g0, n0, l0) = (cpu_us(gw.pid()), cpu_us(node.0), cpu_us(lean.0));
         let b0 = baseline.as_ref().map(|(_, _, b)| cpu_us(b.pid()));
-        let (mut ld, mut lg, mut ln, mut lb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ld, mut lg, mut ln, mut ll, mut lb) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..calls {
             let t = Instant::now();
             direct_one().await;
@@ -349,17 +375,35 @@ fn main() {
                 lb.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             let t = Instant::now();
-            get(&http, &node_url, None).await;
+            get(&http, &node_url, node_cookie).await;
             ln.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            get(&http, &lean_url, None).await;
+            ll.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        let (gcpu, ncpu) = (cpu_us(gw.pid()) - g0, cpu_us(node.0) - n0);
+        let (gcpu, ncpu, lcpu) = (
+            cpu_us(gw.pid()) - g0,
+            cpu_us(node.0) - n0,
+            cpu_us(lean.0) - l0,
+        );
         let bcpu = baseline
             .as_ref()
             .zip(b0)
             .map(|((_, _, b), b0)| cpu_us(b.pid()) - b0);
         let direct = report("direct, interleaved", calls, ld, None);
         let gateway = report("gateway /xrpc/", calls, lg, Some(gcpu));
-        let node_run = report("node bff (oauth-client-node fetchHandler)", calls, ln, Some(ncpu));
+        let node_run = report(
+            "node bff (cookie, SQLite session store, restore, fetchHandler)",
+            calls,
+            ln,
+            Some(ncpu),
+        );
+        let lean_run = report(
+            "node bff lean (one session in memory, no cookie)",
+            calls,
+            ll,
+            Some(lcpu),
+        );
         let baseline_run = bcpu.map(|c| report("baseline gateway /xrpc/", calls, lb, Some(c)));
 
         // The floors: what the gateway spends on a request without a PDS call.
@@ -372,7 +416,7 @@ fn main() {
                 let t = Instant::now();
                 get(&http, &url, Some(&cookie)).await;
                 l.push(t.elapsed().as_secs_f64() * 1000.0);
-                get(&http, &node_url, None).await;
+                get(&http, &node_url, node_cookie).await;
             }
             report(&format!("gateway {path}"), calls, l, Some(cpu_us(gw.pid()) - g0));
         }
@@ -382,23 +426,27 @@ fn main() {
                 "p99_ms": ((r.p99 - direct.p99) * 1000.0).round() / 1000.0,
             })
         };
-        let (g, n) = (
-            gateway.cpu_per_call_us.unwrap(),
-            node_run.cpu_per_call_us.unwrap(),
-        );
+        let g = gateway.cpu_per_call_us.unwrap();
         println!(
             "{}",
             serde_json::json!({
                 "gateway_added": added(&gateway),
                 "node_added": added(&node_run),
-                "cpu_ratio_node_over_gateway": ratio(n, g),
+                "node_lean_added": added(&lean_run),
+                "cpu_ratio_node_over_gateway": ratio(node_run.cpu_per_call_us.unwrap(), g),
+                "cpu_ratio_node_lean_over_gateway": ratio(lean_run.cpu_per_call_us.unwrap(), g),
                 "cpu_ratio_baseline_over_gateway": baseline_run.map(|b| ratio(b.cpu_per_call_us.unwrap(), g)),
             })
         );
         if concurrency > 1 {
-            concurrent(&http, concurrency, calls, &gw_url, Some(&cookie), gw.pid(), &node_url, node.0)
-                .await;
+            let targets = [
+                Target { name: "gateway /xrpc/", url: &gw_url, cookie: Some(&cookie), pid: gw.pid() },
+                Target { name: "node bff", url: &node_url, cookie: node_cookie, pid: node.0 },
+                Target { name: "node bff lean", url: &lean_url, cookie: None, pid: lean.0 },
+            ];
+            concurrent(&http, concurrency, calls, &targets).await;
         }
+        drop(lean);
         drop(node);
     });
 }
