@@ -36,21 +36,34 @@ fn corrupt(detail: &'static str) -> impl FnOnce() -> StoreError {
     move || StoreError::corrupt(BACKEND, detail)
 }
 
-fn hash(bytes: Vec<u8>, detail: &'static str) -> Result<TokenHash, StoreError> {
+fn hash(bytes: &[u8], detail: &'static str) -> Result<TokenHash, StoreError> {
     let arr: [u8; 32] = bytes.try_into().map_err(|_| corrupt(detail)())?;
     Ok(TokenHash::from_bytes(arr))
 }
 
-/// Reads one row into a record; a malformed column is [`StoreError::Corrupt`].
 fn from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
     let get_err = |e: rusqlite::Error| StoreError::Corrupt {
         backend: BACKEND,
         detail: "a column has the wrong type",
         source: Some(Box::new(e)),
     };
-    let id: String = row.get(0).map_err(get_err)?;
-    let token_hash: Vec<u8> = row.get(1).map_err(get_err)?;
-    let access_hash: Option<Vec<u8>> = row.get(2).map_err(get_err)?;
+    let type_err = |e: rusqlite::types::FromSqlError| get_err(e.into());
+    // The id and the hashes are read in place (no copy); the rest is owned by the record.
+    let id = row
+        .get_ref(0)
+        .map_err(get_err)?
+        .as_str()
+        .map_err(type_err)?;
+    let token_hash = row
+        .get_ref(1)
+        .map_err(get_err)?
+        .as_blob()
+        .map_err(type_err)?;
+    let access_hash = row
+        .get_ref(2)
+        .map_err(get_err)?
+        .as_blob_or_null()
+        .map_err(type_err)?;
     let access_expires: Option<i64> = row.get(3).map_err(get_err)?;
     let did: String = row.get(4).map_err(get_err)?;
     let handle: String = row.get(5).map_err(get_err)?;
@@ -61,7 +74,7 @@ fn from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
         return Err(corrupt("access token hash without expiry, or the reverse")());
     }
     Ok(StoredSession {
-        id: SessionId::parse(&id).ok_or_else(corrupt("malformed session id"))?,
+        id: SessionId::parse(id).ok_or_else(corrupt("malformed session id"))?,
         token_hash: hash(token_hash, "malformed token hash")?,
         access_token_hash: access_hash
             .map(|h| hash(h, "malformed access token hash"))
