@@ -7,6 +7,9 @@
 //! `cargo test -p atsession --features oauth --test pds_stream_fake`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,7 +168,11 @@ impl Fake {
         });
         let mode = *self.mode.lock().unwrap();
         let (status, extra, resp) = if path == "/.well-known/oauth-authorization-server" {
-            ("200 OK", String::new(), self.as_metadata())
+            (
+                "200 OK",
+                String::new(),
+                fake_http::as_metadata(&self.url).to_string(),
+            )
         } else if path == "/oauth/token" {
             let n = self.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
             *self.valid_access.lock().unwrap() = format!("access-{n}");
@@ -221,35 +228,7 @@ impl Fake {
         } else {
             ("404 Not Found", String::new(), "{}".to_owned())
         };
-        let out = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{resp}",
-            resp.len()
-        );
-        let mut sock = sock.into_inner();
-        let _ = sock.write_all(out.as_bytes()).await;
-        let _ = sock.shutdown().await;
-    }
-
-    fn as_metadata(&self) -> String {
-        let iss = &self.url;
-        serde_json::json!({
-            "issuer": iss,
-            "scopes_supported": ["atproto"],
-            "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "code_challenge_methods_supported": ["S256"],
-            "authorization_endpoint": format!("{iss}/oauth/authorize"),
-            "token_endpoint": format!("{iss}/oauth/token"),
-            "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
-            "revocation_endpoint": format!("{iss}/oauth/revoke"),
-            "pushed_authorization_request_endpoint": format!("{iss}/oauth/par"),
-            "require_pushed_authorization_requests": true,
-            "dpop_signing_alg_values_supported": ["ES256"],
-            "authorization_response_iss_parameter_supported": true,
-            "client_id_metadata_document_supported": true
-        })
-        .to_string()
+        fake_http::answer_json(&mut sock.into_inner(), status, &extra, &resp).await;
     }
 }
 

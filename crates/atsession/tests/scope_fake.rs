@@ -7,7 +7,9 @@
 //! `cargo test -p atsession --features oauth --test scope_fake`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::HashMap;
+#[path = "support/fake_http.rs"]
+mod fake_http;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +26,6 @@ use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::syntax::Did;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const DID: &str = "did:plc:alice0000000000000000000";
@@ -64,76 +65,20 @@ impl Fake {
     }
 
     async fn serve(&self, mut sock: tokio::net::TcpStream) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            let Ok(n) = sock.read(&mut chunk).await else {
-                return;
-            };
-            if n == 0 {
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
+        let Some(req) = fake_http::read_request(&mut sock).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let mut lines = head.lines();
-        let first = lines.next().unwrap_or_default().to_owned();
-        let headers: HashMap<String, String> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let Ok(n) = sock.read(&mut chunk).await else {
-                return;
-            };
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = buf[head_end..].to_vec();
-        let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
         *self.requests.lock().unwrap() += 1;
-        let (status, resp) = self.route(&path, &body);
-        let out = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{resp}",
-            resp.len()
-        );
-        let _ = sock.write_all(out.as_bytes()).await;
-        let _ = sock.shutdown().await;
+        let (status, resp) = self.route(&req.path, &req.body);
+        fake_http::answer_json(&mut sock, status, "", &resp).await;
     }
 
     fn route(&self, path: &str, body: &[u8]) -> (&'static str, String) {
         let iss = &self.url;
         match path {
-            "/.well-known/oauth-authorization-server" => (
-                "200 OK",
-                json!({
-                    "issuer": iss,
-                    "scopes_supported": ["atproto"],
-                    "response_types_supported": ["code"],
-                    "grant_types_supported": ["authorization_code", "refresh_token"],
-                    "code_challenge_methods_supported": ["S256"],
-                    "authorization_endpoint": format!("{iss}/oauth/authorize"),
-                    "token_endpoint": format!("{iss}/oauth/token"),
-                    "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
-                    "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
-                    "revocation_endpoint": format!("{iss}/oauth/revoke"),
-                    "pushed_authorization_request_endpoint": format!("{iss}/oauth/par"),
-                    "require_pushed_authorization_requests": true,
-                    "dpop_signing_alg_values_supported": ["ES256"],
-                    "authorization_response_iss_parameter_supported": true,
-                    "client_id_metadata_document_supported": true
-                })
-                .to_string(),
-            ),
+            "/.well-known/oauth-authorization-server" => {
+                ("200 OK", fake_http::as_metadata(iss).to_string())
+            }
             "/oauth/token" => {
                 let n = {
                     let mut c = self.token_calls.lock().unwrap();
