@@ -2,9 +2,9 @@
 //! one retry on `use_dpop_nonce`.
 //!
 //! A proof is a JWT with header `{"typ":"dpop+jwt","alg":"ES256K","jwk":<public key>}` (or
-//! `ES256`, see [`DpopAlg`]) and claims `jti` (random), `htm` (the method), `htu` (the URL *without query or fragment*),
-//! `iat`, `nonce` (the server's latest, when known) and, on requests to a resource server,
-//! `ath` (base64url SHA-256 of the access token).
+//! `ES256`, see [`DpopAlg`]) and claims `jti` (random), `htm` (the method), `htu` (the URL
+//! *without query or fragment*), `iat`, `nonce` (the server's latest, when known) and, on
+//! requests to a resource server, `ath` (base64url SHA-256 of the access token).
 //!
 //! ```
 //! use atsession::oauth::dpop::{DpopKey, ath, htu};
