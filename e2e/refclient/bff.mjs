@@ -11,8 +11,11 @@
 //   A request without a valid cookie is answered 401.
 // - `lean`: one session kept in memory, no cookie and no store: less work per call than the
 //   gateway does (a lower bound for any Node BFF).
+// - `bare`: no OAuth at all. The same server forwards with plain `fetch` to the PDS (no
+//   login, no DPoP, no token): the floor of a Node proxy on this machine, for calls that
+//   need no authentication (`com.atproto.server.describeServer`).
 //
-//   ATSESSION_E2E_PDS=/tmp/pds.json node e2e/refclient/bff.mjs <out.json> [per-request|lean]
+//   ATSESSION_E2E_PDS=/tmp/pds.json node e2e/refclient/bff.mjs <out.json> [per-request|lean|bare]
 //
 // Writes {url, pid, cookie} to out.json when ready (cookie: the `sid` cookie of alice's app
 // session in per-request mode); stops on SIGTERM.
@@ -26,8 +29,8 @@ import { login, loopbackClient, readPeer } from './common.mjs'
 
 const out = process.argv[2]
 const mode = process.argv[3] ?? 'per-request'
-if (!out || !['per-request', 'lean'].includes(mode)) {
-  console.error('usage: node bff.mjs <out.json> [per-request|lean]')
+if (!out || !['per-request', 'lean', 'bare'].includes(mode)) {
+  console.error('usage: node bff.mjs <out.json> [per-request|lean|bare]')
   process.exit(2)
 }
 const peer = readPeer()
@@ -89,10 +92,13 @@ if (mode === 'per-request') {
     const did = token && appSessions.find(token)
     return did ? client.restore(did) : undefined
   }
-} else {
+} else if (mode === 'lean') {
   const client = loopbackClient(peer)
   const session = await login(client, account)
   sessionFor = async () => session
+} else {
+  const pds = { fetchHandler: (path, init) => fetch(new URL(path, peer.pdsUrl), init) }
+  sessionFor = async () => pds
 }
 
 const FORWARD = ['accept', 'accept-language', 'content-type', 'atproto-proxy', 'atproto-accept-labelers']

@@ -28,9 +28,15 @@
 //! The PDS and this process share the machine's cores with the proxies, so absolute
 //! figures depend on the machine.
 //!
-//! Then the gateway's floors, in the same interleaving: `GET /livez` (HTTP and middleware
-//! only) and `GET /session` (plus the session and grant reads), so that the proxy's own
-//! share shows. With `ATSESSION_PROXY_BASELINE`, a second gateway from that binary (an
+//! Then the floors, each called in turn with the direct call and the `node bff` (whose CPU
+//! is counted in every round too): the gateway's `GET /livez` (HTTP and middleware only) and
+//! `GET /session` (plus the session read); a bare forwarder in Rust (this binary started
+//! again with `ATSESSION_PROXY_FORWARD_TO`: axum in front, reqwest behind, the gateway's
+//! crates) and one in Node (`bff.mjs bare`: the BFF's server with plain `fetch`), each
+//! forwarding `com.atproto.server.describeServer` with no session and no OAuth; and the
+//! proxied call again. The last line gives each proxy's CPU above its floor: what the
+//! gateway's and the Node BFF's own work (session, grant, OAuth) costs beyond moving bytes
+//! through the kernel, which no proxy avoids. With `ATSESSION_PROXY_BASELINE`, a second gateway from that binary (an
 //! earlier build, say) joins the interleaved calls, and the ratio of their CPU per call is
 //! printed: a change measured against what it changes, on the same machine at the same
 //! time, which separate runs of this noisy measurement cannot give.
@@ -53,6 +59,8 @@ use atsession::syntax::Did;
 use gateway::{Gateway, client, login};
 
 const NSID: &str = "com.atproto.server.getSession";
+/// What the forward floors call: answered without authentication.
+const UNAUTHENTICATED: &str = "com.atproto.server.describeServer";
 
 /// utime + stime of a process, in microseconds.
 fn cpu_us(pid: u32) -> u64 {
@@ -209,9 +217,76 @@ async fn concurrent(
     }
 }
 
-struct Node(u32);
+/// The floor of a Rust proxy on this machine: the gateway's server and client crates (axum
+/// on hyper in front, reqwest behind) forwarding `GET /xrpc/…` to `pds` and streaming the
+/// answer back, with no session, no grant and no DPoP. Runs in a process of its own (this
+/// bench's binary started again with `ATSESSION_PROXY_FORWARD_TO`), whose first line of
+/// output is its URL.
+fn bare_forwarder(pds: String) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::{IntoResponse, Response};
 
-impl Drop for Node {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // reqwest is built without a TLS provider of its own (the tests' support installs one).
+    let _ = rustls_graviola::default_provider().install_default();
+    rt.block_on(async move {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let forward = move |req: Request| {
+            let http = http.clone();
+            let url = format!("{pds}{}", req.uri());
+            async move {
+                let Ok(answer) = http.get(url).send().await else {
+                    return axum::http::StatusCode::BAD_GATEWAY.into_response();
+                };
+                let mut r = Response::builder().status(answer.status());
+                for name in ["content-type", "content-length"] {
+                    if let Some(v) = answer.headers().get(name) {
+                        r = r.header(name, v);
+                    }
+                }
+                r.body(Body::from_stream(answer.bytes_stream())).unwrap()
+            }
+        };
+        let app = axum::Router::new().fallback(forward);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("http://{}", listener.local_addr().unwrap());
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+/// Starts [`bare_forwarder`] in a process of its own; its URL and the process.
+fn start_bare_forwarder(pds: &str) -> (String, Forwarder) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("ATSESSION_PROXY_FORWARD_TO", pds)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (line.trim().to_owned(), Forwarder(child))
+}
+
+/// The bare forwarder's process, stopped when this is dropped.
+struct Forwarder(std::process::Child);
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process of the bench's own, stopped when this is dropped.
+struct Stopped(u32);
+
+impl Drop for Stopped {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")
             .arg(self.0.to_string())
@@ -219,13 +294,13 @@ impl Drop for Node {
     }
 }
 
-/// Starts `e2e/refclient/bff.mjs` in `mode` (`per-request` or `lean`) with the e2e Node;
+/// Starts `e2e/refclient/bff.mjs` in `mode` (`per-request`, `lean` or `bare`) with the e2e Node;
 /// its URL, its process and the cookie of alice's app session (per request only).
 async fn start_node(
     pds_file: &str,
     dir: &std::path::Path,
     mode: &str,
-) -> Option<(String, Node, Option<String>)> {
+) -> Option<(String, Stopped, Option<String>)> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let out = dir.join(format!("bff-{mode}.json"));
     let script = format!(
@@ -246,7 +321,7 @@ async fn start_node(
         {
             let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
             let cookie = v["cookie"].as_str().map(str::to_owned);
-            return Some((v["url"].as_str()?.to_owned(), Node(pid), cookie));
+            return Some((v["url"].as_str()?.to_owned(), Stopped(pid), cookie));
         }
         if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
             eprintln!("the Node BFF did not start (run bash e2e/pds/setup.sh first)");
@@ -259,6 +334,9 @@ async fn start_node(
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for the list of benchmarks
+    }
+    if let Ok(pds) = std::env::var("ATSESSION_PROXY_FORWARD_TO") {
+        return bare_forwarder(pds);
     }
     let Some(peer) = pds::Peer::from_env_for("proxy_cost") else {
         return;
@@ -345,6 +423,11 @@ fn main() {
         let Some((lean_url, lean, _)) = start_node(&pds_file, dir.path(), "lean").await else {
             return;
         };
+        let Some((bare_node_url, bare_node, _)) = start_node(&pds_file, dir.path(), "bare").await
+        else {
+            return;
+        };
+        let (bare_rust_url, bare_rust) = start_bare_forwarder(peer.pds_url());
         let node_cookie = node_cookie.as_deref();
         // The four interleaved, call by call, so that they see the same machine.
         let gw_url = gw.url(&format!("/xrpc/{NSID}"));
@@ -406,19 +489,40 @@ fn main() {
         );
         let baseline_run = bcpu.map(|c| report("baseline gateway /xrpc/", calls, lb, Some(c)));
 
-        // The floors: what the gateway spends on a request without a PDS call.
-        for path in ["/livez", "/session"] {
-            let url = gw.url(path);
-            let g0 = cpu_us(gw.pid());
+        // The floors, each call by call with the direct call and the Node BFF (whose CPU is
+        // also counted, as the reference of each round): what the gateway spends on a request
+        // without a PDS call (/livez, /session); what any proxy spends forwarding a call that
+        // needs no authentication, without sessions or OAuth, in Rust (the gateway's crates,
+        // in a process of their own) and in Node (the Node BFF's server and fetch); and the
+        // proxied call again, so that all compare in one interleaving.
+        let gw_pid = gw.pid();
+        let (rust_pid, bare_pid) = (bare_rust.0.id(), bare_node.0);
+        let rust_floor_url = format!("{bare_rust_url}/xrpc/{UNAUTHENTICATED}");
+        let node_floor_url = format!("{bare_node_url}/xrpc/{UNAUTHENTICATED}");
+        let floor_rounds: [(&str, String, Option<&str>, u32); 5] = [
+            ("gateway /livez", gw.url("/livez"), Some(&cookie), gw_pid),
+            ("gateway /session", gw.url("/session"), Some(&cookie), gw_pid),
+            ("rust forward floor (no session, no OAuth)", rust_floor_url, None, rust_pid),
+            ("node forward floor (no session, no OAuth)", node_floor_url, None, bare_pid),
+            ("gateway /xrpc/, floor interleaving", gw_url.clone(), Some(&cookie), gw_pid),
+        ];
+        let mut floor = Vec::new();
+        for (name, url, target_cookie, pid) in floor_rounds {
+            for _ in 0..50 {
+                get(&http, &url, target_cookie).await;
+            }
+            let (c0, n0) = (cpu_us(pid), cpu_us(node.0));
             let mut l = Vec::with_capacity(calls);
             for _ in 0..calls {
                 direct_one().await;
                 let t = Instant::now();
-                get(&http, &url, Some(&cookie)).await;
+                get(&http, &url, target_cookie).await;
                 l.push(t.elapsed().as_secs_f64() * 1000.0);
                 get(&http, &node_url, node_cookie).await;
             }
-            report(&format!("gateway {path}"), calls, l, Some(cpu_us(gw.pid()) - g0));
+            let run = report(name, calls, l, Some(cpu_us(pid) - c0));
+            let node_per_call = (cpu_us(node.0) - n0) as f64 / calls as f64;
+            floor.push((run.cpu_per_call_us.unwrap(), node_per_call));
         }
         let added = |r: &Run| {
             serde_json::json!({
@@ -438,6 +542,21 @@ fn main() {
                 "cpu_ratio_baseline_over_gateway": baseline_run.map(|b| ratio(b.cpu_per_call_us.unwrap(), g)),
             })
         );
+        // Above the floor: what the gateway and the Node BFF spend on their own work (session,
+        // grant, OAuth) beyond forwarding bytes through the kernel, all from the floor rounds.
+        let (rust_floor, node_floor) = (floor[2].0, floor[3].0);
+        let (g_f, n_f) = floor[4];
+        println!(
+            "{}",
+            serde_json::json!({
+                "floor_us": {"rust": rust_floor.round(), "node": node_floor.round()},
+                "cpu_ratio_node_floor_over_rust_floor": ratio(node_floor, rust_floor),
+                "floor_interleaving_us": {"gateway": g_f.round(), "node": n_f.round()},
+                "cpu_ratio_node_over_gateway_floor_interleaving": ratio(n_f, g_f),
+                "above_floor_us": {"gateway": (g_f - rust_floor).round(), "node": (n_f - node_floor).round()},
+                "cpu_ratio_node_over_gateway_above_floor": ratio(n_f - node_floor, g_f - rust_floor),
+            })
+        );
         if concurrency > 1 {
             let targets = [
                 Target { name: "gateway /xrpc/", url: &gw_url, cookie: Some(&cookie), pid: gw.pid() },
@@ -446,6 +565,8 @@ fn main() {
             ];
             concurrent(&http, concurrency, calls, &targets).await;
         }
+        drop(bare_rust);
+        drop(bare_node);
         drop(lean);
         drop(node);
     });
