@@ -273,9 +273,7 @@ impl DpopNonces {
     /// The latest nonce of `url`'s origin.
     #[must_use]
     pub fn get(&self, url: &Url) -> Option<String> {
-        self.lock()
-            .get(&url.origin().ascii_serialization())
-            .cloned()
+        self.lock().get(origin_key(url).as_ref()).cloned()
     }
 
     /// Records a nonce for `url`'s origin.
@@ -287,7 +285,19 @@ impl DpopNonces {
         if m.len() >= MAX_ORIGINS {
             m.clear();
         }
-        m.insert(url.origin().ascii_serialization(), nonce.to_owned());
+        m.insert(origin_key(url).into_owned(), nonce.to_owned());
+    }
+}
+
+/// `url`'s origin as the nonce cache keys it (`scheme://host[:port]`, the port only when
+/// not the scheme's default): for a URL without user info that is the start of its
+/// serialization, read in place, since a lookup on every PDS call need not build an
+/// [`Origin`](url::Origin) and its string.
+fn origin_key(url: &Url) -> std::borrow::Cow<'_, str> {
+    if url.has_host() && url.username().is_empty() && url.password().is_none() {
+        std::borrow::Cow::Borrowed(&url[..url::Position::BeforePath])
+    } else {
+        std::borrow::Cow::Owned(url.origin().ascii_serialization())
     }
 }
 
@@ -652,6 +662,31 @@ mod tests {
             n.get(&a).as_deref(),
             Some("two"),
             "absurd nonces are ignored"
+        );
+    }
+
+    #[test]
+    fn nonce_key_is_the_origin() {
+        for u in [
+            "https://a.example/x",
+            "https://A.Example:443/x?q=1",
+            "https://a.example:8443/x",
+            "http://127.0.0.1:2583/xrpc/a.b.c",
+            "http://[::1]:80/x",
+            "http://[::1]:2583/x",
+            "https://user:secret@a.example/x",
+            "https://bücher.example/x",
+        ] {
+            let url = Url::parse(u).unwrap();
+            assert_eq!(origin_key(&url), url.origin().ascii_serialization(), "{u}");
+        }
+        // URLs of one origin share a nonce whatever their user info.
+        let n = DpopNonces::new();
+        n.set(&Url::parse("https://u@a.example/p").unwrap(), "one");
+        assert_eq!(
+            n.get(&Url::parse("https://a.example/q").unwrap())
+                .as_deref(),
+            Some("one")
         );
     }
 

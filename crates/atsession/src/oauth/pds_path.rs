@@ -126,7 +126,9 @@ pub fn pds_url(pds: &Url, path_and_query: &str) -> Result<Url, PdsPathError> {
     url.set_fragment(None);
     url.set_path(path);
     url.set_query(query);
-    if url.origin() != pds.origin()
+    // Scheme, host and port unchanged (compared in the serialization, without building
+    // either origin); user info is refused below.
+    if url[..url::Position::BeforePath] != pds[..url::Position::BeforePath]
         || url.path() != path
         || url.query() != query
         || !url.username().is_empty()
