@@ -289,16 +289,13 @@ impl DpopNonces {
     }
 }
 
-/// `url`'s origin as the nonce cache keys it (`scheme://host[:port]`, the port only when
-/// not the scheme's default): for a URL without user info that is the start of its
-/// serialization, read in place, since a lookup on every PDS call need not build an
-/// [`Origin`](url::Origin) and its string.
+/// `url`'s origin as the nonce cache keys it: its ASCII serialization, read in place from
+/// the URL when it can be (every PDS call looks a nonce up), built otherwise.
 fn origin_key(url: &Url) -> std::borrow::Cow<'_, str> {
-    if url.has_host() && url.username().is_empty() && url.password().is_none() {
-        std::borrow::Cow::Borrowed(&url[..url::Position::BeforePath])
-    } else {
-        std::borrow::Cow::Owned(url.origin().ascii_serialization())
-    }
+    super::pds_path::in_place_origin(url).map_or_else(
+        || std::borrow::Cow::Owned(url.origin().ascii_serialization()),
+        std::borrow::Cow::Borrowed,
+    )
 }
 
 /// Who answers a DPoP request: the two signal `use_dpop_nonce` differently.
@@ -676,6 +673,9 @@ mod tests {
             "http://[::1]:2583/x",
             "https://user:secret@a.example/x",
             "https://bücher.example/x",
+            "wss://a.example:443/x",
+            "foo://a.example/x",
+            "file://a.example/x",
         ] {
             let url = Url::parse(u).unwrap();
             assert_eq!(origin_key(&url), url.origin().ascii_serialization(), "{u}");

@@ -115,6 +115,18 @@ fn check_query(q: &str) -> Result<(), PdsPathError> {
     Ok(())
 }
 
+/// `url`'s origin as its ASCII serialization (`scheme://host[:port]`, the port only when not
+/// the scheme's default), read in place from the URL's own serialization, which the `url`
+/// crate keeps in that form: `None` when the origin is opaque (a scheme other than those of
+/// the WHATWG tuple origins) or the URL carries user info. Equal to
+/// [`Origin::ascii_serialization`](url::Origin::ascii_serialization) whenever `Some`, without
+/// building an [`Origin`](url::Origin) and its string on every PDS call.
+pub(crate) fn in_place_origin(url: &Url) -> Option<&str> {
+    let tuple = matches!(url.scheme(), "http" | "https" | "ws" | "wss" | "ftp");
+    (tuple && url.has_host() && url.username().is_empty() && url.password().is_none())
+        .then(|| &url[..url::Position::BeforePath])
+}
+
 /// The URL of a PDS call: `path_and_query` (checked by [`check_path`]) on the PDS at `pds`,
 /// whose origin the result is checked to have.
 pub fn pds_url(pds: &Url, path_and_query: &str) -> Result<Url, PdsPathError> {
@@ -126,9 +138,13 @@ pub fn pds_url(pds: &Url, path_and_query: &str) -> Result<Url, PdsPathError> {
     url.set_fragment(None);
     url.set_path(path);
     url.set_query(query);
-    // Scheme, host and port unchanged (compared in the serialization, without building
-    // either origin); user info is refused below.
-    if url[..url::Position::BeforePath] != pds[..url::Position::BeforePath]
+    // Scheme, host and port unchanged, and a tuple origin (an opaque one never equals
+    // another); a URL with user info has no in-place origin and is refused.
+    let same_origin = matches!(
+        (in_place_origin(&url), in_place_origin(pds)),
+        (Some(a), Some(b)) if a == b
+    );
+    if !same_origin
         || url.path() != path
         || url.query() != query
         || !url.username().is_empty()
@@ -210,6 +226,20 @@ mod tests {
         assert_eq!(
             pds_url(&pds, "/xrpc/a.b.c").unwrap().as_str(),
             "https://pds.example/xrpc/a.b.c"
+        );
+        // An opaque origin equals no other, its own included.
+        for opaque in ["foo://pds.example/", "file://pds.example/"] {
+            let pds = Url::parse(opaque).unwrap();
+            assert_eq!(
+                pds_url(&pds, "/xrpc/a.b.c"),
+                Err(PdsPathError::OtherOrigin),
+                "{opaque}"
+            );
+        }
+        let with_user = Url::parse("https://u:p@pds.example/").unwrap();
+        assert_eq!(
+            pds_url(&with_user, "/xrpc/a.b.c"),
+            Err(PdsPathError::OtherOrigin)
         );
         let odd = Url::parse("mailto:x@example.com").unwrap();
         assert_eq!(pds_url(&odd, "/xrpc/a.b.c"), Err(PdsPathError::PdsUrl));
