@@ -22,7 +22,7 @@ use super::keys::{Jwks, Keyset};
 use super::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata};
 use super::pds_headers::first_refused;
 use super::pds_path::pds_url;
-use super::pds_request::PdsRequest;
+use super::pds_request::{PdsBody, PdsRequest};
 use super::pds_response::PdsResponse;
 use super::pkce::Pkce;
 use super::scope::ScopeSet;
@@ -1035,23 +1035,32 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         session: &Grant,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
-        let (pds, url) = Self::pds_urls(session, &request.path_and_query)?;
-        if let Some(name) = first_refused(&request.headers) {
+        let PdsRequest {
+            method,
+            path_and_query,
+            headers,
+            body,
+        } = request;
+        self.pds_call_parts(session, &method, &path_and_query, &headers, body)
+            .await
+    }
+
+    /// [`pds_call`](Self::pds_call) on borrowed parts, so that a caller that may send the
+    /// same request again keeps them without a copy.
+    pub(crate) async fn pds_call_parts(
+        &self,
+        session: &Grant,
+        method: &reqwest::Method,
+        path_and_query: &str,
+        headers: &reqwest::header::HeaderMap,
+        body: PdsBody,
+    ) -> Result<PdsResponse, OAuthError> {
+        let (pds, url) = Self::pds_urls(session, path_and_query)?;
+        if let Some(name) = first_refused(headers) {
             return Err(HttpError::Header {
                 name: name.as_str().to_owned(),
             }
             .into());
-        }
-        let PdsRequest {
-            method,
-            mut headers,
-            body,
-            ..
-        } = request;
-        // The body's own length wins; a caller's Content-Length is kept only for a stream
-        // of unknown length.
-        if body.len().is_some() {
-            headers.remove(reqwest::header::CONTENT_LENGTH);
         }
         let call = dpop::ResourceCall {
             http: &self.core.pds,
@@ -1059,9 +1068,12 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             clock: self.core.clock.as_ref(),
             key: &session.dpop_key,
             access_token: session.token_set.access_token.expose(),
-            method: &method,
+            method,
             url: &url,
-            headers: &headers,
+            headers,
+            // The body's own length wins; a caller's Content-Length is kept only for a
+            // stream of unknown length.
+            drop_content_length: body.len().is_some(),
             pds: &pds,
         };
         Ok(call.send(body).await?)
@@ -1090,6 +1102,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             method: &reqwest::Method::GET,
             url: &probe,
             headers: &headers,
+            drop_content_length: false,
             pds: &pds,
         };
         Ok(call.learn_nonce().await?.is_some_and(|answer| {

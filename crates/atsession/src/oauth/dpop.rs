@@ -419,6 +419,8 @@ pub(crate) struct ResourceCall<'a> {
     pub(crate) url: &'a Url,
     /// The caller's headers, already checked against the allow-list.
     pub(crate) headers: &'a HeaderMap,
+    /// Leave out the caller's `Content-Length` (the body has a length of its own).
+    pub(crate) drop_content_length: bool,
     /// The PDS. A cheap authenticated `GET` on it (the probe) is sent first to learn a
     /// nonce when a body that cannot be resent is about to go and none is cached.
     pub(crate) pds: &'a Url,
@@ -454,11 +456,15 @@ impl ResourceCall<'_> {
             Some(&ath(self.access_token)),
             self.clock.now().unix_timestamp(),
         )?;
+        let mut headers = self.headers.clone();
+        if self.drop_content_length {
+            headers.remove(reqwest::header::CONTENT_LENGTH);
+        }
         Ok(self
             .http
             .client
             .request(method, url.clone())
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(
                 reqwest::header::AUTHORIZATION,
                 format!("DPoP {}", self.access_token),

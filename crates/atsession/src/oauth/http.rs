@@ -310,8 +310,9 @@ impl Resolve for PublicOnlyResolver {
 
 /// Builds the HTTP client the OAuth client uses by default: rustls with the *ring* crypto
 /// provider and the platform's certificate verifier (no process-wide provider is
-/// installed), no redirects, a connect timeout, and outside development mode a DNS resolver
-/// that refuses non-public addresses.
+/// installed), no redirects, no retries of its own (the library decides what is sent
+/// again), a connect timeout, and outside development mode a DNS resolver that refuses
+/// non-public addresses.
 pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpError> {
     base_builder(
         options.dev_mode,
@@ -351,6 +352,9 @@ fn base_builder(
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
+        // reqwest's default policy retries only HTTP/2 and HTTP/3 refusals, which this
+        // HTTP/1.1 client never sees, yet copies every request's headers for it.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .connect_timeout(connect_timeout)
         .user_agent(concat!("atsession/", env!("CARGO_PKG_VERSION")));
     if !dev_mode {
@@ -542,12 +546,7 @@ impl PdsHttp {
                 }
             }
         };
-        Ok(PdsResponse::new(
-            response,
-            display_url(url),
-            idle,
-            self.options.max_body,
-        ))
+        Ok(PdsResponse::new(response, idle, self.options.max_body))
     }
 }
 
@@ -707,6 +706,34 @@ mod tests {
         let r = PublicOnlyResolver;
         let name: Name = "localhost".parse().unwrap();
         assert!(r.resolve(name).await.is_err());
+    }
+
+    /// A PDS answer names the URL called without its query, in `url()` and in its errors.
+    #[tokio::test]
+    async fn pds_answers_name_the_url_without_its_query() {
+        let url = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world".to_vec()).await;
+        let options = PdsOptions {
+            max_body: Some(5),
+            ..PdsOptions::default()
+        };
+        let pds = PdsHttp {
+            client: build_pds_client(&dev_http(DEFAULT_MAX_BODY).options, &options).unwrap(),
+            options,
+            dev_mode: true,
+        };
+        let mut call = url.clone();
+        call.set_query(Some("cursor=secret-ish"));
+        let request = pds.client.get(call.clone());
+        let mut answer = pds.send(&call, request, PdsBody::Empty).await.unwrap();
+        assert_eq!(answer.url(), url.as_str());
+        assert!(format!("{answer:?}").contains(url.as_str()));
+        match answer.chunk().await {
+            Err(HttpError::TooLarge {
+                url: named,
+                limit: 5,
+            }) => assert_eq!(named, url.as_str()),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::getter::{GrantError, Refresh, RetryReason, SessionGetter, token_info}
 use super::http::{Fetched, HttpError};
 use super::pds_headers::first_refused;
 use super::pds_path::check_path;
-use super::pds_request::{PdsBody, PdsRequest};
+use super::pds_request::PdsRequest;
 use super::pds_response::{PdsResponse, xrpc_error};
 use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
@@ -77,13 +77,28 @@ pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool 
 /// ```
 #[must_use]
 pub fn is_nsid(nsid: &str) -> bool {
-    nsid.len() <= 317
-        && nsid.split('.').count() >= 3
-        && nsid.split('.').all(|s| {
-            !s.is_empty()
-                && s.len() <= 63
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    if nsid.len() > 317 {
+        return false;
+    }
+    // One pass: the length of the segment being read and how many were read before it.
+    let (mut segment, mut segments) = (0usize, 0usize);
+    for b in nsid.bytes() {
+        if b == b'.' {
+            if segment == 0 {
+                return false;
+            }
+            segments += 1;
+            segment = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' {
+            segment += 1;
+            if segment > 63 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    segment > 0 && segments >= 2
 }
 
 impl<S> OAuthSession<S>
@@ -215,8 +230,13 @@ where
             .getter
             .get_versioned(&self.grant_id, Refresh::IfStale, None)
             .await?;
-        let resend = request.body_ref().try_clone();
-        let again = resend.as_ref().map(|_| request.with_body(PdsBody::Empty));
+        let PdsRequest {
+            method,
+            path_and_query,
+            headers,
+            body,
+        } = request;
+        let resend = body.try_clone();
         let streamed = resend.is_none();
         // A stream goes once: learn the nonce first, and refresh first if the token it was
         // learnt with is refused.
@@ -226,7 +246,9 @@ where
                 .get_versioned(&self.grant_id, Refresh::Force, Some(version))
                 .await?;
         }
-        let response = client.pds_call(&data, request).await?;
+        let response = client
+            .pds_call_parts(&data, &method, &path_and_query, &headers, body)
+            .await?;
         if streamed && resource_asks_nonce(response.status(), response.headers()) {
             return Err(GrantError::Retryable(RetryReason::UseDpopNonce));
         }
@@ -239,9 +261,11 @@ where
             .getter
             .get_versioned(&self.grant_id, Refresh::Force, Some(version))
             .await?;
-        match (again, resend) {
-            (Some(again), Some(body)) => Ok(client.pds_call(&data, again.body(body)).await?),
-            _ => Err(GrantError::Retryable(RetryReason::InvalidToken)),
+        match resend {
+            Some(body) => Ok(client
+                .pds_call_parts(&data, &method, &path_and_query, &headers, body)
+                .await?),
+            None => Err(GrantError::Retryable(RetryReason::InvalidToken)),
         }
     }
 
@@ -413,6 +437,53 @@ mod tests {
         assert!(!is_nsid("com.atproto.server/../x"));
         assert!(!is_nsid("com..atproto.x"));
         assert!(!is_nsid("com.atproto.x?y=1"));
+        assert!(!is_nsid(".com.atproto.x"));
+        assert!(!is_nsid("com.atproto.x."));
+        assert!(!is_nsid(""));
+        assert!(!is_nsid("com.atproto.sérver"));
+        let segment = |n: usize| "a".repeat(n);
+        assert!(is_nsid(&format!("a.b.{}", segment(63))));
+        assert!(!is_nsid(&format!("a.b.{}", segment(64))));
+        let long = format!(
+            "{}.{}.{}.{}.{}",
+            segment(63),
+            segment(63),
+            segment(63),
+            segment(63),
+            segment(61)
+        );
+        assert_eq!(long.len(), 317);
+        assert!(is_nsid(&long));
+        assert!(!is_nsid(&format!("{long}a")));
+    }
+
+    /// The one-pass check agrees with the rule as written, on every string of up to six
+    /// characters over an alphabet that reaches each branch.
+    #[test]
+    fn nsid_check_matches_its_definition() {
+        fn by_definition(nsid: &str) -> bool {
+            nsid.len() <= 317
+                && nsid.split('.').count() >= 3
+                && nsid.split('.').all(|s| {
+                    !s.is_empty()
+                        && s.len() <= 63
+                        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        }
+        let alphabet = ['a', 'Z', '7', '-', '.', '/', '_'];
+        let mut strings = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.len() == strings.last().map_or(0, String::len))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert!(strings.len() > 100_000);
+        for s in &strings {
+            assert_eq!(is_nsid(s), by_definition(s), "{s:?}");
+        }
     }
 
     #[test]

@@ -312,14 +312,4 @@ impl PdsRequest {
     pub fn body_ref(&self) -> &PdsBody {
         &self.body
     }
-
-    /// The same request with another body (for a retry).
-    pub(crate) fn with_body(&self, body: PdsBody) -> Self {
-        Self {
-            method: self.method.clone(),
-            path_and_query: self.path_and_query.clone(),
-            headers: self.headers.clone(),
-            body,
-        }
-    }
 }

@@ -27,7 +27,6 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// connection.
 pub struct PdsResponse {
     inner: reqwest::Response,
-    url: String,
     idle: Duration,
     max_body: Option<u64>,
     received: u64,
@@ -36,7 +35,7 @@ pub struct PdsResponse {
 impl fmt::Debug for PdsResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PdsResponse")
-            .field("url", &self.url)
+            .field("url", &self.url())
             .field("status", &self.inner.status())
             .field("received", &self.received)
             .finish_non_exhaustive()
@@ -44,15 +43,9 @@ impl fmt::Debug for PdsResponse {
 }
 
 impl PdsResponse {
-    pub(crate) fn new(
-        inner: reqwest::Response,
-        url: String,
-        idle: Duration,
-        max_body: Option<u64>,
-    ) -> Self {
+    pub(crate) fn new(inner: reqwest::Response, idle: Duration, max_body: Option<u64>) -> Self {
         Self {
             inner,
-            url,
             idle,
             max_body,
             received: 0,
@@ -80,7 +73,14 @@ impl PdsResponse {
     /// The URL called, without its query.
     #[must_use]
     pub fn url(&self) -> &str {
-        &self.url
+        let url = self.inner.url();
+        // PDS call URLs carry no user info (`pds_url` refuses it); were one to, only its
+        // path would be shown.
+        if url.username().is_empty() && url.password().is_none() {
+            &url[..url::Position::AfterPath]
+        } else {
+            url.path()
+        }
     }
 
     /// How many bytes of the body were read so far.
@@ -91,7 +91,7 @@ impl PdsResponse {
 
     fn too_large(&self) -> HttpError {
         HttpError::TooLarge {
-            url: self.url.clone(),
+            url: self.url().to_owned(),
             limit: self
                 .max_body
                 .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX)),
@@ -109,12 +109,12 @@ impl PdsResponse {
         let next = match tokio::time::timeout(self.idle, self.inner.chunk()).await {
             Err(_) => {
                 return Err(HttpError::Idle {
-                    url: self.url.clone(),
+                    url: self.url().to_owned(),
                     timeout: self.idle,
                 });
             }
             Ok(r) => r.map_err(|e| HttpError::Transport {
-                url: self.url.clone(),
+                url: self.url().to_owned(),
                 source: e.without_url(),
             })?,
         };
