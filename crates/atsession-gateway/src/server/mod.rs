@@ -37,6 +37,7 @@ mod ratelimit;
 mod safety;
 mod spa;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -60,6 +61,7 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use metrics::Metrics;
@@ -247,7 +249,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         login_limit,
         static_dir: args.static_dir.clone(),
     };
-    let app = router(&gateway)?;
+    let app = app(&gateway)?;
     tracing::info!(%addr, %public_url, confidential, store = backend, "atsession gateway listening");
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{addr}");
@@ -368,7 +370,7 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, CliError> {
     ))
 }
 
-/// The gateway's routes and middleware.
+/// The gateway's routes, each with its request metrics.
 pub fn router(g: &Gateway) -> Result<Router, CliError> {
     let auth = &g.auth;
     let login = auth.router().route_layer(middleware::from_fn_with_state(
@@ -400,20 +402,41 @@ pub fn router(g: &Gateway) -> Result<Router, CliError> {
     if let Some(dir) = &g.static_dir {
         app = app.fallback_service(spa::service(dir)?);
     }
-    let app = app
+    Ok(app)
+}
+
+/// The whole gateway: [`router`] inside the middleware every request passes, outermost
+/// first: CORS (when origins are allowed), the safety headers, the session cookie, the
+/// CSRF check.
+///
+/// The middleware wraps the router once, around routing, rather than each route with
+/// `Router::layer`, under which every layer is a boxed route of its own whose service is
+/// copied for each request.
+pub fn app(
+    g: &Gateway,
+) -> Result<
+    impl Service<
+        axum::extract::Request,
+        Response = Response,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static,
+    CliError,
+> {
+    Ok(ServiceBuilder::new()
+        .option_layer(cors(&g.safety.allowed_origins)?)
+        .layer(middleware::from_fn_with_state(
+            g.static_dir.is_none(),
+            safety::headers,
+        ))
+        .layer(g.auth.layer())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&g.safety),
             safety::csrf,
         ))
-        .layer(auth.layer())
-        .layer(middleware::from_fn_with_state(
-            g.static_dir.is_none(),
-            safety::headers,
-        ));
-    Ok(match cors(&g.safety.allowed_origins)? {
-        Some(cors) => app.layer(cors),
-        None => app,
-    })
+        .service(router(g)?))
 }
 
 async fn shutdown() {
