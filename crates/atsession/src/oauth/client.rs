@@ -1035,12 +1035,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         session: &Grant,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
-        let PdsRequest {
-            method,
-            path_and_query,
-            headers,
-            body,
-        } = request;
+        let (method, path_and_query, headers, body) = request.into_parts();
         self.pds_call_parts(session, &method, &path_and_query, &headers, body)
             .await
     }

@@ -185,8 +185,9 @@ where
     }
 
     /// An authenticated call to the user's PDS, streamed both ways: the request body may be
-    /// a stream ([`PdsBody`]), and the answer is returned as soon as its status and headers
-    /// arrived, its body to be read as a stream ([`PdsResponse::bytes_stream`]) or whole.
+    /// a stream ([`PdsBody`](super::PdsBody)), and the answer is returned as soon as its
+    /// status and headers arrived, its body to be read as a stream
+    /// ([`PdsResponse::bytes_stream`]) or whole.
     ///
     /// The path and headers are checked before anything is sent, a refresh included (see
     /// [`OAuthClient::pds_call`](super::OAuthClient::pds_call)). The tokens are refreshed
@@ -230,12 +231,7 @@ where
             .getter
             .get_versioned(&self.grant_id, Refresh::IfStale, None)
             .await?;
-        let PdsRequest {
-            method,
-            path_and_query,
-            headers,
-            body,
-        } = request;
+        let (method, path_and_query, headers, body) = request.into_parts();
         let resend = body.try_clone();
         let streamed = resend.is_none();
         // A stream goes once: learn the nonce first, and refresh first if the token it was

@@ -312,4 +312,9 @@ impl PdsRequest {
     pub fn body_ref(&self) -> &PdsBody {
         &self.body
     }
+
+    /// The method, path and query, headers and body.
+    pub(crate) fn into_parts(self) -> (Method, String, HeaderMap, PdsBody) {
+        (self.method, self.path_and_query, self.headers, self.body)
+    }
 }
