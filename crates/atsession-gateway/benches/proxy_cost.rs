@@ -19,6 +19,10 @@
 //! ATSESSION_GATEWAY_UNDER="valgrind --tool=callgrind" … # the gateway under a profiler
 //! ```
 //!
+//! CPU time per call moves by a quarter between runs on a shared machine; the instructions
+//! of a call do not. `bash scripts/proxy-instructions.sh [BINARY…]` counts them with
+//! callgrind through this bench, for a change too small for the CPU figures to show.
+//!
 //! First the direct call alone, for this process's CPU per call (the library's own cost of
 //! a call, a floor); then the four interleaved call by call (direct, gateway, the two Node
 //! BFFs), so that they see the same machine. Calls are sequential, on keep-alive connections. For
