@@ -212,7 +212,7 @@ enum Check {
     Until(Duration),
 }
 
-/// `Activity::head_since` when no request head is awaited (a request is being served).
+/// `Activity::head_since_ms` when no request head is awaited (a request is being served).
 const NOT_AWAITING: u64 = u64::MAX;
 
 /// When bytes last moved on a connection, and since when it awaits a request's head; in
