@@ -16,12 +16,12 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use p256::ecdsa::signature::Signer as _;
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::presign;
 use crate::secret::{SecretString, random_bytes};
 
 /// Why a JWK or a JWT could not be used.
@@ -281,7 +281,7 @@ impl EcKey {
     /// claims are serialized JSON.
     pub(crate) fn sign_encoded(&self, header_b64: &str, claims: &[u8]) -> String {
         compact_jws(header_b64, claims, |input| {
-            let sig: Signature = self.signing.sign(input);
+            let sig = presign::sign(self.signing.as_nonzero_scalar(), &Sha256::digest(input));
             sig.to_bytes().into()
         })
     }
@@ -364,7 +364,7 @@ impl Secp256k1Key {
     /// Signs a compact JWS whose header is already encoded: ES256K, SHA-256 and `r || s`.
     pub(crate) fn sign_encoded(&self, header_b64: &str, claims: &[u8]) -> String {
         compact_jws(header_b64, claims, |input| {
-            let sig: k256::ecdsa::Signature = self.signing.sign(input);
+            let sig = presign::sign(self.signing.as_nonzero_scalar(), &Sha256::digest(input));
             sig.to_bytes().into()
         })
     }
@@ -576,7 +576,7 @@ mod tests {
         assert_eq!(c["a"], 1);
         assert_eq!(sig.len(), 64);
         let signing_input = jwt.rsplit_once('.').unwrap().0;
-        let sig = Signature::from_slice(&sig).unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
         k.verifying_key()
             .verify(signing_input.as_bytes(), &sig)
             .unwrap();

@@ -101,6 +101,7 @@ pub mod pds_request;
 pub mod pds_response;
 pub mod permission_set;
 pub mod pkce;
+mod presign;
 pub mod scope;
 mod server;
 mod state;
