@@ -2,31 +2,32 @@
 //!
 //! An ECDSA signature (FIPS 186-5 §6.4.1) of a message digest `z` with the private key `d`
 //! is `(r, s)`, where `r` is the x-coordinate of `k×G` (reduced modulo the group order `n`)
-//! for a fresh secret nonce `k`, and `s = k⁻¹·(z + r·d) mod n`. All but that last line
+//! for a fresh secret nonce `k`, and `s = k⁻¹·(z + r·d) mod n`. All but that last step
 //! depends on `k` alone, not on the key or the message: the multiplication `k×G` (which
-//! reads a 30 KB table of precomputed multiples of `G`, in constant time, all of it), the
-//! conversion of that point to affine coordinates and `k⁻¹` (two modular inversions).
+//! reads a table of precomputed multiples of `G`, 30 KB for secp256k1, all of it, in
+//! constant time), the conversion of that point to affine coordinates and `k⁻¹` (two
+//! modular inversions).
 //!
 //! Signed one at a time on a request's path (a DPoP proof for every PDS call), that work
 //! finds the table and its code evicted from the CPU's caches by whatever ran while the
-//! request waited on the network, and pays for it in memory reads. Here it is done for
-//! [`BATCH`] nonces at once: the table stays in cache across the batch, and the inversions
-//! of the batch share one (Montgomery's trick: `ff::BatchInverter` for the nonces and the
-//! curve's own `batch_normalize` for the points). A signature then takes one `(k⁻¹, r)` pair out of a process-wide
-//! pool of its curve and computes `s`: two scalar multiplications and an addition.
+//! request waited on the network. Here it is done for [`BATCH`] nonces at once: the table
+//! stays in cache across the batch, and the inversions of a batch share one (Montgomery's
+//! trick: `ff::BatchInverter` for the nonces, the curve's own `batch_normalize` for the
+//! points). A signature then takes one `(k⁻¹, r)` pair out of a process-wide pool of its
+//! curve and computes `s`: two scalar multiplications and an addition.
 //!
 //! The nonces are uniformly random (the operating system's generator, as for every key
 //! and token here) instead of derived from the key and message (RFC 6979): they exist
 //! before the message does. Both are ECDSA, and a verifier cannot tell them apart (the
-//! reference client signs through WebCrypto, with random nonces too). What a
-//! random nonce demands is that none is ever used twice, nor known to anyone: each pair
-//! is moved out of the pool exactly once (the slot it leaves is zeroed first), and wiped
-//! when the signature is made. A pair is a secret as the private key is (with the
-//! signature it reveals `d`); it lives in this process's memory beside the key, never
-//! written anywhere, and the pool holds at most [`CAPACITY`].
+//! reference client signs through WebCrypto, with random nonces too). What a random nonce
+//! demands is that none is ever used twice, nor known to anyone: each pair is moved out of
+//! the pool exactly once (the slot it leaves is zeroed first), and wiped when the
+//! signature is made. A pair is as secret as the private key (with the signature it
+//! reveals `d`); it lives in this process's memory beside the key, is never written
+//! anywhere, and the pool holds at most [`CAPACITY`].
 //!
 //! Every step is the curve crate's constant-time arithmetic, as in `ecdsa::hazmat`'s own
-//! `sign_prehashed`, which this follows line by line with `k⁻¹` and `r` computed ahead.
+//! `sign_prehashed`, which this follows step by step with `k⁻¹` and `r` computed ahead.
 
 use std::sync::{Mutex, PoisonError};
 
