@@ -19,12 +19,12 @@
 //! The nonces are uniformly random (the operating system's generator, as for every key
 //! and token here) instead of derived from the key and message (RFC 6979): they exist
 //! before the message does. Both are ECDSA, and a verifier cannot tell them apart (the
-//! reference client signs through WebCrypto, with random nonces too). What a random nonce
-//! demands is that none is ever used twice, nor known to anyone: each pair is moved out of
-//! the pool exactly once (the slot it leaves is zeroed first), and wiped when the
-//! signature is made. A pair is as secret as the private key (with the signature it
-//! reveals `d`); it lives in this process's memory beside the key, is never written
-//! anywhere, and the pool holds at most [`CAPACITY`].
+//! reference client on Node signs with OpenSSL, whose nonces are random too). What a
+//! random nonce demands is that none is ever used twice, nor known to anyone: each pair is
+//! moved out of the pool exactly once (the slot it leaves is zeroed first), and wiped
+//! when the signature is made. A pair is as secret as the private key (with the
+//! signature it reveals `d`); it lives in this process's memory beside the key, is never
+//! written anywhere, and the pool holds at most [`CAPACITY`].
 //!
 //! Every step is the curve crate's constant-time arithmetic, as in `ecdsa::hazmat`'s own
 //! `sign_prehashed`, which this follows step by step with `k⁻¹` and `r` computed ahead.
