@@ -277,9 +277,17 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[must_use]
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    #[allow(clippy::expect_used)]
-    getrandom::fill(&mut out).expect("the operating system's random generator failed");
+    fill_random(&mut out);
     out
+}
+
+/// Fills `out` from the operating system's random generator.
+///
+/// # Panics
+/// Only if the operating system has no random source.
+pub(crate) fn fill_random(out: &mut [u8]) {
+    #[allow(clippy::expect_used)]
+    getrandom::fill(out).expect("the operating system's random generator failed");
 }
 
 /// A string secret (a token, a password) that never prints itself and is wiped on drop.

@@ -40,6 +40,8 @@ use ecdsa::elliptic_curve::{
 use ecdsa::{EcdsaCurve, Signature};
 use zeroize::{Zeroize as _, Zeroizing};
 
+use crate::secret::fill_random;
+
 /// How many nonces are made at once.
 pub(crate) const BATCH: usize = 16;
 
@@ -94,10 +96,7 @@ impl<C: Presign> Pool<C> {
     /// How many pairs are ready.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.ready
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.lock().len()
     }
 
     /// A pair no one else has or will have: from the pool, which is refilled (on this
@@ -156,7 +155,7 @@ fn make<C: Presign>() -> Vec<Pair<C>> {
     let mut drawn = Zeroizing::new(vec![0u8; BATCH * bytes.len()]);
     while ks.len() < BATCH {
         // One call to the operating system's generator for the batch.
-        getrandom_fill(&mut drawn);
+        fill_random(&mut drawn);
         for chunk in drawn.chunks_exact(bytes.len()) {
             bytes.copy_from_slice(chunk);
             // Uniform on [1, n): a draw that is zero or not below n is dropped.
@@ -192,11 +191,6 @@ fn make<C: Presign>() -> Vec<Pair<C>> {
     affine.zeroize();
     points.zeroize();
     pairs
-}
-
-fn getrandom_fill(bytes: &mut [u8]) {
-    #[allow(clippy::expect_used)]
-    getrandom::fill(bytes).expect("the operating system's random generator failed");
 }
 
 /// The ECDSA signature by `d` of a message whose SHA-256 digest is `digest`, with a pair
