@@ -20,6 +20,9 @@ mod memory {
     atsession::session_store_suite!(async { atsession::store::open("memory:").await.unwrap() });
     mod oauth {
         atsession::oauth_store_suite!(async { atsession::store::open("memory:").await.unwrap() });
+        atsession::session_grant_store_suite!(async {
+            atsession::store::open("memory:").await.unwrap()
+        });
     }
     mod lock {
         atsession::lock_suite!(async { atsession::store::open("memory:").await.unwrap().lock() });
@@ -39,6 +42,7 @@ mod custom {
     atsession::session_store_suite!(async { crate::custom() });
     mod oauth {
         atsession::oauth_store_suite!(async { crate::custom() });
+        atsession::session_grant_store_suite!(async { crate::custom() });
     }
     mod lock {
         atsession::lock_suite!(async { crate::custom().lock() });
@@ -50,6 +54,7 @@ mod sqlite {
     atsession::session_store_suite!(crate::sqlite_any());
     mod oauth {
         atsession::oauth_store_suite!(crate::sqlite_any());
+        atsession::session_grant_store_suite!(crate::sqlite_any());
     }
     mod lock {
         atsession::lock_suite!(async { crate::sqlite_any().await.lock() });
@@ -69,6 +74,12 @@ mod postgres {
     });
     mod oauth {
         atsession::oauth_store_suite!({
+            let Some(store) = super::fresh().await else {
+                return;
+            };
+            std::future::ready(store)
+        });
+        atsession::session_grant_store_suite!({
             let Some(store) = super::fresh().await else {
                 return;
             };
@@ -98,6 +109,12 @@ mod redis {
     });
     mod oauth {
         atsession::oauth_store_suite!({
+            let Some(store) = super::fresh().await else {
+                return;
+            };
+            std::future::ready(store)
+        });
+        atsession::session_grant_store_suite!({
             let Some(store) = super::fresh().await else {
                 return;
             };

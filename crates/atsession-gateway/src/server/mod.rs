@@ -488,16 +488,15 @@ struct SessionAnswer<'a> {
     token_expires_at: Option<time::OffsetDateTime>,
 }
 
-async fn session(State(auth): State<AtprotoAuth>, current: Session) -> Response {
-    let grant = current.grant_id.clone();
+async fn session(
+    State(auth): State<AtprotoAuth>,
+    current: Session,
+    mut request: axum::extract::Request,
+) -> Response {
     let (mut scope, mut expires) = (None, None);
-    if let Some(grant) = grant {
-        match auth
-            .getter()
-            .session(grant)
-            .token_info(Refresh::AcceptStale)
-            .await
-        {
+    // The grant's record, when it was read with the session (one query on PostgreSQL).
+    if let Some(oauth) = auth.oauth_session(&current, request.extensions_mut()) {
+        match oauth.token_info(Refresh::AcceptStale).await {
             Ok(info) => {
                 scope = Some(info.scope);
                 expires = info.expires_at;

@@ -135,7 +135,7 @@ pub async fn handle(
     State(state): State<ProxyState>,
     Path(nsid): Path<String>,
     session: Result<Session, AuthRejection>,
-    request: Request,
+    mut request: Request,
 ) -> Response {
     let proxy = &state.0;
     if !is_nsid(&nsid) {
@@ -163,14 +163,15 @@ pub async fn handle(
         }
         Err(e) => return e.into_response(),
     };
-    let Some(grant) = session.grant_id.clone() else {
+    // Starts from the grant's record when it was read with the session (one query on
+    // PostgreSQL).
+    let Some(oauth) = proxy.auth.oauth_session(&session, request.extensions_mut()) else {
         return error(
             StatusCode::UNAUTHORIZED,
             "AuthenticationRequired",
             "the session has no OAuth grant; sign in again",
         );
     };
-    let oauth = proxy.auth.getter().session(grant);
 
     let (parts, body) = request.into_parts();
     let mut path = format!("/xrpc/{nsid}");

@@ -13,7 +13,7 @@ use super::error::SessionError;
 use super::record::{Session, SessionId, StoredSession};
 use crate::clock::{Clock, SystemClock, add_saturating, truncate_ms};
 use crate::secret::{Token, TokenHash};
-use crate::store::oauth::GrantId;
+use crate::store::oauth::{GrantId, SessionGrantStore, StoredGrant};
 use crate::store::{Cas, SessionStore};
 use crate::syntax::{Did, Handle};
 
@@ -270,6 +270,58 @@ impl<S: SessionStore> SessionManager<S> {
             }
             _ => self.load_by_session_token(&cred.token.hash()).await?,
         };
+        Ok(self.loaded(cred, session, touched))
+    }
+
+    /// [`load_from_headers`](Self::load_from_headers), and the session's OAuth grant record
+    /// read with it (`None` when the session has no grant or it is gone): one query on a
+    /// store that joins them (PostgreSQL; see
+    /// [`SessionGrantStore`](crate::store::oauth::SessionGrantStore)). For a request that
+    /// calls the user's PDS next: give the grant to
+    /// [`SessionGetter::session_with`](crate::oauth::SessionGetter::session_with) so that
+    /// the call does not read it again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::app::SessionManager;
+    /// use atsession::store::MemoryStore;
+    /// use http::{HeaderMap, HeaderValue, header};
+    ///
+    /// let sessions = SessionManager::new(MemoryStore::new());
+    /// let new = sessions.create("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "alice.test", serde_json::json!({})).await.unwrap();
+    /// let mut headers = HeaderMap::new();
+    /// let bearer = format!("Bearer {}", new.token.expose());
+    /// headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&bearer).unwrap());
+    /// let (loaded, grant) = sessions.load_with_grant_from_headers(&headers).await.unwrap();
+    /// assert_eq!(loaded.session.handle.as_str(), "alice.test");
+    /// assert!(grant.is_none()); // a session made without OAuth has no grant
+    /// # }
+    /// ```
+    pub async fn load_with_grant_from_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(LoadedSession, Option<StoredGrant>), SessionError>
+    where
+        S: SessionGrantStore,
+    {
+        let cred = cookie::credential(headers, &self.config.cookie.name)?;
+        let now = self.now();
+        let hash = cred.token.hash();
+        let access =
+            cred.source == CredentialSource::Bearer && self.config.access_token_ttl.is_some();
+        let found = if access {
+            self.store.load_by_access_token_with_grant(&hash).await?
+        } else {
+            self.store.load_by_token_with_grant(&hash).await?
+        };
+        let (found, grant) = found.map_or((None, None), |(s, g)| (Some(s), g));
+        let (session, touched) = self.finish(found, now, access).await?;
+        Ok((self.loaded(cred, session, touched), grant))
+    }
+
+    /// What a request's credential found: the session, and a `Set-Cookie` when its idle
+    /// window slid and it came in a cookie.
+    fn loaded(&self, cred: cookie::Credential, session: Session, touched: bool) -> LoadedSession {
         let set_cookie = (touched && cred.source == CredentialSource::Cookie).then(|| {
             cookie::set_cookie(
                 &self.config.cookie,
@@ -278,11 +330,11 @@ impl<S: SessionStore> SessionManager<S> {
                 session.expires_at(),
             )
         });
-        Ok(LoadedSession {
+        LoadedSession {
             session,
             source: cred.source,
             set_cookie,
-        })
+        }
     }
 
     /// The stored record the request's credential names, expired or not, neither checked,

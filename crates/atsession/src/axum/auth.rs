@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::WebConfig;
 use crate::app::{Session, SessionConfig, SessionConfigError, SessionManager};
-use crate::oauth::{GetterConfig, OAuthClient, OAuthClientConfig, OAuthError, SessionGetter};
+use crate::oauth::{
+    GetterConfig, OAuthClient, OAuthClientConfig, OAuthError, OAuthSession, SessionGetter,
+};
 use crate::store::AnyStore;
 use crate::syntax::Did;
 
@@ -124,6 +126,47 @@ impl AtprotoAuth {
     #[must_use]
     pub fn getter(&self) -> &SessionGetter<AnyStore> {
         &self.inner.getter
+    }
+
+    /// The OAuth session of an app session's grant, `None` when it has none. It starts from
+    /// the grant's record that the [`Session`](super::Session) extractor read with the app
+    /// session where the store reads both in one query ([`LoadedGrant`](super::LoadedGrant),
+    /// taken out of `extensions`), so that its first call does not read the grant again;
+    /// without one, it reads the store as usual.
+    ///
+    /// ```
+    /// use atsession::axum::{AtprotoAuth, Session};
+    /// use axum::extract::{Request, State};
+    /// use axum::http::StatusCode;
+    ///
+    /// // A handler that calls the user's PDS with its request's session.
+    /// async fn whoami(
+    ///     State(auth): State<AtprotoAuth>,
+    ///     session: Session,
+    ///     mut request: Request,
+    /// ) -> Result<String, StatusCode> {
+    ///     let oauth = auth
+    ///         .oauth_session(&session, request.extensions_mut())
+    ///         .ok_or(StatusCode::UNAUTHORIZED)?;
+    ///     let info = oauth
+    ///         .token_info(atsession::oauth::Refresh::IfStale)
+    ///         .await
+    ///         .map_err(|_| StatusCode::BAD_GATEWAY)?;
+    ///     Ok(info.sub.to_string())
+    /// }
+    /// ```
+    pub fn oauth_session(
+        &self,
+        session: &Session,
+        extensions: &mut http::Extensions,
+    ) -> Option<OAuthSession<AnyStore>> {
+        let grant = session.grant_id.as_ref()?;
+        match extensions.remove::<super::LoadedGrant>() {
+            Some(super::LoadedGrant(record)) if &record.id == grant => {
+                Some(self.getter().session_with(record))
+            }
+            _ => Some(self.getter().session(grant.clone())),
+        }
     }
 
     /// The OAuth client.

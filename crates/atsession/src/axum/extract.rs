@@ -18,6 +18,7 @@ use super::{AtprotoAuth, scope_covers};
 use crate::app::CredentialSource;
 use crate::oauth::{GrantError, OAuthSession, Refresh, TokenSetInfo};
 use crate::store::AnyStore;
+use crate::store::oauth::{SessionGrantStore as _, StoredGrant};
 
 /// The app session of the request (cookie, or `Authorization: Bearer`). Dereferences to
 /// the [`app::Session`](crate::app::Session) record.
@@ -59,13 +60,31 @@ impl Deref for Session {
     }
 }
 
-/// Loads (once per request) the request's session.
+/// The app session's OAuth grant record, read together with the session when the store
+/// does that in one query (PostgreSQL), and left in the request's extensions for the
+/// handler's first PDS call:
+/// [`AtprotoAuth::oauth_session`](super::AtprotoAuth::oauth_session) takes it, so that
+/// the call does not read the grant again.
+#[derive(Debug, Clone)]
+pub struct LoadedGrant(pub StoredGrant);
+
+/// Loads (once per request) the request's session, and its grant with it where the store
+/// reads both in one query.
 async fn load(parts: &mut Parts, auth: &AtprotoAuth) -> Result<Session, AuthRejection> {
     if let Some(found) = parts.extensions.get::<Session>() {
         return Ok(found.clone());
     }
-    match auth.sessions().load_from_headers(&parts.headers).await {
-        Ok(loaded) => {
+    let sessions = auth.sessions();
+    let loaded = if sessions.store().reads_together() {
+        sessions.load_with_grant_from_headers(&parts.headers).await
+    } else {
+        sessions
+            .load_from_headers(&parts.headers)
+            .await
+            .map(|l| (l, None))
+    };
+    match loaded {
+        Ok((loaded, grant)) => {
             if let (Some(cookie), Some(slot)) =
                 (loaded.set_cookie, parts.extensions.get::<CookieSlot>())
             {
@@ -76,6 +95,9 @@ async fn load(parts: &mut Parts, auth: &AtprotoAuth) -> Result<Session, AuthReje
                 source: loaded.source,
             };
             parts.extensions.insert(found.clone());
+            if let Some(grant) = grant {
+                parts.extensions.insert(LoadedGrant(grant));
+            }
             Ok(found)
         }
         Err(e) if e.is_unauthenticated() => Err(AuthRejection::SignedOut(e)),
@@ -161,8 +183,9 @@ async fn load_user(parts: &mut Parts, auth: &AtprotoAuth) -> Result<AtprotoSessi
         return Ok(found.clone());
     }
     let session = load(parts, auth).await?;
-    let grant = session.grant_id.clone().ok_or(AuthRejection::NoGrant)?;
-    let oauth = auth.getter().session(grant);
+    let oauth = auth
+        .oauth_session(&session, &mut parts.extensions)
+        .ok_or(AuthRejection::NoGrant)?;
     let info = match oauth.token_info(Refresh::IfStale).await {
         Ok(info) => info,
         Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {

@@ -81,7 +81,7 @@ pub use auth::{AtprotoAuth, BuildError, SignOutError};
 pub use config::WebConfig;
 pub use current::{CurrentSession, SessionRejection};
 pub use errors::{AuthRejection, LoginError, LoginErrorCode};
-pub use extract::{AtprotoSession, RequireScope, RequiredScope, Session};
+pub use extract::{AtprotoSession, LoadedGrant, RequireScope, RequiredScope, Session};
 pub use layer::{SessionCookieLayer, SessionCookieService};
 pub use redirect::local_path;
 pub use scope::scope_covers;

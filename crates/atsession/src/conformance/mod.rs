@@ -5,6 +5,7 @@
 //! | suite | macro | checks |
 //! |---|---|---|
 //! | app sessions ([`SessionStore`](crate::store::SessionStore)) | [`session_store_suite!`](crate::session_store_suite) | [`sessions`] |
+//! | sessions with their grants ([`SessionGrantStore`](crate::store::oauth::SessionGrantStore)) | [`session_grant_store_suite!`](crate::session_grant_store_suite) | [`sessions::sessions_load_with_their_grants`] |
 //! | OAuth states and grants ([`StateStore`](crate::store::oauth::StateStore), [`GrantStore`](crate::store::oauth::GrantStore)) | [`oauth_store_suite!`](crate::oauth_store_suite) | [`oauth`] |
 //! | locks ([`Lock`](crate::lock::Lock)) | [`lock_suite!`](crate::lock_suite) | [`locks`] |
 //!
@@ -77,6 +78,20 @@ macro_rules! session_store_suite {
                 });
             }
         )*
+    };
+}
+
+/// One `#[test]` per check of a store that reads a session with its grant
+/// ([`SessionGrantStore`](crate::store::oauth::SessionGrantStore)): today
+/// [`sessions::sessions_load_with_their_grants`].
+///
+/// ```ignore
+/// atsession::session_grant_store_suite!(async { atsession::store::MemoryStore::new() });
+/// ```
+#[macro_export]
+macro_rules! session_grant_store_suite {
+    ($make:expr) => {
+        $crate::session_store_suite!(@tests $make; sessions_load_with_their_grants);
     };
 }
 

@@ -718,3 +718,112 @@ pub async fn headers_cookie_and_bearer<S: SessionStore + Clone>(store: S) {
         Err(SessionError::NoCredentials)
     ));
 }
+
+/// Conformance check `sessions_load_with_their_grants` (stores of sessions and grants,
+/// [`SessionGrantStore`](crate::store::oauth::SessionGrantStore)); panics if the store
+/// breaks the contract.
+pub async fn sessions_load_with_their_grants<S>(store: S)
+where
+    S: crate::store::oauth::SessionGrantStore + Clone,
+{
+    use crate::store::oauth::{GrantId, StoredGrant};
+    let (m, _) = manager(store.clone(), with_access());
+    let at = m.now();
+    let mut grant = StoredGrant {
+        id: GrantId::generate(),
+        did: did(ALICE),
+        issuer: "https://pds.example".into(),
+        sealed: vec![7, 8, 9],
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    };
+    store.create_grant(&grant).await.unwrap();
+    let with = |g: &GrantId| CreateOptions::new().grant_id(g.clone());
+    let signed_in = m
+        .create_with(ALICE, "alice.test", (), with(&grant.id))
+        .await
+        .unwrap();
+    let bare = m.create(ALICE, "alice.test", ()).await.unwrap();
+    let orphan = m
+        .create_with(ALICE, "alice.test", (), with(&GrantId::generate()))
+        .await
+        .unwrap();
+
+    let by_token = |t: &Token| {
+        let (store, hash) = (store.clone(), t.hash());
+        async move { store.load_by_token_with_grant(&hash).await.unwrap() }
+    };
+    let (s, g) = by_token(&signed_in.token).await.expect("the session");
+    assert_eq!(s.id, signed_in.session.id);
+    assert_eq!(g.as_ref(), Some(&grant), "its grant, as stored");
+    let access = signed_in.access_token.as_ref().unwrap().hash();
+    let (s, g) = store
+        .load_by_access_token_with_grant(&access)
+        .await
+        .unwrap()
+        .expect("the session, by its access token");
+    assert_eq!(s.id, signed_in.session.id);
+    assert_eq!(g.as_ref(), Some(&grant));
+    let (s, g) = by_token(&bare.token)
+        .await
+        .expect("a session without a grant");
+    assert_eq!((s.id.clone(), g), (bare.session.id.clone(), None));
+    let (s, g) = by_token(&orphan.token)
+        .await
+        .expect("a session whose grant is gone");
+    assert_eq!((s.id.clone(), g), (orphan.session.id.clone(), None));
+    assert!(
+        by_token(&Token::generate()).await.is_none(),
+        "no such session"
+    );
+    assert!(
+        store
+            .load_by_access_token_with_grant(&signed_in.token.hash())
+            .await
+            .unwrap()
+            .is_none(),
+        "a session token is not an access token"
+    );
+
+    // Through the manager: the cookie and the Bearer access token find both.
+    let mut h = HeaderMap::new();
+    h.insert(
+        COOKIE,
+        HeaderValue::from_str(&format!("__Host-atsession={}", signed_in.token.expose())).unwrap(),
+    );
+    let (l, g) = m.load_with_grant_from_headers(&h).await.unwrap();
+    assert_eq!(l.source, CredentialSource::Cookie);
+    assert_eq!(l.session.id, signed_in.session.id);
+    assert_eq!(g.as_ref(), Some(&grant));
+    let mut h = HeaderMap::new();
+    h.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!(
+            "Bearer {}",
+            signed_in.access_token.as_ref().unwrap().expose()
+        ))
+        .unwrap(),
+    );
+    let (l, g) = m.load_with_grant_from_headers(&h).await.unwrap();
+    assert_eq!(l.source, CredentialSource::Bearer);
+    assert_eq!(g.as_ref(), Some(&grant));
+    assert!(matches!(
+        m.load_with_grant_from_headers(&HeaderMap::new()).await,
+        Err(SessionError::NoCredentials)
+    ));
+
+    // A newer grant is what is read; a deleted one is gone.
+    let before = grant.version;
+    grant.version += 1;
+    grant.sealed = vec![10, 11];
+    assert_eq!(
+        store.update_grant(before, &grant).await.unwrap(),
+        Cas::Updated
+    );
+    let (_, g) = by_token(&signed_in.token).await.unwrap();
+    assert_eq!(g.as_ref(), Some(&grant), "the updated grant");
+    assert!(store.delete_grant(&grant.id).await.unwrap());
+    let (s, g) = by_token(&signed_in.token).await.unwrap();
+    assert_eq!((s.id.clone(), g), (signed_in.session.id.clone(), None));
+}

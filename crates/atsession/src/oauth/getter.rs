@@ -561,7 +561,42 @@ where
     /// ```
     #[must_use]
     pub fn session(&self, grant_id: GrantId) -> OAuthSession<S> {
-        OAuthSession::new(self.clone(), grant_id)
+        OAuthSession::new(self.clone(), grant_id, None)
+    }
+
+    /// [`session`](Self::session) for a grant whose record was just read, e.g. with its app
+    /// session by
+    /// [`SessionManager::load_with_grant_from_headers`](crate::app::SessionManager::load_with_grant_from_headers):
+    /// the session's first read of the grant (by [`OAuthSession::send`] or
+    /// [`OAuthSession::token_info`], say) uses `record` instead of reading the store again;
+    /// later ones read the store as usual. For a record read moments ago, on the same
+    /// request: an older one would only make that first call use older tokens.
+    ///
+    /// ```
+    /// # include!("../../doc/getter_setup.rs");
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::oauth::{GrantError, Refresh};
+    /// use atsession::store::oauth::GrantStore;
+    ///
+    /// let (getter, grant_id) = demo_getter().await;
+    /// let store = getter.client().store();
+    /// let record = store.load_grant(&grant_id).await.unwrap().unwrap();
+    /// let session = getter.session_with(record);
+    /// assert_eq!(session.grant_id(), &grant_id);
+    /// // Signed out elsewhere just after the record was read: the first read uses the
+    /// // record, every later one the store.
+    /// store.delete_grant(&grant_id).await.unwrap();
+    /// let info = session.token_info(Refresh::AcceptStale).await.unwrap();
+    /// assert_eq!(info.sub.as_str(), "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+    /// assert!(matches!(
+    ///     session.clone().token_info(Refresh::AcceptStale).await,
+    ///     Err(GrantError::NotFound(_))
+    /// ));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn session_with(&self, record: StoredGrant) -> OAuthSession<S> {
+        OAuthSession::new(self.clone(), record.id.clone(), Some(record))
     }
 
     /// The grant's session, refreshed first as `refresh` says. Shared: the same stored
@@ -621,13 +656,25 @@ where
     }
 
     async fn load(&self, grant_id: &GrantId) -> Result<(StoredGrant, Arc<Grant>), GrantError> {
+        self.load_or(grant_id, None).await
+    }
+
+    /// The grant, from `preloaded` (read moments ago) when given, else from the store.
+    async fn load_or(
+        &self,
+        grant_id: &GrantId,
+        preloaded: Option<StoredGrant>,
+    ) -> Result<(StoredGrant, Arc<Grant>), GrantError> {
         let client = &self.inner.client;
-        let Some(stored) = client
-            .store()
-            .load_grant(grant_id)
-            .await
-            .map_err(OAuthError::from)?
-        else {
+        let found = match preloaded {
+            Some(stored) => Some(stored),
+            None => client
+                .store()
+                .load_grant(grant_id)
+                .await
+                .map_err(OAuthError::from)?,
+        };
+        let Some(stored) = found else {
             self.inner.opened.remove(grant_id);
             return Err(GrantError::NotFound(grant_id.clone()));
         };
@@ -658,7 +705,19 @@ where
         refresh: Refresh,
         seen: Option<u64>,
     ) -> Result<(Arc<Grant>, u64), GrantError> {
-        let (stored, data) = self.load(grant_id).await?;
+        self.get_versioned_from(grant_id, refresh, seen, None).await
+    }
+
+    /// [`get_versioned`](Self::get_versioned) starting from `preloaded`, the grant's record
+    /// read moments ago, when given.
+    pub(crate) async fn get_versioned_from(
+        &self,
+        grant_id: &GrantId,
+        refresh: Refresh,
+        seen: Option<u64>,
+        preloaded: Option<StoredGrant>,
+    ) -> Result<(Arc<Grant>, u64), GrantError> {
+        let (stored, data) = self.load_or(grant_id, preloaded).await?;
         let now = self.inner.client.core().clock.now();
         let wanted = match refresh {
             Refresh::AcceptStale => false,

@@ -2,6 +2,7 @@
 //! authenticated requests to the user's PDS that refresh as needed.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
@@ -16,7 +17,7 @@ use super::pds_headers::first_refused;
 use super::pds_path::check_path;
 use super::pds_request::PdsRequest;
 use super::pds_response::{PdsResponse, xrpc_error};
-use crate::store::oauth::{GrantId, GrantStore, StateStore};
+use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
 ///
@@ -26,6 +27,9 @@ use crate::store::oauth::{GrantId, GrantStore, StateStore};
 pub struct OAuthSession<S> {
     getter: SessionGetter<S>,
     grant_id: GrantId,
+    /// The grant's record read moments ago ([`SessionGetter::session_with`]), for the
+    /// first read only; shared by the clones, so that it is used once.
+    preloaded: Option<Arc<Mutex<Option<StoredGrant>>>>,
 }
 
 impl<S> Clone for OAuthSession<S> {
@@ -33,6 +37,7 @@ impl<S> Clone for OAuthSession<S> {
         Self {
             getter: self.getter.clone(),
             grant_id: self.grant_id.clone(),
+            preloaded: self.preloaded.clone(),
         }
     }
 }
@@ -105,8 +110,25 @@ impl<S> OAuthSession<S>
 where
     S: StateStore + GrantStore + Clone,
 {
-    pub(crate) fn new(getter: SessionGetter<S>, grant_id: GrantId) -> Self {
-        Self { getter, grant_id }
+    pub(crate) fn new(
+        getter: SessionGetter<S>,
+        grant_id: GrantId,
+        preloaded: Option<StoredGrant>,
+    ) -> Self {
+        Self {
+            getter,
+            grant_id,
+            preloaded: preloaded.map(|g| Arc::new(Mutex::new(Some(g)))),
+        }
+    }
+
+    /// The preloaded record, the first time only.
+    fn take_preloaded(&self) -> Option<StoredGrant> {
+        self.preloaded
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// The grant id.
@@ -156,7 +178,7 @@ where
     pub async fn token_info(&self, refresh: Refresh) -> Result<TokenSetInfo, GrantError> {
         let (data, version) = self
             .getter
-            .get_versioned(&self.grant_id, refresh, None)
+            .get_versioned_from(&self.grant_id, refresh, None, self.take_preloaded())
             .await?;
         Ok(token_info(&data, version))
     }
@@ -229,7 +251,12 @@ where
         let client = self.getter.client();
         let (mut data, mut version) = self
             .getter
-            .get_versioned(&self.grant_id, Refresh::IfStale, None)
+            .get_versioned_from(
+                &self.grant_id,
+                Refresh::IfStale,
+                None,
+                self.take_preloaded(),
+            )
             .await?;
         let (method, path_and_query, headers, body) = request.into_parts();
         let resend = body.try_clone();

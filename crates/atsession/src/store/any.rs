@@ -29,7 +29,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::oauth::{
-    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, SessionGrantStore, SessionWithGrant, StateStore,
+    StoredAuthState, StoredGrant,
 };
 use super::{Cas, MemoryStore, SessionStore, StoreError};
 use crate::app::{SessionId, StoredSession};
@@ -264,5 +265,27 @@ impl GrantStore for AnyStore {
         limit: usize,
     ) -> Result<GrantPage, StoreError> {
         each!(self, s => s.list_grants(cursor, limit))
+    }
+}
+
+impl SessionGrantStore for AnyStore {
+    fn reads_together(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(s) => s.reads_together(),
+            _ => false,
+        }
+    }
+    async fn load_by_token_with_grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        each!(self, s => s.load_by_token_with_grant(hash))
+    }
+    async fn load_by_access_token_with_grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        each!(self, s => s.load_by_access_token_with_grant(hash))
     }
 }

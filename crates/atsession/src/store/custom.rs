@@ -251,3 +251,6 @@ impl GrantStore for CustomStore {
         self.store.dyn_list_grants(cursor, limit).await
     }
 }
+
+/// Two reads through the custom store: a session, then its grant.
+impl crate::store::oauth::SessionGrantStore for CustomStore {}

@@ -174,3 +174,6 @@ impl GrantStore for MemoryStore {
         Ok(GrantPage { grants, next })
     }
 }
+
+/// Two reads: a session, then its grant (both in memory).
+impl crate::store::oauth::SessionGrantStore for MemoryStore {}

@@ -89,16 +89,21 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Res
 }
 
 fn grant_from_row(row: &Row) -> Result<StoredGrant, StoreError> {
-    let id: &str = get(row, 0)?;
-    let did: &str = get(row, 1)?;
-    let version: i64 = get(row, 6)?;
+    grant_at(row, 0)
+}
+
+/// The grant whose [`GRANT_COLUMNS`] start at column `at` of `row`.
+pub(super) fn grant_at(row: &Row, at: usize) -> Result<StoredGrant, StoreError> {
+    let id: &str = get(row, at)?;
+    let did: &str = get(row, at + 1)?;
+    let version: i64 = get(row, at + 6)?;
     Ok(StoredGrant {
         id: GrantId::parse(id).ok_or_else(|| corrupt("malformed grant id"))?,
         did: Did::new(did).map_err(|_| corrupt("malformed DID"))?,
-        issuer: get(row, 2)?,
-        sealed: get(row, 3)?,
-        created_at: get(row, 4)?,
-        updated_at: get(row, 5)?,
+        issuer: get(row, at + 2)?,
+        sealed: get(row, at + 3)?,
+        created_at: get(row, at + 4)?,
+        updated_at: get(row, at + 5)?,
         version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
     })
 }

@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
-use crate::store::oauth::GrantId;
+use crate::store::oauth::{GrantId, SessionGrantStore, SessionWithGrant};
 use crate::store::{Cas, SessionStore, StoreError};
 use crate::syntax::{Did, Handle};
 
@@ -24,6 +24,8 @@ pub(super) struct Sql {
     by_id: String,
     by_token: String,
     by_access: String,
+    by_token_with_grant: String,
+    by_access_with_grant: String,
     update: String,
     delete: String,
     list: String,
@@ -43,6 +45,8 @@ impl Sql {
             by_id: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             by_token: format!("SELECT {COLUMNS} FROM {t} WHERE token_hash = $1"),
             by_access: format!("SELECT {COLUMNS} FROM {t} WHERE access_token_hash = $1"),
+            by_token_with_grant: with_grant(&t, schema, "token_hash"),
+            by_access_with_grant: with_grant(&t, schema, "access_token_hash"),
             // One round trip: the CTE's UPDATE and the existence check see the same snapshot.
             update: format!(
                 "WITH u AS (
@@ -71,6 +75,21 @@ impl Sql {
             ),
         }
     }
+}
+
+/// A session and its grant, joined: the session's [`COLUMNS`], then the grant's columns
+/// from index 13 (NULL when the grant is gone).
+fn with_grant(t: &str, schema: &str, key: &str) -> String {
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, g.id, g.did, g.issuer, g.sealed, g.created_at, g.updated_at, g.version \
+         FROM {t} s LEFT JOIN \"{schema}\".atsession_oauth_grants g ON g.id = s.grant_id \
+         WHERE s.{key} = $1"
+    )
 }
 
 fn corrupt(detail: &'static str) -> StoreError {
@@ -189,6 +208,31 @@ fn version(v: u64) -> Result<i64, StoreError> {
 }
 
 impl PostgresStore {
+    async fn load_with_grant(
+        &self,
+        sql: &str,
+        key: &(dyn ToSql + Sync),
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        let client = self.client("load").await?;
+        let stmt = client.prepare_cached(sql).await.map_err(err("load"))?;
+        let Some(row) = client.query_opt(&stmt, &[key]).await.map_err(err("load"))? else {
+            return Ok(None);
+        };
+        let session = from_row(&row)?;
+        let grant = match row.try_get::<_, Option<&str>>(13) {
+            Ok(Some(_)) => Some(super::oauth::grant_at(&row, 13)?),
+            Ok(None) => None,
+            Err(e) => {
+                return Err(StoreError::Corrupt {
+                    backend: BACKEND,
+                    detail: "an OAuth column has the wrong type",
+                    source: Some(Box::new(e)),
+                });
+            }
+        };
+        Ok(Some((Arc::new(session), grant)))
+    }
+
     async fn load_one(
         &self,
         sql: &str,
@@ -348,6 +392,38 @@ impl SessionStore for PostgresStore {
                     ))
                 })
                 .collect()
+        })
+        .await
+    }
+}
+
+/// One query: the session and its grant, joined.
+impl SessionGrantStore for PostgresStore {
+    fn reads_together(&self) -> bool {
+        true
+    }
+
+    async fn load_by_token_with_grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        self.bounded("load_by_token", async move {
+            self.load_with_grant(&self.sql().by_token_with_grant, &hash.as_bytes().as_slice())
+                .await
+        })
+        .await
+    }
+
+    async fn load_by_access_token_with_grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        self.bounded("load_by_access_token", async move {
+            self.load_with_grant(
+                &self.sql().by_access_with_grant,
+                &hash.as_bytes().as_slice(),
+            )
+            .await
         })
         .await
     }

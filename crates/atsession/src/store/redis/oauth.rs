@@ -461,3 +461,6 @@ impl GrantStore for RedisStore {
         .await
     }
 }
+
+/// Two reads: a session, then its grant (its id is inside the session's record).
+impl crate::store::oauth::SessionGrantStore for RedisStore {}
