@@ -494,7 +494,8 @@ async fn session(
     mut request: axum::extract::Request,
 ) -> Response {
     let (mut scope, mut expires) = (None, None);
-    // The grant's record, when it was read with the session (one query on PostgreSQL).
+    // The grant's record, when it was read with the session (one query on SQLite
+    // and PostgreSQL).
     if let Some(oauth) = auth.oauth_session(&current, request.extensions_mut()) {
         match oauth.token_info(Refresh::AcceptStale).await {
             Ok(info) => {

@@ -164,7 +164,7 @@ pub async fn handle(
         Err(e) => return e.into_response(),
     };
     // Starts from the grant's record when it was read with the session (one query on
-    // PostgreSQL).
+    // SQLite and PostgreSQL).
     let Some(oauth) = proxy.auth.oauth_session(&session, request.extensions_mut()) else {
         return error(
             StatusCode::UNAUTHORIZED,

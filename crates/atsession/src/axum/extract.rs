@@ -61,7 +61,7 @@ impl Deref for Session {
 }
 
 /// The app session's OAuth grant record, read together with the session when the store
-/// does that in one query (PostgreSQL), and left in the request's extensions for the
+/// does that in one query (SQLite, PostgreSQL), and left in the request's extensions for the
 /// handler's first PDS call:
 /// [`AtprotoAuth::oauth_session`](super::AtprotoAuth::oauth_session) takes it, so that
 /// the call does not read the grant again.

@@ -271,6 +271,8 @@ impl GrantStore for AnyStore {
 impl SessionGrantStore for AnyStore {
     fn reads_together(&self) -> bool {
         match self {
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(s) => s.reads_together(),
             #[cfg(feature = "postgres")]
             AnyStore::Postgres(s) => s.reads_together(),
             _ => false,

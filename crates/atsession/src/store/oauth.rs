@@ -303,8 +303,9 @@ pub type SessionWithGrant = (Arc<crate::app::StoredSession>, Option<StoredGrant>
 
 /// A store that keeps both app sessions and OAuth grants, and reads a session together with
 /// its grant: what a request that calls the user's PDS needs first. A backend that can join
-/// the two (PostgreSQL) answers with one query, so a proxied call costs one round trip
-/// instead of two; the provided methods read the session, then its grant.
+/// the two (SQLite, PostgreSQL) answers with one query, so a proxied call costs one read
+/// (one round trip, one read transaction) instead of two; the provided methods read the
+/// session, then its grant.
 ///
 /// The grant is `None` when the session names none, or names one that no longer exists.
 ///

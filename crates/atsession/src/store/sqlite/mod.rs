@@ -314,6 +314,16 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
         conn.execute_batch("PRAGMA cache_size = -8192;")
             .map_err(err("configure"))?;
     }
+    // The query planner stability guarantee: a statement keeps the plan it was prepared
+    // with whatever is bound to it. Without it, SQLite may mark a cached statement to be
+    // prepared again whenever a new value is bound (it did, on most executions, for the
+    // session-and-grant join), which costs more than the lookup. Every statement here is
+    // a lookup by key or a bounded scan, whose plan no bound value improves.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(err("configure"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }

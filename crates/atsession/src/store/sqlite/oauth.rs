@@ -42,7 +42,11 @@ fn grant_from_row(row: &Row<'_>) -> Result<StoredGrant, StoreError> {
 }
 
 /// A grant from the columns after the id, starting at `at`.
-fn grant_fields(row: &Row<'_>, at: usize, id: GrantId) -> Result<StoredGrant, StoreError> {
+pub(super) fn grant_fields(
+    row: &Row<'_>,
+    at: usize,
+    id: GrantId,
+) -> Result<StoredGrant, StoreError> {
     let did: String = row.get(at).map_err(column_type)?;
     let version: i64 = row.get(at + 5).map_err(column_type)?;
     Ok(StoredGrant {
@@ -299,8 +303,3 @@ impl GrantStore for SqliteStore {
         .await
     }
 }
-
-/// Two reads on the same reader connection: a session, then its grant. (A `LEFT JOIN` of
-/// the two tables was measured slower here: SQLite re-prepared the joined statement on
-/// most executions.)
-impl crate::store::oauth::SessionGrantStore for SqliteStore {}

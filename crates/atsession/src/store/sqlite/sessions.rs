@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use time::OffsetDateTime;
 
@@ -9,7 +10,7 @@ use super::{BACKEND, SqliteStore, err};
 use crate::app::{SessionId, StoredSession};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
-use crate::store::oauth::GrantId;
+use crate::store::oauth::{GrantId, SessionGrantStore, SessionWithGrant};
 use crate::store::{Cas, SessionStore, StoreError};
 use crate::syntax::{Did, Handle};
 
@@ -31,6 +32,24 @@ const SELECT_BY_ACCESS: &str = concat!(
     columns!(),
     " FROM app_sessions WHERE access_token_hash = ?1"
 );
+
+/// A session and its grant's columns (NULL when the grant is gone), for
+/// [`SessionGrantStore`]: the session's [`COLUMNS`], then the grant's from index 13.
+macro_rules! with_grant {
+    ($key:literal) => {
+        concat!(
+            "SELECT s.id, s.token_hash, s.access_token_hash, s.access_expires_at, s.did, ",
+            "s.handle, s.data, s.grant_id, s.created_at, s.last_seen_at, s.idle_expires_at, ",
+            "s.absolute_expires_at, s.version, ",
+            "g.did, g.issuer, g.sealed, g.created_at, g.updated_at, g.version ",
+            "FROM app_sessions s LEFT JOIN oauth_grants g ON g.id = s.grant_id WHERE s.",
+            $key,
+            " = ?1"
+        )
+    };
+}
+const SELECT_BY_TOKEN_WITH_GRANT: &str = with_grant!("token_hash");
+const SELECT_BY_ACCESS_WITH_GRANT: &str = with_grant!("access_token_hash");
 
 fn corrupt(detail: &'static str) -> impl FnOnce() -> StoreError {
     move || StoreError::corrupt(BACKEND, detail)
@@ -109,6 +128,27 @@ fn load_one(
         Some(row) => from_row(row).map(Some),
         None => Ok(None),
     }
+}
+
+/// One session and its grant (the grant's columns are NULL when it is gone).
+fn load_with_grant(
+    conn: &Connection,
+    sql: &'static str,
+    key: &[u8],
+) -> Result<Option<SessionWithGrant>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(err("load"))?;
+    let mut rows = stmt.query([key]).map_err(err("load"))?;
+    let Some(row) = rows.next().map_err(err("load"))? else {
+        return Ok(None);
+    };
+    let session = from_row(row)?;
+    let grant = match &session.grant_id {
+        Some(id) if row.get_ref(13).map_err(err("load"))? != ValueRef::Null => {
+            Some(super::oauth::grant_fields(row, 13, id.clone())?)
+        }
+        _ => None,
+    };
+    Ok(Some((Arc::new(session), grant)))
 }
 
 /// Converts a record to the values bound to the row (in [`COLUMNS`] order, plus expires_at).
@@ -353,5 +393,87 @@ impl SessionStore for SqliteStore {
             }
             Ok(out)
         })
+    }
+}
+
+/// One query: the session and its grant, joined.
+impl SessionGrantStore for SqliteStore {
+    fn reads_together(&self) -> bool {
+        true
+    }
+
+    async fn load_by_token_with_grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        self.read(|c| load_with_grant(c, SELECT_BY_TOKEN_WITH_GRANT, hash.as_bytes()))
+    }
+
+    async fn load_by_access_token_with_grant(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<SessionWithGrant>, StoreError> {
+        self.read(|c| load_with_grant(c, SELECT_BY_ACCESS_WITH_GRANT, hash.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::app::SessionManager;
+    use crate::store::oauth::{GrantStore, StoredGrant};
+
+    /// The joined lookup runs on its cached statement as prepared: a statement prepared
+    /// again on every execution (what SQLite did before the planner stability guarantee
+    /// was set) costs more than the lookup itself.
+    #[tokio::test]
+    async fn the_joined_lookup_is_never_prepared_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+        let now = crate::clock::truncate_ms(OffsetDateTime::now_utc());
+        let grant = StoredGrant {
+            id: GrantId::generate(),
+            did: Did::new("did:plc:ewvi7nxzyoun6zhxrhs64oiz").unwrap(),
+            issuer: "https://pds.example".into(),
+            sealed: vec![1, 2, 3],
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        store.create_grant(&grant).await.unwrap();
+        let sessions = SessionManager::new(store.clone());
+        let options = crate::app::CreateOptions::new().grant_id(grant.id.clone());
+        let mut hashes = Vec::new();
+        for _ in 0..4 {
+            let new = sessions
+                .create_with(
+                    "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+                    "alice.test",
+                    (),
+                    options.clone(),
+                )
+                .await
+                .unwrap();
+            hashes.push(new.token.hash());
+        }
+        let reprepared = store
+            .read(|conn| {
+                for _ in 0..5 {
+                    for hash in &hashes {
+                        let (_, g) =
+                            load_with_grant(conn, SELECT_BY_TOKEN_WITH_GRANT, hash.as_bytes())?
+                                .unwrap();
+                        assert_eq!(g.as_ref(), Some(&grant));
+                    }
+                }
+                let stmt = conn
+                    .prepare_cached(SELECT_BY_TOKEN_WITH_GRANT)
+                    .map_err(err("test"))?;
+                Ok(stmt.get_status(rusqlite::StatementStatus::RePrepare))
+            })
+            .unwrap();
+        assert_eq!(reprepared, 0);
     }
 }
