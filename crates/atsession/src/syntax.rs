@@ -50,7 +50,8 @@ enum Text {
 const INLINE_LEN: usize = 38;
 
 impl Text {
-    fn new(s: String) -> Self {
+    /// Short text is copied inline; only long text is allocated (once, shared).
+    fn new(s: &str) -> Self {
         match u8::try_from(s.len()) {
             Ok(len) if s.len() <= INLINE_LEN => {
                 let mut bytes = [0u8; INLINE_LEN];
@@ -59,6 +60,20 @@ impl Text {
             }
             _ => Self::Shared(s.into()),
         }
+    }
+
+    /// [`Text::new`] in ASCII lowercase.
+    fn lowercase(s: &str) -> Self {
+        let mut text = Self::new(s);
+        match &mut text {
+            Self::Inline { len, bytes } => bytes[..usize::from(*len)].make_ascii_lowercase(),
+            Self::Shared(shared) => {
+                if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    *shared = s.to_ascii_lowercase().into();
+                }
+            }
+        }
+        text
     }
 }
 
@@ -111,9 +126,9 @@ pub struct Did(Text);
 
 impl Did {
     /// Validates a DID.
-    pub fn new(s: impl Into<String>) -> Result<Self, SyntaxError> {
-        let s = s.into();
-        if is_valid_did(&s) {
+    pub fn new(s: impl AsRef<str>) -> Result<Self, SyntaxError> {
+        let s = s.as_ref();
+        if is_valid_did(s) {
             Ok(Self(Text::new(s)))
         } else {
             Err(SyntaxError::Did)
@@ -174,13 +189,12 @@ pub struct Handle(Text);
 
 impl Handle {
     /// Validates a handle and lowercases it.
-    pub fn new(s: impl Into<String>) -> Result<Self, SyntaxError> {
-        let mut s = s.into();
-        if !is_valid_handle(&s) {
+    pub fn new(s: impl AsRef<str>) -> Result<Self, SyntaxError> {
+        let s = s.as_ref();
+        if !is_valid_handle(s) {
             return Err(SyntaxError::Handle);
         }
-        s.make_ascii_lowercase();
-        Ok(Self(Text::new(s)))
+        Ok(Self(Text::lowercase(s)))
     }
 
     /// The handle as a string.
@@ -194,10 +208,6 @@ fn is_valid_handle(s: &str) -> bool {
     if s.is_empty() || s.len() > HANDLE_MAX_LEN {
         return false;
     }
-    let labels: Vec<&str> = s.split('.').collect();
-    if labels.len() < 2 {
-        return false;
-    }
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -205,10 +215,10 @@ fn is_valid_handle(s: &str) -> bool {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    labels.iter().all(|l| label_ok(l))
-        && labels
-            .last()
-            .is_some_and(|tld| !tld.as_bytes()[0].is_ascii_digit())
+    // At least two labels, the last not starting with a digit.
+    s.split('.').all(label_ok)
+        && s.rsplit_once('.')
+            .is_some_and(|(_, tld)| !tld.as_bytes()[0].is_ascii_digit())
 }
 
 macro_rules! string_type {
@@ -358,6 +368,14 @@ mod tests {
         let label = format!("{}.test", "a".repeat(64));
         assert!(Handle::new(label).is_err());
         assert_eq!(Handle::new("ALICE.Test").unwrap().as_str(), "alice.test");
+        // Long handles (kept shared, not inline) are lowercased too.
+        let long = format!("{}.Bsky.Social", "X".repeat(60));
+        assert_eq!(
+            Handle::new(&long).unwrap().as_str(),
+            long.to_ascii_lowercase()
+        );
+        let lower = format!("{}.bsky.social", "x".repeat(60));
+        assert_eq!(Handle::new(&lower).unwrap().as_str(), lower);
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub(super) fn grant_fields(
     at: usize,
     id: GrantId,
 ) -> Result<StoredGrant, StoreError> {
-    let did: String = row.get(at).map_err(column_type)?;
+    let did = row
+        .get_ref(at)
+        .map_err(column_type)?
+        .as_str()
+        .map_err(|e| column_type(e.into()))?;
     let version: i64 = row.get(at + 5).map_err(column_type)?;
     Ok(StoredGrant {
         id,

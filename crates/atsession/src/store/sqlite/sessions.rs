@@ -61,34 +61,31 @@ fn hash(bytes: &[u8], detail: &'static str) -> Result<TokenHash, StoreError> {
 }
 
 fn from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
-    let get_err = |e: rusqlite::Error| StoreError::Corrupt {
+    // Every column is read in place (no copy, no conversion through `FromSql`); the record
+    // owns only what it keeps.
+    let value = |i: usize| {
+        row.get_ref(i).map_err(|e| StoreError::Corrupt {
+            backend: BACKEND,
+            detail: "a column is missing",
+            source: Some(Box::new(e)),
+        })
+    };
+    let type_err = |e: rusqlite::types::FromSqlError| StoreError::Corrupt {
         backend: BACKEND,
         detail: "a column has the wrong type",
         source: Some(Box::new(e)),
     };
-    let type_err = |e: rusqlite::types::FromSqlError| get_err(e.into());
-    // The id and the hashes are read in place (no copy); the rest is owned by the record.
-    let id = row
-        .get_ref(0)
-        .map_err(get_err)?
-        .as_str()
-        .map_err(type_err)?;
-    let token_hash = row
-        .get_ref(1)
-        .map_err(get_err)?
-        .as_blob()
-        .map_err(type_err)?;
-    let access_hash = row
-        .get_ref(2)
-        .map_err(get_err)?
-        .as_blob_or_null()
-        .map_err(type_err)?;
-    let access_expires: Option<i64> = row.get(3).map_err(get_err)?;
-    let did: String = row.get(4).map_err(get_err)?;
-    let handle: String = row.get(5).map_err(get_err)?;
-    let data: String = row.get(6).map_err(get_err)?;
-    let grant_id: Option<String> = row.get(7).map_err(get_err)?;
-    let version: i64 = row.get(12).map_err(get_err)?;
+    let text = |i| value(i)?.as_str().map_err(type_err);
+    let int = |i| value(i)?.as_i64().map_err(type_err);
+    let id = text(0)?;
+    let token_hash = value(1)?.as_blob().map_err(type_err)?;
+    let access_hash = value(2)?.as_blob_or_null().map_err(type_err)?;
+    let access_expires = value(3)?.as_i64_or_null().map_err(type_err)?;
+    let did = text(4)?;
+    let handle = text(5)?;
+    let data = text(6)?;
+    let grant_id = value(7)?.as_str_or_null().map_err(type_err)?;
+    let version = int(12)?;
     if access_hash.is_some() != access_expires.is_some() {
         return Err(corrupt("access token hash without expiry, or the reverse")());
     }
@@ -101,18 +98,18 @@ fn from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
         access_expires_at: access_expires.map(from_millis),
         did: Did::new(did).map_err(|_| corrupt("malformed DID")())?,
         handle: Handle::new(handle).map_err(|_| corrupt("malformed handle")())?,
-        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+        data: serde_json::from_str(data).map_err(|e| StoreError::Corrupt {
             backend: BACKEND,
             detail: "session data is not JSON",
             source: Some(Box::new(e)),
         })?,
         grant_id: grant_id
-            .map(|g| GrantId::parse(&g).ok_or_else(corrupt("malformed grant id")))
+            .map(|g| GrantId::parse(g).ok_or_else(corrupt("malformed grant id")))
             .transpose()?,
-        created_at: from_millis(row.get(8).map_err(get_err)?),
-        last_seen_at: from_millis(row.get(9).map_err(get_err)?),
-        idle_expires_at: from_millis(row.get(10).map_err(get_err)?),
-        absolute_expires_at: from_millis(row.get(11).map_err(get_err)?),
+        created_at: from_millis(int(8)?),
+        last_seen_at: from_millis(int(9)?),
+        idle_expires_at: from_millis(int(10)?),
+        absolute_expires_at: from_millis(int(11)?),
         version: u64::try_from(version).map_err(|_| corrupt("negative version")())?,
     })
 }
