@@ -10,22 +10,21 @@
 //! Prints one JSON line per route and the ratio. The load generator shares the machine's
 //! cores with the gateway, so the absolute figures depend on the machine; the ratio is the
 //! point.
+//!
+//! `ATSESSION_GATEWAY_UNDER="perf record -g"` (or `valgrind --tool=callgrind`) runs the
+//! gateway under a profiler, stopped with SIGTERM at the end so that it writes its report.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/support/gateway.rs"]
+mod gateway;
+#[path = "../../atsession/tests/support/pds.rs"]
+mod pds;
+
+use std::process::Command;
 
 use atsession::app::{CookieConfig, SessionConfig, SessionManager};
 use atsession::store::sqlite::SqliteStore;
-
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use gateway::Gateway;
 
 struct Run {
     requests_per_s: f64,
@@ -88,7 +87,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let token = runtime.block_on(async {
+    runtime.block_on(async {
         let store = SqliteStore::open(&db).await.unwrap();
         let config = SessionConfig::default().cookie(CookieConfig::insecure_for_development());
         let sessions = SessionManager::with_config(store, config).unwrap();
@@ -100,40 +99,31 @@ fn main() {
             )
             .await
             .unwrap();
-        new.token.expose().to_owned()
-    });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
-        .arg(&db)
-        .env("ATSESSION_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _gateway = Gateway(child);
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    let cookie = format!("atsession={token}");
-    // Warm up both routes.
-    wrk(&format!("{base}/livez"), &cookie, 1);
-    wrk(&format!("{base}/session"), &cookie, 1);
-    let trivial = wrk(&format!("{base}/livez"), &cookie, seconds);
-    let session = wrk(&format!("{base}/session"), &cookie, seconds);
-    assert_eq!(session.non_2xx, 0, "every /session answer was a success");
-    for (route, r) in [("/livez", &trivial), ("/session", &session)] {
+        let cookie = format!("atsession={}", new.token.expose());
+        let db_arg = db.as_os_str().to_owned();
+        let gw = Gateway::start(None, [std::ffi::OsStr::new("--dev"), "--db".as_ref(), &db_arg]).await;
+        let base = gw.base.clone();
+        // wrk runs on a blocking thread, so that the runtime keeps the gateway's pipes read.
+        let run = move |route: &'static str, seconds: u64| {
+            let (url, cookie) = (format!("{base}{route}"), cookie.clone());
+            tokio::task::spawn_blocking(move || wrk(&url, &cookie, seconds))
+        };
+        // Warm up both routes.
+        run("/livez", 1).await.unwrap();
+        run("/session", 1).await.unwrap();
+        let trivial = run("/livez", seconds).await.unwrap();
+        let session = run("/session", seconds).await.unwrap();
+        drop(gw);
+        assert_eq!(session.non_2xx, 0, "every /session answer was a success");
+        for (route, r) in [("/livez", &trivial), ("/session", &session)] {
+            println!(
+                "{{\"route\":\"{route}\",\"connections\":64,\"seconds\":{seconds},\"requests_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+                r.requests_per_s, r.p50_ms, r.p99_ms
+            );
+        }
         println!(
-            "{{\"route\":\"{route}\",\"connections\":64,\"seconds\":{seconds},\"requests_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
-            r.requests_per_s, r.p50_ms, r.p99_ms
+            "{{\"session_vs_trivial\":{:.3}}}",
+            session.requests_per_s / trivial.requests_per_s
         );
-    }
-    println!(
-        "{{\"session_vs_trivial\":{:.3}}}",
-        session.requests_per_s / trivial.requests_per_s
-    );
+    });
 }
