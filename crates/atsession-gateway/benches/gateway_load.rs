@@ -9,7 +9,10 @@
 //!
 //! Prints one JSON line per route and the ratio. The load generator shares the machine's
 //! cores with the gateway, so the absolute figures depend on the machine; the ratio is the
-//! point.
+//! point. Each line also gives the gateway's CPU time per request under this load (from
+//! `/proc/<pid>/stat`): set beside the same route's CPU per call when called one request
+//! at a time (`proxy_cost`'s `gateway /livez`), it shows what waking an idle process costs
+//! on the machine, which a proxied call pays twice.
 //!
 //! `ATSESSION_GATEWAY_UNDER="perf record -g"` (or `valgrind --tool=callgrind`) runs the
 //! gateway under a profiler, stopped with SIGTERM at the end so that it writes its report.
@@ -24,9 +27,10 @@ use std::process::Command;
 
 use atsession::app::{CookieConfig, SessionConfig, SessionManager};
 use atsession::store::sqlite::SqliteStore;
-use gateway::Gateway;
+use gateway::{Gateway, cpu_us};
 
 struct Run {
+    requests: u64,
     requests_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -63,6 +67,17 @@ fn wrk(url: &str, cookie: &str, seconds: u64) -> Run {
         })
     };
     Run {
+        // `  123456 requests in 10.00s, 12.34MB read`
+        requests: text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .split_once(" requests in ")
+                    .map(|(n, _)| n.to_owned())
+            })
+            .unwrap_or_else(|| panic!("{text}"))
+            .parse()
+            .unwrap(),
         requests_per_s: field("Requests/sec:")
             .unwrap_or_else(|| panic!("{text}"))
             .parse()
@@ -102,22 +117,31 @@ fn main() {
         let cookie = format!("atsession={}", new.token.expose());
         let db_arg = db.as_os_str().to_owned();
         let gw = Gateway::start(None, [std::ffi::OsStr::new("--dev"), "--db".as_ref(), &db_arg]).await;
-        let base = gw.base.clone();
+        let (base, pid) = (gw.base.clone(), gw.pid());
         // wrk runs on a blocking thread, so that the runtime keeps the gateway's pipes read.
+        // The gateway's CPU time over the run, per request answered.
         let run = move |route: &'static str, seconds: u64| {
             let (url, cookie) = (format!("{base}{route}"), cookie.clone());
-            tokio::task::spawn_blocking(move || wrk(&url, &cookie, seconds))
+            tokio::task::spawn_blocking(move || {
+                let before = cpu_us(pid);
+                let run = wrk(&url, &cookie, seconds);
+                let cpu = (cpu_us(pid) - before) as f64 / run.requests.max(1) as f64;
+                (run, cpu)
+            })
         };
         // Warm up both routes.
         run("/livez", 1).await.unwrap();
         run("/session", 1).await.unwrap();
-        let trivial = run("/livez", seconds).await.unwrap();
-        let session = run("/session", seconds).await.unwrap();
+        let (trivial, trivial_cpu) = run("/livez", seconds).await.unwrap();
+        let (session, session_cpu) = run("/session", seconds).await.unwrap();
         drop(gw);
         assert_eq!(session.non_2xx, 0, "every /session answer was a success");
-        for (route, r) in [("/livez", &trivial), ("/session", &session)] {
+        for (route, r, cpu) in [
+            ("/livez", &trivial, trivial_cpu),
+            ("/session", &session, session_cpu),
+        ] {
             println!(
-                "{{\"route\":\"{route}\",\"connections\":64,\"seconds\":{seconds},\"requests_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+                "{{\"route\":\"{route}\",\"connections\":64,\"seconds\":{seconds},\"requests_per_s\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"gateway_cpu_us_per_request\":{cpu:.1}}}",
                 r.requests_per_s, r.p50_ms, r.p99_ms
             );
         }

@@ -63,30 +63,11 @@ use atsession::oauth::{
 };
 use atsession::store::oauth::GrantStore;
 use atsession::syntax::Did;
-use gateway::{Gateway, client, login};
+use gateway::{Gateway, client, cpu_us, login};
 
 const NSID: &str = "com.atproto.server.getSession";
 /// What the forward floors call: answered without authentication.
 const UNAUTHENTICATED: &str = "com.atproto.server.describeServer";
-
-/// utime + stime of a process, in microseconds.
-fn cpu_us(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // The clock tick (100 Hz on most Linux kernels).
-    let hz: u64 = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100);
-    ticks * 1_000_000 / hz
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -127,6 +127,25 @@ impl Gateway {
     }
 }
 
+/// utime + stime of a process, in microseconds.
+pub fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // The clock tick (100 Hz on most Linux kernels).
+    let hz: u64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    ticks * 1_000_000 / hz
+}
+
 /// An HTTP client that follows no redirects and keeps no cookies.
 pub fn client() -> reqwest::Client {
     let _ = rustls_graviola::default_provider().install_default();
