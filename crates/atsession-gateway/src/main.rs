@@ -132,3 +132,81 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every option of every command, with the command's path (`atsession sessions list`).
+    fn options() -> Vec<(String, clap::Arg)> {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_owned();
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !arg.is_positional() && !builtin {
+                    out.push((path.clone(), arg.clone()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&super::Args::command(), "", &mut out);
+        out
+    }
+
+    #[test]
+    fn every_option_has_an_environment_variable() {
+        let missing: Vec<String> = options()
+            .iter()
+            .filter(|(_, arg)| arg.get_env().is_none())
+            .map(|(path, arg)| format!("{path} --{}", arg.get_long().unwrap_or("?")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "options without a variable: {missing:#?}"
+        );
+    }
+
+    #[test]
+    fn an_environment_variable_means_one_thing() {
+        // The same variable on two options is allowed only where both are the same
+        // option (same long name), as `--db` is in every command.
+        let mut seen = std::collections::HashMap::new();
+        for (path, arg) in options() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            let (env, long) = (env.to_string_lossy().into_owned(), long.to_owned());
+            if let Some((other_path, other_long)) =
+                seen.insert(env.clone(), (path.clone(), long.clone()))
+            {
+                assert_eq!(
+                    other_long, long,
+                    "{env} is `{other_path} --{other_long}` and `{path} --{long}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_names_every_option_and_variable() {
+        let readme = include_str!("../../../README.md");
+        let mut missing = Vec::new();
+        for (path, arg) in options() {
+            let long = format!("--{}", arg.get_long().unwrap_or("?"));
+            if !readme.contains(&format!("`{long}")) {
+                missing.push(format!("{path} {long}"));
+            }
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                if !readme.contains(env.as_ref()) {
+                    missing.push(format!("{path} {long}: {env}"));
+                }
+            }
+        }
+        missing.dedup();
+        assert!(missing.is_empty(), "not in README.md: {missing:#?}");
+    }
+}

@@ -36,6 +36,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use super::CliError;
 use super::login::{OAuthOptions, client, sibling};
 
+/// The environment variable of `--param`: one `key=value` (a value may hold commas).
+pub const PARAM_ENV: &str = "ATSESSION_CALL_PARAM";
+/// The environment variable of `--json` (the request body).
+pub const JSON_ENV: &str = "ATSESSION_CALL_JSON";
 /// The environment variable of `--input`.
 pub const INPUT_ENV: &str = "ATSESSION_CALL_INPUT";
 /// The environment variable of `--content-type`.
@@ -52,10 +56,10 @@ pub struct CallArgs {
     /// The method's NSID (`com.atproto.server.getSession`).
     pub nsid: String,
     /// A query parameter, `key=value`; repeat for more.
-    #[arg(long = "param", value_name = "KEY=VALUE")]
+    #[arg(long = "param", value_name = "KEY=VALUE", env = PARAM_ENV)]
     pub params: Vec<String>,
     /// Make a procedure call (POST) with this JSON body.
-    #[arg(long, value_name = "BODY", conflicts_with = "input")]
+    #[arg(long, value_name = "BODY", env = JSON_ENV, conflicts_with = "input")]
     pub json: Option<String>,
     /// Make a procedure call (POST) whose body is streamed from this file (`-`: standard
     /// input), e.g. for `com.atproto.repo.uploadBlob`.
@@ -75,7 +79,7 @@ pub struct CallArgs {
     #[arg(long, value_name = "FILE", env = OUTPUT_ENV)]
     pub output: Option<PathBuf>,
     /// The account (default: the last one logged in with this database).
-    #[arg(long)]
+    #[arg(long, env = super::login::DID_ENV)]
     pub did: Option<String>,
     /// Shared options.
     #[command(flatten)]

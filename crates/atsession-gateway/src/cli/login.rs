@@ -40,6 +40,8 @@ pub const KEY_ENV: &str = "ATSESSION_AT_REST_KEY";
 pub const SCOPE: &str = "atproto transition:generic";
 /// The environment variable for `--scope`.
 pub const SCOPE_ENV: &str = "ATSESSION_SCOPE";
+/// The environment variable for `--did` of `logout` and `call`.
+pub const DID_ENV: &str = "ATSESSION_DID";
 /// The registered loopback redirect URI (no port: any port is accepted).
 pub const REDIRECT: &str = "http://127.0.0.1/callback";
 
@@ -73,13 +75,13 @@ pub struct LoginArgs {
     /// A handle (`alice.bsky.social`), a DID, or a PDS/entryway URL.
     pub handle: String,
     /// Open the authorization URL in a browser (`xdg-open`).
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_LOGIN_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
     pub open: bool,
     /// The loopback port to listen on for the redirect (default: a free one).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "ATSESSION_LOGIN_PORT")]
     pub port: u16,
     /// How long to wait for the redirect, in seconds.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, env = "ATSESSION_LOGIN_WAIT_SECS")]
     pub wait_secs: u64,
     /// The permissions to ask for, space-separated (default: the scope of the previous
     /// login with this database, else `atproto transition:generic`). Remembered in
@@ -95,7 +97,7 @@ pub struct LoginArgs {
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
     /// The account to log out (default: the last one logged in with this database).
-    #[arg(long)]
+    #[arg(long, env = DID_ENV)]
     pub did: Option<String>,
     /// Shared options.
     #[command(flatten)]

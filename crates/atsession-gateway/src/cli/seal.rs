@@ -21,11 +21,11 @@ const MAX_INPUT: u64 = 1 << 20;
 #[derive(Debug, Args)]
 pub struct PasswordArgs {
     /// Read the password from this file (its first line) instead of $ATSESSION_SEAL_PASSWORD.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "ATSESSION_SEAL_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
     /// The password's id. `seal`: the id the seal carries (empty by default). `unseal`: open only
     /// seals with this id (empty id = `default`); without it the password opens any id.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", env = "ATSESSION_SEAL_PASSWORD_ID")]
     password_id: Option<String>,
 }
 
@@ -35,10 +35,10 @@ pub struct SealArgs {
     #[command(flatten)]
     password: PasswordArgs,
     /// How long the seal is valid: seconds, or a number with s, m, h or d. Default: forever.
-    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, env = "ATSESSION_SEAL_TTL")]
     ttl: Option<Duration>,
     /// Append iron-session's `~2` suffix (as iron-session writes cookies and sealData tokens).
-    #[arg(long)]
+    #[arg(long, env = "ATSESSION_SEAL_IRON_SESSION", value_parser = clap::builder::BoolishValueParser::new())]
     iron_session: bool,
 }
 

@@ -41,7 +41,7 @@ pub enum SessionsCommand {
     /// List the live sessions of an account.
     List {
         /// The account's DID.
-        #[arg(long)]
+        #[arg(long, env = "ATSESSION_SESSIONS_DID")]
         did: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -49,13 +49,18 @@ pub enum SessionsCommand {
     /// End sessions: all of an account's, one by id, or every expired one.
     Revoke {
         /// End every session of this account (every device).
-        #[arg(long, conflicts_with_all = ["id", "all_expired"], required_unless_present_any = ["id", "all_expired"])]
+        #[arg(long, env = "ATSESSION_SESSIONS_DID", conflicts_with_all = ["id", "all_expired"], required_unless_present_any = ["id", "all_expired"])]
         did: Option<String>,
         /// End the session with this id (as `list` shows it). Ids may start with `-`.
-        #[arg(long, conflicts_with = "all_expired", allow_hyphen_values = true)]
+        #[arg(
+            long,
+            env = "ATSESSION_SESSIONS_ID",
+            conflicts_with = "all_expired",
+            allow_hyphen_values = true
+        )]
         id: Option<String>,
         /// End every expired session.
-        #[arg(long)]
+        #[arg(long, env = "ATSESSION_SESSIONS_ALL_EXPIRED", value_parser = clap::builder::BoolishValueParser::new())]
         all_expired: bool,
         #[command(flatten)]
         store: StoreArgs,

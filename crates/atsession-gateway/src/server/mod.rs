@@ -98,8 +98,8 @@ pub struct ServeArgs {
     /// The confidential client's private keys, a JWKS file of ES256 keys with `kid`s.
     #[arg(long, env = "ATSESSION_CLIENT_KEYS")]
     client_keys: Option<PathBuf>,
-    /// The scope to ask for.
-    #[arg(long, default_value = "atproto transition:generic")]
+    /// The scope to ask for, space-separated.
+    #[arg(long, default_value = crate::cli::login::SCOPE, env = crate::cli::login::SCOPE_ENV)]
     scope: String,
     /// The at-rest key file for OAuth grants (default `<db>.key` beside a SQLite file,
     /// `./atsession.key` for a network store; created on first use;
