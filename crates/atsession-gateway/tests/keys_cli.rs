@@ -200,3 +200,74 @@ fn status_names_a_missing_key() {
     );
     assert!(stderr.contains("k-lost"), "{stderr}");
 }
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn json_for_scripts() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.db");
+    let key_file = dir.path().join("gw.db.key");
+    let old = AtRestKeyring::new(AtRestKey::generate("k-old").unwrap());
+    write_key_file(&key_file, &old);
+    rt.block_on(grants(&db, &old, 3));
+
+    let out = atsession(&["keys", "status", "--json"], &db, &[]);
+    assert!(out.status.success());
+    let status = json_of(&out);
+    assert_eq!(status["ok"], true);
+    assert_eq!(
+        status["keys"],
+        serde_json::json!([{"id": "k-old", "role": "seals", "grants": 3}])
+    );
+    assert_eq!(status["key_file"], key_file.to_str().unwrap());
+
+    // ATSESSION_JSON=1 is --json.
+    let out = atsession(&["keys", "rotate"], &db, &[("ATSESSION_JSON", "1")]);
+    assert!(out.status.success());
+    let rotated = json_of(&out);
+    let new_id = rotated["sealing_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, "k-old");
+    assert_eq!(rotated["new_key"], true);
+    assert_eq!(rotated["resealed"], 3);
+    assert_eq!(rotated["old_keys"], serde_json::json!(["k-old"]));
+
+    let status = json_of(&atsession(&["keys", "status", "--json"], &db, &[]));
+    assert_eq!(
+        status["keys"],
+        serde_json::json!([
+            {"id": new_id, "role": "seals", "grants": 3},
+            {"id": "k-old", "role": "opens", "grants": 0},
+        ])
+    );
+
+    let out = atsession(&["keys", "retire", "k-old", "--json"], &db, &[]);
+    assert!(out.status.success());
+    assert_eq!(json_of(&out)["retired"], "k-old");
+
+    // A key the grants need is missing: `ok` is false, the key named, and the exit fails.
+    write_key_file(
+        &key_file,
+        &AtRestKeyring::new(AtRestKey::generate("k-stranger").unwrap()),
+    );
+    let out = atsession(&["keys", "status", "--json"], &db, &[]);
+    assert!(!out.status.success());
+    let status = json_of(&out);
+    assert_eq!(status["ok"], false);
+    assert!(
+        status["keys"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"id": new_id, "role": "missing", "grants": 3})),
+        "{status}"
+    );
+}

@@ -32,6 +32,9 @@ pub struct KeyFileArgs {
     /// The at-rest key file (default: `<db>.key`).
     #[arg(long, env = "ATSESSION_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// Print one JSON object instead of sentences.
+    #[arg(long, env = "ATSESSION_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    json: bool,
 }
 
 /// At-rest key administration.
@@ -201,24 +204,50 @@ async fn open(
     Ok((store, path, ring))
 }
 
+/// Prints `value` as one JSON object on standard output.
+fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 async fn status(files: &KeyFileArgs) -> Result<(), CliError> {
     let (store, path, ring) = open(files, Access::Read).await?;
     let usage = key_usage(&store).await?;
-    println!("key file {}", path.display());
-    for (i, id) in ring.key_ids().into_iter().enumerate() {
-        let role = if i == 0 { "seals" } else { "opens" };
-        println!("  {id:<24} {role:<6} {} grant(s)", usage.grants_under(id));
-    }
+    let checked = check_keyring(&store, &ring).await;
     let missing = usage.missing(&ring);
-    for id in &missing {
-        println!("  {id:<24} MISSING {} grant(s)", usage.grants_under(id));
+    if files.json {
+        let mut keys: Vec<serde_json::Value> = ring
+            .key_ids()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let role = if i == 0 { "seals" } else { "opens" };
+                serde_json::json!({ "id": id, "role": role, "grants": usage.grants_under(id) })
+            })
+            .collect();
+        keys.extend(missing.iter().map(|id| {
+            serde_json::json!({ "id": id, "role": "missing", "grants": usage.grants_under(id) })
+        }));
+        print_json(&serde_json::json!({
+            "ok": checked.is_ok(),
+            "key_file": path,
+            "keys": keys,
+            "malformed_grants": usage.malformed,
+        }))?;
+    } else {
+        println!("key file {}", path.display());
+        for (i, id) in ring.key_ids().into_iter().enumerate() {
+            let role = if i == 0 { "seals" } else { "opens" };
+            println!("  {id:<24} {role:<6} {} grant(s)", usage.grants_under(id));
+        }
+        for id in &missing {
+            println!("  {id:<24} MISSING {} grant(s)", usage.grants_under(id));
+        }
+        if usage.malformed > 0 {
+            println!("  {} grant(s) with a malformed seal", usage.malformed);
+        }
     }
-    if usage.malformed > 0 {
-        println!("  {} grant(s) with a malformed seal", usage.malformed);
-    }
-    check_keyring(&store, &ring)
-        .await
-        .map_err(|source| KeysError::Mismatch { path, source })?;
+    checked.map_err(|source| KeysError::Mismatch { path, source })?;
     Ok(())
 }
 
@@ -232,14 +261,19 @@ async fn rotate(files: &KeyFileArgs) -> Result<(), CliError> {
         })?;
     let current = ring.current().id().to_owned();
     let left = usage.total() - usage.grants_under(&current);
-    let ring = if usage.total() > 0 && left > 0 {
-        println!("resuming: {left} grant(s) not yet sealed under `{current}`");
+    let resuming = usage.total() > 0 && left > 0;
+    let ring = if resuming {
+        if !files.json {
+            println!("resuming: {left} grant(s) not yet sealed under `{current}`");
+        }
         ring
     } else {
         let id = new_key_id(&ring);
         let rotated = ring.rotated(AtRestKey::generate(id.as_str())?);
         write_keyring(&path, &rotated)?;
-        println!("new sealing key `{id}` written to {}", path.display());
+        if !files.json {
+            println!("new sealing key `{id}` written to {}", path.display());
+        }
         rotated
     };
     let mut options = ResealOptions::default().lock(store.lock());
@@ -259,6 +293,17 @@ async fn rotate(files: &KeyFileArgs) -> Result<(), CliError> {
         std::process::exit(3);
     }
     let old: Vec<&str> = ring.key_ids().into_iter().skip(1).collect();
+    if files.json {
+        return print_json(&serde_json::json!({
+            "key_file": path,
+            "sealing_key": ring.current().id(),
+            "new_key": !resuming,
+            "resealed": done.resealed,
+            "already_sealed": done.current,
+            "signed_out_meanwhile": done.gone,
+            "old_keys": old,
+        }));
+    }
     println!(
         "re-sealed {} grant(s) under `{}` ({} already were, {} signed out meanwhile)",
         done.resealed,
@@ -292,6 +337,9 @@ async fn retire(id: &str, files: &KeyFileArgs) -> Result<(), CliError> {
         .into());
     }
     write_keyring(&path, &smaller)?;
+    if files.json {
+        return print_json(&serde_json::json!({ "retired": id, "key_file": path }));
+    }
     println!("retired `{id}` from {}", path.display());
     Ok(())
 }
