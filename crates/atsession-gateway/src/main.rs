@@ -72,7 +72,10 @@ fn init_logging(format: LogFormat, verbose: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Colour only on a terminal, and never with NO_COLOR set (as `doctor`).
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),
     }
 }
