@@ -38,7 +38,8 @@
 //! again with `ATSESSION_PROXY_FORWARD_TO`: axum in front, reqwest behind, the gateway's
 //! crates) and one in Node (`bff.mjs bare`: the BFF's server with plain `fetch`), each
 //! forwarding `com.atproto.server.describeServer` with no session and no OAuth; and the
-//! proxied call again. The last line gives each proxy's CPU above its floor: what the
+//! proxied call again; and the Rust forwarder once more on hyper-util's client instead of
+//! reqwest (`cpu_us_reqwest_over_hyper_util`: what reqwest's layers cost a call). The last line gives each proxy's CPU above its floor: what the
 //! gateway's and the Node BFF's own work (session, grant, OAuth) costs beyond moving bytes
 //! through the kernel, which no proxy avoids.
 //!
@@ -222,6 +223,34 @@ fn bare_forwarder(pds: String) {
     // reqwest is built without a TLS provider of its own (the tests' support installs one).
     let _ = rustls_graviola::default_provider().install_default();
     rt.block_on(async move {
+        // The same on hyper-util's pooled client, without reqwest's layers over it: what
+        // reqwest costs a call.
+        if std::env::var_os("ATSESSION_PROXY_FORWARD_CLIENT").is_some() {
+            let http: hyper_util::client::legacy::Client<_, axum::body::Body> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            let forward = move |req: Request| {
+                let http = http.clone();
+                let uri: axum::http::Uri = format!("{pds}{}", req.uri()).parse().unwrap();
+                async move {
+                    let Ok(answer) = http.get(uri).await else {
+                        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+                    };
+                    let mut r = Response::builder().status(answer.status());
+                    for name in ["content-type", "content-length"] {
+                        if let Some(v) = answer.headers().get(name) {
+                            r = r.header(name, v);
+                        }
+                    }
+                    r.body(Body::new(answer.into_body())).unwrap()
+                }
+            };
+            let app = axum::Router::new().fallback(forward);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            println!("http://{}", listener.local_addr().unwrap());
+            axum::serve(listener, app).await.unwrap();
+            return;
+        }
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let forward = move |req: Request| {
             let http = http.clone();
@@ -247,9 +276,13 @@ fn bare_forwarder(pds: String) {
 }
 
 /// Starts [`bare_forwarder`] in a process of its own; its URL and the process.
-fn start_bare_forwarder(pds: &str) -> (String, Forwarder) {
+fn start_bare_forwarder(pds: &str, hyper: bool) -> (String, Forwarder) {
     use std::io::BufRead as _;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    if hyper {
+        cmd.env("ATSESSION_PROXY_FORWARD_CLIENT", "hyper");
+    }
+    let mut child = cmd
         .env("ATSESSION_PROXY_FORWARD_TO", pds)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -415,7 +448,8 @@ fn main() {
         else {
             return;
         };
-        let (bare_rust_url, bare_rust) = start_bare_forwarder(peer.pds_url());
+        let (bare_rust_url, bare_rust) = start_bare_forwarder(peer.pds_url(), false);
+        let (bare_hyper_url, bare_hyper) = start_bare_forwarder(peer.pds_url(), true);
         let node_cookie = node_cookie.as_deref();
         // The four interleaved, call by call, so that they see the same machine.
         let gw_url = gw.url(&format!("/xrpc/{NSID}"));
@@ -499,12 +533,15 @@ fn main() {
         let (rust_pid, bare_pid) = (bare_rust.0.id(), bare_node.0);
         let rust_floor_url = format!("{bare_rust_url}/xrpc/{UNAUTHENTICATED}");
         let node_floor_url = format!("{bare_node_url}/xrpc/{UNAUTHENTICATED}");
-        let floor_rounds: [(&str, String, Option<&str>, u32); 5] = [
+        let hyper_floor_url = format!("{bare_hyper_url}/xrpc/{UNAUTHENTICATED}");
+        let hyper_pid = bare_hyper.0.id();
+        let floor_rounds: [(&str, String, Option<&str>, u32); 6] = [
             ("gateway /livez", gw.url("/livez"), Some(&cookie), gw_pid),
             ("gateway /session", gw.url("/session"), Some(&cookie), gw_pid),
             ("rust forward floor (no session, no OAuth)", rust_floor_url, None, rust_pid),
             ("node forward floor (no session, no OAuth)", node_floor_url, None, bare_pid),
             ("gateway /xrpc/, floor interleaving", gw_url.clone(), Some(&cookie), gw_pid),
+            ("rust forward floor, hyper-util client (no reqwest)", hyper_floor_url, None, hyper_pid),
         ];
         let mut floor = Vec::new();
         for (name, url, target_cookie, pid) in floor_rounds {
@@ -549,7 +586,8 @@ fn main() {
         println!(
             "{}",
             serde_json::json!({
-                "floor_us": {"rust": rust_floor.round(), "node": node_floor.round()},
+                "floor_us": {"rust": rust_floor.round(), "node": node_floor.round(), "rust_hyper_util": floor[5].0.round()},
+                "cpu_us_reqwest_over_hyper_util": (rust_floor - floor[5].0).round(),
                 "cpu_ratio_node_floor_over_rust_floor": ratio(node_floor, rust_floor),
                 "floor_interleaving_us": {"gateway": g_f.round(), "node": n_f.round()},
                 "cpu_ratio_node_over_gateway_floor_interleaving": ratio(n_f, g_f),
