@@ -208,13 +208,27 @@ async fn concurrent(
 
 /// The floor of a Rust proxy on this machine: the gateway's server and client crates (axum
 /// on hyper in front, reqwest behind) forwarding `GET /xrpc/…` to `pds` and streaming the
-/// answer back, with no session, no grant and no DPoP. Runs in a process of its own (this
-/// bench's binary started again with `ATSESSION_PROXY_FORWARD_TO`), whose first line of
-/// output is its URL.
-fn bare_forwarder(pds: String) {
+/// answer back, with no session, no grant and no DPoP. With `hyper_util`, hyper-util's
+/// pooled client behind instead of reqwest (which is built on it): what reqwest's own
+/// layers cost a call. Runs in a process of its own (this bench's binary started again
+/// with `ATSESSION_PROXY_FORWARD_TO`), whose first line of output is its URL.
+fn bare_forwarder(pds: String, hyper_util: bool) {
     use axum::body::Body;
     use axum::extract::Request;
+    use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
+    use hyper_util::client::legacy::Client;
+
+    /// The answer passed back: status, type, length and the body streamed.
+    fn answer(status: StatusCode, headers: &HeaderMap, body: Body) -> Response {
+        let mut r = Response::builder().status(status);
+        for name in ["content-type", "content-length"] {
+            if let Some(v) = headers.get(name) {
+                r = r.header(name, v);
+            }
+        }
+        r.body(body).unwrap()
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -223,49 +237,30 @@ fn bare_forwarder(pds: String) {
     // reqwest is built without a TLS provider of its own (the tests' support installs one).
     let _ = rustls_graviola::default_provider().install_default();
     rt.block_on(async move {
-        // The same on hyper-util's pooled client, without reqwest's layers over it: what
-        // reqwest costs a call.
-        if std::env::var_os("ATSESSION_PROXY_FORWARD_CLIENT").is_some() {
-            let http: hyper_util::client::legacy::Client<_, axum::body::Body> =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http();
-            let forward = move |req: Request| {
-                let http = http.clone();
-                let uri: axum::http::Uri = format!("{pds}{}", req.uri()).parse().unwrap();
-                async move {
-                    let Ok(answer) = http.get(uri).await else {
-                        return axum::http::StatusCode::BAD_GATEWAY.into_response();
-                    };
-                    let mut r = Response::builder().status(answer.status());
-                    for name in ["content-type", "content-length"] {
-                        if let Some(v) = answer.headers().get(name) {
-                            r = r.header(name, v);
-                        }
-                    }
-                    r.body(Body::new(answer.into_body())).unwrap()
-                }
-            };
-            let app = axum::Router::new().fallback(forward);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            println!("http://{}", listener.local_addr().unwrap());
-            axum::serve(listener, app).await.unwrap();
-            return;
-        }
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let reqwest = reqwest::Client::builder().no_proxy().build().unwrap();
+        let hyper: Client<_, Body> =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
         let forward = move |req: Request| {
-            let http = http.clone();
+            let (reqwest, hyper) = (reqwest.clone(), hyper.clone());
             let url = format!("{pds}{}", req.uri());
             async move {
-                let Ok(answer) = http.get(url).send().await else {
-                    return axum::http::StatusCode::BAD_GATEWAY.into_response();
-                };
-                let mut r = Response::builder().status(answer.status());
-                for name in ["content-type", "content-length"] {
-                    if let Some(v) = answer.headers().get(name) {
-                        r = r.header(name, v);
+                if hyper_util {
+                    match hyper.get(url.parse().unwrap()).await {
+                        Ok(a) => {
+                            let (head, body) = a.into_parts();
+                            answer(head.status, &head.headers, Body::new(body))
+                        }
+                        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+                    }
+                } else {
+                    match reqwest.get(url).send().await {
+                        Ok(mut a) => {
+                            let headers = std::mem::take(a.headers_mut());
+                            answer(a.status(), &headers, Body::from_stream(a.bytes_stream()))
+                        }
+                        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
                     }
                 }
-                r.body(Body::from_stream(answer.bytes_stream())).unwrap()
             }
         };
         let app = axum::Router::new().fallback(forward);
@@ -276,11 +271,11 @@ fn bare_forwarder(pds: String) {
 }
 
 /// Starts [`bare_forwarder`] in a process of its own; its URL and the process.
-fn start_bare_forwarder(pds: &str, hyper: bool) -> (String, Forwarder) {
+fn start_bare_forwarder(pds: &str, hyper_util: bool) -> (String, Forwarder) {
     use std::io::BufRead as _;
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    if hyper {
-        cmd.env("ATSESSION_PROXY_FORWARD_CLIENT", "hyper");
+    if hyper_util {
+        cmd.env("ATSESSION_PROXY_FORWARD_CLIENT", "hyper-util");
     }
     let mut child = cmd
         .env("ATSESSION_PROXY_FORWARD_TO", pds)
@@ -357,7 +352,10 @@ fn main() {
         return; // `cargo test --benches` asks for the list of benchmarks
     }
     if let Ok(pds) = std::env::var("ATSESSION_PROXY_FORWARD_TO") {
-        return bare_forwarder(pds);
+        return bare_forwarder(
+            pds,
+            std::env::var_os("ATSESSION_PROXY_FORWARD_CLIENT").is_some(),
+        );
     }
     let Some(peer) = pds::Peer::from_env_for("proxy_cost") else {
         return;
