@@ -85,18 +85,14 @@ impl Gateway {
                 .arg(peer.handle_resolver_url());
         }
         cmd.args(args);
-        for var in [
-            "ATSESSION_AT_REST_KEY",
-            "ATSESSION_PUBLIC_URL",
-            "ATSESSION_ALLOW_ORIGIN",
-            "ATSESSION_ALLOW_NSID",
-            "ATSESSION_DENY_NSID",
-            "ATSESSION_CHECK_SCOPE",
-            "ATSESSION_STATIC",
-            "ATSESSION_LOGIN_RATE",
-            "ATSESSION_DB",
-        ] {
-            cmd.env_remove(var);
+        // Every option has a variable: none set in the caller's environment (a developer's
+        // `ATSESSION_SCOPE`, say) reaches the gateway, which is configured by `args` alone.
+        // The log filter is kept, for debugging a test.
+        for (var, _) in std::env::vars_os() {
+            let name = var.to_string_lossy();
+            if name.starts_with("ATSESSION_") && name != "ATSESSION_LOG" {
+                cmd.env_remove(&var);
+            }
         }
         let mut child = cmd
             .stdout(Stdio::piped())
