@@ -80,12 +80,22 @@ fn init_logging(format: LogFormat, verbose: bool) {
     }
 }
 
+/// The command line. `--help` names each option's variable but never shows its value,
+/// which may be a secret (a store URL with its password).
+fn command() -> clap::Command {
+    fn hide_values(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|a| a.hide_env_values(true))
+            .mut_subcommands(hide_values)
+    }
+    hide_values(Args::command())
+}
+
 fn parse_args() -> Args {
-    let parsed = cli::config_file::parse(Args::command(), std::env::args_os().collect())
+    let parsed = cli::config_file::parse(command(), std::env::args_os().collect())
         .map_err(|e| match e {
             cli::config_file::ParseError::Clap(c) => c,
             cli::config_file::ParseError::File(f) => {
-                Args::command().error(clap::error::ErrorKind::InvalidValue, f)
+                command().error(clap::error::ErrorKind::InvalidValue, f)
             }
         })
         .and_then(|m| Args::from_arg_matches(&m));
@@ -138,8 +148,6 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory as _;
-
     /// Every option of every command, with the command's path (`atsession sessions list`).
     fn options() -> Vec<(String, clap::Arg)> {
         fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
@@ -155,7 +163,7 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        walk(&super::Args::command(), "", &mut out);
+        walk(&super::command(), "", &mut out);
         out
     }
 
@@ -170,6 +178,16 @@ mod tests {
             missing.is_empty(),
             "options without a variable: {missing:#?}"
         );
+    }
+
+    #[test]
+    fn help_never_shows_a_variable_value() {
+        let shown: Vec<String> = options()
+            .iter()
+            .filter(|(_, arg)| !arg.is_hide_env_values_set())
+            .map(|(path, arg)| format!("{path} --{}", arg.get_long().unwrap_or("?")))
+            .collect();
+        assert!(shown.is_empty(), "values shown by --help: {shown:#?}");
     }
 
     #[test]

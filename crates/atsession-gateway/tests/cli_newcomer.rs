@@ -157,3 +157,23 @@ async fn a_failed_call_removes_the_key_file_it_made() {
     let after = entries(dir.path());
     assert!(!after.iter().any(|f| f == "app.db.key"), "{after:?}");
 }
+
+#[test]
+fn help_names_variables_but_never_shows_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "postgres://atsession:s3cret-in-env@127.0.0.1/atsession";
+    for args in [
+        &["serve", "--help"][..],
+        &["sessions", "list", "--help"],
+        &["call", "--help"],
+    ] {
+        let out = atsession(dir.path(), args, &[("ATSESSION_DB", secret)]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout.contains("[env: ATSESSION_DB"), "{args:?}: {stdout}");
+        assert!(
+            !stdout.contains("s3cret"),
+            "{args:?} shows the value: {stdout}"
+        );
+    }
+}

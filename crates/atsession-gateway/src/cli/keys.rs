@@ -61,7 +61,7 @@ enum KeysError {
     #[error("the at-rest key is set in {KEY_ENV}; the key commands work on a key file: unset it")]
     FromEnvironment,
     #[error(
-        "no key file at {0}; nothing to rotate (a key file is made by the first login or `serve`)"
+        "no key file at {0} (a key file is made by the first login or `serve`; give another with --key-file)"
     )]
     NoKeyFile(PathBuf),
     #[error("no database at {0} (give the path with --db)")]
