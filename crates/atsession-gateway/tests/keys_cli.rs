@@ -250,6 +250,21 @@ fn json_for_scripts() {
         ])
     );
 
+    // No key material in what is printed: the secrets of both keys are in the file.
+    let secrets: Vec<String> = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':').map(|(_, k)| k.to_owned()))
+        .collect();
+    assert_eq!(secrets.len(), 2);
+    let printed = [
+        serde_json::to_string(&status).unwrap(),
+        serde_json::to_string(&rotated).unwrap(),
+    ]
+    .concat();
+    assert!(secrets.iter().all(|k| !printed.contains(k.as_str())));
+
     let out = atsession(&["keys", "retire", "k-old", "--json"], &db, &[]);
     assert!(out.status.success());
     assert_eq!(json_of(&out)["retired"], "k-old");
