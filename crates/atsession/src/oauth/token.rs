@@ -98,8 +98,9 @@ pub enum TokenResponseError {
     /// Not a JSON object.
     #[error("the token response is not a JSON object")]
     NotJson,
-    /// `access_token` is missing, empty or not a string.
-    #[error("the token response has no access token")]
+    /// `access_token` is missing, empty, not a string or not of visible ASCII characters
+    /// and spaces (RFC 6749, appendix A.12: it goes into an `Authorization` header).
+    #[error("the token response has no valid access token")]
     AccessToken,
     /// `token_type` is not `DPoP`.
     #[error("the token type is not DPoP")]
@@ -157,7 +158,7 @@ pub fn parse_token_response(
     let access_token = obj
         .get("access_token")
         .and_then(|t| t.as_str())
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| (0x20..=0x7e).contains(&b)))
         .ok_or(TokenResponseError::AccessToken)?;
     let token_type = obj
         .get("token_type")
@@ -305,6 +306,11 @@ mod tests {
             (del("token_type"), E::TokenType),
             (set("access_token", "".into()), E::AccessToken),
             (set("access_token", 5.into()), E::AccessToken),
+            (
+                set("access_token", "at\r\nx-evil: 1".into()),
+                E::AccessToken,
+            ),
+            (set("access_token", "at\u{e9}".into()), E::AccessToken),
             (set("sub", "alice".into()), E::Sub),
             (del("sub"), E::Sub),
             (set("scope", "transition:generic".into()), E::Scope),
