@@ -13,12 +13,13 @@ use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
 use super::dpop::{self, DpopAlg, DpopKey, DpopNonces};
 use super::error::{CallbackError, ClientConfigError, OAuthError};
 use super::grant::Grant;
-use super::http::{Fetched, Http, HttpError, HttpOptions, PdsOptions, build_client};
+use super::http::{
+    Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
+};
 use super::identity::{AtIdentifier, IdentityConfig, IdentityResolver};
 use super::jose::b64url;
 use super::keys::{Jwks, Keyset};
 use super::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata};
-use super::pds_client::PdsHttp;
 use super::pds_headers::first_refused;
 use super::pds_path::pds_url;
 use super::pds_request::{PdsBody, PdsRequest};
@@ -56,13 +57,11 @@ pub struct OAuthClientConfig {
     /// Limits of the calls to a grant's PDS: no body cap by default, a connect timeout and
     /// an idle timeout (see [`PdsOptions`]).
     pub pds: PdsOptions,
-    /// Your own HTTP client, instead of the built-in ones: [`build_client`]'s for discovery
-    /// and the authorization server, and for PDS calls hyper-util's client under the same
-    /// policy (or [`build_pds_client`]'s where the environment names a proxy; see
-    /// [`http`](super::http)). Yours carries PDS calls too. It should not follow redirects
-    /// nor have a whole-call timeout shorter than your largest PDS transfer; the URL
-    /// policy, size limits and idle timeouts are applied either way, but only the built-in
-    /// clients also refuse host names resolving to private addresses.
+    /// Your own HTTP client, instead of the ones [`build_client`] and [`build_pds_client`]
+    /// make; it is used for PDS calls too. It should not follow redirects nor have a
+    /// whole-call timeout shorter than your largest PDS transfer; the URL policy, size
+    /// limits and idle timeouts are applied either way, but only the built-in clients also
+    /// refuse host names resolving to private addresses.
     pub http_client: Option<reqwest::Client>,
     /// The keys that seal states and grants at rest.
     pub keyring: AtRestKeyring,
@@ -465,12 +464,17 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
                 return Err(ClientConfigError::Duration(name).into());
             }
         }
-        let (client, pds) = match config.http_client {
-            Some(c) => (c.clone(), PdsHttp::with_client(c, &config.http, config.pds)),
+        let (client, pds_client) = match config.http_client {
+            Some(c) => (c.clone(), c),
             None => (
                 build_client(&config.http).map_err(ClientConfigError::Http)?,
-                PdsHttp::new(&config.http, config.pds).map_err(ClientConfigError::Http)?,
+                build_pds_client(&config.http, &config.pds).map_err(ClientConfigError::Http)?,
             ),
+        };
+        let pds = PdsHttp {
+            client: pds_client,
+            options: config.pds,
+            dev_mode: config.http.dev_mode,
         };
         let http = Http {
             client,

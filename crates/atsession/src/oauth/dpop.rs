@@ -22,15 +22,14 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::http::{Fetched, Http, HttpError};
+use super::http::{Fetched, Http, HttpError, PdsHttp};
 use super::jose::{EcKey, JoseError, Jwk, Secp256k1Key, b64url};
-use super::pds_client::PdsHttp;
 use super::pds_request::PdsBody;
 use super::pds_response::PdsResponse;
 use crate::clock::Clock;
@@ -436,25 +435,20 @@ impl ResourceCall<'_> {
         }
         let url = super::pds_path::pds_url(self.pds, super::client::PROBE_PATH)
             .map_err(HttpError::PdsPath)?;
-        let probe = self.headers(&url, &Method::GET, None)?;
-        let answer = self
-            .http
-            .send(&url, Method::GET, probe, PdsBody::Empty)
-            .await?;
+        let probe = self.request(&url, Method::GET, None)?;
+        let answer = self.http.send(&url, probe, PdsBody::Empty).await?;
         if let Some(n) = nonce_of(answer.headers()) {
             self.nonces.set(self.url, &n);
         }
         Ok(Some(answer))
     }
 
-    /// The headers of a call to `url` with `method`: the caller's, the access token and a
-    /// fresh DPoP proof.
-    fn headers(
+    fn request(
         &self,
         url: &Url,
-        method: &Method,
+        method: Method,
         nonce: Option<&str>,
-    ) -> Result<HeaderMap, DpopError> {
+    ) -> Result<RequestBuilder, JoseError> {
         let proof = self.key.proof(
             method.as_str(),
             htu_str(url),
@@ -466,19 +460,16 @@ impl ResourceCall<'_> {
         if self.drop_content_length {
             headers.remove(reqwest::header::CONTENT_LENGTH);
         }
-        // A token response's access token is visible ASCII (`token::parse`), and a proof is
-        // base64url: neither fails here but for a grant stored otherwise.
-        let invalid = |what: &str| HttpError::Transport {
-            url: super::http::display_url(url),
-            source: format!("the {what} is not a valid header value").into(),
-        };
-        let mut authorization = HeaderValue::try_from(format!("DPoP {}", self.access_token))
-            .map_err(|_| invalid("access token"))?;
-        authorization.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, authorization);
-        let proof = HeaderValue::try_from(proof).map_err(|_| invalid("DPoP proof"))?;
-        headers.insert(HeaderName::from_static("dpop"), proof);
-        Ok(headers)
+        Ok(self
+            .http
+            .client
+            .request(method, url.clone())
+            .headers(headers)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("DPoP {}", self.access_token),
+            )
+            .header("DPoP", proof))
     }
 
     /// Sends the call with `body`, recording the nonce of every answer. A body in memory
@@ -492,11 +483,8 @@ impl ResourceCall<'_> {
             self.learn_nonce().await?;
         }
         let first_nonce = self.nonces.get(self.url);
-        let first = self.headers(self.url, self.method, first_nonce.as_deref())?;
-        let first = self
-            .http
-            .send(self.url, self.method.clone(), first, body)
-            .await?;
+        let first = self.request(self.url, self.method.clone(), first_nonce.as_deref())?;
+        let first = self.http.send(self.url, first, body).await?;
         let Some(next_nonce) =
             nonce_of(first.headers()).filter(|n| Some(n) != first_nonce.as_ref())
         else {
@@ -511,11 +499,8 @@ impl ResourceCall<'_> {
         }
         drop(first);
         tracing::debug!(origin = %self.url.origin().ascii_serialization(), "DPoP nonce refused by the PDS; retrying with its new nonce");
-        let retry = self.headers(self.url, self.method, Some(&next_nonce))?;
-        let retried = self
-            .http
-            .send(self.url, self.method.clone(), retry, body)
-            .await?;
+        let retry = self.request(self.url, self.method.clone(), Some(&next_nonce))?;
+        let retried = self.http.send(self.url, retry, body).await?;
         if let Some(n) = nonce_of(retried.headers()) {
             self.nonces.set(self.url, &n);
         }

@@ -1,6 +1,5 @@
-//! The HTTP side of the OAuth client: a URL policy, size limits and timeouts on every
-//! request, on a `reqwest` client for discovery and the authorization server and on
-//! hyper-util's for PDS calls (the `pds_client` module).
+//! The HTTP side of the OAuth client: one `reqwest` client, a URL policy, size limits and
+//! timeouts on every request.
 //!
 //! Outside development mode every URL the client fetches must be `https`, must not name
 //! `localhost` or a loopback, private, link-local or otherwise non-public address, and the
@@ -27,7 +26,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::HeaderMap;
@@ -35,7 +37,8 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
-use super::pds_request::BoxError;
+use super::pds_request::{BoxError, BoxStream, PdsBody};
+use super::pds_response::PdsResponse;
 
 /// The default limit on a response body: 64 KiB.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -143,10 +146,9 @@ pub enum HttpError {
     Transport {
         /// The URL, without query or fragment.
         url: String,
-        /// The transport error: a `reqwest::Error`, or for PDS calls on the built-in
-        /// transport a `hyper_util` or `hyper` one. It names no URL.
+        /// The transport error.
         #[source]
-        source: BoxError,
+        source: reqwest::Error,
     },
     /// The response body is larger than the limit.
     #[error("response from {url} exceeds {limit} bytes")]
@@ -293,23 +295,17 @@ struct PublicOnlyResolver;
 impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
-        Box::pin(async move { Ok(Box::new(lookup(&host, true).await?.into_iter()) as Addrs) })
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
     }
-}
-
-/// The addresses of `host` (port 0) from the system's resolver; with `public_only`, its
-/// public ones only, and an error when it has none.
-pub(crate) async fn lookup(host: &str, public_only: bool) -> std::io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
-        .await?
-        .filter(|a| !public_only || is_public_ip(a.ip()))
-        .collect();
-    if public_only && addrs.is_empty() {
-        return Err(std::io::Error::other(format!(
-            "{host} resolves to no public address"
-        )));
-    }
-    Ok(addrs)
 }
 
 /// Builds the HTTP client the OAuth client uses by default: rustls with the *ring* crypto
@@ -327,11 +323,9 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpError>
     .map_err(|e| HttpError::Build(Box::new(e)))
 }
 
-/// Builds a reqwest client for PDS calls: the same TLS, redirect and address policy as
+/// Builds the HTTP client of PDS calls: the same TLS, redirect and address policy as
 /// [`build_client`], [`PdsOptions::connect_timeout`], and no whole-call timeout (the idle
-/// timeout is applied per call). The OAuth client's own PDS calls go out on hyper-util's
-/// client under this policy, and on this one where the environment sends the PDS through
-/// a proxy (`HTTPS_PROXY` and the like, which reqwest honours).
+/// timeout is applied per call).
 pub fn build_pds_client(
     http: &HttpOptions,
     pds: &PdsOptions,
@@ -342,32 +336,27 @@ pub fn build_pds_client(
         .map_err(|e| HttpError::Build(Box::new(e)))
 }
 
-/// The TLS configuration of every built-in client: rustls with the *ring* provider and the
-/// platform's certificate verifier.
-pub(crate) fn tls_config() -> Result<rustls::ClientConfig, HttpError> {
-    use rustls_platform_verifier::BuilderVerifierExt as _;
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::Build(Box::new(e)))?
-        .with_platform_verifier()
-        .map_err(|e| HttpError::Build(Box::new(e)))?
-        .with_no_client_auth())
-}
-
 fn base_builder(
     dev_mode: bool,
     connect_timeout: Duration,
 ) -> Result<reqwest::ClientBuilder, HttpError> {
+    use rustls_platform_verifier::BuilderVerifierExt as _;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Build(Box::new(e)))?
+        .with_platform_verifier()
+        .map_err(|e| HttpError::Build(Box::new(e)))?
+        .with_no_client_auth();
     let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         // reqwest's default policy retries only HTTP/2 and HTTP/3 refusals, which this
         // HTTP/1.1 client never sees, yet copies every request's headers for it.
         .retry(reqwest::retry::never().max_retries_per_request(0))
         .connect_timeout(connect_timeout)
-        .user_agent(super::pds_client::USER_AGENT_VALUE);
+        .user_agent(concat!("atsession/", env!("CARGO_PKG_VERSION")));
     if !dev_mode {
         builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
     }
@@ -430,7 +419,7 @@ impl Http {
         self.check(url)?;
         let transport = |e: reqwest::Error| HttpError::Transport {
             url: display_url(url),
-            source: Box::new(e.without_url()),
+            source: e.without_url(),
         };
         let mut response = request
             .timeout(self.options.timeout)
@@ -478,6 +467,136 @@ impl Http {
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         self.send(url, req).await
+    }
+}
+
+/// The client of PDS calls with its policy.
+#[derive(Debug, Clone)]
+pub(crate) struct PdsHttp {
+    pub(crate) client: reqwest::Client,
+    pub(crate) options: PdsOptions,
+    pub(crate) dev_mode: bool,
+}
+
+/// Request bodies in memory larger than this are handed to the connection in slices of
+/// this size, so that the idle timer sees their progress.
+const BODY_SLICE: usize = 64 * 1024;
+
+impl PdsHttp {
+    /// Sends `request` (its URL checked first) with `body`, under the idle timeout, and
+    /// returns the response as soon as its headers arrived. A stream body of known length
+    /// is sent with that `Content-Length`.
+    pub(crate) async fn send(
+        &self,
+        url: &Url,
+        request: RequestBuilder,
+        body: PdsBody,
+    ) -> Result<PdsResponse, HttpError> {
+        check_url(url, self.dev_mode).map_err(|source| HttpError::Url {
+            url: display_url(url),
+            source,
+        })?;
+        let idle = self.options.idle_timeout;
+        let progress = Arc::new(Progress::new());
+        let tracked = |inner: BoxStream| {
+            reqwest::Body::wrap_stream(ProgressStream {
+                inner,
+                progress: Arc::clone(&progress),
+            })
+        };
+        let request = match body.into_stream() {
+            Ok((stream, len)) => {
+                let request = match len {
+                    Some(n) => request.header(reqwest::header::CONTENT_LENGTH, n),
+                    None => request,
+                };
+                request.body(tracked(stream))
+            }
+            Err(PdsBody::Bytes(b)) if b.len() > BODY_SLICE => {
+                let len = b.len();
+                let slices: Vec<Result<Bytes, BoxError>> = (0..len)
+                    .step_by(BODY_SLICE)
+                    .map(|at| Ok(b.slice(at..(at + BODY_SLICE).min(len))))
+                    .collect();
+                request
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(tracked(Box::pin(futures_util::stream::iter(slices))))
+            }
+            Err(PdsBody::Bytes(b)) => request.body(b),
+            Err(_) => request,
+        };
+        let send = request.send();
+        tokio::pin!(send);
+        // One timer, re-armed to the last progress when it fires (not on every wake-up).
+        let timer = tokio::time::sleep_until(progress.last() + idle);
+        tokio::pin!(timer);
+        let response = loop {
+            tokio::select! {
+                biased;
+                r = &mut send => break r.map_err(|e| HttpError::Transport {
+                    url: display_url(url),
+                    source: e.without_url(),
+                })?,
+                () = &mut timer => {
+                    let deadline = progress.last() + idle;
+                    if deadline <= tokio::time::Instant::now() {
+                        return Err(HttpError::Idle { url: display_url(url), timeout: idle });
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+            }
+        };
+        Ok(PdsResponse::new(response, idle, self.options.max_body))
+    }
+}
+
+/// When a request body last made progress.
+struct Progress {
+    base: tokio::time::Instant,
+    /// Milliseconds since `base`.
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            base: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A request body stream that records each chunk the connection takes.
+struct ProgressStream {
+    inner: BoxStream,
+    progress: Arc<Progress>,
+}
+
+impl futures_core::Stream for ProgressStream {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = self.inner.as_mut().poll_next(cx);
+        if next.is_ready() {
+            self.progress.touch();
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
@@ -587,6 +706,34 @@ mod tests {
         let r = PublicOnlyResolver;
         let name: Name = "localhost".parse().unwrap();
         assert!(r.resolve(name).await.is_err());
+    }
+
+    /// A PDS answer names the URL called without its query, in `url()` and in its errors.
+    #[tokio::test]
+    async fn pds_answers_name_the_url_without_its_query() {
+        let url = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world".to_vec()).await;
+        let options = PdsOptions {
+            max_body: Some(5),
+            ..PdsOptions::default()
+        };
+        let pds = PdsHttp {
+            client: build_pds_client(&dev_http(DEFAULT_MAX_BODY).options, &options).unwrap(),
+            options,
+            dev_mode: true,
+        };
+        let mut call = url.clone();
+        call.set_query(Some("cursor=secret-ish"));
+        let request = pds.client.get(call.clone());
+        let mut answer = pds.send(&call, request, PdsBody::Empty).await.unwrap();
+        assert_eq!(answer.url(), url.as_str());
+        assert!(format!("{answer:?}").contains(url.as_str()));
+        match answer.chunk().await {
+            Err(HttpError::TooLarge {
+                url: named,
+                limit: 5,
+            }) => assert_eq!(named, url.as_str()),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
     }
 
     #[test]

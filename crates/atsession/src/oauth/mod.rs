@@ -95,7 +95,6 @@ pub mod key_rotation;
 pub mod keys;
 pub mod metadata;
 pub mod oauth_session;
-mod pds_client;
 pub mod pds_headers;
 pub mod pds_path;
 pub mod pds_request;

@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
-use http_body_util::BodyExt as _;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
-use url::Url;
 
 use super::getter::GrantError;
 use super::http::{Fetched, HttpError};
@@ -28,37 +26,26 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// The answer of a PDS call. Dropping it before the end of the body closes the
 /// connection.
 pub struct PdsResponse {
-    inner: Answer,
-    url: Url,
+    inner: reqwest::Response,
     idle: Duration,
     max_body: Option<u64>,
     received: u64,
-}
-
-/// An answer as the transport that carried the call gives it
-/// ([`pds_client`](super::pds_client)).
-pub(crate) enum Answer {
-    /// From the built-in transport.
-    Direct(http::Response<hyper::body::Incoming>),
-    /// From a reqwest client.
-    Reqwest(reqwest::Response),
 }
 
 impl fmt::Debug for PdsResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PdsResponse")
             .field("url", &self.url())
-            .field("status", &self.status())
+            .field("status", &self.inner.status())
             .field("received", &self.received)
             .finish_non_exhaustive()
     }
 }
 
 impl PdsResponse {
-    pub(crate) fn new(inner: Answer, url: Url, idle: Duration, max_body: Option<u64>) -> Self {
+    pub(crate) fn new(inner: reqwest::Response, idle: Duration, max_body: Option<u64>) -> Self {
         Self {
             inner,
-            url,
             idle,
             max_body,
             received: 0,
@@ -68,56 +55,31 @@ impl PdsResponse {
     /// The status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        match &self.inner {
-            Answer::Direct(r) => r.status(),
-            Answer::Reqwest(r) => r.status(),
-        }
+        self.inner.status()
     }
 
     /// The headers.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
-        match &self.inner {
-            Answer::Direct(r) => r.headers(),
-            Answer::Reqwest(r) => r.headers(),
-        }
+        self.inner.headers()
     }
 
     /// The body's length as announced by the server (`Content-Length`), if any.
     #[must_use]
     pub fn content_length(&self) -> Option<u64> {
-        match &self.inner {
-            Answer::Direct(r) => http_body::Body::size_hint(r.body()).exact(),
-            Answer::Reqwest(r) => r.content_length(),
-        }
+        self.inner.content_length()
     }
 
     /// The URL called, without its query.
     #[must_use]
     pub fn url(&self) -> &str {
-        let url = &self.url;
+        let url = self.inner.url();
         // PDS call URLs carry no user info (`pds_url` refuses it); were one to, only its
         // path would be shown.
         if url.username().is_empty() && url.password().is_none() {
             &url[..url::Position::AfterPath]
         } else {
             url.path()
-        }
-    }
-
-    /// The next chunk of the body from the transport, `None` at its end.
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, super::pds_request::BoxError> {
-        match &mut self.inner {
-            Answer::Direct(r) => {
-                while let Some(frame) = r.body_mut().frame().await {
-                    // Trailers are not data: skipped.
-                    if let Ok(data) = frame?.into_data() {
-                        return Ok(Some(data));
-                    }
-                }
-                Ok(None)
-            }
-            Answer::Reqwest(r) => Ok(r.chunk().await.map_err(reqwest::Error::without_url)?),
         }
     }
 
@@ -139,21 +101,21 @@ impl PdsResponse {
     /// The next chunk of the body, `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
         if self.received == 0
-            && let (Some(max), Some(len)) = (self.max_body, self.content_length())
+            && let (Some(max), Some(len)) = (self.max_body, self.inner.content_length())
             && len > max
         {
             return Err(self.too_large());
         }
-        let next = match tokio::time::timeout(self.idle, self.next_chunk()).await {
+        let next = match tokio::time::timeout(self.idle, self.inner.chunk()).await {
             Err(_) => {
                 return Err(HttpError::Idle {
                     url: self.url().to_owned(),
                     timeout: self.idle,
                 });
             }
-            Ok(r) => r.map_err(|source| HttpError::Transport {
+            Ok(r) => r.map_err(|e| HttpError::Transport {
                 url: self.url().to_owned(),
-                source,
+                source: e.without_url(),
             })?,
         };
         if let Some(c) = &next {
