@@ -18,6 +18,8 @@
 //! gateway under a profiler, stopped with SIGTERM at the end so that it writes its report.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../tests/support/bin.rs"]
+mod bin;
 #[path = "../tests/support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]

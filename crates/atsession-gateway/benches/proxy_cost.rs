@@ -50,6 +50,8 @@
 //! give.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../tests/support/bin.rs"]
+mod bin;
 #[path = "../tests/support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]

@@ -2,16 +2,16 @@
 //! file is refused at once with an error naming it.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+#[path = "support/bin.rs"]
+mod bin;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn run_refused(args: &[&str], dir: &std::path::Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = bin::atsession()
         .args(args)
         .current_dir(dir)
-        .env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_DB")
-        .env_remove("ATSESSION_SEAL_PASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

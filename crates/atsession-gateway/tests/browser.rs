@@ -13,6 +13,8 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -81,7 +83,7 @@ async fn a_browser_app_with_the_gateway_as_its_backend() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gateway.db");
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut gateway = Command::from(bin::atsession())
         .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
         .arg(&db)
         .arg("--static")
@@ -90,9 +92,6 @@ async fn a_browser_app_with_the_gateway_as_its_backend() {
         .arg(peer.plc_url())
         .arg("--handle-resolver")
         .arg(peer.handle_resolver_url())
-        .env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_PUBLIC_URL")
-        .env_remove("ATSESSION_ALLOW_ORIGIN")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -6,6 +6,8 @@
 //!  cargo test -p atsession-gateway --test cli_call`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -24,12 +26,11 @@ fn common(cmd: &mut Command, peer: &pds::Peer, db: &Path) {
         .arg("--handle-resolver")
         .arg(peer.handle_resolver_url())
         .arg("--db")
-        .arg(db)
-        .env_remove("ATSESSION_AT_REST_KEY");
+        .arg(db);
 }
 
 async fn call(peer: &pds::Peer, db: &Path, args: &[&str]) -> serde_json::Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.arg("call").args(args);
     common(&mut cmd, peer, db);
     let out = cmd.output().await.unwrap();
@@ -54,7 +55,7 @@ async fn login_then_call() {
     let alice = peer.account("alice.test").clone();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args(["login", "alice.test", "--wait-secs", "60"]);
     common(&mut cmd, &peer, &db);
     let mut child = cmd
@@ -121,7 +122,7 @@ async fn login_then_call() {
     let left = Duration::from_secs(16).saturating_sub(started.elapsed());
     tokio::time::sleep(left).await;
     // With --verbose: says which grant, that it was refreshed, and shows no token.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args(["--verbose", "call", "com.atproto.server.getSession"])
         .env_remove("ATSESSION_LOG");
     common(&mut cmd, &peer, &db);
@@ -149,7 +150,7 @@ async fn login_then_call() {
     assert!(grants[0].version >= 2, "the grant was refreshed");
 
     // A bad NSID is refused before any request.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args(["call", "not-an-nsid"]);
     common(&mut cmd, &peer, &db);
     let out = cmd.output().await.unwrap();

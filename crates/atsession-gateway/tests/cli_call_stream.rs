@@ -8,6 +8,8 @@
 //! package `time`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -25,15 +27,14 @@ const LEN: usize = 50 * 1024 * 1024;
 fn atsession(timed: bool) -> Command {
     let mut cmd = if timed {
         let mut c = Command::new(TIME);
-        c.arg("-v").arg(env!("CARGO_BIN_EXE_atsession"));
+        c.arg("-v").arg(bin::ATSESSION);
+        for var in bin::inherited() {
+            c.env_remove(var);
+        }
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_atsession"))
+        Command::from(bin::atsession())
     };
-    cmd.env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_CALL_INPUT")
-        .env_remove("ATSESSION_CALL_OUTPUT")
-        .env_remove("ATSESSION_CALL_CONTENT_TYPE");
     cmd.kill_on_drop(true);
     cmd
 }

@@ -4,6 +4,8 @@
 //! not open the stored grants.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]
@@ -11,7 +13,6 @@ mod pds;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::oauth::jose::EcKey;
@@ -79,22 +80,8 @@ fn doctor(dir: &Path, args: &[&str]) -> Run {
 
 /// [`doctor`] with these environment variables set.
 fn doctor_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut c = bin::atsession();
     c.arg("doctor").args(args).current_dir(dir);
-    for var in [
-        "ATSESSION_PUBLIC_URL",
-        "ATSESSION_DOCTOR_VIA",
-        "ATSESSION_CLIENT_KEYS",
-        "ATSESSION_SCOPE",
-        "ATSESSION_DB",
-        "ATSESSION_KEY_FILE",
-        "ATSESSION_AT_REST_KEY",
-        "ATSESSION_DEV",
-        "ATSESSION_JSON",
-        "ATSESSION_CONFIG",
-    ] {
-        c.env_remove(var);
-    }
     c.envs(env.iter().copied());
     let out = c.output().unwrap();
     Run {

@@ -7,6 +7,8 @@
 //!  cargo test -p atsession-gateway --test cli_login`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -31,10 +33,9 @@ async fn login_then_logout() {
             .arg("--handle-resolver")
             .arg(peer.handle_resolver_url())
             .arg("--db")
-            .arg(&db)
-            .env_remove("ATSESSION_AT_REST_KEY");
+            .arg(&db);
     };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args(["login", "alice.test", "--wait-secs", "60"]);
     common(&mut cmd);
     let mut child = cmd
@@ -92,7 +93,7 @@ async fn login_then_logout() {
         );
     }
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.arg("logout");
     common(&mut cmd);
     let out = cmd.output().await.unwrap();
@@ -104,7 +105,7 @@ async fn login_then_logout() {
     );
     assert!(stdout.contains("1 grant(s) deleted"), "{stdout}");
     // Nothing left to log out.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args(["logout", "--did", &alice.did]);
     common(&mut cmd);
     let out = cmd.output().await.unwrap();

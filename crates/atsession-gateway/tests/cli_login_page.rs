@@ -6,6 +6,8 @@
 //!  cargo test -p atsession-gateway --test cli_login_page`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -23,13 +25,12 @@ async fn stray_requests_do_not_end_the_login() {
     let alice = peer.account("alice.test").clone();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = Command::from(bin::atsession())
         .args(["login", "alice.test", "--wait-secs", "60"])
         .env("ATSESSION_DEV", "1")
         .env("ATSESSION_PLC_URL", peer.plc_url())
         .env("ATSESSION_HANDLE_RESOLVER", peer.handle_resolver_url())
         .env("ATSESSION_DB", &db)
-        .env_remove("ATSESSION_AT_REST_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -3,17 +3,15 @@
 //! leaves no database and no key file behind.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn atsession(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_atsession"));
-    c.args(args)
-        .current_dir(dir)
-        .env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_DB")
-        .env_remove("ATSESSION_DEV")
-        .env_remove("ATSESSION_KEY_FILE");
+    let mut c = bin::atsession();
+    c.args(args).current_dir(dir);
     for (k, v) in env {
         c.env(k, v);
     }

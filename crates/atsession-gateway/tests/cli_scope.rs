@@ -7,6 +7,8 @@
 //!  cargo test -p atsession-gateway --test cli_scope`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -26,9 +28,7 @@ fn common(cmd: &mut Command, peer: &pds::Peer, db: &Path) {
         .arg("--handle-resolver")
         .arg(peer.handle_resolver_url())
         .arg("--db")
-        .arg(db)
-        .env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_SCOPE");
+        .arg(db);
 }
 
 fn record(collection: &str, did: &str) -> String {
@@ -49,7 +49,7 @@ async fn login_with_a_scope_then_calls_inside_and_outside_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args(["login", "alice.test", "--wait-secs", "60", "--scope", SCOPE]);
     common(&mut cmd, &peer, &db);
     let mut child = cmd
@@ -99,7 +99,7 @@ async fn login_with_a_scope_then_calls_inside_and_outside_it() {
     );
 
     // Inside the scope (and with the client the login remembered).
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args([
         "call",
         "com.atproto.repo.createRecord",
@@ -115,7 +115,7 @@ async fn login_with_a_scope_then_calls_inside_and_outside_it() {
     );
 
     // Outside it: refused, and the missing scope is named.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.args([
         "call",
         "com.atproto.repo.createRecord",
@@ -132,7 +132,7 @@ async fn login_with_a_scope_then_calls_inside_and_outside_it() {
     );
 
     // Logout authenticates as the same client and revokes.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = Command::from(bin::atsession());
     cmd.arg("logout");
     common(&mut cmd, &peer, &db);
     let out = cmd.output().await.unwrap();
@@ -149,7 +149,7 @@ async fn an_invalid_scope_is_refused_in_words_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
     // No server is needed: nothing is sent (the handle would not even resolve).
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = Command::from(bin::atsession())
         .args([
             "login",
             "nobody.invalid",
@@ -158,7 +158,6 @@ async fn an_invalid_scope_is_refused_in_words_before_anything_is_sent() {
             "--scope",
             "atproto repo:app.bsky.*",
         ])
-        .env_remove("ATSESSION_AT_REST_KEY")
         .output()
         .await
         .unwrap();

@@ -2,10 +2,13 @@
 //! grants, and `keys rotate` re-seals every grant, across a kill in the middle.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
@@ -18,13 +21,8 @@ fn write_key_file(path: &Path, ring: &AtRestKeyring) {
 }
 
 fn atsession(args: &[&str], db: &Path, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_atsession"));
-    c.args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_DB")
-        .env_remove("ATSESSION_KEY_FILE");
+    let mut c = bin::atsession();
+    c.args(args).arg("--db").arg(db);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -33,10 +31,9 @@ fn atsession(args: &[&str], db: &Path, env: &[(&str, &str)]) -> Output {
 
 /// Starts `serve` on `db`: `Ok(())` once it listens (then stops it), `Err(stderr)` if it exits.
 fn serve(db: &Path) -> Result<(), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = bin::atsession()
         .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
         .arg(db)
-        .env_remove("ATSESSION_AT_REST_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,14 +1,16 @@
 //! `atsession seal` and `atsession unseal`, run as a user would.
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 const PW: &str = "some_not_random_password_that_is_at_least_32_characters";
 
 fn run(args: &[&str], password: Option<&str>, stdin: &str) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
+    let mut cmd = bin::atsession();
     cmd.args(args)
-        .env_remove("ATSESSION_SEAL_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

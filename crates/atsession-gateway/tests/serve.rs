@@ -1,9 +1,12 @@
 //! `atsession serve` as a real process on a free port, spoken to over plain HTTP/1.1.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use atsession::app::SessionManager;
 use atsession::store::sqlite::SqliteStore;
@@ -21,7 +24,7 @@ impl Drop for Server {
 }
 
 fn start(db: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = bin::atsession()
         .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
         .arg(db)
         .stdout(Stdio::piped())

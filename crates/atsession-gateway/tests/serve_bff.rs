@@ -3,6 +3,8 @@
 //! `/metrics`, and error bodies that name no internal URL outside `--dev`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]

@@ -1,18 +1,20 @@
 //! `atsession serve` refuses a configuration that cannot work before it creates anything.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+#[path = "support/bin.rs"]
+mod bin;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
 fn a_huge_access_token_ttl_is_a_clear_error_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gw.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = bin::atsession()
         .args(["serve", "--listen", "127.0.0.1:0", "--dev"])
         .args(["--access-token-ttl", "9999999999999", "--db"])
         .arg(&db)
-        .env_remove("ATSESSION_AT_REST_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,19 +1,17 @@
 //! `atsession serve --config FILE` and `--log-format json`, on the real binary.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Starts serve, waits for its "listening" line, stops it; returns (stdout line, stderr).
 fn run_serve(args: &[&str], envs: &[(&str, &std::path::Path)]) -> (String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atsession"));
-    cmd.arg("serve")
-        .args(args)
-        .env("ATSESSION_LOG", "info")
-        .env_remove("ATSESSION_DB")
-        .env_remove("ATSESSION_LISTEN")
-        .env_remove("ATSESSION_LOG_FORMAT");
+    let mut cmd = bin::atsession();
+    cmd.arg("serve").args(args).env("ATSESSION_LOG", "info");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -77,7 +75,7 @@ fn a_bad_config_file_is_named_and_nothing_starts() {
     let config = dir.path().join("atsession.toml");
     std::fs::write(&config, "lisen = \"127.0.0.1:0\"\n").unwrap();
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = bin::atsession()
         .args(["serve", "--config"])
         .arg(&config)
         .current_dir(dir.path())

@@ -8,6 +8,8 @@
 //!  cargo test -p atsession-gateway --test serve_login`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "../../atsession/tests/support/pds.rs"]
 mod pds;
 
@@ -31,15 +33,13 @@ impl Drop for Gateway {
 }
 
 async fn start(peer: &pds::Peer, db: &std::path::Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = Command::from(bin::atsession())
         .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--db"])
         .arg(db)
         .arg("--plc-url")
         .arg(peer.plc_url())
         .arg("--handle-resolver")
         .arg(peer.handle_resolver_url())
-        .env_remove("ATSESSION_AT_REST_KEY")
-        .env_remove("ATSESSION_PUBLIC_URL")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -232,7 +232,7 @@ async fn login_session_and_logout_through_the_gateway() {
     // signs their grants out (through the session getter).
     log_in(&http, &gw.base, &peer, &alice).await;
     assert_eq!(store.list_grants_by_did(&did).await.unwrap().len(), 1);
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = Command::from(bin::atsession())
         .args(["sessions", "revoke", "--did", alice.did.as_str(), "--db"])
         .arg(&db)
         .output()
@@ -262,7 +262,7 @@ async fn login_session_and_logout_through_the_gateway() {
             [],
         )
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = Command::from(bin::atsession())
         .args(["sessions", "cleanup", "--json", "--db"])
         .arg(&db)
         .output()

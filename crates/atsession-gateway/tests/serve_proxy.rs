@@ -9,6 +9,8 @@
 //!  cargo test -p atsession-gateway --test serve_proxy`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/bin.rs"]
+mod bin;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "../../atsession/tests/support/pds.rs"]

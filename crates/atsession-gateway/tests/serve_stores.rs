@@ -4,9 +4,12 @@
 //! error naming the store, never the password.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use atsession::app::SessionManager;
 use atsession::store::postgres::deadpool_postgres::tokio_postgres;
@@ -24,7 +27,7 @@ impl Drop for Server {
 }
 
 fn start(db: &str, key_file: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let mut child = bin::atsession()
         .args([
             "serve",
             "--listen",
@@ -154,7 +157,7 @@ fn bad_store_urls_fail_clearly_without_the_password() {
             "could not be reached",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+        let out = bin::atsession()
             .args([
                 "serve",
                 "--listen",
@@ -176,7 +179,7 @@ fn bad_store_urls_fail_clearly_without_the_password() {
 
 #[test]
 fn admin_commands_take_store_urls() {
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = bin::atsession()
         .args([
             "sessions",
             "list",
@@ -201,7 +204,7 @@ fn admin_commands_take_store_urls() {
                 .unwrap(),
         );
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = bin::atsession()
         .args(["sessions", "list", "--did", "did:plc:nobody", "--db"])
         .arg(format!("sqlite://{}", db.display()))
         .output()
@@ -216,7 +219,7 @@ fn admin_commands_take_store_urls() {
         .local_addr()
         .unwrap()
         .port();
-    let out = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let out = bin::atsession()
         .args(["sessions", "cleanup", "--db"])
         .arg(format!("rediss://default:hunter2@127.0.0.1:{closed}/0"))
         .output()

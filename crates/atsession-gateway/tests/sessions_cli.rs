@@ -1,8 +1,11 @@
 //! `atsession sessions …` against a real SQLite file, through the built binary.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use atsession::app::SessionManager;
 use atsession::store::sqlite::SqliteStore;
@@ -11,12 +14,10 @@ const ALICE: &str = "did:plc:alice00000000000000000000";
 const BOB: &str = "did:plc:bob0000000000000000000000";
 
 fn atsession(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atsession"))
+    bin::atsession()
         .args(args)
         .arg("--db")
         .arg(db)
-        .env_remove("ATSESSION_DB")
-        .env_remove("ATSESSION_JSON")
         .output()
         .unwrap()
 }
@@ -66,10 +67,9 @@ async fn list_revoke_and_cleanup() {
     assert_eq!(ids, expected);
     assert_eq!(json[0]["handle"], "alice.test");
     // ATSESSION_JSON=1 is --json.
-    let by_env = Command::new(env!("CARGO_BIN_EXE_atsession"))
+    let by_env = bin::atsession()
         .args(["sessions", "list", "--did", ALICE, "--db"])
         .arg(&db)
-        .env_remove("ATSESSION_DB")
         .env("ATSESSION_JSON", "1")
         .output()
         .unwrap();
@@ -255,11 +255,10 @@ async fn list_never_migrates() {
 }
 
 fn atsession_url(db: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atsession"))
+    bin::atsession()
         .args(args)
         .arg("--db")
         .arg(db)
-        .env_remove("ATSESSION_DB")
         .output()
         .unwrap()
 }

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::pds;
+use crate::{bin, pds};
 
 /// A running gateway; killed when dropped (under a profiler: stopped with SIGTERM, so that
 /// the profiler writes its report).
@@ -65,7 +65,7 @@ impl Gateway {
         I: IntoIterator<Item = A>,
         A: AsRef<OsStr>,
     {
-        let program = program.unwrap_or(OsStr::new(env!("CARGO_BIN_EXE_atsession")));
+        let program = program.unwrap_or(OsStr::new(bin::ATSESSION));
         let mut words = under.split_whitespace();
         let profiled = !under.trim().is_empty();
         let mut cmd = match words.next() {
@@ -85,14 +85,9 @@ impl Gateway {
                 .arg(peer.handle_resolver_url());
         }
         cmd.args(args);
-        // Every option has a variable: none set in the caller's environment (a developer's
-        // `ATSESSION_SCOPE`, say) reaches the gateway, which is configured by `args` alone.
-        // The log filter is kept, for debugging a test.
-        for (var, _) in std::env::vars_os() {
-            let name = var.to_string_lossy();
-            if name.starts_with("ATSESSION_") && name != "ATSESSION_LOG" {
-                cmd.env_remove(&var);
-            }
+        // Configured by `args` alone (see `bin`).
+        for var in bin::inherited() {
+            cmd.env_remove(var);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
