@@ -1,7 +1,8 @@
 //! Token sets and the checks on a token response.
 //!
 //! A token response is accepted only if: it is a JSON object; `access_token` is a non-empty
-//! string; `token_type` is `DPoP` (case-insensitively); `sub` is a DID; `scope` includes
+//! string of visible ASCII characters and spaces (it goes into an `Authorization` header);
+//! `token_type` is `DPoP` (case-insensitively); `sub` is a DID; `scope` includes
 //! `atproto`; `expires_in`, when present, is a non-negative number; `refresh_token`, when
 //! present, is a non-empty string. Nothing the server sends can make this panic, and no
 //! error message repeats a token.
