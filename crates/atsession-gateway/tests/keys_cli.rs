@@ -7,7 +7,7 @@ mod bin;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,15 @@ fn serve(db: &Path) -> Result<(), String> {
     Err(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A temporary directory with the paths of a database in it and of its default key file
+/// (`<db>.key`); the directory is removed when the first value is dropped.
+fn files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.db");
+    let key_file = dir.path().join("gw.db.key");
+    (dir, db, key_file)
+}
+
 async fn grants(db: &Path, ring: &AtRestKeyring, n: usize) {
     let store = SqliteStore::open(db).await.unwrap();
     for _ in 0..n {
@@ -65,9 +74,7 @@ async fn grants(db: &Path, ring: &AtRestKeyring, n: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_refuses_a_lost_or_swapped_key_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("gw.db");
-    let key_file = dir.path().join("gw.db.key");
+    let (_dir, db, key_file) = files();
     let ring = AtRestKeyring::new(AtRestKey::generate("k-original").unwrap());
     write_key_file(&key_file, &ring);
     grants(&db, &ring, 2).await;
@@ -98,9 +105,7 @@ async fn serve_refuses_a_lost_or_swapped_key_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotation_survives_a_kill_in_the_middle() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("gw.db");
-    let key_file = dir.path().join("gw.db.key");
+    let (_dir, db, key_file) = files();
     let old = AtRestKeyring::new(AtRestKey::generate("k-old").unwrap());
     write_key_file(&key_file, &old);
     grants(&db, &old, 50).await;
@@ -178,9 +183,7 @@ async fn rotation_survives_a_kill_in_the_middle() {
 #[test]
 fn status_names_a_missing_key() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("gw.db");
-    let key_file = dir.path().join("gw.db.key");
+    let (_dir, db, key_file) = files();
     let lost = AtRestKeyring::new(AtRestKey::generate("k-lost").unwrap());
     rt.block_on(grants(&db, &lost, 3));
     write_key_file(
@@ -211,9 +214,7 @@ fn json_of(out: &Output) -> serde_json::Value {
 #[test]
 fn json_for_scripts() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("gw.db");
-    let key_file = dir.path().join("gw.db.key");
+    let (_dir, db, key_file) = files();
     let old = AtRestKeyring::new(AtRestKey::generate("k-old").unwrap());
     write_key_file(&key_file, &old);
     rt.block_on(grants(&db, &old, 3));
