@@ -158,6 +158,14 @@ impl From<super::redis::RedisStore> for AnyStore {
 }
 
 /// Runs `$call` on the backend inside `$self`, as `$s`.
+///
+/// The PostgreSQL and Redis calls are boxed. A future is as large as the largest future it
+/// may await, and theirs (the client's query and connection-pool futures) are kilobytes:
+/// unboxed, every future that awaits a store call through `AnyStore`, on any backend,
+/// would carry that size, and be copied at that size each time it is moved (into a task,
+/// into a box, from one middleware to the next). A PostgreSQL `load` made the session
+/// handler's future 8 KB. One allocation per call is nothing beside a round trip over the
+/// network; the SQLite and memory calls, which make none, stay inline.
 macro_rules! each {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
@@ -165,9 +173,9 @@ macro_rules! each {
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite($s) => $call.await,
             #[cfg(feature = "postgres")]
-            AnyStore::Postgres($s) => $call.await,
+            AnyStore::Postgres($s) => Box::pin($call).await,
             #[cfg(feature = "redis")]
-            AnyStore::Redis($s) => $call.await,
+            AnyStore::Redis($s) => Box::pin($call).await,
             AnyStore::Custom($s) => $call.await,
         }
     };
