@@ -113,7 +113,7 @@ async fn login_then_call() {
     let v = call(
         &peer,
         &db,
-        &["com.atproto.repo.createRecord", "--json", &body.to_string()],
+        &["com.atproto.repo.createRecord", "--body", &body.to_string()],
     )
     .await;
     assert!(v["uri"].as_str().unwrap().starts_with("at://"), "{v}");
@@ -155,4 +155,32 @@ async fn login_then_call() {
     common(&mut cmd, &peer, &db);
     let out = cmd.output().await.unwrap();
     assert!(!out.status.success());
+}
+
+/// A body that is not JSON, or a body beside `--param`, is refused before the store is
+/// opened or anything is sent, and the message names the option; no PDS is needed.
+#[tokio::test]
+async fn bad_body_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    for (args, expected) in [
+        (&["--body", "{not json"][..], "--body is not JSON"),
+        (
+            &["--body", "{}", "--param", "a=b"][..],
+            "--param and --body cannot be combined",
+        ),
+    ] {
+        let out = Command::from(bin::atsession())
+            .args(["call", "com.atproto.repo.createRecord"])
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!db.exists(), "{args:?} created the store");
+    }
 }

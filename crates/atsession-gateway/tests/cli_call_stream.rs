@@ -193,7 +193,7 @@ async fn large_uploads_and_downloads_stream_in_bounded_memory() {
             &db,
             &[
                 "com.atproto.repo.createRecord",
-                "--json",
+                "--body",
                 &record.to_string(),
             ],
             false,

@@ -103,7 +103,7 @@ async fn login_with_a_scope_then_calls_inside_and_outside_it() {
     cmd.args([
         "call",
         "com.atproto.repo.createRecord",
-        "--json",
+        "--body",
         &record("com.example.note", &alice.did),
     ]);
     common(&mut cmd, &peer, &db);
@@ -119,7 +119,7 @@ async fn login_with_a_scope_then_calls_inside_and_outside_it() {
     cmd.args([
         "call",
         "com.atproto.repo.createRecord",
-        "--json",
+        "--body",
         &record("app.bsky.feed.post", &alice.did),
     ]);
     common(&mut cmd, &peer, &db);

@@ -1,10 +1,10 @@
-//! `atsession call <nsid> [--param k=v]... [--json BODY | --input FILE] [--output FILE]`: an
+//! `atsession call <nsid> [--param k=v]... [--body JSON | --input FILE] [--output FILE]`: an
 //! XRPC call to the PDS of the account logged in with `atsession login`, made with its
 //! stored OAuth grant (refreshed first when its tokens are stale, and once more if the PDS
 //! says `invalid_token`).
 //!
-//! Without `--json` or `--input` the call is a query (`GET`, the params in the query
-//! string). With `--json` it is a procedure (`POST`) with that JSON body; with `--input` a
+//! Without `--body` or `--input` the call is a query (`GET`, the params in the query
+//! string). With `--body` it is a procedure (`POST`) with that JSON body; with `--input` a
 //! procedure whose body is streamed from a file or standard input (`-`), never read into
 //! memory, sent as `--content-type` (for `com.atproto.repo.uploadBlob`). A JSON answer is
 //! printed pretty; any other answer, or any answer with `--output`, is streamed as is to
@@ -38,8 +38,8 @@ use super::login::{OAuthOptions, client, sibling};
 
 /// The environment variable of `--param`: one `key=value` (a value may hold commas).
 pub const PARAM_ENV: &str = "ATSESSION_CALL_PARAM";
-/// The environment variable of `--json` (the request body).
-pub const JSON_ENV: &str = "ATSESSION_CALL_JSON";
+/// The environment variable of `--body`.
+pub const BODY_ENV: &str = "ATSESSION_CALL_BODY";
 /// The environment variable of `--input`.
 pub const INPUT_ENV: &str = "ATSESSION_CALL_INPUT";
 /// The environment variable of `--content-type`.
@@ -59,8 +59,8 @@ pub struct CallArgs {
     #[arg(long = "param", value_name = "KEY=VALUE", env = PARAM_ENV)]
     pub params: Vec<String>,
     /// Make a procedure call (POST) with this JSON body.
-    #[arg(long, value_name = "BODY", env = JSON_ENV, conflicts_with = "input")]
-    pub json: Option<String>,
+    #[arg(long, value_name = "JSON", env = BODY_ENV, conflicts_with = "input")]
+    pub body: Option<String>,
     /// Make a procedure call (POST) whose body is streamed from this file (`-`: standard
     /// input), e.g. for `com.atproto.repo.uploadBlob`.
     #[arg(long, value_name = "FILE", env = INPUT_ENV)]
@@ -89,11 +89,20 @@ pub struct CallArgs {
 /// Runs `atsession call`. It never creates a database, and a failed call leaves no key
 /// file it made.
 pub async fn call(args: CallArgs) -> Result<(), CliError> {
+    // The arguments first: a mistake in them is named before the store is looked for.
+    let (params, json) = arguments(&args)?;
     let created = super::login::existing_database(&args.oauth, "no account is logged in")?;
-    call_stored(args).await.map_err(|e| created.undo(e))
+    call_stored(&args, &params, json.as_ref())
+        .await
+        .map_err(|e| created.undo(e))
 }
 
-async fn call_stored(args: CallArgs) -> Result<(), CliError> {
+/// Query parameters: `(key, value)` in the order given.
+type Params<'a> = Vec<(&'a str, &'a str)>;
+
+/// The query parameters and the JSON body of `args`, checked: the NSID's syntax, each
+/// `--param` a `KEY=VALUE`, `--body` JSON and not beside a `--param`.
+fn arguments(args: &CallArgs) -> Result<(Params<'_>, Option<Value>), CliError> {
     if !is_nsid(&args.nsid) {
         return Err(format!("`{}` is not an NSID", args.nsid.escape_debug()).into());
     }
@@ -104,13 +113,21 @@ async fn call_stored(args: CallArgs) -> Result<(), CliError> {
             .ok_or_else(|| format!("--param `{p}` is not KEY=VALUE"))?;
         params.push((k, v));
     }
-    let json: Option<Value> = match &args.json {
-        Some(b) => Some(serde_json::from_str(b).map_err(|e| format!("--json is not JSON: {e}"))?),
+    let json: Option<Value> = match &args.body {
+        Some(b) => Some(serde_json::from_str(b).map_err(|e| format!("--body is not JSON: {e}"))?),
         None => None,
     };
     if json.is_some() && !params.is_empty() {
-        return Err("--param and --json cannot be combined".into());
+        return Err("--param and --body cannot be combined".into());
     }
+    Ok((params, json))
+}
+
+async fn call_stored(
+    args: &CallArgs,
+    params: &[(&str, &str)],
+    json: Option<&Value>,
+) -> Result<(), CliError> {
     let did = match &args.did {
         Some(d) => d.clone(),
         None => std::fs::read_to_string(sibling(&args.oauth.db, ".last-did"))
@@ -126,7 +143,7 @@ async fn call_stored(args: CallArgs) -> Result<(), CliError> {
     let getter = SessionGetter::new(client, GetterConfig::default().lock(lock));
     let session = getter.session(grant);
 
-    let answer = match (&json, &args.input) {
+    let answer = match (json, &args.input) {
         (Some(body), _) => {
             let request = PdsRequest::procedure(&args.nsid)
                 .header("content-type", "application/json")
@@ -134,9 +151,9 @@ async fn call_stored(args: CallArgs) -> Result<(), CliError> {
                 .body(serde_json::to_vec(body)?);
             session.send(request).await?
         }
-        (None, Some(input)) => upload(&session, &args, &params, input).await?,
+        (None, Some(input)) => upload(&session, args, params, input).await?,
         (None, None) => {
-            let request = PdsRequest::query(&args.nsid, &params);
+            let request = PdsRequest::query(&args.nsid, params);
             session.send(request).await?
         }
     };
