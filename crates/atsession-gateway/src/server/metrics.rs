@@ -8,7 +8,8 @@
 //! | `atsession_oauth_refresh_failures_total` | | refreshes that failed and kept the grant (network, 5xx, timeout) |
 //! | `atsession_proxied_bytes_total` | `direction` (`up`, `down`) | bytes of bodies the `/xrpc/` proxy forwarded |
 //!
-//! `route` is the route's pattern (`/xrpc/{nsid}`), never the raw path, so the number of
+//! `route` is the route's pattern (`/xrpc/{nsid}`), never the raw path, and `method` one of
+//! the nine methods HTTP defines or `other`, never a made-up one as sent, so the number of
 //! series stays bounded.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use atsession::oauth::{DeleteCause, SessionEvent};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,7 +30,8 @@ use tokio::sync::broadcast;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    /// [`method_label`]: never what a client wrote, when it is not a method HTTP defines.
+    method: &'static str,
     status: u16,
 }
 
@@ -202,7 +204,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
     metrics
@@ -220,6 +222,24 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         })
         .inc();
     response
+}
+
+/// `method` as a label: its name when HTTP defines it, else `other`. The proxy takes every
+/// method, and a client that sent made-up ones would otherwise add a series for each, and
+/// grow the gateway's memory and `/metrics` without bound.
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
 }
 
 /// `GET /metrics`.
@@ -240,7 +260,7 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::body::Body;
-    use axum::routing::get;
+    use axum::routing::{any, get};
     use tower::ServiceExt as _;
 
     #[tokio::test]
@@ -290,6 +310,37 @@ mod tests {
                 r#"atsession_http_request_duration_seconds_count{route="/xrpc/{nsid}"} 3"#
             )
         );
+    }
+
+    #[tokio::test]
+    async fn made_up_methods_share_one_label() {
+        let metrics = Arc::new(Metrics::new());
+        let app = Router::new()
+            .route("/xrpc/{nsid}", any(|| async { StatusCode::OK }))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&metrics),
+                track,
+            ));
+        for method in ["FOO1", "FOO2", "FOO3", "POST"] {
+            let request = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri("/xrpc/a.b.c")
+                .body(Body::empty())
+                .unwrap();
+            let r = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"atsession_http_requests_total{route="/xrpc/{nsid}",method="other",status="200"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"atsession_http_requests_total{route="/xrpc/{nsid}",method="POST",status="200"} 1"#
+        ));
+        assert!(!text.contains("FOO"), "{text}");
     }
 
     #[test]
