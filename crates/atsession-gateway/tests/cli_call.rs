@@ -167,7 +167,7 @@ async fn bad_body_is_refused() {
         (&["--body", "{not json"][..], "--body is not JSON"),
         (
             &["--body", "{}", "--param", "a=b"][..],
-            "--param and --body cannot be combined",
+            "the argument '--body <JSON>' cannot be used with '--param <KEY=VALUE>'",
         ),
     ] {
         let out = Command::from(bin::atsession())

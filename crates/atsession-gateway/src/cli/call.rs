@@ -59,7 +59,7 @@ pub struct CallArgs {
     #[arg(long = "param", value_name = "KEY=VALUE", env = PARAM_ENV)]
     pub params: Vec<String>,
     /// Make a procedure call (POST) with this JSON body.
-    #[arg(long, value_name = "JSON", env = BODY_ENV, conflicts_with = "input")]
+    #[arg(long, value_name = "JSON", env = BODY_ENV, conflicts_with_all = ["input", "params"])]
     pub body: Option<String>,
     /// Make a procedure call (POST) whose body is streamed from this file (`-`: standard
     /// input), e.g. for `com.atproto.repo.uploadBlob`.
@@ -101,7 +101,7 @@ pub async fn call(args: CallArgs) -> Result<(), CliError> {
 type Params<'a> = Vec<(&'a str, &'a str)>;
 
 /// The query parameters and the JSON body of `args`, checked: the NSID's syntax, each
-/// `--param` a `KEY=VALUE`, `--body` JSON and not beside a `--param`.
+/// `--param` a `KEY=VALUE`, `--body` JSON (clap refuses it beside `--param`).
 fn arguments(args: &CallArgs) -> Result<(Params<'_>, Option<Value>), CliError> {
     if !is_nsid(&args.nsid) {
         return Err(format!("`{}` is not an NSID", args.nsid.escape_debug()).into());
@@ -117,9 +117,6 @@ fn arguments(args: &CallArgs) -> Result<(Params<'_>, Option<Value>), CliError> {
         Some(b) => Some(serde_json::from_str(b).map_err(|e| format!("--body is not JSON: {e}"))?),
         None => None,
     };
-    if json.is_some() && !params.is_empty() {
-        return Err("--param and --body cannot be combined".into());
-    }
     Ok((params, json))
 }
 
