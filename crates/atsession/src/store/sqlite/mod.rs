@@ -107,14 +107,9 @@ impl SqliteStore {
     /// schema. Refuses another application's database ([`DatabaseProblem::Foreign`]).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let store =
-            tokio::task::spawn_blocking(move || Self::open_blocking(Some(path), Mode::Create))
-                .await
-                .map_err(|e| StoreError::backend(BACKEND, "open", e))??;
-        if let Some(pin) = &store.inner.pin {
-            tokio::spawn(pin::renew(Arc::downgrade(pin)));
-        }
-        Ok(store)
+        tokio::task::spawn_blocking(move || Self::open_blocking(Some(path), Mode::Create))
+            .await
+            .map_err(|e| StoreError::backend(BACKEND, "open", e))?
     }
 
     /// Opens an existing database without writing to it: no file is created, no schema
@@ -244,7 +239,9 @@ impl SqliteStore {
                 )
                 .map_err(err("open"))?;
                 configure(&c, false)?;
-                Some(Arc::new(pin::Pin::new(c)))
+                let pin = Arc::new(pin::Pin::new(c));
+                // Without its renewing thread a pin could be held for good: then none.
+                pin::start_renewing(&pin).then_some(pin)
             }
             _ => None,
         };

@@ -20,7 +20,7 @@
 //! - This process's own writes let the pin go before they begin, and no pin is taken until
 //!   they end: the checkpoint that follows a commit, and the restart of the WAL, happen as
 //!   they would without one.
-//! - A timer lets go of a pin every [`HOLD`] (the next read takes another, from the latest
+//! - A timer thread lets go of a pin every [`HOLD`] (the next read takes another, from the latest
 //!   commit), so none is held for more than twice that, nor kept when no read comes.
 //! - When the timer finds that another connection (another process, say the command line)
 //!   wrote while the pin was held, the store takes no pin for [`REST`]: where others write,
@@ -29,7 +29,7 @@
 //! A read pays one atomic load for all this; only the read that finds no pin locks it.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -180,12 +180,21 @@ impl Txn {
     }
 }
 
-/// Renews the pin every [`HOLD`] ([`Pin::tick`]) until the store is dropped.
-pub(super) async fn renew(pin: Weak<Pin>) {
-    let mut tick = tokio::time::interval(HOLD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Starts the thread that renews `pin` every [`HOLD`] ([`Pin::tick`]) until the store is
+/// dropped: a thread of its own, so that no pin outlives the async runtime that opened the
+/// store (a task would end with it, and leave a pin held for good). `false` when no thread
+/// can be started: then the store must not pin.
+pub(super) fn start_renewing(pin: &Arc<Pin>) -> bool {
+    let pin = Arc::downgrade(pin);
+    std::thread::Builder::new()
+        .name("atsession-sqlite-pin".to_owned())
+        .spawn(move || renew(&pin))
+        .is_ok()
+}
+
+fn renew(pin: &Weak<Pin>) {
     loop {
-        tick.tick().await;
+        std::thread::sleep(HOLD);
         let Some(pin) = pin.upgrade() else { return };
         pin.tick(Instant::now());
     }
@@ -198,13 +207,12 @@ mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
 
+    fn pin(store: &SqliteStore) -> &Pin {
+        store.inner.pin.as_ref().expect("a file store has a pin")
+    }
+
     fn held(store: &SqliteStore) -> bool {
-        store
-            .inner
-            .pin
-            .as_ref()
-            .expect("a file store has a pin")
-            .held()
+        pin(store).held()
     }
 
     async fn write(store: &SqliteStore, sql: &'static str) {
@@ -279,8 +287,7 @@ mod tests {
         let busy = store
             .write("test", move |c| {
                 // Inside the write the pin is locked (so a read takes none) and let go.
-                let pin = store2.inner.pin.as_ref().unwrap();
-                let busy = pin.txn.try_lock().is_err();
+                let busy = pin(&store2).txn.try_lock().is_err();
                 assert_eq!(count(&store2), 0, "a read during the write still reads");
                 c.execute_batch("INSERT INTO t VALUES (1)")
                     .map_err(crate::store::sqlite::err("test"))?;
@@ -300,7 +307,7 @@ mod tests {
     async fn another_connections_write_makes_the_store_stop_pinning() {
         let (_dir, store) = store().await;
         count(&store);
-        let pin = store.inner.pin.as_ref().unwrap();
+        let pin = pin(&store);
         let since = pin.lock().since.unwrap();
         let other = other(&store);
         other.execute_batch("INSERT INTO t VALUES (1)").unwrap();
@@ -335,11 +342,29 @@ mod tests {
         assert_eq!(truncate(&other(&store)).0, 0);
     }
 
+    #[test]
+    fn a_pin_is_let_go_after_the_runtime_that_opened_the_store_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(SqliteStore::open(dir.path().join("pin.db")))
+            .unwrap();
+        let other = other(&store);
+        other.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        assert_eq!(count(&store), 0);
+        assert!(held(&store));
+        std::thread::sleep(3 * HOLD);
+        assert!(!held(&store), "let go with no runtime running");
+        assert_eq!(truncate(&other).0, 0);
+    }
+
     #[tokio::test]
     async fn with_no_other_writer_the_next_read_pins_again() {
         let (_dir, store) = store().await;
         count(&store);
-        let pin = store.inner.pin.as_ref().unwrap();
+        let pin = pin(&store);
         let first = pin.lock().since.unwrap();
         pin.tick(first + HOLD / 2);
         assert_eq!(pin.lock().since, Some(first), "kept before HOLD");
