@@ -10,8 +10,10 @@ use tokio::process::{Child, Command};
 
 use crate::{bin, pds};
 
-/// A running gateway; killed when dropped (under a profiler: stopped with SIGTERM, so that
-/// the profiler writes its report).
+/// A running gateway; killed when dropped. Under a profiler it runs in a process group of
+/// its own, which is sent SIGINT: the gateway shuts down, and a tool that outlives it
+/// (`perf stat`, `strace -c`) writes its report and exits rather than leaving the gateway
+/// behind; whatever is left after a minute is killed.
 pub struct Gateway {
     pub child: Child,
     pub base: String,
@@ -23,16 +25,24 @@ impl Drop for Gateway {
         if self.profiled
             && let Some(pid) = self.child.id()
         {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+            let group = format!("-{pid}");
+            let signal = |sig: &str| {
+                let _ = std::process::Command::new("kill")
+                    .args([sig, "--", &group])
+                    .stderr(Stdio::null())
+                    .status();
+            };
+            signal("-INT");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while std::time::Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
+                    // The tool has exited; anything of the group still running goes too.
+                    signal("-KILL");
                     return;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
+            signal("-KILL");
         }
         let _ = self.child.start_kill();
     }
@@ -85,6 +95,9 @@ impl Gateway {
                 .arg(peer.handle_resolver_url());
         }
         cmd.args(args);
+        if profiled {
+            cmd.process_group(0);
+        }
         // Configured by `args` alone (see `bin`).
         for var in bin::inherited() {
             cmd.env_remove(var);
