@@ -276,7 +276,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// [`load_from_headers`](Self::load_from_headers), and the session's OAuth grant record
     /// read with it (`None` when the session has no grant or it is gone): one query on a
     /// store that joins them (SQLite, PostgreSQL; see
-    /// [`SessionGrantStore`](crate::store::oauth::SessionGrantStore)). For a request that
+    /// [`SessionGrantStore`]). For a request that
     /// calls the user's PDS next: give the grant to
     /// [`SessionGetter::session_with`](crate::oauth::SessionGetter::session_with) so that
     /// the call does not read it again.

@@ -1,5 +1,5 @@
 //! [`AnyStore`]: one type for every backend, chosen at run time (from a URL, see
-//! [`open`](super::open)).
+//! [`open`](fn@super::open)).
 //!
 //! The store traits return `impl Future`, so they cannot be trait objects; `AnyStore` is an
 //! enum over the backends compiled in, and implements [`SessionStore`], [`StateStore`] and
@@ -124,7 +124,7 @@ impl AnyStore {
         })
     }
 
-    /// Opens a store from a URL: see [`open`](super::open).
+    /// Opens a store from a URL: see [`open`](fn@super::open).
     pub async fn open(url: &str) -> Result<Self, super::OpenError> {
         super::open(url).await
     }

@@ -13,7 +13,7 @@
 //! | PostgreSQL | [`PostgresStore`](postgres::PostgresStore) | `postgres` | yes | [`PostgresLock`](crate::store::postgres::PostgresLock) |
 //! | Redis / Valkey | [`RedisStore`](redis::RedisStore) | `redis` | yes | [`RedisLock`](crate::store::redis::RedisLock) |
 //!
-//! **Chosen at run time.** [`open`] opens the backend a URL names (`memory:`,
+//! **Chosen at run time.** [`open`](fn@open) opens the backend a URL names (`memory:`,
 //! `sqlite://…` or a bare path, `postgres://…`, `redis://…`, `rediss://…`, with TLS for
 //! PostgreSQL and Redis) as an [`AnyStore`], which implements every trait by handing each
 //! call to its backend; [`AnyStore::lock`] is the lock of the same backend. Bad URLs,
