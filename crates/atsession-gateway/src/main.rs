@@ -99,10 +99,36 @@ fn command() -> clap::Command {
     hide_values(Args::command())
 }
 
+/// An unknown `--json` after `call`: the request body is `--body` (it once was `--json`),
+/// and `call` prints JSON answers without being asked. Clap's own tip (pass it after `--`)
+/// would lead nowhere.
+fn with_hint(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let unknown_json = e.kind() == ErrorKind::UnknownArgument
+        && matches!(
+            e.get(ContextKind::InvalidArg),
+            Some(ContextValue::String(a)) if a == "--json" || a.starts_with("--json=")
+        );
+    let in_call = matches!(
+        e.get(ContextKind::Usage),
+        Some(ContextValue::StyledStr(u)) if u.to_string().contains("atsession call ")
+    );
+    if unknown_json && in_call {
+        e.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![
+                "a procedure call's JSON body is `--body JSON`; `call` always prints JSON answers"
+                    .into(),
+            ]),
+        );
+    }
+    e
+}
+
 fn parse_args() -> Args {
     let parsed = cli::config_file::parse(command(), std::env::args_os().collect())
         .map_err(|e| match e {
-            cli::config_file::ParseError::Clap(c) => c,
+            cli::config_file::ParseError::Clap(c) => with_hint(c),
             cli::config_file::ParseError::File(f) => {
                 command().error(clap::error::ErrorKind::InvalidValue, f)
             }

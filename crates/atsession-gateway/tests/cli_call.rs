@@ -157,8 +157,9 @@ async fn login_then_call() {
     assert!(!out.status.success());
 }
 
-/// A body that is not JSON, or a body beside `--param`, is refused before the store is
-/// opened or anything is sent, and the message names the option; no PDS is needed.
+/// A body that is not JSON, a body beside `--param`, or one given with `--json` (which
+/// `call` does not take) is refused before the store is opened or anything is sent, and the
+/// message names the option to use; no PDS is needed.
 #[tokio::test]
 async fn bad_body_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,6 +169,10 @@ async fn bad_body_is_refused() {
         (
             &["--body", "{}", "--param", "a=b"][..],
             "the argument '--body <JSON>' cannot be used with '--param <KEY=VALUE>'",
+        ),
+        (
+            &["--json", "{}"][..],
+            "tip: a procedure call's JSON body is `--body JSON`",
         ),
     ] {
         let out = Command::from(bin::atsession())
