@@ -15,7 +15,7 @@
 //! ATSESSION_E2E_PDS=/tmp/pds.json cargo bench -p atsession-gateway --bench proxy_cost
 //! ATSESSION_PROXY_CALLS=5000 …                         # calls per target (default 1000)
 //! ATSESSION_PROXY_BASELINE=/tmp/atsession-before …     # also an earlier gateway build
-//! ATSESSION_PROXY_CONCURRENCY=8 …                      # also 8 callers at once, each target
+//! ATSESSION_PROXY_CONCURRENCY=16 …                     # callers at once under load (default 8; 0: no load phase)
 //! ATSESSION_GATEWAY_UNDER="valgrind --tool=callgrind" … # the gateway under a profiler
 //! ```
 //!
@@ -39,9 +39,19 @@
 //! crates) and one in Node (`bff.mjs bare`: the BFF's server with plain `fetch`), each
 //! forwarding `com.atproto.server.describeServer` with no session and no OAuth; and the
 //! proxied call again; and the Rust forwarder once more on hyper-util's client instead of
-//! reqwest (`cpu_us_reqwest_over_hyper_util`: what reqwest's layers cost a call). The last line gives each proxy's CPU above its floor: what the
-//! gateway's and the Node BFF's own work (session, grant, OAuth) costs beyond moving bytes
-//! through the kernel, which no proxy avoids.
+//! reqwest (`cpu_us_reqwest_over_hyper_util`: what reqwest's layers cost a call). The next
+//! line gives each proxy's CPU above its floor: what the gateway's and the Node BFF's own
+//! work (session, grant, OAuth) costs beyond moving bytes through the kernel, which no proxy
+//! avoids.
+//!
+//! Last, under load: `ATSESSION_PROXY_CONCURRENCY` callers at once (8 unless set; `0` or
+//! `1` skips it) on the gateway and on each Node BFF in turn, in two rounds of opposite
+//! order, and the ratio of each Node BFF's CPU per call to the gateway's
+//! (`cpu_ratio_over_gateway_under_load`). One call at a time, each proxy sleeps between
+//! calls and the next one pays for waking it and for refilling caches that the other
+//! processes used in between (the same request costs the gateway several times more CPU
+//! than under load); under load that cost is shared by many calls, and what remains is the
+//! work of a call: what a busy backend spends.
 //!
 //! With `ATSESSION_PROXY_BASELINE`, a second gateway from that binary (an earlier build,
 //! say) joins the interleaved calls, taking turns with the gateway in going first, and the
@@ -149,9 +159,12 @@ struct Target<'a> {
     pid: u32,
 }
 
-/// Under load: `concurrency` callers at once, on each target in turn (the gateway first);
-/// the CPU per call of each and the ratio of each other target's to the gateway's. Not
-/// interleaved (each phase keeps the PDS busy), so less exact than the sequential ratio.
+/// Under load: `concurrency` callers at once, on each target in turn, in two rounds, the
+/// second in the reverse order (the gateway first, then last), so that neither side gains
+/// from going first; the CPU per call of each phase, then of each target over both rounds
+/// and the ratio of each other target's to the gateway's. Not interleaved call by call
+/// (each phase keeps the PDS busy), but warm: what a busy proxy spends per call, where the
+/// sequential figures include waking an idle process and refilling its caches every call.
 async fn concurrent(
     http: &reqwest::Client,
     concurrency: usize,
@@ -159,42 +172,69 @@ async fn concurrent(
     targets: &[Target<'_>],
 ) {
     let each = calls.div_ceil(concurrency);
-    let mut per_call = Vec::new();
-    for t in targets {
-        let target = format!("{} under load", t.name);
-        let (url, cookie, pid) = (t.url, t.cookie, t.pid);
-        let before = cpu_us(pid);
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (http, url, cookie) = (http.clone(), url.to_owned(), cookie.map(str::to_owned));
-                tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(each);
-                    for _ in 0..each {
-                        let t = Instant::now();
-                        get(&http, &url, cookie.as_deref()).await;
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    lat
+    // Per target: CPU (µs) and calls, summed over the rounds.
+    let mut totals = vec![(0u64, 0usize); targets.len()];
+    for round in 0..2 {
+        let order: Vec<usize> = if round == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for i in order {
+            let t = &targets[i];
+            let target = format!("{} under load", t.name);
+            let (url, cookie, pid) = (t.url, t.cookie, t.pid);
+            let before = cpu_us(pid);
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (http, url, cookie) =
+                        (http.clone(), url.to_owned(), cookie.map(str::to_owned));
+                    tokio::spawn(async move {
+                        let mut lat = Vec::with_capacity(each);
+                        for _ in 0..each {
+                            let t = Instant::now();
+                            get(&http, &url, cookie.as_deref()).await;
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        lat
+                    })
                 })
-            })
-            .collect();
-        let mut lat = Vec::with_capacity(each * concurrency);
-        for t in tasks {
-            lat.extend(t.await.unwrap());
+                .collect();
+            let mut lat = Vec::with_capacity(each * concurrency);
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            let n = lat.len();
+            let cpu = cpu_us(pid) - before;
+            report(&target, n, lat, Some(cpu));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "target": target,
+                    "round": round + 1,
+                    "concurrency": concurrency,
+                    "calls_per_s": (n as f64 / elapsed).round(),
+                })
+            );
+            totals[i].0 += cpu;
+            totals[i].1 += n;
         }
-        let elapsed = start.elapsed().as_secs_f64();
-        let n = lat.len();
-        let run = report(&target, n, lat, Some(cpu_us(pid) - before));
+    }
+    let per_call: Vec<f64> = totals
+        .iter()
+        .map(|&(cpu, n)| cpu as f64 / n as f64)
+        .collect();
+    for (t, cpu) in targets.iter().zip(&per_call) {
         println!(
             "{}",
             serde_json::json!({
-                "target": target,
                 "concurrency": concurrency,
-                "calls_per_s": (n as f64 / elapsed).round(),
+                "target": format!("{} under load, both rounds", t.name),
+                "cpu_us_per_call": cpu.round(),
             })
         );
-        per_call.push(run.cpu_per_call_us.unwrap());
     }
     for (t, cpu) in targets.iter().zip(&per_call).skip(1) {
         println!(
@@ -369,7 +409,7 @@ fn main() {
     let concurrency: usize = std::env::var("ATSESSION_PROXY_CONCURRENCY")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or(8);
     let pds_file = std::env::var("ATSESSION_E2E_PDS").unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
