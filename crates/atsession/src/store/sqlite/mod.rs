@@ -262,9 +262,11 @@ impl SqliteStore {
         self.inner.path.as_deref()
     }
 
-    /// Runs a read on a reader connection, on this thread: the first one free, so that
-    /// reads one after another (a session, then its grant) find the same connection with
-    /// its page and statement caches warm; when all are busy, it waits for one in turn.
+    /// Runs a read on a reader connection, on this thread: the first one free, starting
+    /// from this thread's own (see [`home_reader`]), so that reads one after another on a
+    /// thread find the same connection with its page and statement caches warm in that
+    /// core's cache, rather than taking turns with other threads on one connection's
+    /// memory; when all are busy, it waits for one in turn.
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -276,8 +278,9 @@ impl SqliteStore {
         if let Some(pin) = &self.inner.pin {
             pin.before_read();
         }
-        for reader in readers {
-            if let Ok(conn) = reader.try_lock() {
+        let home = home_reader();
+        for i in 0..readers.len() {
+            if let Ok(conn) = readers[(home + i) % readers.len()].try_lock() {
                 return f(&conn);
             }
         }
@@ -301,6 +304,17 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::backend(BACKEND, operation, e))?
     }
+}
+
+/// This thread's first choice of reader connection (taken modulo the store's readers): a
+/// number given to each thread on its first read, in turn, so that the runtime's worker
+/// threads start from different connections.
+fn home_reader() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    HOME.with(|h| *h)
 }
 
 /// Gives the pages that a cleanup freed back to the file system, so that a burst of rows
@@ -360,4 +374,48 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), StoreError> {
     .map_err(err("configure"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The address of the connection a read on this thread is given.
+    fn reader_used(store: &SqliteStore) -> usize {
+        store.read(|c| Ok(std::ptr::from_ref(c) as usize)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_thread_reads_on_its_own_connection_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+        let readers = &store.inner.readers;
+        assert!(readers.len() >= 2);
+        let address = |i: usize| std::ptr::from_ref(&*lock(&readers[i])) as usize;
+
+        // Each thread has a number of its own, kept for its life.
+        let here = home_reader();
+        assert_eq!(home_reader(), here);
+        let there = std::thread::spawn(home_reader).join().unwrap();
+        assert_ne!(there, here);
+
+        // Reads on this thread, one after another, are all on its home connection.
+        let home = address(here % readers.len());
+        for _ in 0..5 {
+            assert_eq!(reader_used(&store), home);
+        }
+        // While that one is busy, a read takes another one that is free.
+        let busy = lock(&readers[here % readers.len()]);
+        let other = reader_used(&store);
+        assert_ne!(other, home);
+        drop(busy);
+        assert_eq!(reader_used(&store), home);
+
+        // Another thread starts from its own home connection.
+        let (store2, n) = (store.clone(), readers.len());
+        let (used, theirs) = std::thread::spawn(move || (reader_used(&store2), home_reader()))
+            .join()
+            .unwrap();
+        assert_eq!(used, address(theirs % n));
+    }
 }
