@@ -278,7 +278,7 @@ impl SqliteStore {
         if let Some(pin) = &self.inner.pin {
             pin.before_read();
         }
-        let home = home_reader();
+        let home = home_reader() % readers.len();
         for i in 0..readers.len() {
             if let Ok(conn) = readers[(home + i) % readers.len()].try_lock() {
                 return f(&conn);
