@@ -6,6 +6,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEn
 
 mod cli;
 mod server;
+mod setup;
 
 /// mimalloc instead of the C library's allocator. Under load glibc's `malloc` and `free`
 /// took about a tenth of the gateway's CPU samples (`perf record`); with mimalloc

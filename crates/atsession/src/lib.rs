@@ -180,12 +180,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod app;
+#[cfg(feature = "oauth")]
+pub mod auth;
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod crypto;
+mod error_chain;
 pub mod lock;
 #[cfg(feature = "oauth")]
 pub mod oauth;
@@ -193,3 +196,5 @@ pub mod seal;
 pub mod secret;
 pub mod store;
 pub mod syntax;
+
+pub use error_chain::ErrorChain;

@@ -493,7 +493,7 @@ async fn login_csrf_json_scopes_cookie_and_sign_out_events() {
     let r = browser.get(http, &format!("{base}/email")).await;
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["error"], "ScopeMissingError");
     assert_eq!(body["scope"], "transition:email");
     let r = browser.get(http, &format!("{base}/user")).await;
     assert!(r.text().await.unwrap().contains("transition:generic"));

@@ -96,7 +96,7 @@ async fn extractors_and_the_slid_cookie() {
     let (status, _, body) = request(&addr, "GET", "/required", "").await;
     assert_eq!(status, 401);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(json["error"], "signed_out");
+    assert_eq!(json["error"], "AuthenticationRequired");
     // A malformed cookie is signed out too, not a server error.
     let (status, _, _) = request(&addr, "GET", "/required", "Cookie: atsession=junk\r\n").await;
     assert_eq!(status, 401);

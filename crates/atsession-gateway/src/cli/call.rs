@@ -34,7 +34,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 use super::CliError;
-use super::login::{OAuthOptions, client, sibling};
+use super::login::{OAuthOptions, client};
+use crate::setup::sibling;
 
 /// The environment variable of `--param`: one `key=value` (a value may hold commas).
 pub const PARAM_ENV: &str = "ATSESSION_CALL_PARAM";

@@ -36,8 +36,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::CliError;
-use super::keys::{key_file_path, read_keyring};
-use super::login::KEY_ENV;
+use crate::setup::{KEY_ENV, key_file_path, read_keyring};
 
 /// Where a gateway publishes its client metadata, relative to its base URL.
 const METADATA_PATH: &str = "oauth/client-metadata.json";
@@ -63,7 +62,7 @@ pub struct DoctorArgs {
     pub client_keys: Option<PathBuf>,
     /// The scope the client asks for: the metadata's `scope` must declare each of its
     /// scopes.
-    #[arg(long, default_value = super::login::SCOPE, env = "ATSESSION_SCOPE")]
+    #[arg(long, default_value = crate::setup::SCOPE, env = "ATSESSION_SCOPE")]
     pub scope: String,
     /// The store holding the OAuth grants (default: `./atsession.db` if it exists): a
     /// SQLite file or a store URL (`sqlite://…`, `postgres://…`, `redis://…`, `rediss://…`).
@@ -199,21 +198,21 @@ fn print(report: &Report, json: bool) -> Result<(), CliError> {
 }
 
 // An error and its causes on one line.
-use crate::server::proxy::describe as chain;
+use atsession::ErrorChain;
 
 /// The private keys of `--client-keys`, if given and usable.
 fn client_keys(args: &DoctorArgs, report: &mut Report) -> Option<Keyset> {
     let path = args.client_keys.as_ref()?;
     // (Messages name the file, never its content.)
-    let parsed = super::small_file::read(path)
-        .map_err(|e| chain(&e))
+    let parsed = crate::setup::small_file::read(path)
+        .map_err(|e| ErrorChain(&e).to_string())
         .and_then(|text| {
             serde_json::from_str::<Jwks>(&text)
                 .map_err(|_| format!("{} is not a JWKS (JSON with `keys`)", path.display()))
         })
         .and_then(|jwks| {
             Keyset::from_private_jwks(&jwks)
-                .map_err(|e| format!("{}: {}", path.display(), chain(&e)))
+                .map_err(|e| format!("{}: {}", path.display(), ErrorChain(&e)))
         });
     match parsed {
         Ok(keyset) => {
@@ -251,7 +250,8 @@ enum FetchError {
 
 /// GETs `url` (no redirect followed), reading at most [`DEFAULT_MAX_BODY`] bytes.
 async fn fetch(http: &reqwest::Client, url: &Url) -> Result<Fetched, FetchError> {
-    let transport = |e: reqwest::Error| FetchError::Transport(chain(&e.without_url()));
+    let transport =
+        |e: reqwest::Error| FetchError::Transport(ErrorChain(&e.without_url()).to_string());
     let mut response = http
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
@@ -479,7 +479,7 @@ async fn remote(args: &DoctorArgs, raw: &str, keyset: Option<&Keyset>, report: &
     let (direct, public) = match (build(true), build(args.dev)) {
         (Ok(d), Ok(p)) => (d, p),
         (Err(e), _) | (_, Err(e)) => {
-            report.fail("metadata.fetch", chain(&e));
+            report.fail("metadata.fetch", ErrorChain(&e).to_string());
             return;
         }
     };
@@ -550,7 +550,7 @@ fn loopback(id: &Url, asked: &str, report: &mut Report) {
     let refs: Vec<&str> = redirects.iter().map(String::as_str).collect();
     match ClientMetadata::loopback(&refs, &scope) {
         Ok(_) => report.ok("metadata.redirect_uris", redirects.join(" ")),
-        Err(e) => report.fail("metadata.redirect_uris", chain(&e)),
+        Err(e) => report.fail("metadata.redirect_uris", ErrorChain(&e).to_string()),
     }
     report.result("metadata.scope", scope_covers(&scope, asked));
 }
@@ -558,7 +558,7 @@ fn loopback(id: &Url, asked: &str, report: &mut Report) {
 /// `scope` declared by the client: valid, with `atproto`, no duplicate, declaring every
 /// scope of `asked`.
 fn scope_covers(declared: &str, asked: &str) -> Result<String, String> {
-    let set = ScopeSet::parse(declared).map_err(|e| format!("`{declared}`: {}", chain(&e)))?;
+    let set = ScopeSet::parse(declared).map_err(|e| format!("`{declared}`: {}", ErrorChain(&e)))?;
     if !set.contains(&Scope::Atproto) {
         return Err(format!("`{declared}` lacks `atproto`"));
     }
@@ -970,7 +970,7 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
         Err(e) => {
             report.fail(
                 "at_rest.keys",
-                format!("cannot open the store: {}", chain(&*e)),
+                format!("cannot open the store: {}", ErrorChain(&*e)),
             );
             return;
         }
@@ -978,11 +978,13 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
     let path = key_file_path(&db, args.key_file.as_deref());
     let (ring, source) = match std::env::var(KEY_ENV) {
         Ok(spec) => (
-            AtRestKeyring::parse(&spec).map(Some).map_err(|e| chain(&e)),
+            AtRestKeyring::parse(&spec)
+                .map(Some)
+                .map_err(|e| ErrorChain(&e).to_string()),
             KEY_ENV.to_owned(),
         ),
         Err(_) => (
-            read_keyring(&path).map_err(|e| chain(&*e)),
+            read_keyring(&path).map_err(|e| ErrorChain(&*e).to_string()),
             path.display().to_string(),
         ),
     };
@@ -1003,7 +1005,7 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
                         u.total()
                     ),
                 ),
-                Err(e) => report.fail("at_rest.keys", chain(&e)),
+                Err(e) => report.fail("at_rest.keys", ErrorChain(&e).to_string()),
             }
             return;
         }
@@ -1021,7 +1023,7 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
                 ring.key_ids().join(", ")
             ),
         ),
-        Err(e) => report.fail("at_rest.keys", format!("{source}: {}", chain(&e))),
+        Err(e) => report.fail("at_rest.keys", format!("{source}: {}", ErrorChain(&e))),
     }
     match open_grants(&store, &ring).await {
         Ok(c) if c.failed == 0 => report.ok(
@@ -1040,7 +1042,7 @@ async fn at_rest(args: &DoctorArgs, report: &mut Report) {
                 ),
             );
         }
-        Err(e) => report.fail("at_rest.grants", chain(&e)),
+        Err(e) => report.fail("at_rest.grants", ErrorChain(&e).to_string()),
     }
 }
 

@@ -16,8 +16,7 @@ use atsession::store::AnyStore;
 use clap::{Args, Subcommand};
 
 use super::CliError;
-use super::login::{KEY_ENV, sibling};
-use super::small_file::{self, FileError};
+use crate::setup::{KEY_ENV, key_file_path, read_keyring};
 
 /// Test hook: exit at once (as if killed) after re-sealing this many grants.
 const ABORT_AFTER_ENV: &str = "ATSESSION_TEST_ROTATE_ABORT_AFTER";
@@ -88,24 +87,6 @@ enum KeysError {
         #[source]
         source: atsession::oauth::key_rotation::KeyCheckError,
     },
-}
-
-/// The key file of the store `db`: `key_file`, or `<db>.key` beside a SQLite file
-/// (`./atsession.key` for a network store).
-pub fn key_file_path(db: &str, key_file: Option<&Path>) -> PathBuf {
-    key_file.map_or_else(|| sibling(db, ".key"), Path::to_path_buf)
-}
-
-/// The keyring in `path`, or `None` if there is no such file. Refuses a file readable by
-/// group or others.
-pub fn read_keyring(path: &Path) -> Result<Option<AtRestKeyring>, CliError> {
-    match small_file::read_secret(path) {
-        Ok(text) => Ok(Some(AtRestKeyring::parse(&text)?)),
-        Err(FileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Writes `ring` to `path` atomically (a private temporary file renamed over it).
@@ -192,7 +173,7 @@ async fn open(
 ) -> Result<(AnyStore, PathBuf, AtRestKeyring), CliError> {
     let path = key_file_path(&files.db, files.key_file.as_deref());
     let ring = read_keyring(&path)?.ok_or_else(|| KeysError::NoKeyFile(path.clone()))?;
-    if let Some(file) = super::login::sqlite_file(&files.db)
+    if let Some(file) = crate::setup::sqlite_file(&files.db)
         && !file.exists()
     {
         return Err(KeysError::NoDatabase(file).into());

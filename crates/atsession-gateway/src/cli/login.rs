@@ -17,12 +17,11 @@
 //! what is wrong), remembered in `<db>.scope` so that `logout` and `call` authenticate as
 //! the same client, and after the login every scope the server did not grant is named.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig};
+use atsession::crypto::at_rest::AtRestKeyring;
+use atsession::oauth::identity::DEFAULT_PLC_URL;
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, ScopeSet, Url,
 };
@@ -33,13 +32,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::CliError;
+use crate::setup::{
+    KEY_ENV, SCOPE, SCOPE_ENV, identity_config, load_keyring, sibling, sqlite_file,
+};
 
-/// The environment variable holding the at-rest key.
-pub const KEY_ENV: &str = "ATSESSION_AT_REST_KEY";
-/// The scope the command line asks for by default.
-pub const SCOPE: &str = "atproto transition:generic";
-/// The environment variable for `--scope`.
-pub const SCOPE_ENV: &str = "ATSESSION_SCOPE";
 /// The environment variable for `--did` of `logout` and `call`.
 pub const DID_ENV: &str = "ATSESSION_DID";
 /// The registered loopback redirect URI (no port: any port is accepted).
@@ -104,66 +100,9 @@ pub struct LogoutArgs {
     pub oauth: OAuthOptions,
 }
 
-/// A file beside the store: `<file><suffix>` for a SQLite file, `./atsession<suffix>` for
-/// a network store.
-pub(crate) fn sibling(db: &str, suffix: &str) -> PathBuf {
-    let file = match db.split_once("://") {
-        Some(("sqlite", path)) => path,
-        Some(_) => "atsession",
-        None if db.starts_with("sqlite:") || db.starts_with("memory:") => "atsession",
-        None => db,
-    };
-    PathBuf::from(format!("{file}{suffix}"))
-}
-
-/// The SQLite file a `--db` value names, if it names one (a bare path or `sqlite://…`).
-pub(crate) fn sqlite_file(db: &str) -> Option<PathBuf> {
-    match db.split_once("://") {
-        Some(("sqlite", path)) => Some(PathBuf::from(path)),
-        Some(_) => None,
-        None if db.starts_with("sqlite:") || db.starts_with("memory:") => None,
-        None => Some(PathBuf::from(db)),
-    }
-}
-
 /// The at-rest keyring: from the environment, the key file, or a new key file.
 fn keyring(opts: &OAuthOptions) -> Result<AtRestKeyring, CliError> {
     load_keyring(&opts.db, opts.key_file.as_deref())
-}
-
-/// The at-rest keyring of the store `db`: from `ATSESSION_AT_REST_KEY`, the key file
-/// (default `<db>.key` beside a SQLite file, `./atsession.key` for a network store), or a
-/// new key file created with mode 0600.
-pub fn load_keyring(db: &str, key_file: Option<&Path>) -> Result<AtRestKeyring, CliError> {
-    if let Ok(spec) = std::env::var(KEY_ENV) {
-        return Ok(AtRestKeyring::parse(&spec)?);
-    }
-    let path = super::keys::key_file_path(db, key_file);
-    match super::small_file::read_secret(&path) {
-        Ok(text) => Ok(AtRestKeyring::parse(&text)?),
-        Err(super::small_file::FileError::Io { source: e, .. })
-            if e.kind() == std::io::ErrorKind::NotFound =>
-        {
-            let key = AtRestKey::generate("cli-1")?;
-            let mut f = create_private(&path)?;
-            f.write_all(key.to_spec().as_bytes())?;
-            f.write_all(b"\n")?;
-            eprintln!("created the at-rest key file {}", path.display());
-            Ok(AtRestKeyring::new(key))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    o.open(path)
 }
 
 /// The scope the command-line client declares: the one remembered next to `db` by the
@@ -185,7 +124,7 @@ async fn client_with_scope(
     scope: &str,
 ) -> Result<OAuthClient<AnyStore>, CliError> {
     let metadata = ClientMetadata::loopback(&[REDIRECT], scope)
-        .map_err(|e| format!("invalid scope `{scope}`: {}", error_chain(&e)))?;
+        .map_err(|e| format!("invalid scope `{scope}`: {}", ErrorChain(&e)))?;
     let store = atsession::store::open(&opts.db).await?;
     let config = OAuthClientConfig::new(metadata, keyring(opts)?)
         .dev_mode(opts.dev)
@@ -196,18 +135,8 @@ async fn client_with_scope(
     Ok(OAuthClient::new(config, store)?)
 }
 
-/// Identity resolution through `plc_url`, and handles through DNS and HTTPS or, when
-/// given, an XRPC `resolveHandle` service.
-pub fn identity_config(plc_url: Url, handle_resolver: Option<Url>) -> IdentityConfig {
-    IdentityConfig {
-        plc_url,
-        handle_resolver: handle_resolver.map_or(HandleResolver::Standard, HandleResolver::Xrpc),
-        ..IdentityConfig::default()
-    }
-}
-
 // An error and its causes on one line.
-use crate::server::proxy::describe as error_chain;
+use atsession::ErrorChain;
 
 /// The scopes of `asked` that `granted` does not hold (compared in canonical form).
 pub fn not_granted(asked: &str, granted: &str) -> Vec<String> {
@@ -312,7 +241,7 @@ impl Created {
                 sibling(db, "-journal"),
             ]);
         }
-        let key = super::keys::key_file_path(db, opts.key_file.as_deref());
+        let key = crate::setup::key_file_path(db, opts.key_file.as_deref());
         if std::env::var_os(KEY_ENV).is_none() && !key.exists() {
             files.push(key);
         }

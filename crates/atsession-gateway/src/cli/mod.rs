@@ -7,7 +7,5 @@ pub mod keys;
 pub mod login;
 pub mod seal;
 pub mod sessions;
-pub mod small_file;
 
-/// What a subcommand returns on failure: printed with its chain of causes.
-pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::setup::CliError;

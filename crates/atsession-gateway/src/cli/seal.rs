@@ -74,14 +74,14 @@ enum PasswordError {
     #[error("no password: set {PASSWORD_ENV} or pass --password-file")]
     Missing,
     #[error("cannot read the password file")]
-    File(#[source] super::small_file::FileError),
+    File(#[source] crate::setup::small_file::FileError),
     #[error("{PASSWORD_ENV} is not valid UTF-8")]
     NotUtf8,
 }
 
 fn password(args: &PasswordArgs) -> Result<SecretString, PasswordError> {
     let raw = if let Some(path) = &args.password_file {
-        let text = super::small_file::read(path).map_err(PasswordError::File)?;
+        let text = crate::setup::small_file::read(path).map_err(PasswordError::File)?;
         SecretString::new(text.lines().next().unwrap_or_default())
     } else {
         match std::env::var(PASSWORD_ENV) {

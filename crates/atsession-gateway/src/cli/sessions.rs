@@ -242,7 +242,8 @@ async fn sign_out_grants(db: &str, grants: &[GrantId]) -> Result<u64, CliError> 
 /// key is not at hand (`ATSESSION_AT_REST_KEY` or the key file beside the store; an admin
 /// command never creates one).
 async fn grant_getter(db: &str) -> Result<Option<SessionGetter<AnyStore>>, CliError> {
-    use super::login::{KEY_ENV, REDIRECT, SCOPE, load_keyring, sibling};
+    use super::login::REDIRECT;
+    use crate::setup::{KEY_ENV, SCOPE, load_keyring, sibling};
     if std::env::var(KEY_ENV).is_err() && !sibling(db, ".key").exists() {
         return Ok(None);
     }
@@ -285,7 +286,7 @@ async fn open_read_only(db: &str) -> Result<SessionManager<AnyStore>, CliError> 
 /// The store `db`, opened to read it, without writing to it: no file, table or key
 /// created, no migration; a store that is missing or not current is an error.
 pub(crate) async fn read_only_store(db: &str) -> Result<AnyStore, CliError> {
-    if let Some(file) = crate::cli::login::sqlite_file(db) {
+    if let Some(file) = crate::setup::sqlite_file(db) {
         let path = file.to_string_lossy();
         let path = path.split('?').next().unwrap_or_default();
         if !Path::new(path).exists() {

@@ -44,16 +44,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use atsession::ErrorChain;
 use atsession::app::{CookieConfig, SessionConfig, SessionId, SessionManager};
-use atsession::axum::{AtprotoAuth, Session, SessionRejection, WebConfig};
+use atsession::auth::AuthError;
+use atsession::axum::{AtprotoAuth, LoadedGrant, Session, WebConfig};
 use atsession::oauth::identity::DEFAULT_PLC_URL;
 use atsession::oauth::keys::{Jwks, Keyset};
 use atsession::oauth::{
-    ClientMetadata, GetterConfig, GrantError, OAuthClient, OAuthClientConfig, Refresh,
-    SessionGetter, Url,
+    ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionGetter, Url,
 };
 use atsession::store::{AnyStore, SessionStore};
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -71,7 +73,7 @@ use ratelimit::LoginLimit;
 use safety::Safety;
 
 use crate::cli::CliError;
-use crate::cli::login::{identity_config, load_keyring};
+use crate::setup::{identity_config, load_keyring};
 
 /// Options of `atsession serve`.
 #[derive(Debug, Args)]
@@ -99,7 +101,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ATSESSION_CLIENT_KEYS")]
     client_keys: Option<PathBuf>,
     /// The scope to ask for, space-separated.
-    #[arg(long, default_value = crate::cli::login::SCOPE, env = crate::cli::login::SCOPE_ENV)]
+    #[arg(long, default_value = crate::setup::SCOPE, env = crate::setup::SCOPE_ENV)]
     scope: String,
     /// The at-rest key file for OAuth grants (default `<db>.key` beside a SQLite file,
     /// `./atsession.key` for a network store; created on first use;
@@ -242,7 +244,6 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             metrics: Arc::clone(&metrics),
             rules: NsidRules::new(args.allow_nsid.clone(), args.deny_nsid.clone()),
             check_scope: args.check_scope,
-            dev: args.dev,
         }),
         auth,
         metrics,
@@ -278,7 +279,7 @@ fn web_layer(
             .client_keys
             .as_ref()
             .ok_or("an https public URL makes a confidential client: give --client-keys")?;
-        let jwks: Jwks = serde_json::from_str(&crate::cli::small_file::read(path)?)?;
+        let jwks: Jwks = serde_json::from_str(&crate::setup::small_file::read(path)?)?;
         let keyset = Keyset::from_private_jwks(&jwks)?;
         let redirect = public_url.join("oauth/callback")?.to_string();
         let metadata = ClientMetadata::confidential(
@@ -491,35 +492,24 @@ struct SessionAnswer<'a> {
 async fn session(
     State(auth): State<AtprotoAuth>,
     current: Session,
-    mut request: axum::extract::Request,
+    mut request: Request,
 ) -> Response {
     let (mut scope, mut expires) = (None, None);
     // The grant's record, when it was read with the session (one query on SQLite
     // and PostgreSQL).
-    if let Some(oauth) = auth.oauth_session(&current, request.extensions_mut()) {
-        match oauth.token_info(Refresh::AcceptStale).await {
-            Ok(info) => {
+    if current.grant_id.is_some() {
+        let preloaded = request
+            .extensions_mut()
+            .remove::<LoadedGrant>()
+            .map(|LoadedGrant(g)| g);
+        match auth.user(&current, preloaded, Refresh::AcceptStale).await {
+            Ok((_, info)) => {
                 scope = Some(info.scope);
                 expires = info.expires_at;
             }
-            Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {
-                if let Err(e) = auth.sessions().delete(&current.id).await {
-                    tracing::warn!(error = %e, "ending a session whose grant is gone failed");
-                }
-                let mut r = (
-                    StatusCode::UNAUTHORIZED,
-                    Json(serde_json::json!({
-                        "error": "signed_out",
-                        "message": "the session's grant is gone; sign in again",
-                    })),
-                )
-                    .into_response();
-                r.headers_mut()
-                    .append(header::SET_COOKIE, auth.sessions().clear_cookie());
-                return r;
-            }
+            Err(e) if e.ends_session() => return auth.error_response(&e).map(Body::from),
             Err(e) => {
-                tracing::warn!(error = %proxy::describe(&e), "reading the session's grant failed");
+                tracing::warn!(error = %ErrorChain(&e), "reading the session's grant failed");
             }
         }
     }
@@ -538,11 +528,8 @@ struct RefreshBody {
 
 async fn refresh(State(auth): State<AtprotoAuth>, body: Option<Json<RefreshBody>>) -> Response {
     let Some(Json(body)) = body else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({"error": "expected a JSON body {\"session_token\": …}"})),
-        )
-            .into_response();
+        let e = AuthError::InvalidRequest("expected a JSON body {\"session_token\": …}".into());
+        return auth.error_response(&e).map(Body::from);
     };
     match auth.sessions().refresh(&body.session_token).await {
         Ok(r) => Json(serde_json::json!({
@@ -551,7 +538,7 @@ async fn refresh(State(auth): State<AtprotoAuth>, body: Option<Json<RefreshBody>
             "session": r.session,
         }))
         .into_response(),
-        Err(e) => SessionRejection(e).into_response(),
+        Err(e) => auth.error_response(&e.into()).map(Body::from),
     }
 }
 

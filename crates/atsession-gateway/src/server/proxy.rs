@@ -26,19 +26,22 @@
 //! | refresh failed (network, 5xx), timed out, lock busy | `502` / `504` / `503`; the grant is kept |
 //! | the PDS cannot be reached | `502 UpstreamFailure` |
 //!
-//! Error messages name no internal URL, resolver or store unless `--dev` is on.
+//! Errors are answered through the library's one table
+//! ([`atsession::auth::errors`]); their messages name no internal URL, resolver or store
+//! unless `--dev` is on.
 
 use std::sync::Arc;
 
+use atsession::auth::AuthError;
 use atsession::axum::{AtprotoAuth, AuthRejection, Session};
 use atsession::oauth::oauth_session::is_nsid;
 use atsession::oauth::pds_headers::forwardable;
 use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
-use atsession::oauth::{GrantError, OAuthError, PdsBody, PdsRequest, PdsResponse, Refresh};
+use atsession::oauth::{GrantError, PdsBody, PdsRequest, PdsResponse, Refresh};
 use axum::body::Body;
 use axum::extract::{FromRef, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 use futures_util::StreamExt as _;
 
 use super::metrics::{Direction, Metrics};
@@ -77,8 +80,6 @@ pub struct Proxy {
     pub rules: NsidRules,
     /// `--check-scope`: refuse calls the stored grant plainly does not permit.
     pub check_scope: bool,
-    /// `--dev`: error messages with their causes (which may name internal URLs).
-    pub dev: bool,
 }
 
 /// The proxy's router state. Cheap to clone.
@@ -91,43 +92,10 @@ impl FromRef<ProxyState> for AtprotoAuth {
     }
 }
 
-fn error(status: StatusCode, error: &str, message: &str) -> Response {
-    (
-        status,
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        axum::Json(serde_json::json!({ "error": error, "message": message })),
-    )
-        .into_response()
-}
-
-/// `403 ScopeMissingError`, as the PDS answers it, with the missing `scope` named.
-fn scope_missing(scope: &str, message: Option<&str>) -> Response {
-    let message = message.map_or_else(
-        || format!("Missing required scope \"{scope}\""),
-        str::to_owned,
-    );
-    (
-        StatusCode::FORBIDDEN,
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        axum::Json(serde_json::json!({
-            "error": "ScopeMissingError",
-            "message": message,
-            "scope": scope,
-        })),
-    )
-        .into_response()
-}
-
-/// An error and its causes, `outer: inner: …` (the library's errors carry no secrets).
-pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
+/// The answer to `e`, through the library's one table from error to HTTP answer (causes
+/// in messages only with `--dev`; the session cookie cleared when the grant is gone).
+fn error(proxy: &Proxy, e: AuthError) -> Response {
+    proxy.auth.error_response(&e).map(Body::from)
 }
 
 /// `ANY /xrpc/{nsid}`.
@@ -140,37 +108,24 @@ pub async fn handle(
     let proxy = &state.0;
     if !is_nsid(&nsid) {
         return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequest",
-            "the path is not /xrpc/<nsid>",
+            proxy,
+            AuthError::InvalidRequest("the path is not /xrpc/<nsid>".into()),
         );
     }
     if !proxy.rules.permits(&nsid) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "MethodNotAllowed",
-            "this gateway does not forward this method",
-        );
+        return error(proxy, AuthError::MethodNotAllowed);
     }
     let session = match session {
         Ok(s) => s,
-        Err(AuthRejection::SignedOut(_)) => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "AuthenticationRequired",
-                "not signed in",
-            );
-        }
-        Err(e) => return e.into_response(),
+        Err(e) => return error(proxy, e.into_error()),
     };
     // Starts from the grant's record when it was read with the session (one query on
     // SQLite and PostgreSQL).
-    let Some(oauth) = proxy.auth.oauth_session(&session, request.extensions_mut()) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationRequired",
-            "the session has no OAuth grant; sign in again",
-        );
+    let Some(oauth) = proxy
+        .auth
+        .request_oauth_session(&session, request.extensions_mut())
+    else {
+        return error(proxy, AuthError::NoGrant);
     };
 
     let (parts, body) = request.into_parts();
@@ -195,7 +150,7 @@ pub async fn handle(
             Err(e) => return grant_error(proxy, &session, e).await,
         };
         if let Some(scope) = refused {
-            return scope_missing(&scope, None);
+            return error(proxy, AuthError::MissingScope(scope.into()));
         }
     }
 
@@ -226,9 +181,10 @@ async fn request_body(proxy: &Proxy, headers: &HeaderMap, body: Body) -> Result<
                     Ok(PdsBody::Bytes(bytes))
                 }
                 Err(_) => Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidRequest",
-                    "the request body ended early or is longer than its Content-Length",
+                    proxy,
+                    AuthError::InvalidRequest(
+                        "the request body ended early or is longer than its Content-Length".into(),
+                    ),
                 )),
             }
         }
@@ -294,96 +250,15 @@ fn response(proxy: &Proxy, answer: PdsResponse) -> Response {
     r
 }
 
-/// What a failed call answers (see the module docs).
+/// What a failed call answers (see the module docs): a grant that is gone ends the app
+/// session first; refresh failures are counted.
 async fn grant_error(proxy: &Proxy, session: &Session, e: GrantError) -> Response {
-    if matches!(e, GrantError::NotFound(_) | GrantError::Deleted { .. }) {
-        tracing::info!(error = %describe(&e), session = %session.id, "the session's grant is gone; ending the session");
-        // Ended before answering, so the next request is refused on every instance.
-        if let Err(d) = proxy.auth.sessions().delete(&session.id).await {
-            tracing::warn!(error = %d, "ending a session whose grant is gone failed");
-        }
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationRequired",
-            "the session's grant is gone (signed out or refused by the server); sign in again",
-        );
-        r.headers_mut()
-            .append(header::SET_COOKIE, proxy.auth.sessions().clear_cookie());
-        return r;
+    if matches!(
+        e,
+        GrantError::Refresh(_) | GrantError::SaveFailed(_) | GrantError::Timeout(_)
+    ) {
+        proxy.metrics.refresh_failed();
     }
-    failure(proxy, &e)
-}
-
-/// The answer to any other failure.
-fn failure(proxy: &Proxy, e: &GrantError) -> Response {
-    let detail = |fallback: &str| {
-        if proxy.dev {
-            describe(e)
-        } else {
-            fallback.to_owned()
-        }
-    };
-    match e {
-        GrantError::ScopeMissing { scope, message } => scope_missing(scope, message.as_deref()),
-        GrantError::Retryable(_) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "RetryRequest",
-                "the PDS refused the streamed call before reading it (new DPoP nonce or refreshed token); nothing was resent: send it again",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
-            r
-        }
-        GrantError::Refresh(_) | GrantError::SaveFailed(_) => {
-            proxy.metrics.refresh_failed();
-            tracing::warn!(error = %describe(e), "refreshing a grant failed");
-            error(
-                StatusCode::BAD_GATEWAY,
-                "UpstreamFailure",
-                &detail("refreshing the session's tokens failed; try again"),
-            )
-        }
-        GrantError::Timeout(_) => {
-            proxy.metrics.refresh_failed();
-            tracing::warn!(error = %describe(e), "refreshing a grant timed out");
-            error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "UpstreamTimeout",
-                &detail("refreshing the session's tokens timed out; try again"),
-            )
-        }
-        GrantError::Lock(_) => {
-            tracing::warn!(error = %describe(e), "the refresh lock was not acquired");
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "RetryRequest",
-                &detail("the session is being refreshed elsewhere; try again"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-        GrantError::InvalidRequest(_)
-        | GrantError::OAuth(OAuthError::Http(
-            atsession::oauth::http::HttpError::PdsPath(_)
-            | atsession::oauth::http::HttpError::Header { .. },
-        )) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string()),
-        GrantError::OAuth(OAuthError::Http(_)) => {
-            tracing::warn!(error = %describe(e), "the PDS call failed");
-            error(
-                StatusCode::BAD_GATEWAY,
-                "UpstreamFailure",
-                &detail("the PDS could not be reached"),
-            )
-        }
-        _ => {
-            tracing::error!(error = %describe(e), "a proxied call failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &detail("internal error"),
-            )
-        }
-    }
+    let e = proxy.auth.grant_failed(session, e).await;
+    error(proxy, e)
 }

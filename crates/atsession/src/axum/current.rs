@@ -3,8 +3,8 @@
 //!
 //! Put a [`SessionManager`] in your router's state (or anything it can be taken from with
 //! [`FromRef`]) and take [`CurrentSession`] in a handler. A request without a valid session
-//! is rejected with `401` and a JSON body `{"error": "…"}`; a store failure with `500` (the
-//! cause is logged, not sent).
+//! is rejected with `401` and a JSON body `{"error": "AuthenticationRequired", "message": …}`;
+//! a store failure with `503` (the cause is logged, not sent): see [`SessionRejection`].
 //!
 //! ```
 //! use atsession::app::SessionManager;
@@ -27,13 +27,13 @@
 
 use std::marker::PhantomData;
 
-use axum::Json;
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use super::AuthRejection;
 use crate::app::{LoadedSession, SessionError, SessionManager};
+use crate::auth::AuthError;
 use crate::store::SessionStore;
 
 /// The app session of the request, found by the [`SessionManager`] in the router's state.
@@ -70,29 +70,15 @@ where
     }
 }
 
-/// Why [`CurrentSession`] refused a request; answers `401`, `409` or `500`.
+/// Why [`CurrentSession`] refused a request, answered through the
+/// [one table](crate::auth::errors): `401 AuthenticationRequired` without a valid session,
+/// `409 SessionConflict`, `503 StoreUnavailable` (the cause is logged, not sent).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct SessionRejection(pub SessionError);
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
-            SessionError::Conflict => StatusCode::CONFLICT,
-            e if e.is_unauthenticated() => StatusCode::UNAUTHORIZED,
-            e => {
-                tracing::error!(error = %e, "session lookup failed");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(serde_json::json!({ "error": "internal error" })),
-                )
-                    .into_response();
-            }
-        };
-        (
-            status,
-            Json(serde_json::json!({ "error": self.0.to_string() })),
-        )
-            .into_response()
+        AuthRejection::from(AuthError::Session(self.0)).into_response()
     }
 }

@@ -14,11 +14,11 @@ use axum::http::request::Parts;
 
 use super::errors::AuthRejection;
 use super::layer::CookieSlot;
-use super::{AtprotoAuth, scope_covers};
 use crate::app::CredentialSource;
-use crate::oauth::{GrantError, OAuthSession, Refresh, TokenSetInfo};
+use crate::auth::{AtprotoAuth, AuthError, scope_covers};
+use crate::oauth::{OAuthSession, Refresh, TokenSetInfo};
 use crate::store::AnyStore;
-use crate::store::oauth::{SessionGrantStore as _, StoredGrant};
+use crate::store::oauth::StoredGrant;
 
 /// The app session of the request (cookie, or `Authorization: Bearer`). Dereferences to
 /// the [`app::Session`](crate::app::Session) record.
@@ -63,7 +63,7 @@ impl Deref for Session {
 /// The app session's OAuth grant record, read together with the session when the store
 /// does that in one query (SQLite, PostgreSQL), and left in the request's extensions for the
 /// handler's first PDS call:
-/// [`AtprotoAuth::oauth_session`](super::AtprotoAuth::oauth_session) takes it, so that
+/// [`AtprotoAuth::request_oauth_session`] takes it, so that
 /// the call does not read the grant again.
 #[derive(Debug, Clone)]
 pub struct LoadedGrant(pub StoredGrant);
@@ -74,35 +74,22 @@ async fn load(parts: &mut Parts, auth: &AtprotoAuth) -> Result<Session, AuthReje
     if let Some(found) = parts.extensions.get::<Session>() {
         return Ok(found.clone());
     }
-    let sessions = auth.sessions();
-    let loaded = if sessions.store().reads_together() {
-        sessions.load_with_grant_from_headers(&parts.headers).await
-    } else {
-        sessions
-            .load_from_headers(&parts.headers)
-            .await
-            .map(|l| (l, None))
-    };
-    match loaded {
-        Ok((loaded, grant)) => {
-            if let (Some(cookie), Some(slot)) =
-                (loaded.set_cookie, parts.extensions.get::<CookieSlot>())
-            {
-                slot.put(cookie);
-            }
-            let found = Session {
-                session: loaded.session,
-                source: loaded.source,
-            };
-            parts.extensions.insert(found.clone());
-            if let Some(grant) = grant {
-                parts.extensions.insert(LoadedGrant(grant));
-            }
-            Ok(found)
-        }
-        Err(e) if e.is_unauthenticated() => Err(AuthRejection::SignedOut(e)),
-        Err(e) => Err(AuthRejection::Session(e)),
+    let found = auth
+        .request_session(&parts.headers)
+        .await
+        .map_err(|e| AuthRejection::new(auth, e))?;
+    if let (Some(cookie), Some(slot)) = (found.set_cookie, parts.extensions.get::<CookieSlot>()) {
+        slot.put(cookie);
     }
+    let session = Session {
+        session: found.session,
+        source: found.source,
+    };
+    parts.extensions.insert(session.clone());
+    if let Some(grant) = found.grant {
+        parts.extensions.insert(LoadedGrant(grant));
+    }
+    Ok(session)
 }
 
 impl<S> FromRequestParts<S> for Session
@@ -130,7 +117,7 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         match load(parts, &AtprotoAuth::from_ref(state)).await {
             Ok(s) => Ok(Some(s)),
-            Err(AuthRejection::SignedOut(_)) => Ok(None),
+            Err(e) if e.error().is_signed_out() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -168,12 +155,12 @@ pub struct AtprotoSession {
 
 impl AtprotoSession {
     /// `Ok` if the grant includes `scope` (see [`scope_covers`]); else
-    /// [`AuthRejection::MissingScope`], which answers `403`.
+    /// [`AuthError::MissingScope`], which answers `403 ScopeMissingError`.
     pub fn require_scope(&self, scope: &'static str) -> Result<(), AuthRejection> {
         if scope_covers(&self.info.scope, scope) {
             Ok(())
         } else {
-            Err(AuthRejection::MissingScope(scope))
+            Err(AuthError::MissingScope(scope.into()).into())
         }
     }
 }
@@ -183,20 +170,11 @@ async fn load_user(parts: &mut Parts, auth: &AtprotoAuth) -> Result<AtprotoSessi
         return Ok(found.clone());
     }
     let session = load(parts, auth).await?;
-    let oauth = auth
-        .oauth_session(&session, &mut parts.extensions)
-        .ok_or(AuthRejection::NoGrant)?;
-    let info = match oauth.token_info(Refresh::IfStale).await {
-        Ok(info) => info,
-        Err(GrantError::NotFound(_) | GrantError::Deleted { .. }) => {
-            // Nobody can use this app session any more.
-            if let Err(e) = auth.sessions().delete(&session.id).await {
-                tracing::warn!(error = %e, "ending a session whose grant is gone failed");
-            }
-            return Err(AuthRejection::NoGrant);
-        }
-        Err(e) => return Err(AuthRejection::Grant(e)),
-    };
+    let preloaded = take_loaded_grant(&mut parts.extensions);
+    let (oauth, info) = auth
+        .user(&session, preloaded, Refresh::IfStale)
+        .await
+        .map_err(|e| AuthRejection::new(auth, e))?;
     let user = AtprotoSession {
         session,
         oauth,
@@ -204,6 +182,48 @@ async fn load_user(parts: &mut Parts, auth: &AtprotoAuth) -> Result<AtprotoSessi
     };
     parts.extensions.insert(user.clone());
     Ok(user)
+}
+
+/// The grant record the [`Session`] extractor read with the session, taken out of the
+/// request's extensions.
+fn take_loaded_grant(extensions: &mut http::Extensions) -> Option<StoredGrant> {
+    extensions.remove::<LoadedGrant>().map(|LoadedGrant(g)| g)
+}
+
+impl AtprotoAuth {
+    /// The OAuth session of an axum request's app session (`None` when it has none),
+    /// starting from the grant's record that the [`Session`] extractor read with the
+    /// session where the store reads both in one query ([`LoadedGrant`], taken out of
+    /// `extensions`), so that its first call does not read the grant again.
+    ///
+    /// ```
+    /// use atsession::axum::{AtprotoAuth, Session};
+    /// use axum::extract::{Request, State};
+    /// use axum::http::StatusCode;
+    ///
+    /// // A handler that calls the user's PDS with its request's session.
+    /// async fn whoami(
+    ///     State(auth): State<AtprotoAuth>,
+    ///     session: Session,
+    ///     mut request: Request,
+    /// ) -> Result<String, StatusCode> {
+    ///     let oauth = auth
+    ///         .request_oauth_session(&session, request.extensions_mut())
+    ///         .ok_or(StatusCode::UNAUTHORIZED)?;
+    ///     let info = oauth
+    ///         .token_info(atsession::oauth::Refresh::IfStale)
+    ///         .await
+    ///         .map_err(|_| StatusCode::BAD_GATEWAY)?;
+    ///     Ok(info.sub.to_string())
+    /// }
+    /// ```
+    pub fn request_oauth_session(
+        &self,
+        session: &Session,
+        extensions: &mut http::Extensions,
+    ) -> Option<OAuthSession<AnyStore>> {
+        self.oauth_session(session, take_loaded_grant(extensions))
+    }
 }
 
 impl<S> FromRequestParts<S> for AtprotoSession
@@ -233,7 +253,7 @@ pub trait RequiredScope: Send + Sync + 'static {
 }
 
 /// [`AtprotoSession`], if its grant includes `R::SCOPE`; else `403
-/// {"error": "insufficient_scope", "scope": …}`.
+/// {"error": "ScopeMissingError", "scope": …}`.
 ///
 /// ```
 /// use atsession::axum::{RequireScope, RequiredScope};

@@ -1,5 +1,8 @@
-//! The web layer (feature `axum`): Bluesky (atproto OAuth) login for any axum app, on any
+//! The axum adapter (feature `axum`): Bluesky (atproto OAuth) login for any axum app, on any
 //! store chosen at run time.
+//!
+//! The flows are the framework-neutral ones of [`auth`](crate::auth); this module only wires
+//! them into axum: routes, extractors, the cookie layer and the rejection.
 //!
 //! - [`AtprotoAuth`] is the state the layer shares: the app sessions, the session getter and
 //!   its OAuth client, all over an [`AnyStore`](crate::store::AnyStore) opened from a URL,
@@ -13,7 +16,8 @@
 //! - [`AtprotoAuth::layer`] puts the refreshed session cookie on responses, so handlers need
 //!   no code for it.
 //!
-//! **Login CSRF.** Each login is bound to the browser that started it ([`binding`]): a
+//! **Login CSRF.** Each login is bound to the browser that started it
+//! ([`binding`](crate::auth::binding)): a
 //! callback URL followed in another browser creates nothing and answers
 //! [`LoginErrorCode::OtherBrowser`] ("this login was started in another browser").
 //!
@@ -66,22 +70,14 @@
 //! # Ok(()) }
 //! ```
 
-mod auth;
-pub mod binding;
-mod config;
 mod current;
 mod errors;
 mod extract;
 mod layer;
 pub mod login;
-mod redirect;
-mod scope;
 
-pub use auth::{AtprotoAuth, BuildError, SignOutError};
-pub use config::WebConfig;
+pub use crate::auth::{AtprotoAuth, LoginErrorCode, WebConfig};
 pub use current::{CurrentSession, SessionRejection};
-pub use errors::{AuthRejection, LoginError, LoginErrorCode};
+pub use errors::AuthRejection;
 pub use extract::{AtprotoSession, LoadedGrant, RequireScope, RequiredScope, Session};
 pub use layer::{SessionCookieLayer, SessionCookieService};
-pub use redirect::local_path;
-pub use scope::scope_covers;

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// [`local_path`](super::local_path)).
 ///
 /// ```
-/// use atsession::axum::WebConfig;
+/// use atsession::auth::WebConfig;
 ///
 /// let config = WebConfig::default()
 ///     .redirect_uri("https://app.example/oauth/callback")
@@ -109,7 +109,7 @@ impl WebConfig {
     /// [`error_details`](Self::error_details)); `false` for production.
     ///
     /// ```
-    /// use atsession::axum::WebConfig;
+    /// use atsession::auth::WebConfig;
     /// assert!(WebConfig::default().error_details);
     /// assert!(!WebConfig::default().error_details(false).error_details);
     /// ```

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 
 use crate::secret::{SecretString, Token, TokenHash};
 

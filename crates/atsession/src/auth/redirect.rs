@@ -6,7 +6,7 @@
 /// always a valid `Location`); otherwise `fallback`.
 ///
 /// ```
-/// use atsession::axum::local_path;
+/// use atsession::auth::local_path;
 /// assert_eq!(local_path(Some("/app?tab=1"), "/"), "/app?tab=1");
 /// assert_eq!(local_path(Some("https://evil.example/"), "/"), "/");
 /// assert_eq!(local_path(Some("//evil.example/"), "/home"), "/home");
@@ -81,7 +81,7 @@ mod tests {
             proptest::prop_assert!(!p.starts_with("//"));
             proptest::prop_assert!(!p.contains('\\'));
             proptest::prop_assert!(!p.bytes().any(|b| b.is_ascii_control()));
-            proptest::prop_assert!(axum::http::HeaderValue::from_str(&p).is_ok());
+            proptest::prop_assert!(http::HeaderValue::from_str(&p).is_ok());
             proptest::prop_assert!(p.is_ascii());
         }
     }

@@ -1,5 +1,6 @@
-//! Whether a granted scope covers a required one, for [`RequireScope`](super::RequireScope):
-//! with the typed atproto permission scopes of [`oauth::scope`](crate::oauth::scope).
+//! Whether a granted scope covers a required one (for routes that require a scope, such as
+//! the axum adapter's `RequireScope`), with the typed atproto permission scopes of
+//! [`oauth::scope`](crate::oauth::scope).
 
 use crate::oauth::scope::{Scope, ScopeSet};
 
@@ -8,7 +9,7 @@ use crate::oauth::scope::{Scope, ScopeSet};
 /// ([`ScopeSet::covers`]). A `required` that is not a valid scope must appear as is.
 ///
 /// ```
-/// use atsession::axum::scope_covers;
+/// use atsession::auth::scope_covers;
 /// assert!(scope_covers("atproto transition:generic", "transition:generic"));
 /// assert!(!scope_covers("atproto", "transition:generic"));
 /// assert!(!scope_covers("atproto transition:generic", "transition"));
