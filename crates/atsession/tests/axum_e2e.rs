@@ -11,11 +11,14 @@ mod pds;
 #[allow(unused_imports)]
 mod support;
 
+#[path = "support/jar.rs"]
+mod jar;
+use jar::{Jar, callback_of, location};
+
 #[path = "../examples/axum_app.rs"]
 #[allow(dead_code)]
 mod example;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use atsession::app::{CookieConfig, SessionConfig, SessionManager};
@@ -30,57 +33,8 @@ use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
 use axum::Router;
 use axum::routing::get;
-use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{ACCEPT, COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode, Url};
-
-/// A browser's cookies.
-#[derive(Default)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn absorb(&mut self, r: &reqwest::Response) {
-        for v in r.headers().get_all(SET_COOKIE) {
-            let v = v.to_str().unwrap();
-            let (name, value) = v.split(';').next().unwrap().split_once('=').unwrap();
-            if value.is_empty() || v.contains("Max-Age=0") {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        pairs.join("; ")
-    }
-
-    async fn get(&mut self, http: &reqwest::Client, url: &str) -> reqwest::Response {
-        let r = http
-            .get(url)
-            .header(COOKIE, self.header())
-            .send()
-            .await
-            .unwrap();
-        self.absorb(&r);
-        r
-    }
-
-    async fn post(&mut self, http: &reqwest::Client, url: &str) -> reqwest::Response {
-        let r = http
-            .post(url)
-            .header(COOKIE, self.header())
-            .send()
-            .await
-            .unwrap();
-        self.absorb(&r);
-        r
-    }
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()[LOCATION].to_str().unwrap().to_owned()
-}
 
 fn identity(peer: &pds::Peer) -> IdentityConfig {
     IdentityConfig {
@@ -95,11 +49,6 @@ async fn serve(listener: tokio::net::TcpListener, app: Router) -> String {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
-}
-
-/// The path and query of the callback URL the PDS redirected to.
-fn callback_of(redirect: &str) -> &str {
-    &redirect[redirect.find("/oauth/callback").unwrap()..]
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -661,4 +661,302 @@ mod tests {
                 .starts_with("text/plain")
         );
     }
+
+    /// Every variant of the errors the flows give, through the table: its status and name.
+    /// The matches are exhaustive (inside the crate `#[non_exhaustive]` does not apply), so
+    /// a new variant does not compile until it has a row here.
+    #[test]
+    fn every_error_has_one_row() {
+        use std::time::Duration;
+
+        use crate::oauth::http::HttpError;
+        use crate::oauth::{DeleteCause, RetryReason};
+        use crate::store::oauth::GrantId;
+
+        fn session_variants(e: &SessionError) {
+            match e {
+                SessionError::NoCredentials
+                | SessionError::MalformedToken(_)
+                | SessionError::MalformedAuthorization
+                | SessionError::MalformedCookie
+                | SessionError::NotFound
+                | SessionError::Expired
+                | SessionError::AccessTokenExpired
+                | SessionError::Conflict
+                | SessionError::InvalidDid(_)
+                | SessionError::InvalidHandle(_)
+                | SessionError::Data(_)
+                | SessionError::Store(_) => {}
+            }
+        }
+        fn grant_variants(e: &GrantError) {
+            match e {
+                GrantError::NotFound(_)
+                | GrantError::Deleted { .. }
+                | GrantError::Refresh(_)
+                | GrantError::Timeout(_)
+                | GrantError::Lock(_)
+                | GrantError::SaveFailed(_)
+                | GrantError::OAuth(_)
+                | GrantError::Xrpc { .. }
+                | GrantError::ScopeMissing { .. }
+                | GrantError::InvalidResponse(_)
+                | GrantError::InvalidRequest(_)
+                | GrantError::Task
+                | GrantError::Retryable(_) => {}
+            }
+        }
+        fn auth_variants(e: &AuthError) {
+            match e {
+                AuthError::Session(e) => session_variants(e),
+                AuthError::Grant(e) => grant_variants(e),
+                AuthError::NoGrant
+                | AuthError::MissingScope(_)
+                | AuthError::InvalidRequest(_)
+                | AuthError::MethodNotAllowed => {}
+            }
+        }
+
+        let store = || StoreError::Timeout {
+            backend: "sqlite",
+            operation: "load",
+        };
+        let corrupt = || StoreError::corrupt("sqlite", "a column is missing");
+        let down = || HttpError::Idle {
+            url: "https://pds.example/xrpc/x".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let json_error = || serde_json::from_str::<u8>("x").unwrap_err();
+        let grant = GrantId::generate;
+        let syntax = || crate::syntax::Did::new("not a did").unwrap_err();
+        let token = || crate::secret::Token::parse("short").unwrap_err();
+        use ErrorName as N;
+        use StatusCode as S;
+        let rows: Vec<(AuthError, S, &str)> = vec![
+            (
+                SessionError::NoCredentials.into(),
+                S::UNAUTHORIZED,
+                N::AuthenticationRequired.as_str(),
+            ),
+            (
+                SessionError::MalformedToken(token()).into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::MalformedAuthorization.into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::MalformedCookie.into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::NotFound.into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::Expired.into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::AccessTokenExpired.into(),
+                S::UNAUTHORIZED,
+                "ExpiredToken",
+            ),
+            (
+                SessionError::Conflict.into(),
+                S::CONFLICT,
+                "SessionConflict",
+            ),
+            (
+                SessionError::InvalidDid(syntax()).into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::InvalidHandle(syntax()).into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                SessionError::Data(json_error()).into(),
+                S::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+            ),
+            (
+                SessionError::Store(store()).into(),
+                S::SERVICE_UNAVAILABLE,
+                "StoreUnavailable",
+            ),
+            (
+                SessionError::Store(corrupt()).into(),
+                S::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+            ),
+            (
+                GrantError::NotFound(grant()).into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                GrantError::Deleted {
+                    grant_id: grant(),
+                    cause: DeleteCause::SignedOut,
+                    source: Box::new(OAuthError::NoRefreshToken),
+                }
+                .into(),
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                GrantError::Refresh(OAuthError::Http(down())).into(),
+                S::BAD_GATEWAY,
+                "UpstreamFailure",
+            ),
+            (
+                GrantError::Timeout(Duration::from_secs(5)).into(),
+                S::GATEWAY_TIMEOUT,
+                "UpstreamTimeout",
+            ),
+            (
+                GrantError::Lock(crate::lock::LockError::Invalid("key")).into(),
+                S::SERVICE_UNAVAILABLE,
+                "RetryRequest",
+            ),
+            (
+                GrantError::SaveFailed(OAuthError::Store(store())).into(),
+                S::BAD_GATEWAY,
+                "UpstreamFailure",
+            ),
+            (
+                GrantError::OAuth(OAuthError::Http(down())).into(),
+                S::BAD_GATEWAY,
+                "UpstreamFailure",
+            ),
+            (
+                GrantError::OAuth(OAuthError::Http(HttpError::Header {
+                    name: "cookie".into(),
+                }))
+                .into(),
+                S::BAD_REQUEST,
+                "InvalidRequest",
+            ),
+            (
+                GrantError::OAuth(OAuthError::Store(store())).into(),
+                S::SERVICE_UNAVAILABLE,
+                "StoreUnavailable",
+            ),
+            (
+                GrantError::OAuth(OAuthError::Corrupt("grant")).into(),
+                S::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+            ),
+            (
+                GrantError::Xrpc {
+                    status: 400,
+                    error: "InvalidSwap".into(),
+                    message: None,
+                }
+                .into(),
+                S::BAD_REQUEST,
+                "InvalidSwap",
+            ),
+            (
+                GrantError::Xrpc {
+                    status: 500,
+                    error: "InternalServerError".into(),
+                    message: None,
+                }
+                .into(),
+                S::BAD_GATEWAY,
+                "UpstreamFailure",
+            ),
+            (
+                GrantError::ScopeMissing {
+                    scope: "repo:x.y.z".into(),
+                    message: None,
+                }
+                .into(),
+                S::FORBIDDEN,
+                "ScopeMissingError",
+            ),
+            (
+                GrantError::InvalidResponse(json_error()).into(),
+                S::BAD_GATEWAY,
+                "UpstreamFailure",
+            ),
+            (
+                GrantError::InvalidRequest("not an NSID").into(),
+                S::BAD_REQUEST,
+                "InvalidRequest",
+            ),
+            (
+                GrantError::Task.into(),
+                S::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+            ),
+            (
+                GrantError::Retryable(RetryReason::UseDpopNonce).into(),
+                S::SERVICE_UNAVAILABLE,
+                "RetryRequest",
+            ),
+            (
+                AuthError::NoGrant,
+                S::UNAUTHORIZED,
+                "AuthenticationRequired",
+            ),
+            (
+                AuthError::MissingScope("transition:email".into()),
+                S::FORBIDDEN,
+                "ScopeMissingError",
+            ),
+            (
+                AuthError::InvalidRequest("bad".into()),
+                S::BAD_REQUEST,
+                "InvalidRequest",
+            ),
+            (
+                AuthError::MethodNotAllowed,
+                S::FORBIDDEN,
+                "MethodNotAllowed",
+            ),
+        ];
+        for (e, status, name) in &rows {
+            auth_variants(e);
+            let a = e.answer(false);
+            assert_eq!((a.status, a.error.as_ref()), (*status, *name), "{e:?}");
+            // The safe message names nothing internal; with details, server errors do.
+            assert!(!a.message.contains("sqlite"), "{e:?}: {}", a.message);
+            assert!(!a.message.contains("pds.example"), "{e:?}: {}", a.message);
+            let r = a.to_response(None);
+            assert_eq!(r.status(), *status);
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+            let body: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+            assert_eq!(body["error"], *name);
+            assert_eq!(
+                e.ends_session(),
+                matches!(
+                    e,
+                    AuthError::Grant(GrantError::NotFound(_) | GrantError::Deleted { .. })
+                )
+            );
+            if e.is_signed_out() {
+                assert_eq!(*status, S::UNAUTHORIZED);
+            }
+        }
+        // Details: the causes of server errors, for development.
+        let e = AuthError::from(SessionError::Store(store()));
+        assert!(e.answer(true).message.contains("sqlite"));
+        // The missing scope is named; Retry-After is sent where the client should retry.
+        let a = AuthError::MissingScope("transition:email".into()).answer(false);
+        assert_eq!(a.body()["scope"], "transition:email");
+        let a =
+            AuthError::from(GrantError::Lock(crate::lock::LockError::Invalid("k"))).answer(false);
+        assert_eq!(a.to_response(None).headers()[header::RETRY_AFTER], "1");
+    }
 }

@@ -72,6 +72,7 @@ pub mod errors;
 mod login;
 mod redirect;
 mod request;
+mod routes;
 mod scope;
 mod sign_out;
 

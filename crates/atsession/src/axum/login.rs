@@ -20,13 +20,12 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRef, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::SessionCookieLayer;
-use super::errors::AuthRejection;
-use crate::auth::{AtprotoAuth, LoginRequest, local_path, wants_json};
+use crate::auth::AtprotoAuth;
 
 impl AtprotoAuth {
     /// The login routes (see the [module docs](self)), for an app whose state gives an
@@ -80,87 +79,33 @@ impl AtprotoAuth {
     }
 }
 
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// `GET /oauth/login` (mounted by [`AtprotoAuth::router`]; public to mount at more paths).
+/// `GET /oauth/login` (mounted by [`AtprotoAuth::router`]; public to mount at more paths):
+/// [`AtprotoAuth::login_route`].
 pub async fn login(
     State(auth): State<AtprotoAuth>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let json = wants_json(&headers);
-    let started = match LoginRequest::from_query(query.as_deref().unwrap_or_default()) {
-        Ok(login) => auth.start_login(&login, &headers).await,
-        Err(e) => Err(e),
-    };
-    match started {
-        Ok(started) => {
-            let url = started.authorization_url.as_str();
-            let mut response = if json {
-                Json(serde_json::json!({ "authorization_url": url })).into_response()
-            } else {
-                Redirect::to(url).into_response()
-            };
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, started.binding_cookie);
-            no_store(response)
-        }
-        Err(e) => auth.login_error_response(json, &e).map(Body::from),
-    }
+    let query = query.unwrap_or_default();
+    auth.login_route(&query, &headers).await.map(Body::from)
 }
 
-/// `GET /oauth/callback`. The browser binding cookie is left in place, whatever the
-/// outcome, so that another login started in the same browser can still come back (it
-/// expires on its own; see [`binding`](crate::auth::binding)).
+/// `GET /oauth/callback`: [`AtprotoAuth::callback_route`]. The browser binding cookie is
+/// left in place, whatever the outcome, so that another login started in the same browser
+/// can still come back (it expires on its own; see [`binding`](crate::auth::binding)).
 pub async fn callback(
     State(auth): State<AtprotoAuth>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let json = wants_json(&headers);
-    let done = match auth
-        .complete_login(query.as_deref().unwrap_or_default(), &headers)
-        .await
-    {
-        Ok(done) => done,
-        Err(e) => return auth.login_error_response(json, &e).map(Body::from),
-    };
-    let mut response = if json {
-        Json(serde_json::json!({
-            "did": done.did,
-            "handle": done.handle,
-            "redirect_to": done.redirect_to,
-        }))
-        .into_response()
-    } else {
-        Redirect::to(&done.redirect_to).into_response()
-    };
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, done.set_cookie);
-    no_store(response)
+    let query = query.unwrap_or_default();
+    auth.callback_route(&query, &headers).await.map(Body::from)
 }
 
-/// `POST /oauth/logout`: `303` to the after-logout page for browsers, `204` for clients that
-/// ask for JSON; the session cookie is cleared either way.
+/// `POST /oauth/logout`: [`AtprotoAuth::logout_route`]: `303` to the after-logout page for
+/// browsers, `204` for clients that ask for JSON; the session cookie is cleared either way.
 pub async fn logout(State(auth): State<AtprotoAuth>, headers: HeaderMap) -> Response {
-    match auth.logout(&headers).await {
-        Ok(clear) => {
-            let mut r = if wants_json(&headers) {
-                StatusCode::NO_CONTENT.into_response()
-            } else {
-                Redirect::to(&local_path(Some(&auth.config().after_logout), "/")).into_response()
-            };
-            r.headers_mut().append(header::SET_COOKIE, clear);
-            no_store(r)
-        }
-        Err(e) => AuthRejection::new(&auth, e).into_response(),
-    }
+    auth.logout_route(&headers).await.map(Body::from)
 }
 
 /// `GET /oauth/client-metadata.json` (confidential clients only).
