@@ -14,6 +14,7 @@
 //! | what the app holds as an OAuth client of the user's PDS: a *grant* | [`Grant`](oauth::Grant) (token set, DPoP key, client auth), named by a [`GrantId`](store::oauth::GrantId), stored sealed as a [`StoredGrant`](store::oauth::StoredGrant) in a [`GrantStore`](store::oauth::GrantStore) | [`oauth`], [`store::oauth`] |
 //! | a pending login, between authorize and callback | [`StoredAuthState`](store::oauth::StoredAuthState) in a [`StateStore`](store::oauth::StateStore) | [`store::oauth`] |
 //! | the handle to call the PDS with a grant, and the refresher behind it (the reference client's names) | [`OAuthSession`](oauth::OAuthSession), [`SessionGetter`](oauth::SessionGetter) | [`oauth`] |
+//! | the flows of Bluesky login for any web framework, and their one error | [`AtprotoAuth`](auth::AtprotoAuth), [`AuthError`](auth::AuthError) | [`auth`] |
 //! | a backend: its store, its lock and its schema, in one module | [`SqliteStore`](store::sqlite::SqliteStore) and [`SqliteLock`](store::sqlite::SqliteLock) in [`store::sqlite`], and so on; [`MemoryStore`](store::MemoryStore) and [`MemoryLock`](store::MemoryLock) | [`store`] |
 //!
 //! An app session links to its grant by [`GrantId`](store::oauth::GrantId)
@@ -25,8 +26,9 @@
 //! [`seal::SealError`] and the cookie layer's [`seal::CookieError`]),
 //! [`store::StoreError`], [`lock::LockError`], and with the feature `oauth`:
 //! [`oauth::OAuthError`] (the client; [`oauth::ClientConfigError`] and
-//! [`oauth::CallbackError`] inside it) and [`oauth::GrantError`] (getting, refreshing and
-//! using a grant).
+//! [`oauth::CallbackError`] inside it), [`oauth::GrantError`] (getting, refreshing and
+//! using a grant) and [`auth::AuthError`] (the flows; [one table](auth::errors) turns each
+//! error into its HTTP answer).
 //!
 //! ## App sessions in five lines
 //!
@@ -160,17 +162,45 @@
 //! `conformance`): a store written elsewhere runs them with one macro call each. See
 //! [`store`].
 //!
-//! ## The web layer: Bluesky login for an axum app
+//! ## Bluesky login in any web framework
 //!
-//! With the feature `axum`, `atsession::axum` gives an app everything between "Log in with
-//! Bluesky" and a signed-in request: login routes to merge into the app's router
-//! (`/oauth/login`, `/oauth/callback`, `/oauth/logout`, and a confidential client's
-//! metadata and keys), with the login bound to the browser that started it (no login CSRF)
-//! and no open redirect; extractors that do not name the store (`Session`,
-//! `Option<Session>`, `AtprotoSession` for DPoP-signed calls to the user's PDS,
-//! `RequireScope`); and a layer that keeps the session cookie alive. Every sign-out goes
-//! through the OAuth session getter, so its `Deleted` event fires. The example
-//! `examples/axum_app.rs` is a whole app in 59 lines.
+//! With the feature `oauth`, [`auth`] puts the pieces above together into the flows every
+//! web app needs, as plain async methods of [`AtprotoAuth`](auth::AtprotoAuth) over
+//! [`http`] types: start a login (the authorization server's URL and a cookie that binds the
+//! login to the browser, against login CSRF), complete it (the grant checked and stored, the
+//! handle checked both ways, the app session and its cookie), the request's session and, on
+//! demand, its grant's [`OAuthSession`](oauth::OAuthSession), sign out (one session, or an
+//! account everywhere, always revoking at the server), and the cleanup of expired sessions
+//! with their grants. Every failure is an [`AuthError`](auth::AuthError), and
+//! [one table](auth::errors) gives each its status, a stable `error` name and a safe message.
+//!
+//! A framework needs only an adapter that routes requests to these methods and converts
+//! their `http::Response<String>` answers; `examples/hyper_app.rs` is a whole app on plain
+//! hyper, with no web framework:
+//!
+//! ```no_run
+//! # async fn demo(auth: atsession::auth::AtprotoAuth, request: http::Request<()>) -> http::Response<String> {
+//! let (query, headers) = (request.uri().query().unwrap_or(""), request.headers());
+//! match request.uri().path() {
+//!     "/oauth/login" => auth.login_route(query, headers).await,
+//!     "/oauth/callback" => auth.callback_route(query, headers).await,
+//!     "/oauth/logout" => auth.logout_route(headers).await,
+//!     _ => match auth.request_session(headers).await {
+//!         Ok(found) => http::Response::new(format!("hello {}", found.session.handle)),
+//!         Err(e) => auth.error_response(&e), // 401 AuthenticationRequired, …
+//!     },
+//! }
+//! # }
+//! ```
+//!
+//! ## The axum adapter
+//!
+//! With the feature `axum`, [`axum`](mod@axum) wires the same flows into an axum app: login
+//! routes to merge into the app's router (`/oauth/login`, `/oauth/callback`,
+//! `/oauth/logout`, and a confidential client's metadata and keys), extractors that do not
+//! name the store (`Session`, `Option<Session>`, `AtprotoSession` for DPoP-signed calls to
+//! the user's PDS, `RequireScope`), and a layer that keeps the session cookie alive. The
+//! example `examples/axum_app.rs` is a whole app.
 //!
 //! ## Errors and secrets
 //!
@@ -178,6 +208,17 @@
 //! stored. Tokens ([`secret::Token`]) print as `<redacted>`, are compared in constant time,
 //! and are wiped from memory when dropped.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The docs link to items of every feature; a build without some of them renders those links
+// as plain text (docs.rs builds with all features).
+#![cfg_attr(
+    not(all(
+        feature = "oauth",
+        feature = "axum",
+        feature = "postgres",
+        feature = "redis"
+    )),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod app;
 #[cfg(feature = "oauth")]

@@ -545,7 +545,7 @@ async fn refresh(State(auth): State<AtprotoAuth>, body: Option<Json<RefreshBody>
 /// `POST /logout`: the library's logout, answered as to an API client (`204`).
 async fn api_logout(State(auth): State<AtprotoAuth>, mut headers: HeaderMap) -> Response {
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    atsession::axum::login::logout(State(auth), headers).await
+    auth.logout_route(&headers).await.map(Body::from)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! | start a login | [`start_login`](AtprotoAuth::start_login) | the authorization server's URL and the browser-binding cookie |
 //! | complete it | [`complete_login`](AtprotoAuth::complete_login) | the app session, its `Set-Cookie`, and where to send the browser |
 //! | the request's session | [`request_session`](AtprotoAuth::request_session) | the app session (cookie or Bearer), a slid cookie, its grant's record |
-//! | …and its grant, on demand | [`user`](AtprotoAuth::user) | the [`OAuthSession`] for DPoP-signed PDS calls, refreshed if stale |
+//! | …and its grant, on demand | [`user`](AtprotoAuth::user) | the [`OAuthSession`](crate::oauth::OAuthSession) for DPoP-signed PDS calls, refreshed if stale |
 //! | sign out | [`logout`](AtprotoAuth::logout), [`sign_out`](AtprotoAuth::sign_out) | the grant revoked at its server, the session ended, the cookie cleared |
 //! | sign out everywhere | [`sign_out_everywhere`](AtprotoAuth::sign_out_everywhere) | every session and grant of an account ended |
 //! | clean up | [`delete_expired`](AtprotoAuth::delete_expired), [`spawn_cleanup`](AtprotoAuth::spawn_cleanup) | expired sessions deleted, their grants signed out first |
