@@ -69,7 +69,7 @@ mod pds;
 
 use std::time::{Duration, Instant};
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, PdsRequest, SessionGetter, Url,

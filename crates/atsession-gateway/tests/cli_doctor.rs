@@ -14,7 +14,7 @@ mod pds;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::jose::EcKey;
 use atsession::oauth::key_rotation::doc_grant;
 use atsession::oauth::keys::Keyset;

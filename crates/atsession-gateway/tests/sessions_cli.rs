@@ -165,7 +165,7 @@ async fn cleanup_ends_expired_sessions_with_grants_in_batches() {
     let key = dir.path().join("atsession.db.key");
     std::fs::write(
         &key,
-        atsession::crypto::at_rest::AtRestKey::generate("k1")
+        atsession::crypto::AtRestKey::generate("k1")
             .unwrap()
             .to_spec(),
     )

@@ -7,7 +7,7 @@ async fn demo_getter() -> (
     atsession::oauth::SessionGetter<atsession::store::MemoryStore>,
     atsession::store::oauth::GrantId,
 ) {
-    use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    use atsession::crypto::{AtRestKey, AtRestKeyring};
     use atsession::oauth::dpop::DpopKey;
     use atsession::oauth::{
         ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,

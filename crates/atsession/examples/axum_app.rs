@@ -13,7 +13,7 @@
 //! the end-to-end test runs against) does not have.
 use atsession::app::{CookieConfig, SessionConfig};
 use atsession::axum::{AtprotoAuth, AtprotoSession, Session, WebConfig};
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::IdentityConfig;
 use atsession::oauth::{ClientMetadata, OAuthClientConfig};
 use axum::response::Html;

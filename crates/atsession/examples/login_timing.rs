@@ -17,7 +17,7 @@ mod pds;
 
 use std::time::{Duration, Instant};
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::jose::EcKey;
 use atsession::oauth::keys::Keyset;

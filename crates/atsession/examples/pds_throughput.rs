@@ -25,7 +25,7 @@ mod pds;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::{DpopKey, ath};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{

@@ -123,7 +123,7 @@
 //! With the feature `oauth`, [`oauth::OAuthClient`] is the app's OAuth client of the user's
 //! PDS: it resolves the handle, discovers and validates the authorization server, sends a
 //! pushed authorization request with PKCE and DPoP, checks the callback and stores the
-//! grant — token set and DPoP key encrypted at rest ([`crypto::at_rest`]) — per device in a
+//! grant — token set and DPoP key encrypted at rest ([`crypto`]) — per device in a
 //! [`GrantStore`](store::oauth::GrantStore). The [`oauth`] module teaches the flow; its
 //! result's DID and handle go to
 //! [`SessionManager::create_with`](app::SessionManager::create_with) together with the

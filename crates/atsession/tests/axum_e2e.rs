@@ -25,7 +25,7 @@ use atsession::app::{CookieConfig, SessionConfig, SessionManager};
 use atsession::axum::{
     AtprotoAuth, AtprotoSession, RequireScope, RequiredScope, Session, WebConfig,
 };
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{ClientMetadata, DeleteCause, OAuthClient, OAuthClientConfig, SessionEvent};
 use atsession::store::oauth::GrantStore;

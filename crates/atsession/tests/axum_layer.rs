@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use atsession::app::{CookieConfig, SessionConfig};
 use atsession::axum::{AtprotoAuth, AtprotoSession, Session, WebConfig};
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::{ClientMetadata, OAuthClientConfig};
 use axum::Router;
 use axum::routing::get;

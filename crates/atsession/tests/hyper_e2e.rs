@@ -21,7 +21,7 @@ mod example;
 use std::time::Duration;
 
 use atsession::app::SessionManager;
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{ClientMetadata, OAuthClient, OAuthClientConfig};
 use atsession::store::oauth::GrantStore;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, MemoryLock};
 use atsession::oauth::getter::refresh_lock_key;
 use atsession::oauth::key_rotation::{

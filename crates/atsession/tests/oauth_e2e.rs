@@ -12,7 +12,7 @@ mod pds;
 
 use std::time::Duration;
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopAlg;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::jose::EcKey;

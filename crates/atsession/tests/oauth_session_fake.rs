@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atsession::clock::{Clock, ManualClock, truncate_ms};
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, LockError, MemoryLock};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::{

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atsession::clock::{Clock, ManualClock, truncate_ms};
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::error::ClientConfigError;
 use atsession::oauth::{

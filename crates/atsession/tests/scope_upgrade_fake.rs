@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atsession::clock::truncate_ms;
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::dpop::DpopKey;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{

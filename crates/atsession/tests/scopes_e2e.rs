@@ -15,7 +15,7 @@ mod pds;
 use std::time::Duration;
 
 use atsession::app::{CreateOptions, SessionManager};
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::scope::{RepoAction, ScopeSet};
 use atsession::oauth::{

@@ -23,7 +23,7 @@
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
-use atsession::crypto::at_rest::AtRestKeyring;
+use atsession::crypto::AtRestKeyring;
 use atsession::oauth::client_metadata::{ClientMetadata, first_undeclared};
 use atsession::oauth::http::{DEFAULT_MAX_BODY, HttpOptions, build_client, check_url};
 use atsession::oauth::jose::Jwk;

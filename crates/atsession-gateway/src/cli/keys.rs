@@ -10,7 +10,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::key_rotation::{ResealOptions, check_keyring, key_usage, reseal_grants};
 use atsession::store::AnyStore;
 use clap::{Args, Subcommand};

@@ -20,7 +20,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use atsession::crypto::at_rest::AtRestKeyring;
+use atsession::crypto::AtRestKeyring;
 use atsession::oauth::identity::DEFAULT_PLC_URL;
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, ScopeSet, Url,

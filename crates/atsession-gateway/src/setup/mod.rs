@@ -6,7 +6,7 @@ pub mod small_file;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::Url;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 

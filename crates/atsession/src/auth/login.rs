@@ -107,8 +107,8 @@ impl LoginRequest {
 pub struct LoginStarted {
     /// The authorization server's page.
     pub authorization_url: Url,
-    /// The `Set-Cookie` that binds the login to this browser (login CSRF; see
-    /// [`binding`]).
+    /// The `Set-Cookie` that binds the login to this browser (login CSRF; see the
+    /// [module docs](super)).
     pub binding_cookie: HeaderValue,
 }
 

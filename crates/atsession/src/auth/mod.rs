@@ -21,9 +21,13 @@
 //! message safe to send. When a session's grant is gone (signed out elsewhere, its refresh
 //! refused), the flows end the app session, and the answer clears its cookie.
 //!
-//! **Login CSRF.** Each login is bound to the browser that started it ([`binding`]): a
-//! callback URL followed in another browser creates nothing and answers
-//! [`LoginErrorCode::OtherBrowser`].
+//! **Login CSRF.** Each login is bound to the browser that started it: a short-lived
+//! `HttpOnly`, `SameSite=Lax` cookie ([`SECURE_BINDING_COOKIE`], or [`PLAIN_BINDING_COOKIE`]
+//! on plain-HTTP development sites) holds a random value whose SHA-256 is sealed in the OAuth
+//! state, and the callback compares the two in constant time before anything is exchanged or
+//! stored. A callback URL followed in another browser creates nothing and answers
+//! [`LoginErrorCode::OtherBrowser`]. Logins started in several tabs of one browser can each
+//! come back: a login keeps the browser's binding, and the cookie expires on its own.
 //!
 //! **One way to sign out.** Every sign-out goes through the
 //! [`SessionGetter`], so its [`Deleted`](crate::oauth::SessionEvent::Deleted) event fires.
@@ -31,7 +35,7 @@
 //! ```no_run
 //! use atsession::app::SessionConfig;
 //! use atsession::auth::{AtprotoAuth, LoginRequest, WebConfig};
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::crypto::{AtRestKey, AtRestKeyring};
 //! use atsession::oauth::{ClientMetadata, OAuthClientConfig, Refresh};
 //! use http::HeaderMap;
 //!
@@ -66,7 +70,7 @@
 //! # let _ = (started, done, clear_cookie); Ok(()) }
 //! ```
 
-pub mod binding;
+mod binding;
 mod config;
 pub mod errors;
 mod login;
@@ -85,6 +89,7 @@ use crate::app::{SessionConfig, SessionConfigError, SessionManager};
 use crate::oauth::{GetterConfig, OAuthClient, OAuthClientConfig, OAuthError, SessionGetter};
 use crate::store::AnyStore;
 
+pub use binding::{PLAIN_COOKIE as PLAIN_BINDING_COOKIE, SECURE_COOKIE as SECURE_BINDING_COOKIE};
 pub use config::WebConfig;
 pub use errors::{AuthError, ErrorAnswer, ErrorName, LoginError, LoginErrorCode, wants_json};
 pub use login::{INVALID_HANDLE, LoggedIn, LoginRequest, LoginStarted};
@@ -155,7 +160,7 @@ impl AtprotoAuth {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use atsession::app::SessionConfig;
     /// use atsession::auth::{AtprotoAuth, WebConfig};
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
     ///
     /// let store = atsession::store::open("memory:").await?;
@@ -228,7 +233,7 @@ impl AtprotoAuth {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use atsession::app::SessionConfig;
     /// # use atsession::auth::{AtprotoAuth, WebConfig};
-    /// # use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// # use atsession::crypto::{AtRestKey, AtRestKeyring};
     /// # use atsession::oauth::{ClientMetadata, OAuthClientConfig};
     /// # let metadata = ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto")?;
     /// # let keyring = AtRestKeyring::new(AtRestKey::new("k1", [7; 32])?);

@@ -4,7 +4,8 @@
 //! Put a [`SessionManager`] in your router's state (or anything it can be taken from with
 //! [`FromRef`]) and take [`CurrentSession`] in a handler. A request without a valid session
 //! is rejected with `401` and a JSON body `{"error": "AuthenticationRequired", "message": …}`;
-//! a store failure with `503` (the cause is logged, not sent): see [`SessionRejection`].
+//! a store failure with `503` (the cause is logged, not sent): an [`AuthRejection`], answered
+//! through the [one table](crate::auth::errors).
 //!
 //! ```
 //! use atsession::app::SessionManager;
@@ -29,10 +30,9 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 
 use super::AuthRejection;
-use crate::app::{LoadedSession, SessionError, SessionManager};
+use crate::app::{LoadedSession, SessionManager};
 use crate::auth::AuthError;
 use crate::store::SessionStore;
 
@@ -58,27 +58,14 @@ where
     SessionManager<S>: FromRef<St>,
     St: Send + Sync,
 {
-    type Rejection = SessionRejection;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let manager = SessionManager::<S>::from_ref(state);
         let loaded = manager
             .load_from_headers(&parts.headers)
             .await
-            .map_err(SessionRejection)?;
+            .map_err(|e| AuthRejection::from(AuthError::Session(e)))?;
         Ok(Self(loaded, PhantomData))
-    }
-}
-
-/// Why [`CurrentSession`] refused a request, answered through the
-/// [one table](crate::auth::errors): `401 AuthenticationRequired` without a valid session,
-/// `409 SessionConflict`, `503 StoreUnavailable` (the cause is logged, not sent).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct SessionRejection(pub SessionError);
-
-impl IntoResponse for SessionRejection {
-    fn into_response(self) -> Response {
-        AuthRejection::from(AuthError::Session(self.0)).into_response()
     }
 }

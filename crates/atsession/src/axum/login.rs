@@ -28,8 +28,12 @@ use super::SessionCookieLayer;
 use crate::auth::AtprotoAuth;
 
 impl AtprotoAuth {
-    /// The login routes (see the [module docs](self)), for an app whose state gives an
-    /// `AtprotoAuth` ([`FromRef`]). Merge them into the app's router.
+    /// The login routes (`GET /oauth/login`, `GET /oauth/callback`, `POST /oauth/logout`,
+    /// and a confidential client's metadata and keys, at the [`WebConfig`]'s paths), for an
+    /// app whose state gives an `AtprotoAuth` ([`FromRef`]). Merge them into the app's
+    /// router.
+    ///
+    /// [`WebConfig`]: crate::auth::WebConfig
     ///
     /// ```
     /// use atsession::axum::AtprotoAuth;
@@ -92,7 +96,7 @@ pub async fn login(
 
 /// `GET /oauth/callback`: [`AtprotoAuth::callback_route`]. The browser binding cookie is
 /// left in place, whatever the outcome, so that another login started in the same browser
-/// can still come back (it expires on its own; see [`binding`](crate::auth::binding)).
+/// can still come back (it expires on its own).
 pub async fn callback(
     State(auth): State<AtprotoAuth>,
     headers: HeaderMap,

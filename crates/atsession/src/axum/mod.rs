@@ -9,7 +9,8 @@
 //!   and the [`WebConfig`] (paths, pages).
 //! - [`AtprotoAuth::router`] gives the login routes to merge into the app's router:
 //!   `GET /oauth/login`, `GET /oauth/callback`, `POST /oauth/logout`, and for confidential
-//!   clients the client metadata and JWKS (see [`login`]).
+//!   clients the client metadata and JWKS (each a thin handler over the route of
+//!   [`auth`](crate::auth), such as [`AtprotoAuth::login_route`]).
 //! - Extractors that do not name the store: [`Session`] (and `Option<Session>`),
 //!   [`AtprotoSession`] (the user's [`OAuthSession`](crate::oauth::OAuthSession) for
 //!   DPoP-signed PDS calls), [`RequireScope`].
@@ -17,7 +18,7 @@
 //!   no code for it.
 //!
 //! **Login CSRF.** Each login is bound to the browser that started it
-//! ([`binding`](crate::auth::binding)): a
+//! (see [`auth`](crate::auth)): a
 //! callback URL followed in another browser creates nothing and answers
 //! [`LoginErrorCode::OtherBrowser`] ("this login was started in another browser").
 //!
@@ -29,7 +30,7 @@
 //! ```no_run
 //! use atsession::app::SessionConfig;
 //! use atsession::axum::{AtprotoAuth, AtprotoSession, Session, WebConfig};
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::crypto::{AtRestKey, AtRestKeyring};
 //! use atsession::oauth::{ClientMetadata, OAuthClientConfig};
 //! use axum::{Router, routing::get};
 //!
@@ -74,10 +75,10 @@ mod current;
 mod errors;
 mod extract;
 mod layer;
-pub mod login;
+mod login;
 
 pub use crate::auth::{AtprotoAuth, LoginErrorCode, WebConfig};
-pub use current::{CurrentSession, SessionRejection};
+pub use current::CurrentSession;
 pub use errors::AuthRejection;
 pub use extract::{AtprotoSession, LoadedGrant, RequireScope, RequiredScope, Session};
 pub use layer::{SessionCookieLayer, SessionCookieService};

@@ -10,7 +10,7 @@
 //! ciphertext and tag`.
 //!
 //! ```
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::crypto::{AtRestKey, AtRestKeyring};
 //!
 //! let keyring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
 //! let sealed = keyring.seal(b"grant:abc", b"secret token set").unwrap();
@@ -182,7 +182,7 @@ impl AtRestKeyring {
     /// `#` are skipped. This is the key file's format.
     ///
     /// ```
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     ///
     /// let (new, old) = (AtRestKey::generate("k2").unwrap(), AtRestKey::generate("k1").unwrap());
     /// let text = format!("# at-rest keys\n{}\n{}\n", new.to_spec().as_str(), old.to_spec().as_str());
@@ -240,7 +240,7 @@ impl AtRestKeyring {
     /// key included) still opens.
     ///
     /// ```
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     ///
     /// let ring = AtRestKeyring::new(AtRestKey::generate("k1").unwrap());
     /// let sealed = ring.seal(b"row", b"x").unwrap();

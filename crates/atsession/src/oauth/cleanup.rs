@@ -29,7 +29,7 @@ impl<S: StateStore + GrantStore + Clone> OAuthClient<S> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     /// use atsession::oauth::{ClientMetadata, OAuthClient, OAuthClientConfig};
     /// use atsession::store::MemoryStore;
     ///

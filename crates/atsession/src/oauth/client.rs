@@ -31,7 +31,7 @@ use super::state::{AuthState, UpgradeTarget};
 use super::token::TokenSet;
 use super::upgrade::ScopeUpgrade;
 use crate::clock::{Clock, SystemClock, truncate_ms};
-use crate::crypto::at_rest::AtRestKeyring;
+use crate::crypto::AtRestKeyring;
 use crate::secret::{TokenHash, random_bytes};
 use crate::store::oauth::{GrantId, GrantStore, StateStore};
 use crate::syntax::Did;
@@ -132,7 +132,7 @@ impl OAuthClientConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     /// use atsession::oauth::http::PdsOptions;
     /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
     ///
@@ -171,7 +171,7 @@ impl OAuthClientConfig {
     /// (`ES256K` by default); a server that offers only the other gets the other.
     ///
     /// ```
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     /// use atsession::oauth::dpop::DpopAlg;
     /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
     ///

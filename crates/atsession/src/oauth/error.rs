@@ -10,7 +10,7 @@ use super::keys::KeysetError;
 use super::metadata::MetadataError;
 use super::scope::ScopeError;
 use super::token::TokenResponseError;
-use crate::crypto::at_rest::AtRestError;
+use crate::crypto::AtRestError;
 use crate::store::StoreError;
 use crate::store::oauth::GrantId;
 use crate::syntax::Did;

@@ -59,7 +59,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::crypto::{AtRestKey, AtRestKeyring};
 //! use atsession::store::sqlite::SqliteLock;
 //! use atsession::oauth::{
 //!     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionEvent,
@@ -463,7 +463,7 @@ where
     /// A getter over `client` (and its store).
     ///
     /// ```
-    /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+    /// use atsession::crypto::{AtRestKey, AtRestKeyring};
     /// use atsession::oauth::{
     ///     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, SessionGetter,
     /// };

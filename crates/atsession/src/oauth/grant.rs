@@ -10,7 +10,7 @@ use super::dpop::DpopKey;
 use super::error::OAuthError;
 use super::jose::Jwk;
 use super::token::{TokenSet, TokenSetRecord};
-use crate::crypto::at_rest::AtRestKeyring;
+use crate::crypto::AtRestKeyring;
 use crate::store::oauth::{GrantId, StoredGrant};
 
 /// One grant: its token set, its DPoP key and how its client authenticates. This is what
@@ -103,7 +103,7 @@ impl Grant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::at_rest::AtRestKey;
+    use crate::crypto::AtRestKey;
     use crate::secret::SecretString;
     use crate::syntax::Did;
 

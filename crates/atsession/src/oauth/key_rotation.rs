@@ -18,7 +18,7 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::crypto::{AtRestKey, AtRestKeyring};
 //! use atsession::oauth::key_rotation::{ResealOptions, check_keyring, key_usage, reseal_grants};
 //! use atsession::store::MemoryStore;
 //!
@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use super::getter::refresh_lock_key;
 use super::grant::row_key;
-use crate::crypto::at_rest::{AtRestError, AtRestKeyring};
+use crate::crypto::{AtRestError, AtRestKeyring};
 use crate::lock::{Lock, LockError};
 use crate::store::oauth::{GrantId, GrantStore};
 use crate::store::{Cas, StoreError};
@@ -158,7 +158,7 @@ pub const OPEN_FAILURES_NAMED: usize = 10;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+/// use atsession::crypto::{AtRestKey, AtRestKeyring};
 /// use atsession::oauth::key_rotation::{check_keyring, open_grants};
 /// use atsession::store::MemoryStore;
 ///

@@ -40,7 +40,7 @@
 //! [`PdsOptions::max_body`]) and have an idle timeout instead of a whole-call one.
 //!
 //! ```no_run
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+//! use atsession::crypto::{AtRestKey, AtRestKeyring};
 //! use atsession::oauth::{
 //!     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig,
 //! };

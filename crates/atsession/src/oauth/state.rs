@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::client_metadata::ClientAuth;
 use super::error::OAuthError;
 use super::jose::Jwk;
-use crate::crypto::at_rest::AtRestKeyring;
+use crate::crypto::AtRestKeyring;
 use crate::secret::TokenHash;
 use crate::store::oauth::{GrantId, StoredAuthState};
 use crate::syntax::Did;

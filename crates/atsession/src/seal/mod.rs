@@ -108,7 +108,7 @@
 //! # The format itself
 //!
 //! [`Iron`] seals and unseals any JSON value (or raw bytes) with a [`Passwords`] set, a TTL and
-//! a [`Clock`](crate::clock::Clock); see [`iron`] for the format. Every malformed, forged,
+//! a [`Clock`](crate::clock::Clock); see [`Iron`] for the format. Every malformed, forged,
 //! expired or oversized input is a [`SealError`], checked cheapest first, never a panic; MACs
 //! are compared in constant time; errors never quote a password or the sealed data.
 //!
@@ -136,7 +136,7 @@
 
 mod cookies;
 mod error;
-pub mod iron;
+mod iron;
 mod passwords;
 mod sessions;
 #[cfg(test)]
@@ -144,7 +144,7 @@ mod tests;
 
 pub use cookies::{CookieError, MAX_CHUNKS, MAX_COOKIE_BYTES, SetCookies};
 pub use error::{Field, JsonCategory, JsonError, SealError};
-pub use iron::{Iron, Unsealed};
+pub use iron::{DEFAULT_MAX_SEAL_LEN, Iron, PREFIX, TIMESTAMP_SKEW, Unsealed};
 pub use passwords::{MIN_PASSWORD_LEN, Passwords};
 pub use sessions::{
     DEFAULT_COOKIE_NAME, DEFAULT_TTL, IRON_SESSION_SUFFIX, Loaded, SealedSessionError,

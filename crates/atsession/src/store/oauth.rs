@@ -1,7 +1,7 @@
 //! Storage for the OAuth client: pending authorization states and OAuth grants.
 //!
 //! Both hold only sealed bytes: the OAuth client encrypts states and grants with its
-//! [`AtRestKeyring`](crate::crypto::at_rest::AtRestKeyring) before a store sees them, so no
+//! [`AtRestKeyring`](crate::crypto::AtRestKeyring) before a store sees them, so no
 //! backend can leak a token set or a DPoP key, and every backend gets the encryption for
 //! free. What stays in clear is what lookups need: the grant id, the DID, the issuer and
 //! times.
