@@ -11,8 +11,8 @@ mod pds;
 #[allow(unused_imports)]
 mod support;
 
-#[path = "support/jar.rs"]
-mod jar;
+#[path = "support/example_app.rs"]
+mod example_app;
 
 #[path = "../examples/hyper_app.rs"]
 #[allow(dead_code)]
@@ -20,15 +20,13 @@ mod example;
 
 use std::time::Duration;
 
-use atsession::app::SessionManager;
-use atsession::crypto::{AtRestKey, AtRestKeyring};
+use atsession::crypto::AtRestKey;
 use atsession::oauth::identity::{HandleResolver, IdentityConfig};
-use atsession::oauth::{ClientMetadata, OAuthClient, OAuthClientConfig};
 use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;
-use jar::{Jar, callback_of, location};
-use reqwest::{Method, StatusCode, Url};
+use example_app::{GrantProbe, Jar, callback_of, location, log_out};
+use reqwest::Url;
 
 fn identity(peer: &pds::Peer) -> IdentityConfig {
     IdentityConfig {
@@ -117,47 +115,7 @@ async fn hyper_app_login_profile_logout() {
     let home = home.text().await.unwrap();
     assert!(home.contains("Signed in as alice.test"), "{home}");
 
-    // Keep the grant's tokens to ask the PDS about them after logout.
-    let sessions = SessionManager::new(store.clone()).list(&did).await.unwrap();
-    assert_eq!(sessions.len(), 1);
-    let grant = sessions[0].grant_id.clone().unwrap();
-    let metadata =
-        ClientMetadata::loopback(&["http://127.0.0.1/oauth/callback"], "atproto").unwrap();
-    let reader = OAuthClient::new(
-        OAuthClientConfig::new(metadata, AtRestKeyring::new(key))
-            .dev_mode(true)
-            .identity(identity(&peer)),
-        store.clone(),
-    )
-    .unwrap();
-    let data = reader.grant(&grant).await.unwrap().unwrap();
-    let get_session = "/xrpc/com.atproto.server.getSession";
-    let before = reader
-        .pds_request(&data, Method::GET, get_session, None)
-        .await
-        .unwrap();
-    assert_eq!(before.status, StatusCode::OK);
-
     // Logout: the grant is revoked at the PDS and deleted, the session ends.
-    let r = browser.post(http, &format!("{base}/oauth/logout")).await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(location(&r), "/");
-    assert!(
-        !browser.0.contains_key("atsession"),
-        "session cookie cleared"
-    );
-    assert!(store.list_grants_by_did(&did).await.unwrap().is_empty());
-    let left = SessionManager::new(store.clone()).list(&did).await.unwrap();
-    assert!(left.is_empty());
-    let r = browser.get(http, &format!("{base}/profile")).await;
-    assert_eq!(r.status(), 401);
-    let after = reader
-        .pds_request(&data, Method::GET, get_session, None)
-        .await
-        .unwrap();
-    assert_eq!(
-        after.status,
-        StatusCode::UNAUTHORIZED,
-        "the PDS refuses the revoked tokens"
-    );
+    let probe = GrantProbe::of(&store, &did, key, identity(&peer)).await;
+    log_out(&mut browser, http, &base, &store, &did, &probe).await;
 }
