@@ -526,7 +526,13 @@ mod tests {
         assert!(!is_nsid(&format!("a.b.{}", segment(64))));
         assert!(!is_nsid(&format!("{}.b.c", segment(64))));
         // The longest: a 253-character authority and a 63-character name.
-        let authority = format!("{}.{}.{}.{}", segment(63), segment(63), segment(63), segment(61));
+        let authority = format!(
+            "{}.{}.{}.{}",
+            segment(63),
+            segment(63),
+            segment(63),
+            segment(61)
+        );
         assert_eq!(authority.len(), 253);
         let long = format!("{authority}.{}", segment(63));
         assert_eq!(long.len(), NSID_MAX_LEN);
@@ -535,8 +541,14 @@ mod tests {
         // An authority over 253 characters, even under 317 in all.
         assert!(!is_nsid(&format!("{authority}a.b")));
         let nsid: Nsid = "app.bsky.feed.getTimeline".parse().unwrap();
-        assert_eq!((nsid.authority(), nsid.name()), ("app.bsky.feed", "getTimeline"));
-        assert_eq!(serde_json::to_string(&nsid).unwrap(), "\"app.bsky.feed.getTimeline\"");
+        assert_eq!(
+            (nsid.authority(), nsid.name()),
+            ("app.bsky.feed", "getTimeline")
+        );
+        assert_eq!(
+            serde_json::to_string(&nsid).unwrap(),
+            "\"app.bsky.feed.getTimeline\""
+        );
         assert!(serde_json::from_str::<Nsid>("\"app.bsky\"").is_err());
     }
 

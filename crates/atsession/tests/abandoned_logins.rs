@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use atsession::clock::{Clock as _, ManualClock};
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-use atsession::oauth::client::MAX_APP_STATE_LEN;
+use atsession::oauth::MAX_APP_STATE_LEN;
 use atsession::oauth::{
     AuthorizeOptions, ClientMetadata, OAuthClient, OAuthClientConfig, OAuthError,
 };

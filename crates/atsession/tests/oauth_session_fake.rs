@@ -541,7 +541,7 @@ async fn a_refresh_never_runs_without_the_lock() {
     let s = setup_stale(quick().lock(locks.clone())).await;
     let held = locks
         .acquire(
-            &atsession::oauth::getter::refresh_lock_key(&s.grant),
+            &atsession::oauth::refresh_lock_key(&s.grant),
             Duration::from_secs(30),
             Duration::from_secs(1),
         )

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use atsession::oauth::oauth_session::is_nsid;
+use atsession::syntax::is_nsid;
 use atsession::oauth::reqwest::header::CONTENT_TYPE;
 use atsession::oauth::{
     GetterConfig, OAuthSession, PdsBody, PdsRequest, PdsResponse, SessionGetter,

@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use atsession::axum::{AtprotoAuth, AuthRejection, Session};
-use atsession::oauth::oauth_session::is_nsid;
+use atsession::syntax::is_nsid;
 use atsession::oauth::pds_headers::forwardable;
 use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
 use atsession::oauth::{GrantError, OAuthError, PdsBody, PdsRequest, PdsResponse, Refresh};

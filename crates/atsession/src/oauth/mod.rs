@@ -79,53 +79,37 @@
 //! # Ok(()) }
 //! ```
 
-mod cache;
-mod cleanup;
-pub mod client;
-pub mod client_metadata;
-pub mod dpop;
-pub mod error;
-pub mod events;
-pub mod getter;
-pub mod grant;
-pub mod http;
-pub mod identity;
-pub mod jose;
-pub mod key_rotation;
-pub mod keys;
-pub mod metadata;
-pub mod oauth_session;
-pub mod pds_headers;
-pub mod pds_path;
-pub mod pds_request;
-pub mod pds_response;
-pub mod permission_set;
-pub mod pkce;
-mod presign;
+mod client;
+mod discovery;
 pub mod scope;
-mod server;
-mod state;
-pub mod token;
-pub mod upgrade;
+mod session;
+mod wire;
+
+pub use client::{client_metadata, error, grant, key_rotation, token, upgrade};
+pub use discovery::{identity, keys, metadata};
+pub use scope::permission_set;
+pub use session::{events, getter, oauth_session};
+pub use wire::{dpop, http, jose, pds_headers, pds_path, pds_request, pds_response, pkce};
 
 /// The HTTP client crate the OAuth client is built on (for [`OAuthClientConfig::http_client`]).
 pub use reqwest;
 /// The URL crate of this API's URLs.
 pub use url::{self, Url};
 
-pub use client::{
-    AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig, Prompt,
+pub use client::oauth_client::{
+    AuthorizeOptions, Callback, CallbackParams, DEFAULT_STATE_TTL, MAX_APP_STATE_LEN, OAuthClient,
+    OAuthClientConfig, Prompt,
 };
 pub use client_metadata::{ClientAuth, ClientMetadata};
 pub use error::{CallbackError, ClientConfigError, OAuthError};
 pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
 pub use getter::{GetterConfig, GrantError, Refresh, RetryReason, SessionGetter};
-pub use grant::Grant;
+pub use grant::{Grant, refresh_lock_key};
 pub use http::PdsOptions;
 pub use oauth_session::OAuthSession;
 pub use pds_request::{PdsBody, PdsRequest};
 pub use pds_response::PdsResponse;
 pub use permission_set::PermissionSet;
-pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
+pub use scope::form::{Scope, ScopeError, ScopeMissing, ScopeSet};
 pub use token::TokenSet;
 pub use upgrade::ScopeUpgrade;

@@ -4,25 +4,26 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::dpop::resource_asks_nonce;
 use super::events::TokenSetInfo;
 use super::getter::{GrantError, Refresh, RetryReason, SessionGetter, token_info};
-use super::http::{Fetched, HttpError};
-use super::pds_headers::first_refused;
-use super::pds_path::check_path;
-use super::pds_request::PdsRequest;
-use super::pds_response::{PdsResponse, xrpc_error};
+use super::xrpc_error::xrpc_error;
+use crate::oauth::wire::dpop::{is_invalid_token_answer, resource_asks_nonce};
+use crate::oauth::wire::http::{Fetched, HttpError};
+use crate::oauth::wire::pds_headers::first_refused;
+use crate::oauth::wire::pds_path::check_path;
+use crate::oauth::wire::pds_request::PdsRequest;
+use crate::oauth::wire::pds_response::PdsResponse;
 use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
 ///
 /// Made by [`SessionGetter::session`] from the grant id that
-/// [`OAuthClient::callback`](super::client::OAuthClient::callback) returned (an app keeps it
+/// [`OAuthClient::callback`](crate::oauth::client::oauth_client::OAuthClient::callback) returned (an app keeps it
 /// in its own session, e.g. in [`StoredSession::data`](crate::app::StoredSession::data)).
 pub struct OAuthSession<S> {
     getter: SessionGetter<S>,
@@ -48,62 +49,6 @@ impl<S> fmt::Debug for OAuthSession<S> {
             .field("grant_id", &self.grant_id)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether a PDS answer says the access token is not (or no longer) good:
-/// `401` with `WWW-Authenticate: DPoP … error="invalid_token"`.
-/// [`OAuthSession::request`] refreshes and retries once on such an answer.
-#[must_use]
-pub fn is_invalid_token(f: &Fetched) -> bool {
-    is_invalid_token_answer(f.status, &f.headers)
-}
-
-/// [`is_invalid_token`] from the status and headers alone (before the body is read).
-#[must_use]
-pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool {
-    status == StatusCode::UNAUTHORIZED
-        && headers
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.trim_start().starts_with("DPoP") && v.contains("error=\"invalid_token\""))
-}
-
-/// Whether `nsid` looks like an NSID (`com.example.fooBar`): three or more dot-separated
-/// segments of ASCII letters, digits and hyphens, at most 317 characters.
-///
-/// ```
-/// use atsession::oauth::oauth_session::is_nsid;
-///
-/// assert!(is_nsid("app.bsky.feed.getTimeline"));
-/// assert!(!is_nsid("getTimeline"));
-/// assert!(!is_nsid("app.bsky..getTimeline"));
-/// assert!(!is_nsid("app.bsky.feed/getTimeline"));
-/// ```
-#[must_use]
-pub fn is_nsid(nsid: &str) -> bool {
-    if nsid.len() > 317 {
-        return false;
-    }
-    // One pass: the length of the segment being read and how many were read before it.
-    let (mut segment, mut segments) = (0usize, 0usize);
-    for b in nsid.bytes() {
-        if b == b'.' {
-            if segment == 0 {
-                return false;
-            }
-            segments += 1;
-            segment = 0;
-        } else if b.is_ascii_alphanumeric() || b == b'-' {
-            segment += 1;
-            if segment > 63 {
-                return false;
-            }
-        } else {
-            return false;
-        }
-    }
-    segment > 0 && segments >= 2
 }
 
 impl<S> OAuthSession<S>
@@ -207,12 +152,12 @@ where
     }
 
     /// An authenticated call to the user's PDS, streamed both ways: the request body may be
-    /// a stream ([`PdsBody`](super::PdsBody)), and the answer is returned as soon as its
+    /// a stream ([`PdsBody`](crate::oauth::PdsBody)), and the answer is returned as soon as its
     /// status and headers arrived, its body to be read as a stream
     /// ([`PdsResponse::bytes_stream`]) or whole.
     ///
     /// The path and headers are checked before anything is sent, a refresh included (see
-    /// [`OAuthClient::pds_call`](super::OAuthClient::pds_call)). The tokens are refreshed
+    /// [`OAuthClient::pds_call`](crate::oauth::OAuthClient::pds_call)). The tokens are refreshed
     /// first when stale. On `401 invalid_token` the tokens are refreshed once and a body in
     /// memory is sent once more; a stream body is never sent twice:
     ///
@@ -364,7 +309,7 @@ where
         nsid: &str,
         params: &[(&str, &str)],
     ) -> Result<T, GrantError> {
-        if !is_nsid(nsid) {
+        if !crate::syntax::is_nsid(nsid) {
             return Err(GrantError::InvalidRequest("not an NSID"));
         }
         let mut path = format!("/xrpc/{nsid}");
@@ -419,7 +364,7 @@ where
         nsid: &str,
         input: &I,
     ) -> Result<T, GrantError> {
-        if !is_nsid(nsid) {
+        if !crate::syntax::is_nsid(nsid) {
             return Err(GrantError::InvalidRequest("not an NSID"));
         }
         let body = serde_json::to_vec(input).map_err(GrantError::InvalidResponse)?;
@@ -446,87 +391,4 @@ fn xrpc_answer<T: DeserializeOwned>(f: &Fetched) -> Result<T, GrantError> {
     }
     let body: &[u8] = if f.body.is_empty() { b"null" } else { &f.body };
     serde_json::from_slice(body).map_err(GrantError::InvalidResponse)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nsids() {
-        assert!(is_nsid("com.atproto.server.getSession"));
-        assert!(is_nsid("app.bsky.feed.get-x"));
-        assert!(!is_nsid("com.atproto"));
-        assert!(!is_nsid("com.atproto.server/../x"));
-        assert!(!is_nsid("com..atproto.x"));
-        assert!(!is_nsid("com.atproto.x?y=1"));
-        assert!(!is_nsid(".com.atproto.x"));
-        assert!(!is_nsid("com.atproto.x."));
-        assert!(!is_nsid(""));
-        assert!(!is_nsid("com.atproto.sérver"));
-        let segment = |n: usize| "a".repeat(n);
-        assert!(is_nsid(&format!("a.b.{}", segment(63))));
-        assert!(!is_nsid(&format!("a.b.{}", segment(64))));
-        let long = format!(
-            "{}.{}.{}.{}.{}",
-            segment(63),
-            segment(63),
-            segment(63),
-            segment(63),
-            segment(61)
-        );
-        assert_eq!(long.len(), 317);
-        assert!(is_nsid(&long));
-        assert!(!is_nsid(&format!("{long}a")));
-    }
-
-    /// The one-pass check agrees with the rule as written, on every string of up to six
-    /// characters over an alphabet that reaches each branch.
-    #[test]
-    fn nsid_check_matches_its_definition() {
-        fn by_definition(nsid: &str) -> bool {
-            nsid.len() <= 317
-                && nsid.split('.').count() >= 3
-                && nsid.split('.').all(|s| {
-                    !s.is_empty()
-                        && s.len() <= 63
-                        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
-        }
-        let alphabet = ['a', 'Z', '7', '-', '.', '/', '_'];
-        let mut strings = vec![String::new()];
-        for _ in 0..6 {
-            let longer: Vec<String> = strings
-                .iter()
-                .filter(|s| s.len() == strings.last().map_or(0, String::len))
-                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
-                .collect();
-            strings.extend(longer);
-        }
-        assert!(strings.len() > 100_000);
-        for s in &strings {
-            assert_eq!(is_nsid(s), by_definition(s), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn invalid_token_detection() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"DPoP algs="ES256", error="invalid_token""#),
-        );
-        let f = Fetched {
-            status: StatusCode::UNAUTHORIZED,
-            headers: headers.clone(),
-            body: vec![],
-        };
-        assert!(is_invalid_token(&f));
-        let f = Fetched {
-            status: StatusCode::FORBIDDEN,
-            headers,
-            body: vec![],
-        };
-        assert!(!is_invalid_token(&f));
-    }
 }

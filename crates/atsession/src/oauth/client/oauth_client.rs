@@ -10,28 +10,30 @@ use serde::Deserialize;
 use url::Url;
 
 use super::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
-use super::dpop::{self, DpopAlg, DpopKey, DpopNonces};
 use super::error::{CallbackError, ClientConfigError, OAuthError};
 use super::grant::Grant;
-use super::http::{
-    Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
-};
-use super::identity::{AtIdentifier, IdentityConfig, IdentityResolver};
-use super::jose::b64url;
-use super::keys::{Jwks, Keyset};
-use super::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata};
-use super::pds_headers::first_refused;
-use super::pds_path::pds_url;
-use super::pds_request::{PdsBody, PdsRequest};
-use super::pds_response::PdsResponse;
-use super::pkce::Pkce;
-use super::scope::ScopeSet;
 use super::server::Agent;
 use super::state::{AuthState, UpgradeTarget};
 use super::token::TokenSet;
 use super::upgrade::ScopeUpgrade;
 use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::crypto::at_rest::AtRestKeyring;
+use crate::oauth::discovery::identity::{AtIdentifier, IdentityConfig, IdentityResolver};
+use crate::oauth::discovery::keys::{Jwks, Keyset};
+use crate::oauth::discovery::metadata::{
+    AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata,
+};
+use crate::oauth::scope::form::ScopeSet;
+use crate::oauth::wire::dpop::{self, DpopAlg, DpopKey, DpopNonces, PROBE_PATH};
+use crate::oauth::wire::http::{
+    Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,
+};
+use crate::oauth::wire::jose::b64url;
+use crate::oauth::wire::pds_headers::first_refused;
+use crate::oauth::wire::pds_path::pds_url;
+use crate::oauth::wire::pds_request::{PdsBody, PdsRequest};
+use crate::oauth::wire::pds_response::PdsResponse;
+use crate::oauth::wire::pkce::Pkce;
 use crate::secret::{TokenHash, random_bytes};
 use crate::store::oauth::{GrantId, GrantStore, StateStore};
 use crate::syntax::Did;
@@ -601,12 +603,11 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         let input = input.trim();
         let (server, login_hint) = if input.starts_with("https://") || input.starts_with("http://")
         {
-            let url = super::http::parse_url(input, self.core.http.options.dev_mode).map_err(
-                |source| super::http::HttpError::Url {
-                    url: input.chars().take(200).collect(),
-                    source,
-                },
-            )?;
+            let url = crate::oauth::wire::http::parse_url(input, self.core.http.options.dev_mode)
+                .map_err(|source| crate::oauth::wire::http::HttpError::Url {
+                url: input.chars().take(200).collect(),
+                source,
+            })?;
             let server = self
                 .core
                 .servers
@@ -867,7 +868,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             return Err(OAuthError::WrongAuthorizationServer {
                 sub: sub.clone(),
                 expected: issuer.to_owned(),
-                found: super::metadata::truncate(&found),
+                found: crate::oauth::discovery::metadata::truncate(&found),
             });
         }
         Ok(pds)
@@ -1017,8 +1018,8 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// returned as soon as its headers arrived, its body read as a stream.
     ///
     /// Before anything is sent, the path must be `/xrpc/<nsid>` with at most one query
-    /// ([`pds_path`](super::pds_path)), and every header must be on the allow-list
-    /// ([`PDS_REQUEST_HEADERS`](super::pds_headers::PDS_REQUEST_HEADERS)); otherwise
+    /// ([`pds_path`](crate::oauth::wire::pds_path)), and every header must be on the allow-list
+    /// ([`PDS_REQUEST_HEADERS`](crate::oauth::wire::pds_headers::PDS_REQUEST_HEADERS)); otherwise
     /// [`HttpError::PdsPath`] or [`HttpError::Header`]. The URL is built on the grant's PDS
     /// and its origin checked, so the access token goes nowhere else. `Authorization` and
     /// `DPoP` are set here.
@@ -1027,8 +1028,8 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// body is sent once: if no nonce is cached for the PDS, one is fetched first with a
     /// `GET` of `com.atproto.server.getSession`; if the PDS still asks for a nonce, that
     /// `401` answer is returned (the new nonce is cached, and
-    /// [`OAuthSession::send`](super::OAuthSession::send) turns it into
-    /// [`GrantError::Retryable`](super::GrantError::Retryable)). No refresh: that is
+    /// [`OAuthSession::send`](crate::oauth::OAuthSession::send) turns it into
+    /// [`GrantError::Retryable`](crate::oauth::GrantError::Retryable)). No refresh: that is
     /// the session layer's job.
     pub async fn pds_call(
         &self,
@@ -1101,14 +1102,12 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             pds: &pds,
         };
         Ok(call.learn_nonce().await?.is_some_and(|answer| {
-            super::oauth_session::is_invalid_token_answer(answer.status(), answer.headers())
+            crate::oauth::wire::dpop::is_invalid_token_answer(answer.status(), answer.headers())
         }))
     }
 }
 
 /// The cheap authenticated call that learns a PDS's DPoP nonce.
-pub(crate) const PROBE_PATH: &str = "/xrpc/com.atproto.server.getSession";
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@
 
 use serde_json::Value;
 
-use super::scope::{
+use super::form::{
     Audience, RepoAction, RepoActions, Scope, ScopeSet, is_did_service_ref, is_nsid,
 };
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::cache::TtlCache;
-use super::http::{Http, HttpError, UrlError, check_url, display_url};
+use crate::oauth::wire::cache::TtlCache;
+use crate::oauth::wire::http::{Http, HttpError, UrlError, check_url, display_url};
 
 /// A PDS's protected-resource metadata (`/.well-known/oauth-protected-resource`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,7 +230,9 @@ impl AuthorizationServerMetadata {
         let Some(par) = &self.pushed_authorization_request_endpoint else {
             return Err(MetadataError::Unsupported("no PAR endpoint"));
         };
-        if super::dpop::DpopAlg::choose(&self.dpop_signing_alg_values_supported).is_none() {
+        if crate::oauth::wire::dpop::DpopAlg::choose(&self.dpop_signing_alg_values_supported)
+            .is_none()
+        {
             return Err(MetadataError::Unsupported(
                 "DPoP with ES256K or ES256 is not supported",
             ));

@@ -6,15 +6,15 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::client_metadata::ClientAuth;
-use super::dpop::DpopKey;
 use super::error::OAuthError;
-use super::jose::Jwk;
 use super::token::{TokenSet, TokenSetRecord};
 use crate::crypto::at_rest::AtRestKeyring;
+use crate::oauth::wire::dpop::DpopKey;
+use crate::oauth::wire::jose::Jwk;
 use crate::store::oauth::{GrantId, StoredGrant};
 
 /// One grant: its token set, its DPoP key and how its client authenticates. This is what
-/// [`OAuthClient::callback`](super::client::OAuthClient::callback) stores, sealed, under
+/// [`OAuthClient::callback`](super::oauth_client::OAuthClient::callback) stores, sealed, under
 /// the grant id.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -98,6 +98,20 @@ impl Grant {
             created_at: grant.created_at,
         })
     }
+}
+
+/// The lock key of a grant's refresh.
+///
+/// ```
+/// use atsession::oauth::refresh_lock_key;
+/// use atsession::store::oauth::GrantId;
+///
+/// let id = GrantId::parse("grant-0123456789abcdef").unwrap();
+/// assert_eq!(refresh_lock_key(&id), "atsession:oauth-refresh:grant-0123456789abcdef");
+/// ```
+#[must_use]
+pub fn refresh_lock_key(grant: &GrantId) -> String {
+    format!("atsession:oauth-refresh:{grant}")
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `..` segments (also percent-encoded) could reach other routes of the server. A path given
 //! to a PDS call is therefore accepted only in one form:
 //!
-//! - `/xrpc/<nsid>`, where `<nsid>` is an [NSID](super::oauth_session::is_nsid): dot-separated
+//! - `/xrpc/<nsid>`, where `<nsid>` is an [NSID](crate::syntax::is_nsid): dot-separated
 //!   ASCII letters, digits and hyphens (so no `.`/`..` segments, no `//`, no `@`, no
 //!   percent-encoded `/`, `\` or `.`, no backslash);
 //! - then at most one `?` and a query of URL characters (unreserved, `%XX` escapes,
@@ -29,7 +29,7 @@
 
 use url::Url;
 
-use super::oauth_session::is_nsid;
+use crate::syntax::is_nsid;
 
 /// Why a PDS call's path was refused. Nothing was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -43,7 +43,7 @@ pub(crate) type BoxStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> +
 /// the refresh-and-retry on `invalid_token` do so). A `Stream` is sent once: the session
 /// layer makes sure a DPoP nonce is known and the tokens are fresh before sending it, and
 /// if the server still refuses it the call ends with
-/// [`GrantError::Retryable`](super::GrantError::Retryable), never a partial resend.
+/// [`GrantError::Retryable`](crate::oauth::GrantError::Retryable), never a partial resend.
 #[derive(Default)]
 pub enum PdsBody {
     /// No body.

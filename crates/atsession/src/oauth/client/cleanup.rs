@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use super::client::OAuthClient;
 use super::error::OAuthError;
+use super::oauth_client::OAuthClient;
 use crate::app::CleanupTask;
 use crate::store::oauth::{GrantStore, StateStore};
 

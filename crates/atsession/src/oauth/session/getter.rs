@@ -124,13 +124,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use super::client::OAuthClient;
-use super::error::OAuthError;
 use super::events::{DeleteCause, SessionEvent, TokenSetInfo};
-use super::grant::Grant;
 use super::oauth_session::OAuthSession;
 use crate::clock::truncate_ms;
 use crate::lock::{Lock, LockError};
+use crate::oauth::client::error::OAuthError;
+use crate::oauth::client::grant::{Grant, refresh_lock_key};
+use crate::oauth::client::oauth_client::OAuthClient;
 use crate::store::Cas;
 use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 
@@ -391,20 +391,6 @@ impl<S> fmt::Debug for SessionGetter<S> {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-/// The lock key of a grant's refresh.
-///
-/// ```
-/// use atsession::oauth::getter::refresh_lock_key;
-/// use atsession::store::oauth::GrantId;
-///
-/// let id = GrantId::parse("grant-0123456789abcdef").unwrap();
-/// assert_eq!(refresh_lock_key(&id), "atsession:oauth-refresh:grant-0123456789abcdef");
-/// ```
-#[must_use]
-pub fn refresh_lock_key(grant: &GrantId) -> String {
-    format!("atsession:oauth-refresh:{grant}")
 }
 
 /// What can be told about a session's token set, without its secrets.

@@ -7,7 +7,7 @@
 //!   derives the metadata from the `client_id`.
 //! - a **confidential** web client: its `client_id` is the `https` URL of the metadata
 //!   document it publishes ([`ClientMetadata::confidential`]), and it authenticates with
-//!   `private_key_jwt` using the keys of its [`Keyset`](super::keys::Keyset).
+//!   `private_key_jwt` using the keys of its [`Keyset`](crate::oauth::discovery::keys::Keyset).
 //!
 //! ```
 //! use atsession::oauth::client_metadata::ClientMetadata;
@@ -22,9 +22,9 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::keys::Jwks;
-use super::metadata::AuthMethodKind;
-use super::scope::{Scope, ScopeError, ScopeSet};
+use crate::oauth::discovery::keys::Jwks;
+use crate::oauth::discovery::metadata::AuthMethodKind;
+use crate::oauth::scope::form::{Scope, ScopeError, ScopeSet};
 
 /// A client metadata document (the fields atproto uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +166,7 @@ impl ClientMetadata {
 
     /// A confidential web client authenticating with `private_key_jwt`. `client_id` is the
     /// `https` URL where [`serde_json::to_string`] of the result is served; pass the public
-    /// keys inline (`jwks`, from [`Keyset::public_jwks`](super::keys::Keyset::public_jwks))
+    /// keys inline (`jwks`, from [`Keyset::public_jwks`](crate::oauth::discovery::keys::Keyset::public_jwks))
     /// or set [`jwks_uri`](Self::jwks_uri) afterwards.
     pub fn confidential(
         client_id: &str,

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::jose::{EcKey, JoseError, Jwk};
+use crate::oauth::wire::jose::{EcKey, JoseError, Jwk};
 
 /// A JSON Web Key Set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

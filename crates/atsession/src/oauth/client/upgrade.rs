@@ -15,7 +15,7 @@
 //!      meanwhile), and the old tokens are revoked at the server. A grant signed out
 //!      meanwhile is not brought back: the new tokens are revoked.
 //! 3. [`SessionGetter::callback`] sends [`SessionEvent::Updated`] whose
-//!    [`previous_scope`](super::TokenSetInfo::previous_scope) says the scope changed. The
+//!    [`previous_scope`](crate::oauth::TokenSetInfo::previous_scope) says the scope changed. The
 //!    getter's opened-session cache sees the new row (its sealed bytes differ) on the next
 //!    read.
 //!
@@ -40,17 +40,15 @@
 
 use url::Url;
 
-use super::client::{AuthorizeOptions, Callback, CallbackParams, OAuthClient, PendingRequest};
 use super::client_metadata::ClientAuth;
-use super::dpop::DpopKey;
 use super::error::{CallbackError, OAuthError};
-use super::events::SessionEvent;
-use super::getter::{SessionGetter, token_info};
 use super::grant::Grant;
+use super::oauth_client::{AuthorizeOptions, OAuthClient, PendingRequest};
 use super::server::Agent;
 use super::state::UpgradeTarget;
 use super::token::TokenSet;
 use crate::clock::truncate_ms;
+use crate::oauth::wire::dpop::DpopKey;
 use crate::store::Cas;
 use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
@@ -111,7 +109,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         add: &str,
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
-        super::client::check_app_state(options.app_state.as_deref())?;
+        super::oauth_client::check_app_state(options.app_state.as_deref())?;
         let data = self
             .grant(grant_id)
             .await?
@@ -234,39 +232,5 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         }
         revoke_new().await;
         Err(OAuthError::UpgradeConflict(target.grant_id.clone()))
-    }
-}
-
-impl<S> SessionGetter<S>
-where
-    S: StateStore + GrantStore + Clone,
-{
-    /// [`OAuthClient::callback`], and for a scope upgrade, a [`SessionEvent::Updated`]
-    /// whose [`previous_scope`](super::TokenSetInfo::previous_scope) is the scope before
-    /// (when it changed).
-    ///
-    /// ```
-    /// # include!("../../doc/getter_setup.rs");
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use atsession::oauth::{CallbackError, CallbackParams, OAuthError};
-    ///
-    /// let (getter, _) = demo_getter().await;
-    /// let params = CallbackParams::from_query("state=unknown&iss=x&code=c").unwrap();
-    /// assert!(matches!(
-    ///     getter.callback(&params).await,
-    ///     Err(OAuthError::Callback(CallbackError::UnknownState))
-    /// ));
-    /// # }
-    /// ```
-    pub async fn callback(&self, params: &CallbackParams) -> Result<Callback, OAuthError> {
-        let done = self.client().callback(params).await?;
-        if let Some(up) = &done.upgrade {
-            let mut info = token_info(&done.grant, up.version);
-            if info.scope != up.previous_scope {
-                info.previous_scope = Some(up.previous_scope.clone());
-            }
-            self.emit(SessionEvent::Updated(info));
-        }
-        Ok(done)
     }
 }

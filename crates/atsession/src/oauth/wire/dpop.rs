@@ -35,6 +35,9 @@ use super::pds_response::PdsResponse;
 use crate::clock::Clock;
 use crate::secret::random_bytes;
 
+/// The path a PDS is probed with to learn its DPoP nonce (a cheap authenticated query).
+pub(crate) const PROBE_PATH: &str = "/xrpc/com.atproto.server.getSession";
+
 /// The signature algorithm of a DPoP key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -319,6 +322,25 @@ pub fn resource_asks_nonce(status: StatusCode, headers: &HeaderMap) -> bool {
             .any(|v| v.trim_start().starts_with("DPoP") && v.contains("error=\"use_dpop_nonce\""))
 }
 
+/// Whether a PDS answer says the access token is not (or no longer) good:
+/// `401` with `WWW-Authenticate: DPoP … error="invalid_token"`.
+/// [`OAuthSession::request`](crate::oauth::OAuthSession::request) refreshes and retries once on such an answer.
+#[must_use]
+pub fn is_invalid_token(f: &Fetched) -> bool {
+    is_invalid_token_answer(f.status, &f.headers)
+}
+
+/// [`is_invalid_token`] from the status and headers alone (before the body is read).
+#[must_use]
+pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        && headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.trim_start().starts_with("DPoP") && v.contains("error=\"invalid_token\""))
+}
+
 /// Whether a response asks for a (new) nonce.
 #[must_use]
 pub fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched: &Fetched) -> bool {
@@ -433,8 +455,7 @@ impl ResourceCall<'_> {
         if self.nonces.get(self.url).is_some() {
             return Ok(None);
         }
-        let url = super::pds_path::pds_url(self.pds, super::client::PROBE_PATH)
-            .map_err(HttpError::PdsPath)?;
+        let url = super::pds_path::pds_url(self.pds, PROBE_PATH).map_err(HttpError::PdsPath)?;
         let probe = self.request(&url, Method::GET, None)?;
         let answer = self.http.send(&url, probe, PdsBody::Empty).await?;
         if let Some(n) = nonce_of(answer.headers()) {
@@ -511,7 +532,7 @@ impl ResourceCall<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::jose::decode_jwt;
+    use crate::oauth::wire::jose::decode_jwt;
 
     /// Checks a proof's signature with the key its header carries, as a server does.
     fn verify_with_header_jwk(proof: &str) {
@@ -729,5 +750,28 @@ mod tests {
         assert!(!is_use_dpop_nonce(rs, f.status, &f));
         let f = fetched(401, Some(r#"Bearer error="use_dpop_nonce""#), "");
         assert!(!is_use_dpop_nonce(rs, f.status, &f));
+    }
+
+    #[test]
+    fn invalid_token_detection() {
+        use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"DPoP algs="ES256", error="invalid_token""#),
+        );
+        let f = Fetched {
+            status: StatusCode::UNAUTHORIZED,
+            headers: headers.clone(),
+            body: vec![],
+        };
+        assert!(is_invalid_token(&f));
+        let f = Fetched {
+            status: StatusCode::FORBIDDEN,
+            headers,
+            body: vec![],
+        };
+        assert!(!is_invalid_token(&f));
     }
 }

@@ -4,14 +4,14 @@
 use reqwest::header::CONTENT_TYPE;
 use url::Url;
 
-use super::client::Core;
 use super::client_metadata::ClientAuth;
-use super::dpop::{self, DpopKey, DpopTarget};
 use super::error::OAuthError;
-use super::http::Fetched;
-use super::jose::{JoseError, random_id};
-use super::metadata::{AuthorizationServer, truncate};
+use super::oauth_client::Core;
 use super::token::{TokenResponse, parse_token_response};
+use crate::oauth::discovery::metadata::{AuthorizationServer, truncate};
+use crate::oauth::wire::dpop::{self, DpopKey, DpopTarget};
+use crate::oauth::wire::http::Fetched;
+use crate::oauth::wire::jose::{JoseError, random_id};
 
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A client assertion's lifetime.

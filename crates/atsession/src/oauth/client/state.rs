@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 
 use super::client_metadata::ClientAuth;
 use super::error::OAuthError;
-use super::jose::Jwk;
 use crate::crypto::at_rest::AtRestKeyring;
+use crate::oauth::wire::jose::Jwk;
 use crate::secret::TokenHash;
 use crate::store::oauth::{GrantId, StoredAuthState};
 use crate::syntax::Did;

@@ -2,15 +2,15 @@
 //! code verifier. Strings that come from a server are cut to 200 characters.
 
 use super::client_metadata::ClientMetadataError;
-use super::dpop::DpopError;
-use super::http::HttpError;
-use super::identity::IdentityError;
-use super::jose::JoseError;
-use super::keys::KeysetError;
-use super::metadata::MetadataError;
-use super::scope::ScopeError;
 use super::token::TokenResponseError;
 use crate::crypto::at_rest::AtRestError;
+use crate::oauth::discovery::identity::IdentityError;
+use crate::oauth::discovery::keys::KeysetError;
+use crate::oauth::discovery::metadata::MetadataError;
+use crate::oauth::scope::form::ScopeError;
+use crate::oauth::wire::dpop::DpopError;
+use crate::oauth::wire::http::HttpError;
+use crate::oauth::wire::jose::JoseError;
 use crate::store::StoreError;
 use crate::store::oauth::GrantId;
 use crate::syntax::Did;
@@ -23,10 +23,10 @@ pub enum OAuthError {
     #[error("the login input is not a handle, a DID or a service URL")]
     InvalidInput,
     /// The app state given to `authorize` is longer than
-    /// [`MAX_APP_STATE_LEN`](super::client::MAX_APP_STATE_LEN). Nothing was stored.
+    /// [`MAX_APP_STATE_LEN`](super::oauth_client::MAX_APP_STATE_LEN). Nothing was stored.
     #[error(
         "the app state is {len} bytes, more than the {} allowed",
-        super::client::MAX_APP_STATE_LEN
+        super::oauth_client::MAX_APP_STATE_LEN
     )]
     AppStateTooLong {
         /// Its length.

@@ -18,8 +18,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::cache::TtlCache;
-use super::http::{Http, HttpError, UrlError, display_url, parse_url};
+use crate::oauth::wire::cache::TtlCache;
+use crate::oauth::wire::http::{Http, HttpError, UrlError, display_url, parse_url};
 use crate::syntax::{Did, Handle};
 
 /// The public PLC directory.

@@ -37,8 +37,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::getter::refresh_lock_key;
-use super::grant::row_key;
+use super::grant::{refresh_lock_key, row_key};
 use crate::crypto::at_rest::{AtRestError, AtRestKeyring};
 use crate::lock::{Lock, LockError};
 use crate::store::oauth::{GrantId, GrantStore};
@@ -205,7 +204,7 @@ pub async fn open_grants<S: GrantStore>(
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct ResealOptions {
-    /// The lock the app's [`SessionGetter`](super::SessionGetter) refreshes under: each grant
+    /// The lock the app's [`SessionGetter`](crate::oauth::SessionGetter) refreshes under: each grant
     /// is re-sealed under its refresh lock, so that a refresh in flight elsewhere finishes
     /// first. Without it, a refresh that reads a grant before the re-seal and saves after
     /// loses its compare-and-swap and keeps the re-sealed (older) tokens.
