@@ -31,10 +31,10 @@
 use std::sync::Arc;
 
 use atsession::axum::{AtprotoAuth, AuthRejection, Session};
-use atsession::syntax::is_nsid;
 use atsession::oauth::pds_headers::forwardable;
 use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
 use atsession::oauth::{GrantError, OAuthError, PdsBody, PdsRequest, PdsResponse, Refresh};
+use atsession::syntax::is_nsid;
 use axum::body::Body;
 use axum::extract::{FromRef, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
