@@ -87,7 +87,7 @@ mod wire;
 
 pub use client::{client_metadata, error, grant, key_rotation, token, upgrade};
 pub use discovery::{identity, keys, metadata};
-pub use scope::permission_set;
+
 pub use session::{events, getter, oauth_session};
 pub use wire::{dpop, http, jose, pds_headers, pds_path, pds_request, pds_response, pkce};
 
@@ -109,7 +109,7 @@ pub use http::PdsOptions;
 pub use oauth_session::OAuthSession;
 pub use pds_request::{PdsBody, PdsRequest};
 pub use pds_response::PdsResponse;
-pub use permission_set::PermissionSet;
-pub use scope::form::{Scope, ScopeError, ScopeMissing, ScopeSet};
+pub use scope::PermissionSet;
+pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
 pub use token::TokenSet;
 pub use upgrade::ScopeUpgrade;

@@ -24,7 +24,7 @@ use url::Url;
 
 use crate::oauth::discovery::keys::Jwks;
 use crate::oauth::discovery::metadata::AuthMethodKind;
-use crate::oauth::scope::form::{Scope, ScopeError, ScopeSet};
+use crate::oauth::scope::{Scope, ScopeError, ScopeSet};
 
 /// A client metadata document (the fields atproto uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use crate::crypto::at_rest::AtRestError;
 use crate::oauth::discovery::identity::IdentityError;
 use crate::oauth::discovery::keys::KeysetError;
 use crate::oauth::discovery::metadata::MetadataError;
-use crate::oauth::scope::form::ScopeError;
+use crate::oauth::scope::ScopeError;
 use crate::oauth::wire::dpop::DpopError;
 use crate::oauth::wire::http::HttpError;
 use crate::oauth::wire::jose::JoseError;

@@ -23,7 +23,7 @@ use crate::oauth::discovery::keys::{Jwks, Keyset};
 use crate::oauth::discovery::metadata::{
     AuthMethodKind, AuthorizationServer, MetadataResolver, ServiceMetadata,
 };
-use crate::oauth::scope::form::ScopeSet;
+use crate::oauth::scope::ScopeSet;
 use crate::oauth::wire::dpop::{self, DpopAlg, DpopKey, DpopNonces, PROBE_PATH};
 use crate::oauth::wire::http::{
     Fetched, Http, HttpError, HttpOptions, PdsHttp, PdsOptions, build_client, build_pds_client,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::oauth::scope::form::{ScopeError, ScopeSet};
+use crate::oauth::scope::{ScopeError, ScopeSet};
 use crate::secret::SecretString;
 use crate::syntax::Did;
 

@@ -12,7 +12,7 @@
 //! both); no unknown fields.
 //!
 //! ```
-//! use atsession::oauth::permission_set::{PermissionSet, PermissionSetError};
+//! use atsession::oauth::scope::{PermissionSet, PermissionSetError};
 //! use serde_json::json;
 //!
 //! let doc = json!({
@@ -45,9 +45,11 @@
 
 use serde_json::Value;
 
-use super::form::{
-    Audience, RepoAction, RepoActions, Scope, ScopeSet, is_did_service_ref, is_nsid,
-};
+use super::form::Scope;
+use super::grammar::is_did_service_ref;
+use super::params::{Audience, RepoAction, RepoActions};
+use super::set::ScopeSet;
+use crate::syntax::is_nsid;
 
 /// Why a permission-set definition was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,7 +151,7 @@ pub struct PermissionSet {
 /// `app.example.feed.x.y`, not `app.example.actor.profile`.
 ///
 /// ```
-/// use atsession::oauth::permission_set::in_namespace;
+/// use atsession::oauth::scope::in_namespace;
 ///
 /// assert!(in_namespace("app.example.feed.authX", "app.example.feed.post"));
 /// assert!(in_namespace("app.example.authFull", "app.example.feed.post"));
@@ -293,7 +295,7 @@ impl PermissionSet {
     /// Checks the `permission-set` definition `def` of the lexicon `nsid`.
     ///
     /// ```
-    /// use atsession::oauth::permission_set::{PermissionError, PermissionSet, PermissionSetError};
+    /// use atsession::oauth::scope::{PermissionError, PermissionSet, PermissionSetError};
     /// use serde_json::json;
     ///
     /// let def = json!({"type": "permission-set", "permissions": [

@@ -3,7 +3,7 @@
 
 use super::getter::{GrantError, Refresh};
 use super::oauth_session::OAuthSession;
-use crate::oauth::scope::form::{ScopeSet, precheck_xrpc};
+use crate::oauth::scope::{ScopeSet, precheck_xrpc};
 use crate::store::oauth::{GrantStore, StateStore};
 
 impl<S> OAuthSession<S>

@@ -47,11 +47,9 @@ pub(crate) fn xrpc_error(status: u16, body: &[u8]) -> GrantError {
             .map(truncate)
     };
     let raw = |k: &str| body.as_ref().and_then(|b| b.get(k)?.as_str());
-    if let Some(scope) = crate::oauth::scope::form::scope_missing(
-        status,
-        raw("error").unwrap_or_default(),
-        raw("message"),
-    ) {
+    if let Some(scope) =
+        crate::oauth::scope::scope_missing(status, raw("error").unwrap_or_default(), raw("message"))
+    {
         return GrantError::ScopeMissing {
             scope,
             message: field("message"),
