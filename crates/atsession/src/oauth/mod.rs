@@ -96,7 +96,7 @@ pub use reqwest;
 /// The URL crate of this API's URLs.
 pub use url::{self, Url};
 
-pub use client::oauth_client::{
+pub use client::{
     AuthorizeOptions, Callback, CallbackParams, DEFAULT_STATE_TTL, MAX_APP_STATE_LEN, OAuthClient,
     OAuthClientConfig, Prompt,
 };

@@ -23,10 +23,10 @@ pub enum OAuthError {
     #[error("the login input is not a handle, a DID or a service URL")]
     InvalidInput,
     /// The app state given to `authorize` is longer than
-    /// [`MAX_APP_STATE_LEN`](super::oauth_client::MAX_APP_STATE_LEN). Nothing was stored.
+    /// [`MAX_APP_STATE_LEN`](super::authorize::MAX_APP_STATE_LEN). Nothing was stored.
     #[error(
         "the app state is {len} bytes, more than the {} allowed",
-        super::oauth_client::MAX_APP_STATE_LEN
+        super::authorize::MAX_APP_STATE_LEN
     )]
     AppStateTooLong {
         /// Its length.

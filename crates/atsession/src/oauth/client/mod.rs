@@ -6,13 +6,23 @@
 //! This layer imports [`wire`](super::wire), [`discovery`](super::discovery) and
 //! [`scope`](super::scope), never [`session`](super::session).
 
+mod authorize;
+mod callback;
 mod cleanup;
 pub mod client_metadata;
+mod config;
 pub mod error;
 pub mod grant;
 pub mod key_rotation;
 pub mod oauth_client;
+mod pds;
 pub(crate) mod server;
 pub(crate) mod state;
 pub mod token;
+mod tokens;
 pub mod upgrade;
+
+pub use authorize::{AuthorizeOptions, MAX_APP_STATE_LEN, Prompt};
+pub use callback::{Callback, CallbackParams};
+pub use config::{DEFAULT_STATE_TTL, OAuthClientConfig};
+pub use oauth_client::OAuthClient;

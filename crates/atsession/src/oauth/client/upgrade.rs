@@ -40,10 +40,11 @@
 
 use url::Url;
 
+use super::authorize::{AuthorizeOptions, PendingRequest, check_app_state};
 use super::client_metadata::ClientAuth;
 use super::error::{CallbackError, OAuthError};
 use super::grant::Grant;
-use super::oauth_client::{AuthorizeOptions, OAuthClient, PendingRequest};
+use super::oauth_client::OAuthClient;
 use super::server::Agent;
 use super::state::UpgradeTarget;
 use super::token::TokenSet;
@@ -109,7 +110,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
         add: &str,
         options: AuthorizeOptions,
     ) -> Result<Url, OAuthError> {
-        super::oauth_client::check_app_state(options.app_state.as_deref())?;
+        check_app_state(options.app_state.as_deref())?;
         let data = self
             .grant(grant_id)
             .await?

@@ -4,7 +4,7 @@
 use super::events::SessionEvent;
 use super::getter::{SessionGetter, token_info};
 use crate::oauth::client::error::OAuthError;
-use crate::oauth::client::oauth_client::{Callback, CallbackParams};
+use crate::oauth::client::{Callback, CallbackParams};
 use crate::store::oauth::{GrantStore, StateStore};
 
 impl<S> SessionGetter<S>

@@ -128,9 +128,9 @@ use super::events::{DeleteCause, SessionEvent, TokenSetInfo};
 use super::oauth_session::OAuthSession;
 use crate::clock::truncate_ms;
 use crate::lock::{Lock, LockError};
+use crate::oauth::client::OAuthClient;
 use crate::oauth::client::error::OAuthError;
 use crate::oauth::client::grant::{Grant, refresh_lock_key};
-use crate::oauth::client::oauth_client::OAuthClient;
 use crate::store::Cas;
 use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 

@@ -23,7 +23,7 @@ use crate::store::oauth::{GrantId, GrantStore, StateStore, StoredGrant};
 /// One grant, seen through a [`SessionGetter`]. Cheap to clone.
 ///
 /// Made by [`SessionGetter::session`] from the grant id that
-/// [`OAuthClient::callback`](crate::oauth::client::oauth_client::OAuthClient::callback) returned (an app keeps it
+/// [`OAuthClient::callback`](crate::oauth::OAuthClient::callback) returned (an app keeps it
 /// in its own session, e.g. in [`StoredSession::data`](crate::app::StoredSession::data)).
 pub struct OAuthSession<S> {
     getter: SessionGetter<S>,
