@@ -17,7 +17,7 @@ use std::time::Duration;
 use atsession::clock::{Clock, ManualClock, truncate_ms};
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, LockError, MemoryLock};
-use atsession::oauth::dpop::DpopKey;
+use atsession::oauth::DpopKey;
 use atsession::oauth::{
     ClientAuth, ClientMetadata, DeleteCause, GetterConfig, Grant, GrantError, OAuthClient,
     OAuthClientConfig, Refresh, SessionEvent, SessionGetter, TokenSet,

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, ScopeSet, Url,
 };
+use atsession::oauth::{DEFAULT_PLC_URL, HandleResolver, IdentityConfig};
 use atsession::store::AnyStore;
 use atsession::syntax::Did;
 use clap::Args;
@@ -330,7 +330,7 @@ impl Created {
 
 /// Names `--dev` when an `http://` or non-public address was refused.
 pub(crate) fn explain_http(e: atsession::oauth::OAuthError) -> CliError {
-    use atsession::oauth::http::UrlError;
+    use atsession::oauth::UrlError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         if matches!(

@@ -46,12 +46,12 @@ use std::time::Duration;
 
 use atsession::app::{CookieConfig, SessionConfig, SessionId, SessionManager};
 use atsession::axum::{AtprotoAuth, Session, SessionRejection, WebConfig};
-use atsession::oauth::identity::DEFAULT_PLC_URL;
-use atsession::oauth::keys::{Jwks, Keyset};
+use atsession::oauth::DEFAULT_PLC_URL;
 use atsession::oauth::{
     ClientMetadata, GetterConfig, GrantError, OAuthClient, OAuthClientConfig, Refresh,
     SessionGetter, Url,
 };
+use atsession::oauth::{Jwks, Keyset};
 use atsession::store::{AnyStore, SessionStore};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

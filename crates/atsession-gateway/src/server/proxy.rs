@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use atsession::axum::{AtprotoAuth, AuthRejection, Session};
-use atsession::oauth::pds_headers::forwardable;
+use atsession::oauth::forwardable_headers as forwardable;
 use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
 use atsession::oauth::{GrantError, OAuthError, PdsBody, PdsRequest, PdsResponse, Refresh};
 use atsession::syntax::is_nsid;
@@ -366,8 +366,7 @@ fn failure(proxy: &Proxy, e: &GrantError) -> Response {
         }
         GrantError::InvalidRequest(_)
         | GrantError::OAuth(OAuthError::Http(
-            atsession::oauth::http::HttpError::PdsPath(_)
-            | atsession::oauth::http::HttpError::Header { .. },
+            atsession::oauth::HttpError::PdsPath(_) | atsession::oauth::HttpError::Header { .. },
         )) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string()),
         GrantError::OAuth(OAuthError::Http(_)) => {
             tracing::warn!(error = %describe(e), "the PDS call failed");

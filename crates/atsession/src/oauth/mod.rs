@@ -85,31 +85,47 @@ pub mod scope;
 mod session;
 mod wire;
 
-pub use client::{client_metadata, error, grant, key_rotation, token, upgrade};
-pub use discovery::{identity, keys, metadata};
-
-pub use session::{events, getter, oauth_session};
-pub use wire::{dpop, http, jose, pds_headers, pds_path, pds_request, pds_response, pkce};
-
 /// The HTTP client crate the OAuth client is built on (for [`OAuthClientConfig::http_client`]).
 pub use reqwest;
 /// The URL crate of this API's URLs.
 pub use url::{self, Url};
 
-pub use client::{
-    AuthorizeOptions, Callback, CallbackParams, DEFAULT_STATE_TTL, MAX_APP_STATE_LEN, OAuthClient,
-    OAuthClientConfig, Prompt,
+// The client: configuration, login, grants, and its errors.
+pub use client::client_metadata::{
+    ClientAuth, ClientMetadata, ClientMetadataError, first_undeclared,
 };
-pub use client_metadata::{ClientAuth, ClientMetadata};
-pub use error::{CallbackError, ClientConfigError, OAuthError};
-pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
-pub use getter::{GetterConfig, GrantError, Refresh, RetryReason, SessionGetter};
-pub use grant::{Grant, refresh_lock_key};
-pub use http::PdsOptions;
-pub use oauth_session::OAuthSession;
-pub use pds_request::{PdsBody, PdsRequest};
-pub use pds_response::PdsResponse;
-pub use scope::PermissionSet;
-pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
-pub use token::TokenSet;
-pub use upgrade::ScopeUpgrade;
+pub use client::error::{CallbackError, ClientConfigError, OAuthError};
+pub use client::grant::{Grant, refresh_lock_key};
+pub use client::key_rotation;
+pub use client::token::{TokenResponseError, TokenSet};
+pub use client::upgrade::{ScopeUpgrade, upgrade_scope};
+pub use client::{
+    AuthorizeOptions, Callback, CallbackParams, DEFAULT_METADATA_TTL, DEFAULT_STATE_TTL,
+    MAX_APP_STATE_LEN, OAuthClient, OAuthClientConfig, Prompt,
+};
+// The session layer: the getter, the session handle, events.
+pub use session::events::{DeleteCause, SessionEvent, TokenSetInfo};
+pub use session::getter::{
+    GetterConfig, GrantError, Refresh, RetryReason, SessionGetter, token_info,
+};
+pub use session::oauth_session::OAuthSession;
+// Discovery: identities, server metadata, the client's keys.
+pub use discovery::identity::{
+    AtIdentifier, DEFAULT_PLC_URL, DidDocument, DidService, HandleResolver, IdentityConfig,
+    IdentityError, IdentityResolver, MAX_CACHE_TTL, ResolvedIdentity,
+};
+pub use discovery::keys::{Jwks, Keyset, KeysetError};
+pub use discovery::metadata::{AuthMethodKind, MetadataError};
+// The wire: HTTP limits, DPoP, JOSE keys, and the PDS call.
+pub use wire::dpop::{DpopAlg, DpopError, DpopKey, ath, htu};
+pub use wire::http::{
+    DEFAULT_MAX_BODY, DEFAULT_PDS_CONNECT_TIMEOUT, DEFAULT_PDS_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
+    HttpError, HttpOptions, PdsOptions, UrlError, build_client, check_url,
+};
+pub use wire::jose::{EcKey, JoseError, Jwk, Secp256k1Key};
+pub use wire::pds_headers::{PDS_REQUEST_HEADERS, forwardable_headers, is_forwardable};
+pub use wire::pds_path::{PdsPathError, check_path};
+pub use wire::pds_request::{BodyStream, BoxError, PdsBody, PdsRequest};
+pub use wire::pds_response::PdsResponse;
+// The permission scopes an app meets most (the rest is in [`scope`]).
+pub use scope::{PermissionSet, Scope, ScopeError, ScopeMissing, ScopeSet};

@@ -10,7 +10,7 @@
 //!   `private_key_jwt` using the keys of its [`Keyset`](crate::oauth::discovery::keys::Keyset).
 //!
 //! ```
-//! use atsession::oauth::client_metadata::ClientMetadata;
+//! use atsession::oauth::ClientMetadata;
 //!
 //! let m = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto").unwrap();
 //! assert_eq!(
@@ -104,7 +104,7 @@ fn check_scope(scope: &str) -> Result<(), ClientMetadataError> {
 /// as the authorization server compares them.
 ///
 /// ```
-/// use atsession::oauth::client_metadata::first_undeclared;
+/// use atsession::oauth::first_undeclared;
 ///
 /// let declared = "atproto repo:com.example.note?action=create repo:app.bsky.feed.post";
 /// assert_eq!(first_undeclared("atproto repo:app.bsky.feed.post", declared), None);

@@ -106,7 +106,7 @@ impl OAuthClientConfig {
     /// ```
     /// use std::time::Duration;
     /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-    /// use atsession::oauth::http::PdsOptions;
+    /// use atsession::oauth::PdsOptions;
     /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -145,7 +145,7 @@ impl OAuthClientConfig {
     ///
     /// ```
     /// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-    /// use atsession::oauth::dpop::DpopAlg;
+    /// use atsession::oauth::DpopAlg;
     /// use atsession::oauth::{ClientMetadata, OAuthClientConfig};
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

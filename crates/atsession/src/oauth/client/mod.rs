@@ -9,20 +9,20 @@
 mod authorize;
 mod callback;
 mod cleanup;
-pub mod client_metadata;
+pub(crate) mod client_metadata;
 mod config;
-pub mod error;
-pub mod grant;
+pub(crate) mod error;
+pub(crate) mod grant;
 pub mod key_rotation;
-pub mod oauth_client;
+pub(crate) mod oauth_client;
 mod pds;
 pub(crate) mod server;
 pub(crate) mod state;
-pub mod token;
+pub(crate) mod token;
 mod tokens;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 pub use authorize::{AuthorizeOptions, MAX_APP_STATE_LEN, Prompt};
 pub use callback::{Callback, CallbackParams};
-pub use config::{DEFAULT_STATE_TTL, OAuthClientConfig};
+pub use config::{DEFAULT_METADATA_TTL, DEFAULT_STATE_TTL, OAuthClientConfig};
 pub use oauth_client::OAuthClient;

@@ -70,7 +70,7 @@ pub struct ScopeUpgrade {
 /// `add`, each once, in that order.
 ///
 /// ```
-/// use atsession::oauth::upgrade::upgrade_scope;
+/// use atsession::oauth::upgrade_scope;
 ///
 /// let declared = "atproto repo:com.example.note?action=create repo:app.bsky.feed.post";
 /// assert_eq!(

@@ -2,8 +2,8 @@
 //! publishes (inline in its metadata or at its `jwks_uri`).
 //!
 //! ```
-//! use atsession::oauth::jose::EcKey;
-//! use atsession::oauth::keys::Keyset;
+//! use atsession::oauth::EcKey;
+//! use atsession::oauth::Keyset;
 //!
 //! let keyset = Keyset::new(vec![EcKey::generate().with_kid("2026-01")]).unwrap();
 //! let jwks = keyset.public_jwks();

@@ -5,6 +5,6 @@
 //! This layer imports only [`wire`](super::wire) (and the crate's modules outside
 //! [`oauth`](crate::oauth)).
 
-pub mod identity;
-pub mod keys;
-pub mod metadata;
+pub(crate) mod identity;
+pub(crate) mod keys;
+pub(crate) mod metadata;

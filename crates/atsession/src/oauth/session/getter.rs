@@ -399,7 +399,7 @@ impl<S> fmt::Debug for SessionGetter<S> {
 /// # include!("../../doc/getter_setup.rs");
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use atsession::oauth::Refresh;
-/// use atsession::oauth::getter::token_info;
+/// use atsession::oauth::token_info;
 ///
 /// let (getter, grant_id) = demo_getter().await;
 /// let data = getter.get(&grant_id, Refresh::AcceptStale).await.unwrap();

@@ -5,8 +5,8 @@
 //! This layer may import every other layer of [`oauth`](crate::oauth).
 
 mod callback;
-pub mod events;
-pub mod getter;
-pub mod oauth_session;
+pub(crate) mod events;
+pub(crate) mod getter;
+pub(crate) mod oauth_session;
 mod scope_check;
 mod xrpc_error;

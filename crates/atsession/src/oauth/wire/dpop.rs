@@ -7,7 +7,7 @@
 //! requests to a resource server, `ath` (base64url SHA-256 of the access token).
 //!
 //! ```
-//! use atsession::oauth::dpop::{DpopKey, ath, htu};
+//! use atsession::oauth::{DpopKey, ath, htu};
 //!
 //! let key = DpopKey::generate();
 //! let url = url::Url::parse("https://pds.example/xrpc/app.bsky.actor.getProfile?actor=alice#x").unwrap();
@@ -64,7 +64,7 @@ impl DpopAlg {
     /// chooses, else `ES256`; `None` when it offers neither.
     ///
     /// ```
-    /// use atsession::oauth::dpop::DpopAlg;
+    /// use atsession::oauth::DpopAlg;
     ///
     /// let offered = |algs: &[&str]| algs.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     /// assert_eq!(DpopAlg::choose(&offered(&["RS256", "ES256", "ES256K"])), Some(DpopAlg::Es256k));
@@ -307,6 +307,11 @@ pub enum DpopTarget {
     /// An authorization server: `400` with JSON `{"error":"use_dpop_nonce"}`.
     AuthorizationServer,
     /// A resource server (the PDS): `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+    /// (PDS calls ask [`resource_asks_nonce`] directly, before the body is read.)
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "PDS calls check the headers alone")
+    )]
     ResourceServer,
 }
 
@@ -322,15 +327,11 @@ pub fn resource_asks_nonce(status: StatusCode, headers: &HeaderMap) -> bool {
             .any(|v| v.trim_start().starts_with("DPoP") && v.contains("error=\"use_dpop_nonce\""))
 }
 
-/// Whether a PDS answer says the access token is not (or no longer) good:
-/// `401` with `WWW-Authenticate: DPoP … error="invalid_token"`.
-/// [`OAuthSession::request`](crate::oauth::OAuthSession::request) refreshes and retries once on such an answer.
-#[must_use]
-pub fn is_invalid_token(f: &Fetched) -> bool {
-    is_invalid_token_answer(f.status, &f.headers)
-}
-
-/// [`is_invalid_token`] from the status and headers alone (before the body is read).
+/// Whether a PDS answer says the access token is not (or no longer) good, from its status
+/// and headers alone (before the body is read): `401` with
+/// `WWW-Authenticate: DPoP … error="invalid_token"`.
+/// [`OAuthSession::request`](crate::oauth::OAuthSession::request) refreshes and retries once
+/// on such an answer.
 #[must_use]
 pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool {
     status == StatusCode::UNAUTHORIZED
@@ -766,12 +767,12 @@ mod tests {
             headers: headers.clone(),
             body: vec![],
         };
-        assert!(is_invalid_token(&f));
+        assert!(is_invalid_token_answer(f.status, &f.headers));
         let f = Fetched {
             status: StatusCode::FORBIDDEN,
             headers,
             body: vec![],
         };
-        assert!(!is_invalid_token(&f));
+        assert!(!is_invalid_token_answer(f.status, &f.headers));
     }
 }

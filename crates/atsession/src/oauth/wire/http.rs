@@ -54,7 +54,7 @@ pub const DEFAULT_PDS_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// ```
 /// use std::time::Duration;
-/// use atsession::oauth::http::PdsOptions;
+/// use atsession::oauth::PdsOptions;
 ///
 /// let options = PdsOptions {
 ///     max_body: Some(200 * 1024 * 1024),

@@ -3,7 +3,7 @@
 //! JWKs, compact JWS signing, and JWK thumbprints (RFC 7638).
 //!
 //! ```
-//! use atsession::oauth::jose::EcKey;
+//! use atsession::oauth::EcKey;
 //!
 //! let key = EcKey::generate();
 //! let jwt = key.sign_jwt(&serde_json::json!({"alg": "ES256", "typ": "JWT"}),

@@ -7,12 +7,12 @@
 //! This layer imports no other layer of [`oauth`](crate::oauth).
 
 pub(crate) mod cache;
-pub mod dpop;
-pub mod http;
-pub mod jose;
-pub mod pds_headers;
-pub mod pds_path;
-pub mod pds_request;
-pub mod pds_response;
-pub mod pkce;
+pub(crate) mod dpop;
+pub(crate) mod http;
+pub(crate) mod jose;
+pub(crate) mod pds_headers;
+pub(crate) mod pds_path;
+pub(crate) mod pds_request;
+pub(crate) mod pds_response;
+pub(crate) mod pkce;
 pub(crate) mod presign;

@@ -9,7 +9,7 @@
 //! `Upgrade`, `Proxy-*`).
 //!
 //! ```
-//! use atsession::oauth::pds_headers::{forwardable, is_forwardable};
+//! use atsession::oauth::{forwardable_headers, is_forwardable};
 //! use atsession::oauth::reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 //!
 //! assert!(is_forwardable(&HeaderName::from_static("atproto-proxy")));
@@ -19,7 +19,7 @@
 //! from_browser.insert("accept", HeaderValue::from_static("application/json"));
 //! from_browser.insert("cookie", HeaderValue::from_static("sid=secret"));
 //! from_browser.insert("connection", HeaderValue::from_static("close"));
-//! let kept = forwardable(&from_browser);
+//! let kept = forwardable_headers(&from_browser);
 //! assert_eq!(kept.len(), 1);
 //! assert!(kept.contains_key("accept"));
 //! ```
@@ -54,7 +54,7 @@ pub fn is_forwardable(name: &HeaderName) -> bool {
 /// The headers of `headers` that are forwarded to a PDS (the others dropped), for a proxy
 /// that passes on what a browser sent.
 #[must_use]
-pub fn forwardable(headers: &HeaderMap) -> HeaderMap {
+pub fn forwardable_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in headers {
         if is_forwardable(name) {

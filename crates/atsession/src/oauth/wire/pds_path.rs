@@ -15,7 +15,7 @@
 //! The URL is then built on the grant's PDS URL and its origin is checked once more.
 //!
 //! ```
-//! use atsession::oauth::pds_path::{PdsPathError, pds_url};
+//! use atsession::oauth::{PdsPathError, pds_url};
 //! use atsession::oauth::Url;
 //!
 //! let pds = Url::parse("https://pds.example").unwrap();
@@ -61,7 +61,7 @@ pub enum PdsPathError {
 /// Checks `path_and_query` and returns its path and query parts.
 ///
 /// ```
-/// use atsession::oauth::pds_path::check_path;
+/// use atsession::oauth::check_path;
 ///
 /// assert_eq!(check_path("/xrpc/a.b.c?x=1").unwrap(), ("/xrpc/a.b.c", Some("x=1")));
 /// assert!(check_path("/xrpc/%2e%2e/x").is_err());

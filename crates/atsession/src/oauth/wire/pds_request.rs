@@ -3,7 +3,7 @@
 //! once).
 //!
 //! ```
-//! use atsession::oauth::pds_request::{PdsBody, PdsRequest};
+//! use atsession::oauth::{PdsBody, PdsRequest};
 //!
 //! // A small JSON procedure: the body is kept, so a DPoP nonce retry or a refresh-and-retry
 //! // can send it again.
@@ -240,7 +240,7 @@ impl PdsRequest {
     /// `GET /xrpc/<nsid>?<params>` (the parameters form-encoded).
     ///
     /// ```
-    /// use atsession::oauth::pds_request::PdsRequest;
+    /// use atsession::oauth::PdsRequest;
     ///
     /// let r = PdsRequest::query("com.atproto.sync.getBlob", &[("did", "did:plc:x"), ("cid", "bafy")]);
     /// assert_eq!(r.path_and_query(), "/xrpc/com.atproto.sync.getBlob?did=did%3Aplc%3Ax&cid=bafy");

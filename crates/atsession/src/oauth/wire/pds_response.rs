@@ -124,7 +124,7 @@ impl PdsResponse {
     /// The body as a stream of chunks.
     ///
     /// ```no_run
-    /// # async fn demo(response: atsession::oauth::pds_response::PdsResponse) -> Result<(), Box<dyn std::error::Error>> {
+    /// # async fn demo(response: atsession::oauth::PdsResponse) -> Result<(), Box<dyn std::error::Error>> {
     /// use futures_util::StreamExt as _;
     /// use tokio::io::AsyncWriteExt as _;
     ///
