@@ -5,24 +5,24 @@
 //! # The login flow
 //!
 //! 1. [`OAuthClient::authorize`] takes what the user typed — a handle, a DID, or a PDS or
-//!    entryway URL — and resolves it: handle → DID ([`identity`]), DID → document → PDS,
+//!    entryway URL — and resolves it: handle → DID ([`IdentityResolver`]), DID → document → PDS,
 //!    the PDS's protected-resource metadata → its authorization server, whose metadata is
-//!    validated ([`metadata`]). It then sends a pushed authorization request with a PKCE
-//!    S256 challenge ([`pkce`]), a DPoP proof made with a fresh key ([`dpop`]) and, for a
+//!    validated. It then sends a pushed authorization request with a PKCE
+//!    S256 challenge, a DPoP proof made with a fresh key ([`DpopKey`]) and, for a
 //!    confidential client, a `private_key_jwt` assertion; keeps the pending state (sealed,
 //!    one-time, 10 minutes) in the store; and returns the URL to send the user to.
 //! 2. The user signs in at their server and is redirected back with `state`, `iss` and
 //!    `code` (or `error`).
 //! 3. [`OAuthClient::callback`] takes the pending state (a replay fails), checks `iss`
 //!    (RFC 9207), exchanges the code (PKCE verifier, DPoP, client authentication), checks
-//!    the token response ([`token`]), checks that the account's PDS is protected by this
+//!    the token response ([`TokenSet`]), checks that the account's PDS is protected by this
 //!    same issuer, and stores the grant — token set, DPoP key, client auth — sealed under
 //!    a fresh [`GrantId`](crate::store::oauth::GrantId), so each device has its own grant.
 //! 4. [`OAuthClient::pds_request`] makes DPoP-signed calls to the user's PDS;
 //!    [`OAuthClient::revoke`] logs out (revokes at the server, then deletes). Through the
 //!    session layer, [`OAuthSession::send`] streams calls of any size both ways
 //!    ([`PdsRequest`], [`PdsBody`], [`PdsResponse`]), only ever to the grant's own PDS
-//!    origin ([`pds_path`], [`pds_headers`]).
+//!    origin ([`check_path`], [`PDS_REQUEST_HEADERS`]).
 //!
 //! # Permission scopes
 //!
@@ -32,9 +32,9 @@
 //! anything is sent; the granted scope is stored from every token response (login,
 //! refresh, upgrade); a PDS's `403 ScopeMissingError` is
 //! [`GrantError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
-//! to a grant in place ([`upgrade`]). [`permission_set`] checks a permission-set lexicon.
+//! to a grant in place ([`ScopeUpgrade`]). [`PermissionSet`] checks a permission-set lexicon.
 //!
-//! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
+//! Outside [development mode](HttpOptions::dev_mode) every fetch is `https`, to
 //! public addresses only, time-limited, and never follows redirects. Discovery and
 //! authorization-server documents are size-limited; PDS calls are not (unless the app sets
 //! [`PdsOptions::max_body`]) and have an idle timeout instead of a whole-call one.
@@ -120,11 +120,12 @@ pub use discovery::metadata::{AuthMethodKind, MetadataError};
 pub use wire::dpop::{DpopAlg, DpopError, DpopKey, ath, htu};
 pub use wire::http::{
     DEFAULT_MAX_BODY, DEFAULT_PDS_CONNECT_TIMEOUT, DEFAULT_PDS_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
-    HttpError, HttpOptions, PdsOptions, UrlError, build_client, check_url,
+    Fetched, HttpError, HttpOptions, PdsOptions, UrlError, build_client, build_pds_client,
+    check_url,
 };
 pub use wire::jose::{EcKey, JoseError, Jwk, Secp256k1Key};
 pub use wire::pds_headers::{PDS_REQUEST_HEADERS, forwardable_headers, is_forwardable};
-pub use wire::pds_path::{PdsPathError, check_path};
+pub use wire::pds_path::{PdsPathError, check_path, pds_url};
 pub use wire::pds_request::{BodyStream, BoxError, PdsBody, PdsRequest};
 pub use wire::pds_response::PdsResponse;
 // The permission scopes an app meets most (the rest is in [`scope`]).

@@ -38,7 +38,7 @@ pub struct AuthorizeOptions {
     pub login_hint: Option<String>,
     /// Binds the login to the browser that starts it (login CSRF): the SHA-256 of a random
     /// value that browser keeps (in a cookie). [`OAuthClient::callback`] then requires the
-    /// same value in [`CallbackParams::browser_binding`] before anything is exchanged or
+    /// same value in [`CallbackParams::browser_binding`](crate::oauth::CallbackParams::browser_binding) before anything is exchanged or
     /// stored. The web layer sets both.
     pub browser_binding: Option<TokenHash>,
 }
@@ -122,7 +122,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     ///
     /// The scope asked for ([`AuthorizeOptions::scope`], by default the client metadata's)
     /// is checked first: a scope the client metadata does not declare is
-    /// [`ClientConfigError::ScopeNotDeclared`], naming it, and nothing is sent.
+    /// [`ClientConfigError::ScopeNotDeclared`](crate::oauth::ClientConfigError::ScopeNotDeclared), naming it, and nothing is sent.
     pub async fn authorize(
         &self,
         input: &str,

@@ -36,7 +36,7 @@ pub struct CallbackParams {
     /// `error_description`.
     pub error_description: Option<String>,
     /// The browser's binding value (from its cookie, never from the query), for logins
-    /// started with [`AuthorizeOptions::browser_binding`].
+    /// started with [`AuthorizeOptions::browser_binding`](crate::oauth::AuthorizeOptions::browser_binding).
     #[serde(skip)]
     pub browser_binding: Option<crate::secret::SecretString>,
 }

@@ -1,4 +1,4 @@
-//! How an [`OAuthClient`] is made: [`OAuthClientConfig`] and its defaults.
+//! How an [`OAuthClient`](super::OAuthClient) is made: [`OAuthClientConfig`] and its defaults.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ pub const DEFAULT_STATE_TTL: Duration = Duration::from_secs(10 * 60);
 /// How long server metadata is cached by default.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(60);
 
-/// Everything an [`OAuthClient`] is made from.
+/// Everything an [`OAuthClient`](super::OAuthClient) is made from.
 pub struct OAuthClientConfig {
     /// The client's metadata (its `client_id`, redirect URIs, scope, auth method).
     pub metadata: ClientMetadata,
@@ -30,7 +30,7 @@ pub struct OAuthClientConfig {
     /// Limits of the calls to a grant's PDS: no body cap by default, a connect timeout and
     /// an idle timeout (see [`PdsOptions`]).
     pub pds: PdsOptions,
-    /// Your own HTTP client, instead of the ones [`build_client`] and [`build_pds_client`]
+    /// Your own HTTP client, instead of the ones [`build_client`](crate::oauth::build_client) and [`build_pds_client`](crate::oauth::build_pds_client)
     /// make; it is used for PDS calls too. It should not follow redirects nor have a
     /// whole-call timeout shorter than your largest PDS transfer; the URL policy, size
     /// limits and idle timeouts are applied either way, but only the built-in clients also

@@ -43,7 +43,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     }
 
     /// Like [`pds_request`](Self::pds_request), with any headers and a raw body, the whole
-    /// answer read into memory (within [`PdsOptions::max_body`] when set). The path and
+    /// answer read into memory (within [`PdsOptions::max_body`](crate::oauth::PdsOptions::max_body) when set). The path and
     /// the headers are checked as by [`pds_call`](Self::pds_call).
     pub async fn pds_send(
         &self,
@@ -63,8 +63,8 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// returned as soon as its headers arrived, its body read as a stream.
     ///
     /// Before anything is sent, the path must be `/xrpc/<nsid>` with at most one query
-    /// ([`pds_path`](crate::oauth::wire::pds_path)), and every header must be on the allow-list
-    /// ([`PDS_REQUEST_HEADERS`](crate::oauth::wire::pds_headers::PDS_REQUEST_HEADERS)); otherwise
+    /// ([`check_path`](crate::oauth::check_path)), and every header must be on the allow-list
+    /// ([`PDS_REQUEST_HEADERS`](crate::oauth::PDS_REQUEST_HEADERS)); otherwise
     /// [`HttpError::PdsPath`] or [`HttpError::Header`]. The URL is built on the grant's PDS
     /// and its origin checked, so the access token goes nowhere else. `Authorization` and
     /// `DPoP` are set here.

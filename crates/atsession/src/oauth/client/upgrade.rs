@@ -1,42 +1,5 @@
 //! Scope upgrade in place: ask the same account for its current scope plus more, and on
 //! the callback give the *same* grant the new tokens, so the app session stays signed in.
-//!
-//! 1. [`OAuthClient::authorize_upgrade`] loads the grant, asks its authorization server
-//!    for the grant's current scope (the parts the client metadata declares) plus the
-//!    scopes to add, with `login_hint` = the grant's DID, and seals the grant id and DID
-//!    into the pending state.
-//! 2. [`OAuthClient::callback`] (or [`SessionGetter::callback`], which also sends the
-//!    event) exchanges the code as for any login; then, instead of making a new grant:
-//!    - a callback signed in as another account (`sub` is not the grant's DID) touches
-//!      nothing: the new tokens are revoked and the error is
-//!      [`CallbackError::UpgradeAccountMismatch`];
-//!    - otherwise the grant's token set, DPoP key and client auth are replaced by
-//!      compare-and-swap on its version (retried if a refresh stored a newer version
-//!      meanwhile), and the old tokens are revoked at the server. A grant signed out
-//!      meanwhile is not brought back: the new tokens are revoked.
-//! 3. [`SessionGetter::callback`] sends [`SessionEvent::Updated`] whose
-//!    [`previous_scope`](crate::oauth::TokenSetInfo::previous_scope) says the scope changed. The
-//!    getter's opened-session cache sees the new row (its sealed bytes differ) on the next
-//!    read.
-//!
-//! ```no_run
-//! use atsession::oauth::{AuthorizeOptions, CallbackParams, SessionGetter};
-//! use atsession::store::oauth::GrantId;
-//! use atsession::store::sqlite::SqliteStore;
-//!
-//! # async fn demo(getter: SessionGetter<SqliteStore>, grant_id: GrantId, query: &str) -> Result<(), Box<dyn std::error::Error>> {
-//! // The app wants to post now: ask for one more permission, same account, same grant.
-//! let url = getter
-//!     .client()
-//!     .authorize_upgrade(&grant_id, "repo:app.bsky.feed.post", AuthorizeOptions::default())
-//!     .await?;
-//! println!("approve at {url}");
-//! // Back from the server:
-//! let done = getter.callback(&CallbackParams::from_query(query)?).await?;
-//! assert_eq!(done.grant.grant_id, grant_id);
-//! println!("scope was `{}`, now `{}`", done.upgrade.unwrap().previous_scope, done.grant.token_set.scope);
-//! # Ok(()) }
-//! ```
 
 use url::Url;
 
@@ -56,7 +19,47 @@ use crate::store::oauth::{GrantId, GrantStore, StateStore};
 /// How many times a scope upgrade retries its compare-and-swap when the grant changes.
 const UPGRADE_ATTEMPTS: usize = 5;
 
-/// What a completed scope upgrade changed.
+/// Scope upgrade in place: ask the same account for its current scope plus more, and on
+/// the callback give the *same* grant the new tokens, so the app session stays signed in.
+///
+/// 1. [`OAuthClient::authorize_upgrade`] loads the grant, asks its authorization server
+///    for the grant's current scope (the parts the client metadata declares) plus the
+///    scopes to add, with `login_hint` = the grant's DID, and seals the grant id and DID
+///    into the pending state.
+/// 2. [`OAuthClient::callback`] (or [`SessionGetter::callback`](crate::oauth::SessionGetter::callback), which also sends the
+///    event) exchanges the code as for any login; then, instead of making a new grant:
+///    - a callback signed in as another account (`sub` is not the grant's DID) touches
+///      nothing: the new tokens are revoked and the error is
+///      [`CallbackError::UpgradeAccountMismatch`];
+///    - otherwise the grant's token set, DPoP key and client auth are replaced by
+///      compare-and-swap on its version (retried if a refresh stored a newer version
+///      meanwhile), and the old tokens are revoked at the server. A grant signed out
+///      meanwhile is not brought back: the new tokens are revoked.
+/// 3. [`SessionGetter::callback`](crate::oauth::SessionGetter::callback) sends [`SessionEvent::Updated`](crate::oauth::SessionEvent::Updated) whose
+///    [`previous_scope`](crate::oauth::TokenSetInfo::previous_scope) says the scope changed. The
+///    getter's opened-session cache sees the new row (its sealed bytes differ) on the next
+///    read.
+///
+/// ```no_run
+/// use atsession::oauth::{AuthorizeOptions, CallbackParams, SessionGetter};
+/// use atsession::store::oauth::GrantId;
+/// use atsession::store::sqlite::SqliteStore;
+///
+/// # async fn demo(getter: SessionGetter<SqliteStore>, grant_id: GrantId, query: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// // The app wants to post now: ask for one more permission, same account, same grant.
+/// let url = getter
+///     .client()
+///     .authorize_upgrade(&grant_id, "repo:app.bsky.feed.post", AuthorizeOptions::default())
+///     .await?;
+/// println!("approve at {url}");
+/// // Back from the server:
+/// let done = getter.callback(&CallbackParams::from_query(query)?).await?;
+/// assert_eq!(done.grant.grant_id, grant_id);
+/// println!("scope was `{}`, now `{}`", done.upgrade.unwrap().previous_scope, done.grant.token_set.scope);
+/// # Ok(()) }
+/// ```
+///
+/// What a completed scope upgrade changed: the fields below.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeUpgrade {
     /// The scope granted before.
@@ -103,7 +106,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// otherwise) asking for [`upgrade_scope`] of its current scope and `add` (or exactly
     /// `options.scope` when given), checked against the client metadata like any
     /// [`authorize`](Self::authorize). The callback then updates this grant in place (see
-    /// the [module docs](self)).
+    /// [`ScopeUpgrade`]).
     pub async fn authorize_upgrade(
         &self,
         grant_id: &GrantId,

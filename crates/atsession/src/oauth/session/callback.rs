@@ -11,7 +11,7 @@ impl<S> SessionGetter<S>
 where
     S: StateStore + GrantStore + Clone,
 {
-    /// [`OAuthClient::callback`], and for a scope upgrade, a [`SessionEvent::Updated`]
+    /// [`OAuthClient::callback`](crate::oauth::OAuthClient::callback), and for a scope upgrade, a [`SessionEvent::Updated`]
     /// whose [`previous_scope`](crate::oauth::TokenSetInfo::previous_scope) is the scope before
     /// (when it changed).
     ///

@@ -1,120 +1,6 @@
 //! The session getter: reads a grant, and refreshes its tokens when they are about to
 //! expire — at most once at a time per grant, in this process and (with a [`Lock`]) across
 //! every process that shares the store.
-//!
-//! # When a grant is refreshed
-//!
-//! A token set is *stale* when `expires_at < now + 10 s + random(0..30 s)` (the margin and
-//! the jitter are [configurable](GetterConfig)); the jitter spreads the refreshes of many
-//! processes over time. [`Refresh`] chooses what a call does with a stale token set.
-//!
-//! # One refresh per grant
-//!
-//! - In the process: callers that want to refresh the same grant queue on one per-grant
-//!   async mutex. The first refreshes; each of the others, once it gets the mutex, re-reads
-//!   the store, sees a newer version than the one it started from and uses it (one store
-//!   read each, no second refresh).
-//! - Across processes: when a [`Lock`] is configured, the refresh runs only under the lease
-//!   `atsession:oauth-refresh:<grant id>`, taken within [`GetterConfig::lock_timeout`] (or
-//!   [`GrantError::Lock`]), and the store is re-read under it. A refresh never runs
-//!   without the lease when a lock is configured.
-//! - Without a lock, a refresh refused with `invalid_grant` may mean that another process
-//!   used the refresh token first: the getter waits [`GetterConfig::recheck_delay`] and
-//!   re-reads the store. If the grant's version changed, that process's tokens are used;
-//!   otherwise the grant is gone.
-//!
-//! # The common path
-//!
-//! A fresh grant costs one store read. The getter keeps the sessions it opened (up to
-//! [`GetterConfig::opened_capacity`], 4,096 by default, about 3 KiB each; the least useful
-//! are evicted first) with the sealed bytes they came from; when the row read is
-//! byte-for-byte the one opened before, the opened copy is used, otherwise the row is
-//! decrypted and checked again. Opening costs about a hundred times a read (the DPoP key's
-//! public half is recomputed from its private scalar), so size the capacity to the number
-//! of grants in use at once.
-//!
-//! # What happens to the grant
-//!
-//! Every check and fetch (the grant's decryption, the authorization server's metadata, the
-//! client key) happens before the refresh is sent; after the answer the getter only
-//! validates and saves. The refresh and its save run on a task of their own, so a caller
-//! that goes away does not cancel them, and the whole refresh is capped by
-//! [`GetterConfig::refresh_timeout`] (30 s).
-//!
-//! | outcome | grant | event | error |
-//! |---|---|---|---|
-//! | new tokens, saved (compare-and-swap on the version) | updated | [`SessionEvent::Updated`] | — |
-//! | refused: `invalid_grant` at the token endpoint | deleted | [`SessionEvent::Deleted`] | [`GrantError::Deleted`] |
-//! | the answer names another `sub` (new tokens revoked) | deleted | `Deleted` ([`DeleteCause::SubjectChanged`]) | `Deleted` |
-//! | auth method or client key no longer available; no refresh token | deleted | `Deleted` | `Deleted` |
-//! | network error, 5xx, any other error | kept | — | [`GrantError::Refresh`] |
-//! | no answer within the timeout | kept | — | [`GrantError::Timeout`] |
-//! | new tokens that cannot be stored | new tokens revoked, grant deleted | `Deleted` ([`DeleteCause::SaveFailed`]) | [`GrantError::SaveFailed`] |
-//! | grant deleted meanwhile (sign-out) | new tokens revoked | — | [`GrantError::NotFound`] |
-//! | grant updated meanwhile (a refresh elsewhere, no lock) | theirs kept | — | — (theirs returned) |
-//! | refused, but the grant was replaced meanwhile (a scope upgrade) | the new one kept | — | — (the new one returned) |
-//!
-//! Nothing a server sends can make the getter panic.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
-//! use atsession::store::sqlite::SqliteLock;
-//! use atsession::oauth::{
-//!     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionEvent,
-//!     SessionGetter,
-//! };
-//! use atsession::store::oauth::GrantId;
-//! use atsession::store::sqlite::SqliteStore;
-//!
-//! # async fn demo(grant_id: GrantId) -> Result<(), Box<dyn std::error::Error>> {
-//! let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
-//! let keyring = AtRestKeyring::new(AtRestKey::from_spec(&std::env::var("AT_REST_KEY")?)?);
-//! let store = SqliteStore::open("app.db").await?;
-//! let client = OAuthClient::new(OAuthClientConfig::new(metadata, keyring), store.clone())?;
-//!
-//! // One refresh per grant across every process sharing app.db.
-//! let getter = SessionGetter::new(client, GetterConfig::default().lock(SqliteLock::new(&store)));
-//!
-//! // Mirror or audit refreshes and deletions.
-//! let mut events = getter.subscribe();
-//! tokio::spawn(async move {
-//!     while let Ok(event) = events.recv().await {
-//!         if let SessionEvent::Deleted { grant_id, cause, .. } = event {
-//!             println!("grant {grant_id} deleted: {cause:?}");
-//!         }
-//!     }
-//! });
-//!
-//! // The grant id comes from `OAuthClient::callback` (kept in the app session).
-//! let session = getter.session(grant_id);
-//! let info = session.token_info(Refresh::IfStale).await?;
-//! println!("{} until {:?}", info.sub, info.expires_at);
-//!
-//! // An XRPC query; the tokens are refreshed first if stale, and once more if the PDS
-//! // says `invalid_token`.
-//! let me: serde_json::Value = session
-//!     .xrpc_query("com.atproto.server.getSession", &[])
-//!     .await?;
-//! println!("{}", me["handle"]);
-//!
-//! // A procedure.
-//! let _: serde_json::Value = session
-//!     .xrpc_procedure(
-//!         "com.atproto.repo.createRecord",
-//!         &serde_json::json!({
-//!             "repo": info.sub,
-//!             "collection": "app.bsky.feed.post",
-//!             "record": {"text": "hi", "createdAt": "2026-01-01T00:00:00Z"},
-//!         }),
-//!     )
-//!     .await?;
-//!
-//! // Log out: revoked at the server, then deleted here.
-//! session.sign_out().await?;
-//! # Ok(()) }
-//! ```
 
 use std::collections::HashMap;
 use std::fmt;
@@ -370,8 +256,125 @@ struct Inner<S> {
     events: broadcast::Sender<SessionEvent>,
 }
 
-/// The session getter (see the [module docs](self)). Cheap to clone; clones share the
-/// single-flight map and the event channel.
+/// The session getter: reads a grant, and refreshes its tokens when they are about to
+/// expire — at most once at a time per grant, in this process and (with a [`Lock`]) across
+/// every process that shares the store.
+///
+/// # When a grant is refreshed
+///
+/// A token set is *stale* when `expires_at < now + 10 s + random(0..30 s)` (the margin and
+/// the jitter are [configurable](GetterConfig)); the jitter spreads the refreshes of many
+/// processes over time. [`Refresh`] chooses what a call does with a stale token set.
+///
+/// # One refresh per grant
+///
+/// - In the process: callers that want to refresh the same grant queue on one per-grant
+///   async mutex. The first refreshes; each of the others, once it gets the mutex, re-reads
+///   the store, sees a newer version than the one it started from and uses it (one store
+///   read each, no second refresh).
+/// - Across processes: when a [`Lock`] is configured, the refresh runs only under the lease
+///   `atsession:oauth-refresh:<grant id>`, taken within [`GetterConfig::lock_timeout`] (or
+///   [`GrantError::Lock`]), and the store is re-read under it. A refresh never runs
+///   without the lease when a lock is configured.
+/// - Without a lock, a refresh refused with `invalid_grant` may mean that another process
+///   used the refresh token first: the getter waits [`GetterConfig::recheck_delay`] and
+///   re-reads the store. If the grant's version changed, that process's tokens are used;
+///   otherwise the grant is gone.
+///
+/// # The common path
+///
+/// A fresh grant costs one store read. The getter keeps the sessions it opened (up to
+/// [`GetterConfig::opened_capacity`], 4,096 by default, about 3 KiB each; the least useful
+/// are evicted first) with the sealed bytes they came from; when the row read is
+/// byte-for-byte the one opened before, the opened copy is used, otherwise the row is
+/// decrypted and checked again. Opening costs about a hundred times a read (the DPoP key's
+/// public half is recomputed from its private scalar), so size the capacity to the number
+/// of grants in use at once.
+///
+/// # What happens to the grant
+///
+/// Every check and fetch (the grant's decryption, the authorization server's metadata, the
+/// client key) happens before the refresh is sent; after the answer the getter only
+/// validates and saves. The refresh and its save run on a task of their own, so a caller
+/// that goes away does not cancel them, and the whole refresh is capped by
+/// [`GetterConfig::refresh_timeout`] (30 s).
+///
+/// | outcome | grant | event | error |
+/// |---|---|---|---|
+/// | new tokens, saved (compare-and-swap on the version) | updated | [`SessionEvent::Updated`] | — |
+/// | refused: `invalid_grant` at the token endpoint | deleted | [`SessionEvent::Deleted`] | [`GrantError::Deleted`] |
+/// | the answer names another `sub` (new tokens revoked) | deleted | `Deleted` ([`DeleteCause::SubjectChanged`]) | `Deleted` |
+/// | auth method or client key no longer available; no refresh token | deleted | `Deleted` | `Deleted` |
+/// | network error, 5xx, any other error | kept | — | [`GrantError::Refresh`] |
+/// | no answer within the timeout | kept | — | [`GrantError::Timeout`] |
+/// | new tokens that cannot be stored | new tokens revoked, grant deleted | `Deleted` ([`DeleteCause::SaveFailed`]) | [`GrantError::SaveFailed`] |
+/// | grant deleted meanwhile (sign-out) | new tokens revoked | — | [`GrantError::NotFound`] |
+/// | grant updated meanwhile (a refresh elsewhere, no lock) | theirs kept | — | — (theirs returned) |
+/// | refused, but the grant was replaced meanwhile (a scope upgrade) | the new one kept | — | — (the new one returned) |
+///
+/// Nothing a server sends can make the getter panic.
+///
+/// # Example
+///
+/// ```no_run
+/// use atsession::crypto::at_rest::{AtRestKey, AtRestKeyring};
+/// use atsession::store::sqlite::SqliteLock;
+/// use atsession::oauth::{
+///     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionEvent,
+///     SessionGetter,
+/// };
+/// use atsession::store::oauth::GrantId;
+/// use atsession::store::sqlite::SqliteStore;
+///
+/// # async fn demo(grant_id: GrantId) -> Result<(), Box<dyn std::error::Error>> {
+/// let metadata = ClientMetadata::loopback(&["http://127.0.0.1:8080/callback"], "atproto")?;
+/// let keyring = AtRestKeyring::new(AtRestKey::from_spec(&std::env::var("AT_REST_KEY")?)?);
+/// let store = SqliteStore::open("app.db").await?;
+/// let client = OAuthClient::new(OAuthClientConfig::new(metadata, keyring), store.clone())?;
+///
+/// // One refresh per grant across every process sharing app.db.
+/// let getter = SessionGetter::new(client, GetterConfig::default().lock(SqliteLock::new(&store)));
+///
+/// // Mirror or audit refreshes and deletions.
+/// let mut events = getter.subscribe();
+/// tokio::spawn(async move {
+///     while let Ok(event) = events.recv().await {
+///         if let SessionEvent::Deleted { grant_id, cause, .. } = event {
+///             println!("grant {grant_id} deleted: {cause:?}");
+///         }
+///     }
+/// });
+///
+/// // The grant id comes from `OAuthClient::callback` (kept in the app session).
+/// let session = getter.session(grant_id);
+/// let info = session.token_info(Refresh::IfStale).await?;
+/// println!("{} until {:?}", info.sub, info.expires_at);
+///
+/// // An XRPC query; the tokens are refreshed first if stale, and once more if the PDS
+/// // says `invalid_token`.
+/// let me: serde_json::Value = session
+///     .xrpc_query("com.atproto.server.getSession", &[])
+///     .await?;
+/// println!("{}", me["handle"]);
+///
+/// // A procedure.
+/// let _: serde_json::Value = session
+///     .xrpc_procedure(
+///         "com.atproto.repo.createRecord",
+///         &serde_json::json!({
+///             "repo": info.sub,
+///             "collection": "app.bsky.feed.post",
+///             "record": {"text": "hi", "createdAt": "2026-01-01T00:00:00Z"},
+///         }),
+///     )
+///     .await?;
+///
+/// // Log out: revoked at the server, then deleted here.
+/// session.sign_out().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Cheap to clone; clones share the single-flight map and the event channel.
 pub struct SessionGetter<S> {
     inner: Arc<Inner<S>>,
 }

@@ -1,27 +1,5 @@
 //! The HTTP side of the OAuth client: one `reqwest` client, a URL policy, size limits and
 //! timeouts on every request.
-//!
-//! Outside development mode every URL the client fetches must be `https`, must not name
-//! `localhost` or a loopback, private, link-local or otherwise non-public address, and the
-//! client built by [`build_client`] also refuses host names that *resolve* to such addresses
-//! (its DNS resolver filters them), so a hostile document cannot point the client at the
-//! machine's own services. Redirects are never followed. Every response body is read up to
-//! a limit ([`HttpOptions::max_body`], 64 KiB by default) and every request has a timeout.
-//!
-//! Development mode ([`HttpOptions::dev_mode`]) allows `http` and loopback addresses, for a
-//! PDS on `http://localhost:<port>`. Never enable it in production.
-//!
-//! # Two policies
-//!
-//! Discovery and the authorization server (identity, DID documents, metadata, PAR, token,
-//! revocation) are read with [`HttpOptions`]: every body is capped and every request has one
-//! short whole-call timeout, because those documents are small and may be hostile.
-//!
-//! Calls to a grant's PDS (the data an app reads and writes) are made with [`PdsOptions`]:
-//! no body cap unless the app sets one, a connect timeout, and an *idle* timeout instead of
-//! a whole-call timeout. The idle timer restarts whenever the request body makes progress
-//! (a chunk is taken by the connection) and whenever a chunk of the response arrives, so a
-//! 100 MB upload on a slow link is not cut off while a server that stops answering is.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,7 +28,7 @@ pub const DEFAULT_PDS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default idle timeout of a PDS call: how long it may go without progress.
 pub const DEFAULT_PDS_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Limits of the calls to a grant's PDS (see the [module docs](self)).
+/// Limits of the calls to a grant's PDS (see [`HttpOptions`] for the two policies).
 ///
 /// ```
 /// use std::time::Duration;
@@ -85,7 +63,31 @@ impl Default for PdsOptions {
     }
 }
 
-/// Limits and policy for every request the OAuth client makes.
+/// Limits and policy for every request the OAuth client makes to discovery and
+/// authorization-server endpoints: one `reqwest` client, a URL policy, size limits and
+/// timeouts on every request.
+///
+/// Outside development mode every URL the client fetches must be `https`, must not name
+/// `localhost` or a loopback, private, link-local or otherwise non-public address, and the
+/// client built by [`build_client`] also refuses host names that *resolve* to such addresses
+/// (its DNS resolver filters them), so a hostile document cannot point the client at the
+/// machine's own services. Redirects are never followed. Every response body is read up to
+/// a limit ([`HttpOptions::max_body`], 64 KiB by default) and every request has a timeout.
+///
+/// Development mode ([`HttpOptions::dev_mode`]) allows `http` and loopback addresses, for a
+/// PDS on `http://localhost:<port>`. Never enable it in production.
+///
+/// # Two policies
+///
+/// Discovery and the authorization server (identity, DID documents, metadata, PAR, token,
+/// revocation) are read with [`HttpOptions`]: every body is capped and every request has one
+/// short whole-call timeout, because those documents are small and may be hostile.
+///
+/// Calls to a grant's PDS (the data an app reads and writes) are made with [`PdsOptions`]:
+/// no body cap unless the app sets one, a connect timeout, and an *idle* timeout instead of
+/// a whole-call timeout. The idle timer restarts whenever the request body makes progress
+/// (a chunk is taken by the connection) and whenever a chunk of the response arrives, so a
+/// 100 MB upload on a slow link is not cut off while a server that stops answering is.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions {
     /// Allow `http` URLs and loopback/private addresses. For local development and tests

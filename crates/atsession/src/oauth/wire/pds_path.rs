@@ -1,31 +1,5 @@
 //! The path of a PDS call, checked so that the DPoP-bound access token only ever goes to
 //! the grant's own PDS origin.
-//!
-//! `Url::join` would follow `//other.example/x` or `https://evil/x` to another host, and
-//! `..` segments (also percent-encoded) could reach other routes of the server. A path given
-//! to a PDS call is therefore accepted only in one form:
-//!
-//! - `/xrpc/<nsid>`, where `<nsid>` is an [NSID](crate::syntax::is_nsid): dot-separated
-//!   ASCII letters, digits and hyphens (so no `.`/`..` segments, no `//`, no `@`, no
-//!   percent-encoded `/`, `\` or `.`, no backslash);
-//! - then at most one `?` and a query of URL characters (unreserved, `%XX` escapes,
-//!   sub-delimiters, `:`, `@`, `/`), with no second `?`, no `#`, no space, control or
-//!   non-ASCII character.
-//!
-//! The URL is then built on the grant's PDS URL and its origin is checked once more.
-//!
-//! ```
-//! use atsession::oauth::{PdsPathError, pds_url};
-//! use atsession::oauth::Url;
-//!
-//! let pds = Url::parse("https://pds.example").unwrap();
-//! let url = pds_url(&pds, "/xrpc/com.atproto.repo.listRecords?repo=did%3Aplc%3Ax&limit=100").unwrap();
-//! assert_eq!(url.as_str(), "https://pds.example/xrpc/com.atproto.repo.listRecords?repo=did%3Aplc%3Ax&limit=100");
-//!
-//! assert_eq!(pds_url(&pds, "//evil.example/x"), Err(PdsPathError::NotAbsolutePath));
-//! assert_eq!(pds_url(&pds, "/xrpc/../oauth/token"), Err(PdsPathError::NotXrpc));
-//! assert_eq!(pds_url(&pds, "/xrpc/a.b.c?x=1?y=2"), Err(PdsPathError::Query));
-//! ```
 
 use url::Url;
 
@@ -59,6 +33,35 @@ pub enum PdsPathError {
 }
 
 /// Checks `path_and_query` and returns its path and query parts.
+///
+/// The path of a PDS call, checked so that the DPoP-bound access token only ever goes to
+/// the grant's own PDS origin.
+///
+/// `Url::join` would follow `//other.example/x` or `https://evil/x` to another host, and
+/// `..` segments (also percent-encoded) could reach other routes of the server. A path given
+/// to a PDS call is therefore accepted only in one form:
+///
+/// - `/xrpc/<nsid>`, where `<nsid>` is an [NSID](crate::syntax::Nsid): dot-separated
+///   ASCII letters, digits and (in the authority) hyphens (so no `.`/`..` segments, no
+///   `//`, no `@`, no percent-encoded `/`, `\` or `.`, no backslash);
+/// - then at most one `?` and a query of URL characters (unreserved, `%XX` escapes,
+///   sub-delimiters, `:`, `@`, `/`), with no second `?`, no `#`, no space, control or
+///   non-ASCII character.
+///
+/// The URL is then built on the grant's PDS URL and its origin is checked once more.
+///
+/// ```
+/// use atsession::oauth::{PdsPathError, pds_url};
+/// use atsession::oauth::Url;
+///
+/// let pds = Url::parse("https://pds.example").unwrap();
+/// let url = pds_url(&pds, "/xrpc/com.atproto.repo.listRecords?repo=did%3Aplc%3Ax&limit=100").unwrap();
+/// assert_eq!(url.as_str(), "https://pds.example/xrpc/com.atproto.repo.listRecords?repo=did%3Aplc%3Ax&limit=100");
+///
+/// assert_eq!(pds_url(&pds, "//evil.example/x"), Err(PdsPathError::NotAbsolutePath));
+/// assert_eq!(pds_url(&pds, "/xrpc/../oauth/token"), Err(PdsPathError::NotXrpc));
+/// assert_eq!(pds_url(&pds, "/xrpc/a.b.c?x=1?y=2"), Err(PdsPathError::Query));
+/// ```
 ///
 /// ```
 /// use atsession::oauth::check_path;

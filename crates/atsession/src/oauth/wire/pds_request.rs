@@ -214,9 +214,9 @@ where
 }
 
 /// A PDS call: method, path and query on the grant's PDS, the caller's headers (only those
-/// on the [allow-list](super::pds_headers::PDS_REQUEST_HEADERS)) and a [`PdsBody`].
+/// on the [allow-list](crate::oauth::PDS_REQUEST_HEADERS)) and a [`PdsBody`].
 ///
-/// The path is checked before anything is sent (see [`pds_path`](super::pds_path)): it must
+/// The path is checked before anything is sent (see [`check_path`](crate::oauth::check_path)): it must
 /// be `/xrpc/<nsid>` with at most one query string.
 #[derive(Debug)]
 pub struct PdsRequest {
