@@ -399,7 +399,7 @@ impl<S> fmt::Debug for SessionGetter<S> {
 /// What can be told about a session's token set, without its secrets.
 ///
 /// ```
-/// # include!("../../doc/getter_setup.rs");
+/// # include!("../../../doc/getter_setup.rs");
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use atsession::oauth::Refresh;
 /// use atsession::oauth::token_info;
@@ -485,7 +485,7 @@ where
     /// [`OAuthClient::callback`]).
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::store::oauth::GrantStore;
     ///
@@ -502,7 +502,7 @@ where
     /// The configuration.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (getter, _) = demo_getter().await;
     /// assert_eq!(getter.config().stale_margin, std::time::Duration::from_secs(10));
@@ -516,7 +516,7 @@ where
     /// Subscribes to the [`SessionEvent`]s sent from now on.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::oauth::{DeleteCause, SessionEvent};
     ///
@@ -541,7 +541,7 @@ where
     /// The handle an app uses for one grant.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (getter, grant_id) = demo_getter().await;
     /// let session = getter.session(grant_id.clone());
@@ -562,7 +562,7 @@ where
     /// request: an older one would only make that first call use older tokens.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::oauth::{GrantError, Refresh};
     /// use atsession::store::oauth::GrantStore;
@@ -592,7 +592,7 @@ where
     /// grant gives the same `Arc` until it changes.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::oauth::Refresh;
     /// let (getter, grant_id) = demo_getter().await;
@@ -613,7 +613,7 @@ where
     /// Whether a token set is stale at `now` (margin plus a fresh random jitter).
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::time::Duration;
     /// use atsession::oauth::Refresh;
@@ -920,7 +920,7 @@ where
     /// no such grant.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::oauth::{Refresh, GrantError};
     ///

@@ -79,7 +79,7 @@ where
     /// The grant id.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (getter, grant_id) = demo_getter().await;
     /// assert_eq!(getter.session(grant_id.clone()).grant_id(), &grant_id);
@@ -93,7 +93,7 @@ where
     /// The getter the session reads through.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (getter, grant_id) = demo_getter().await;
     /// let session = getter.session(grant_id);
@@ -109,7 +109,7 @@ where
     /// says.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::oauth::Refresh;
     ///
@@ -132,7 +132,7 @@ where
     /// error is returned after the delete). `Ok(false)` if the grant was already gone.
     ///
     /// ```
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use atsession::oauth::{Refresh, GrantError};
     ///
@@ -171,7 +171,7 @@ where
     /// [`GrantError::Xrpc`] with the server's message.
     ///
     /// ```no_run
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use atsession::oauth::{PdsBody, PdsRequest};
     ///
@@ -243,7 +243,7 @@ where
     /// and for what is retried. Any answer is returned as is, whatever its status.
     ///
     /// ```no_run
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use atsession::oauth::reqwest::Method;
     /// use atsession::oauth::reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
@@ -286,7 +286,7 @@ where
     /// other than 2xx is [`GrantError::Xrpc`] with the XRPC error name and message.
     ///
     /// ```no_run
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// #[derive(serde::Deserialize)]
     /// struct Profile {
@@ -334,7 +334,7 @@ where
     /// as `T` (use `serde_json::Value` for an empty or free-form answer).
     ///
     /// ```no_run
-    /// # include!("../../doc/getter_setup.rs");
+    /// # include!("../../../doc/getter_setup.rs");
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use serde_json::json;
     ///
