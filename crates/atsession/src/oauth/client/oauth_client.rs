@@ -83,7 +83,7 @@ impl<S> fmt::Debug for OAuthClient<S> {
 /// Whether `requested` may be used where `allowed` is registered: the same string, or for a
 /// loopback redirect URI registered without a port, the same URI on any port (RFC 8252 §7.3).
 #[must_use]
-pub fn redirect_uri_allowed(allowed: &str, requested: &str) -> bool {
+pub(crate) fn redirect_uri_allowed(allowed: &str, requested: &str) -> bool {
     if allowed == requested {
         return true;
     }

@@ -149,7 +149,7 @@ impl fmt::Debug for TokenResponse {
 const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
 
 /// Checks a token response body received at `now`.
-pub fn parse_token_response(
+pub(crate) fn parse_token_response(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<TokenResponse, TokenResponseError> {

@@ -175,7 +175,7 @@ pub struct ServerEndpoints {
 }
 
 /// Parses and checks an issuer identifier: an origin (scheme, host, port), nothing else.
-pub fn parse_issuer(issuer: &str, dev_mode: bool) -> Result<Url, MetadataError> {
+pub(crate) fn parse_issuer(issuer: &str, dev_mode: bool) -> Result<Url, MetadataError> {
     let invalid = |source| MetadataError::InvalidIssuer {
         issuer: truncate(issuer),
         source,

@@ -318,7 +318,7 @@ pub enum DpopTarget {
 /// Whether a resource server's answer (its status and headers) asks for a (new) nonce:
 /// `401` with `WWW-Authenticate: DPoP … error="use_dpop_nonce"`.
 #[must_use]
-pub fn resource_asks_nonce(status: StatusCode, headers: &HeaderMap) -> bool {
+pub(crate) fn resource_asks_nonce(status: StatusCode, headers: &HeaderMap) -> bool {
     status == StatusCode::UNAUTHORIZED
         && headers
             .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -333,7 +333,7 @@ pub fn resource_asks_nonce(status: StatusCode, headers: &HeaderMap) -> bool {
 /// [`OAuthSession::request`](crate::oauth::OAuthSession::request) refreshes and retries once
 /// on such an answer.
 #[must_use]
-pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool {
+pub(crate) fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool {
     status == StatusCode::UNAUTHORIZED
         && headers
             .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -344,7 +344,7 @@ pub fn is_invalid_token_answer(status: StatusCode, headers: &HeaderMap) -> bool 
 
 /// Whether a response asks for a (new) nonce.
 #[must_use]
-pub fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched: &Fetched) -> bool {
+pub(crate) fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched: &Fetched) -> bool {
     match target {
         DpopTarget::AuthorizationServer => {
             status == StatusCode::BAD_REQUEST

@@ -241,7 +241,7 @@ pub fn check_url(url: &Url, dev_mode: bool) -> Result<(), UrlError> {
 }
 
 /// Parses and checks a URL.
-pub fn parse_url(s: &str, dev_mode: bool) -> Result<Url, UrlError> {
+pub(crate) fn parse_url(s: &str, dev_mode: bool) -> Result<Url, UrlError> {
     let url = Url::parse(s).map_err(|_| UrlError::Parse)?;
     check_url(&url, dev_mode)?;
     Ok(url)
@@ -250,7 +250,7 @@ pub fn parse_url(s: &str, dev_mode: bool) -> Result<Url, UrlError> {
 /// Whether an address is publicly routable: not loopback, private, link-local, shared,
 /// documentation, benchmarking, multicast, reserved or unspecified.
 #[must_use]
-pub fn is_public_ip(ip: IpAddr) -> bool {
+pub(crate) fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {

@@ -48,7 +48,7 @@ pub enum JoseError {
 
 /// Unpadded base64url.
 #[must_use]
-pub fn b64url(bytes: impl AsRef<[u8]>) -> String {
+pub(crate) fn b64url(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -140,7 +140,7 @@ impl Jwk {
 /// RFC 7638: the base64url SHA-256 of the JSON object of a key's required members, which
 /// the caller passes in lexicographic order of their names.
 #[must_use]
-pub fn thumbprint(members: &[(&str, &str)]) -> String {
+pub(crate) fn thumbprint(members: &[(&str, &str)]) -> String {
     let mut json = String::from("{");
     for (i, (k, v)) in members.iter().enumerate() {
         if i > 0 {
@@ -434,7 +434,7 @@ fn compact_jws(header_b64: &str, claims: &[u8], sign: impl FnOnce(&[u8]) -> [u8;
 
 /// A random identifier for `jti` and `state`: 128 bits, base64url.
 #[must_use]
-pub fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     b64url(random_bytes::<16>())
 }
 

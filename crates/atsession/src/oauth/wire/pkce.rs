@@ -29,7 +29,7 @@ impl Pkce {
 
 /// The S256 challenge of a verifier.
 #[must_use]
-pub fn challenge_s256(verifier: &str) -> String {
+pub(crate) fn challenge_s256(verifier: &str) -> String {
     b64url(Sha256::digest(verifier.as_bytes()))
 }
 
