@@ -82,7 +82,7 @@ def per_call(kind):
 
 own = per_call("self")
 total = own["PROGRAM TOTALS"] - sum(v for k, v in own.items() if noise.search(k))
-proof = sum(v for k, v in per_call("incl").items() if k.endswith("atsession::oauth::dpop::DpopKey::proof"))
+proof = sum(v for k, v in per_call("incl").items() if k.endswith("atsession::oauth::wire::dpop::DpopKey::proof"))
 sha = sum(v for k, v in own.items() if "sha2::sha256::compress" in k)
 if proof <= 0:
     sys.exit(f"{binary}: {total:,.0f} instructions per call; DpopKey::proof not found in the profile")

@@ -70,10 +70,10 @@ mod pds;
 use std::time::{Duration, Instant};
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, PdsRequest, SessionGetter, Url,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::oauth::GrantStore;
 use atsession::syntax::Did;
 use gateway::{Gateway, client, cpu_us, login};

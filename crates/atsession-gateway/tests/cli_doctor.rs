@@ -15,9 +15,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::jose::EcKey;
+use atsession::oauth::EcKey;
+use atsession::oauth::Keyset;
 use atsession::oauth::key_rotation::doc_grant;
-use atsession::oauth::keys::Keyset;
 use atsession::store::sqlite::SqliteStore;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};

@@ -6,7 +6,7 @@
 //! ```
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use atsession::oauth::dpop::{DpopAlg, DpopKey};
+use atsession::oauth::{DpopAlg, DpopKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn benches(c: &mut Criterion) {

@@ -8,7 +8,7 @@ async fn demo_getter() -> (
     atsession::store::oauth::GrantId,
 ) {
     use atsession::crypto::{AtRestKey, AtRestKeyring};
-    use atsession::oauth::dpop::DpopKey;
+    use atsession::oauth::DpopKey;
     use atsession::oauth::{
         ClientAuth, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
         Grant, SessionGetter, TokenSet,

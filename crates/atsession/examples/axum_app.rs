@@ -14,7 +14,7 @@
 use atsession::app::{CookieConfig, SessionConfig};
 use atsession::axum::{AtprotoAuth, AtprotoSession, Session, WebConfig};
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::IdentityConfig;
+use atsession::oauth::IdentityConfig;
 use atsession::oauth::{ClientMetadata, OAuthClientConfig};
 use axum::response::Html;
 use axum::{Router, routing::get};

@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use atsession::app::{CookieConfig, SessionConfig};
 use atsession::auth::{AtprotoAuth, AuthError, WebConfig};
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::IdentityConfig;
+use atsession::oauth::IdentityConfig;
 use atsession::oauth::{ClientMetadata, OAuthClientConfig, Refresh};
 use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body_util::Full;

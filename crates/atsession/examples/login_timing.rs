@@ -18,12 +18,12 @@ mod pds;
 use std::time::{Duration, Instant};
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
-use atsession::oauth::jose::EcKey;
-use atsession::oauth::keys::Keyset;
+use atsession::oauth::EcKey;
+use atsession::oauth::Keyset;
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::MemoryStore;
 use reqwest::Url;
 

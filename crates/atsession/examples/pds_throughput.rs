@@ -26,12 +26,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::{DpopKey, ath};
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig,
     OAuthSession, PdsBody, PdsRequest, SessionGetter,
 };
+use atsession::oauth::{DpopKey, ath};
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::MemoryStore;
 use reqwest::Url;
 use serde_json::{Value, json};

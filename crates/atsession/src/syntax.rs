@@ -1,4 +1,5 @@
-//! atproto identifiers: [`Did`] and [`Handle`], validated against the atproto syntax rules.
+//! atproto identifiers: [`Did`], [`Handle`] and [`Nsid`], validated against the atproto syntax
+//! rules.
 //!
 //! ```
 //! use atsession::syntax::{Did, Handle};
@@ -10,6 +11,7 @@
 //!
 //! assert!("did:PLC:x".parse::<Did>().is_err());
 //! assert!("alice".parse::<Handle>().is_err());
+//! assert!("app.bsky.feed.getTimeline".parse::<atsession::syntax::Nsid>().is_ok());
 //! ```
 
 use std::fmt;
@@ -22,6 +24,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub const DID_MAX_LEN: usize = 2048;
 /// The longest handle atproto accepts.
 pub const HANDLE_MAX_LEN: usize = 253;
+/// The longest NSID atproto accepts.
+pub const NSID_MAX_LEN: usize = 317;
 
 /// Why a string is not a valid DID or handle. Carries no copy of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +40,13 @@ pub enum SyntaxError {
     /// 253 characters.
     #[error("invalid handle syntax")]
     Handle,
+    /// Not an NSID: a domain authority (at least two segments in reverse order, at most 253
+    /// characters) and a name, all separated by `.`; authority segments of 1–63 ASCII
+    /// letters, digits or hyphens (no hyphen at either end, the first not starting with a
+    /// digit); a name of 1–63 ASCII letters and digits, not starting with a digit; at most
+    /// 317 characters in all.
+    #[error("invalid NSID syntax")]
+    Nsid,
 }
 
 /// The text of a [`Did`] or a [`Handle`]: kept inline when short (as nearly all are), so a
@@ -221,6 +232,101 @@ fn is_valid_handle(s: &str) -> bool {
             .is_some_and(|(_, tld)| !tld.as_bytes()[0].is_ascii_digit())
 }
 
+/// A namespaced identifier, such as `app.bsky.feed.getTimeline`: the name of a Lexicon
+/// schema, an XRPC method or a record collection ([atproto NSID
+/// spec](https://atproto.com/specs/nsid)).
+///
+/// Invariant: the string matches atproto's NSID syntax (see [`SyntaxError::Nsid`]). The
+/// text is kept as given (NSIDs are compared case-sensitively on the wire).
+///
+/// ```
+/// use atsession::syntax::Nsid;
+///
+/// let nsid = Nsid::new("app.bsky.feed.getTimeline").unwrap();
+/// assert_eq!(nsid.authority(), "app.bsky.feed");
+/// assert_eq!(nsid.name(), "getTimeline");
+/// assert!(Nsid::new("app.bsky").is_err()); // at least three segments
+/// assert!(Nsid::new("app.bsky.feed.get-x").is_err()); // no hyphen in the name
+/// assert!(Nsid::new("app.bsky.*").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Nsid(Text);
+
+impl Nsid {
+    /// Validates an NSID.
+    pub fn new(s: impl AsRef<str>) -> Result<Self, SyntaxError> {
+        let s = s.as_ref();
+        if is_nsid(s) {
+            Ok(Self(Text::new(s)))
+        } else {
+            Err(SyntaxError::Nsid)
+        }
+    }
+
+    /// The NSID as a string.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain authority, in the NSID's (reversed) order: `app.bsky.feed` in
+    /// `app.bsky.feed.getTimeline`.
+    #[must_use]
+    pub fn authority(&self) -> &str {
+        self.0.rsplit_once('.').map(|(a, _)| a).unwrap_or_default()
+    }
+
+    /// The name: `getTimeline` in `app.bsky.feed.getTimeline`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.0.rsplit_once('.').map(|(_, n)| n).unwrap_or_default()
+    }
+}
+
+/// Whether [`Nsid::new`] accepts `s`, without making an [`Nsid`]: the one NSID rule (see
+/// [`SyntaxError::Nsid`]).
+///
+/// ```
+/// use atsession::syntax::is_nsid;
+///
+/// assert!(is_nsid("com.atproto.server.getSession"));
+/// assert!(!is_nsid("getSession"));
+/// assert!(!is_nsid("com.atproto..getSession"));
+/// assert!(!is_nsid("com.atproto.server/getSession"));
+/// ```
+#[must_use]
+pub fn is_nsid(s: &str) -> bool {
+    if s.len() > NSID_MAX_LEN {
+        return false;
+    }
+    let Some((authority, name)) = s.rsplit_once('.') else {
+        return false;
+    };
+    let n = name.as_bytes();
+    let name_ok = !n.is_empty()
+        && n.len() <= 63
+        && n[0].is_ascii_alphabetic()
+        && n.iter().all(u8::is_ascii_alphanumeric);
+    if !name_ok || authority.len() > HANDLE_MAX_LEN {
+        return false;
+    }
+    let mut segments = 0usize;
+    for (i, segment) in authority.split('.').enumerate() {
+        let b = segment.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+            && (i > 0 || !b[0].is_ascii_digit());
+        if !ok {
+            return false;
+        }
+        segments += 1;
+    }
+    segments >= 2
+}
+
 macro_rules! string_type {
     ($t:ident) => {
         impl FromStr for $t {
@@ -276,6 +382,7 @@ macro_rules! string_type {
 }
 string_type!(Did);
 string_type!(Handle);
+string_type!(Nsid);
 
 #[cfg(test)]
 mod tests {
@@ -376,6 +483,114 @@ mod tests {
         );
         let lower = format!("{}.bsky.social", "x".repeat(60));
         assert_eq!(Handle::new(&lower).unwrap().as_str(), lower);
+    }
+
+    #[test]
+    fn nsids() {
+        for ok in [
+            "com.atproto.server.getSession",
+            "app.bsky.feed.post",
+            "com.example.fooBar",
+            "a.b.c",
+            "a-0.b-1.c",
+            "com.example.a1",
+            "COM.Example.FooBar",
+            "net.users.bob.ping",
+        ] {
+            assert!(is_nsid(ok), "{ok}");
+            assert_eq!(Nsid::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "com.atproto",
+            "com.atproto.server/../x",
+            "com..atproto.x",
+            "com.atproto.x?y=1",
+            ".com.atproto.x",
+            "com.atproto.x.",
+            "com.atproto.sérver",
+            "app.bsky.feed.get-x",
+            "app.bsky.*",
+            "com.example.1abc",
+            "1com.example.x",
+            "-com.example.x",
+            "com-.example.x",
+            "com.-example.x",
+            "com.example.x_y",
+        ] {
+            assert!(!is_nsid(bad), "{bad}");
+            assert_eq!(Nsid::new(bad), Err(SyntaxError::Nsid), "{bad}");
+        }
+        let segment = |n: usize| "a".repeat(n);
+        assert!(is_nsid(&format!("a.b.{}", segment(63))));
+        assert!(!is_nsid(&format!("a.b.{}", segment(64))));
+        assert!(!is_nsid(&format!("{}.b.c", segment(64))));
+        // The longest: a 253-character authority and a 63-character name.
+        let authority = format!(
+            "{}.{}.{}.{}",
+            segment(63),
+            segment(63),
+            segment(63),
+            segment(61)
+        );
+        assert_eq!(authority.len(), 253);
+        let long = format!("{authority}.{}", segment(63));
+        assert_eq!(long.len(), NSID_MAX_LEN);
+        assert!(is_nsid(&long));
+        assert!(!is_nsid(&format!("{long}a")));
+        // An authority over 253 characters, even under 317 in all.
+        assert!(!is_nsid(&format!("{authority}a.b")));
+        let nsid: Nsid = "app.bsky.feed.getTimeline".parse().unwrap();
+        assert_eq!(
+            (nsid.authority(), nsid.name()),
+            ("app.bsky.feed", "getTimeline")
+        );
+        assert_eq!(
+            serde_json::to_string(&nsid).unwrap(),
+            "\"app.bsky.feed.getTimeline\""
+        );
+        assert!(serde_json::from_str::<Nsid>("\"app.bsky\"").is_err());
+    }
+
+    /// The one-pass check agrees with the rule as written (the spec's regular grammar), on
+    /// every string of up to six characters over an alphabet that reaches each branch.
+    #[test]
+    fn nsid_check_matches_its_definition() {
+        fn by_definition(nsid: &str) -> bool {
+            let segments: Vec<&str> = nsid.split('.').collect();
+            let Some((name, authority)) = segments.split_last() else {
+                return false;
+            };
+            let domain_segment = |s: &&str| {
+                !s.is_empty()
+                    && s.len() <= 63
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !s.starts_with('-')
+                    && !s.ends_with('-')
+            };
+            nsid.len() <= NSID_MAX_LEN
+                && segments.len() >= 3
+                && authority.join(".").len() <= HANDLE_MAX_LEN
+                && authority.iter().all(domain_segment)
+                && !authority[0].starts_with(|c: char| c.is_ascii_digit())
+                && (1..=63).contains(&name.len())
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
+        let alphabet = ['a', 'Z', '7', '-', '.', '/', '_'];
+        let mut strings = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.len() == strings.last().map_or(0, String::len))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert!(strings.len() > 100_000);
+        for s in &strings {
+            assert_eq!(is_nsid(s), by_definition(s), "{s:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use atsession::clock::{Clock as _, ManualClock};
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::client::MAX_APP_STATE_LEN;
+use atsession::oauth::MAX_APP_STATE_LEN;
 use atsession::oauth::{
     AuthorizeOptions, ClientMetadata, OAuthClient, OAuthClientConfig, OAuthError,
 };
@@ -109,7 +109,7 @@ async fn an_oversized_app_state_is_refused_before_anything_is_stored() {
 
 #[tokio::test]
 async fn state_and_metadata_lifetimes_are_bounded_at_configuration() {
-    use atsession::oauth::error::ClientConfigError;
+    use atsession::oauth::ClientConfigError;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("gw.db")).await.unwrap();
     let metadata = ClientMetadata::loopback(&["http://127.0.0.1/callback"], "atproto").unwrap();

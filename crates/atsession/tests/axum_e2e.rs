@@ -26,8 +26,8 @@ use atsession::axum::{
     AtprotoAuth, AtprotoSession, RequireScope, RequiredScope, Session, WebConfig,
 };
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{ClientMetadata, DeleteCause, OAuthClient, OAuthClientConfig, SessionEvent};
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;

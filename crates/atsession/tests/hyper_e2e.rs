@@ -21,7 +21,7 @@ mod example;
 use std::time::Duration;
 
 use atsession::crypto::AtRestKey;
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 use atsession::syntax::Did;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, MemoryLock};
-use atsession::oauth::getter::refresh_lock_key;
 use atsession::oauth::key_rotation::{
     KeyCheckError, ResealOptions, check_keyring, doc_grant, key_usage, reseal_grants,
 };
+use atsession::oauth::refresh_lock_key;
 use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
 

@@ -13,14 +13,14 @@ mod pds;
 use std::time::Duration;
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopAlg;
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
-use atsession::oauth::jose::EcKey;
-use atsession::oauth::keys::Keyset;
+use atsession::oauth::DpopAlg;
+use atsession::oauth::EcKey;
+use atsession::oauth::Keyset;
 use atsession::oauth::{
     AuthorizeOptions, CallbackError, CallbackParams, ClientAuth, ClientMetadata, OAuthClient,
     OAuthClientConfig, OAuthError,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;

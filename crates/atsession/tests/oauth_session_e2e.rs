@@ -21,11 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::lock::Lock;
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, OAuthClient,
     OAuthClientConfig, Refresh, SessionEvent, SessionGetter,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, GrantStore, StateStore};
 use atsession::store::sqlite::SqliteStore;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use atsession::clock::{Clock, ManualClock, truncate_ms};
 use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, LockError, MemoryLock};
-use atsession::oauth::dpop::DpopKey;
+use atsession::oauth::DpopKey;
 use atsession::oauth::{
     ClientAuth, ClientMetadata, DeleteCause, GetterConfig, Grant, GrantError, OAuthClient,
     OAuthClientConfig, Refresh, SessionEvent, SessionGetter, TokenSet,
@@ -541,7 +541,7 @@ async fn a_refresh_never_runs_without_the_lock() {
     let s = setup_stale(quick().lock(locks.clone())).await;
     let held = locks
         .acquire(
-            &atsession::oauth::getter::refresh_lock_key(&s.grant),
+            &atsession::oauth::refresh_lock_key(&s.grant),
             Duration::from_secs(30),
             Duration::from_secs(1),
         )

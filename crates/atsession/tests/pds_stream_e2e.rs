@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,
     OAuthClientConfig, OAuthSession, PdsBody, PdsRequest, SessionEvent, SessionGetter,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::MemoryStore;
 use futures_util::StreamExt as _;
 use reqwest::Url;

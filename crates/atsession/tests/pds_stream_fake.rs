@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopKey;
-use atsession::oauth::http::{HttpError, PdsOptions};
+use atsession::oauth::DpopKey;
 use atsession::oauth::reqwest::Method;
 use atsession::oauth::reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use atsession::oauth::{
@@ -25,6 +24,7 @@ use atsession::oauth::{
     OAuthClientConfig, OAuthError, PdsBody, PdsRequest, Refresh, RetryReason, SessionGetter,
     TokenSet,
 };
+use atsession::oauth::{HttpError, PdsOptions};
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, GrantStore};
@@ -748,7 +748,7 @@ fn too_large_in_chain(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(HttpError::TooLarge { limit, .. }) = err.downcast_ref::<HttpError>() {
-            return *limit == atsession::oauth::http::DEFAULT_MAX_BODY;
+            return *limit == atsession::oauth::DEFAULT_MAX_BODY;
         }
         cur = err.source();
     }

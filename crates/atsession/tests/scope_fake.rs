@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use atsession::clock::{Clock, ManualClock, truncate_ms};
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopKey;
-use atsession::oauth::error::ClientConfigError;
+use atsession::oauth::ClientConfigError;
+use atsession::oauth::DpopKey;
 use atsession::oauth::{
     AuthorizeOptions, ClientAuth, ClientMetadata, GetterConfig, Grant, GrantError, OAuthClient,
     OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter, TokenSet,

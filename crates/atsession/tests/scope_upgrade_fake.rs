@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use atsession::clock::truncate_ms;
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopKey;
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
+use atsession::oauth::DpopKey;
 use atsession::oauth::{
     AuthorizeOptions, CallbackError, CallbackParams, ClientAuth, ClientMetadata, GetterConfig,
     Grant, OAuthClient, OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter,
     TokenSet,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use atsession::app::{CreateOptions, SessionManager};
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
 use atsession::oauth::scope::{RepoAction, ScopeSet};
 use atsession::oauth::{
     AuthorizeOptions, CallbackError, CallbackParams, ClientMetadata, GetterConfig, GrantError,
     OAuthClient, OAuthClientConfig, OAuthError, Refresh, SessionEvent, SessionGetter,
 };
+use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::store::MemoryStore;
 use atsession::store::oauth::GrantStore;
 use atsession::syntax::Did;

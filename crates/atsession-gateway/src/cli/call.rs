@@ -22,13 +22,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use atsession::oauth::oauth_session::is_nsid;
 use atsession::oauth::reqwest::header::CONTENT_TYPE;
 use atsession::oauth::{
     GetterConfig, OAuthSession, PdsBody, PdsRequest, PdsResponse, SessionGetter,
 };
 use atsession::store::AnyStore;
 use atsession::syntax::Did;
+use atsession::syntax::is_nsid;
 use clap::Args;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};

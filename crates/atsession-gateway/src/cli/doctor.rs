@@ -24,12 +24,12 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use atsession::crypto::AtRestKeyring;
-use atsession::oauth::client_metadata::{ClientMetadata, first_undeclared};
-use atsession::oauth::http::{DEFAULT_MAX_BODY, HttpOptions, build_client, check_url};
-use atsession::oauth::jose::Jwk;
+use atsession::oauth::Jwk;
 use atsession::oauth::key_rotation::{check_keyring, key_usage, open_grants};
-use atsession::oauth::keys::{Jwks, Keyset};
 use atsession::oauth::reqwest;
+use atsession::oauth::{ClientMetadata, first_undeclared};
+use atsession::oauth::{DEFAULT_MAX_BODY, HttpOptions, build_client, check_url};
+use atsession::oauth::{Jwks, Keyset};
 use atsession::oauth::{Scope, ScopeSet, Url};
 use clap::Args;
 use serde::Serialize;
@@ -1114,10 +1114,7 @@ mod tests {
 
     #[test]
     fn a_published_private_key_fails_without_showing_it() {
-        let keyset = Keyset::new(vec![
-            atsession::oauth::jose::EcKey::generate().with_kid("k"),
-        ])
-        .unwrap();
+        let keyset = Keyset::new(vec![atsession::oauth::EcKey::generate().with_kid("k")]).unwrap();
         let private = serde_json::to_value(keyset.private_jwks()).unwrap();
         let d = private["keys"][0]["d"].as_str().unwrap().to_owned();
         let mut report = Report::default();

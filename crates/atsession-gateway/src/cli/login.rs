@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use atsession::crypto::AtRestKeyring;
-use atsession::oauth::identity::DEFAULT_PLC_URL;
+use atsession::oauth::DEFAULT_PLC_URL;
 use atsession::oauth::{
     AuthorizeOptions, CallbackParams, ClientMetadata, OAuthClient, OAuthClientConfig, ScopeSet, Url,
 };
@@ -259,7 +259,7 @@ impl Created {
 
 /// Names `--dev` when an `http://` or non-public address was refused.
 pub(crate) fn explain_http(e: atsession::oauth::OAuthError) -> CliError {
-    use atsession::oauth::http::UrlError;
+    use atsession::oauth::UrlError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         if matches!(

@@ -48,11 +48,12 @@ use atsession::ErrorChain;
 use atsession::app::{CookieConfig, SessionConfig, SessionId, SessionManager};
 use atsession::auth::AuthError;
 use atsession::axum::{AtprotoAuth, LoadedGrant, Session, WebConfig};
-use atsession::oauth::identity::DEFAULT_PLC_URL;
-use atsession::oauth::keys::{Jwks, Keyset};
+use atsession::oauth::DEFAULT_PLC_URL;
+
 use atsession::oauth::{
     ClientMetadata, GetterConfig, OAuthClient, OAuthClientConfig, Refresh, SessionGetter, Url,
 };
+use atsession::oauth::{Jwks, Keyset};
 use atsession::store::{AnyStore, SessionStore};
 use axum::body::Body;
 use axum::extract::{Request, State};

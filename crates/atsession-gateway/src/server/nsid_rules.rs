@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use atsession::oauth::oauth_session::is_nsid;
+use atsession::syntax::is_nsid;
 
 /// Why a pattern is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -34,10 +34,10 @@ use std::sync::Arc;
 
 use atsession::auth::AuthError;
 use atsession::axum::{AtprotoAuth, AuthRejection, Session};
-use atsession::oauth::oauth_session::is_nsid;
-use atsession::oauth::pds_headers::forwardable;
+use atsession::oauth::forwardable_headers as forwardable;
 use atsession::oauth::scope::{ScopeSet, precheck_xrpc};
 use atsession::oauth::{GrantError, PdsBody, PdsRequest, PdsResponse, Refresh};
+use atsession::syntax::is_nsid;
 use axum::body::Body;
 use axum::extract::{FromRef, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};

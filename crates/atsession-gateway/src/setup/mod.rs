@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::oauth::Url;
-use atsession::oauth::identity::{HandleResolver, IdentityConfig};
+use atsession::oauth::{HandleResolver, IdentityConfig};
 
 use small_file::FileError;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use atsession::clock::truncate_ms;
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::dpop::DpopKey;
+use atsession::oauth::DpopKey;
 use atsession::oauth::{
     ClientAuth, ClientMetadata, GetterConfig, Grant, OAuthClient, OAuthClientConfig, SessionGetter,
     TokenSet,

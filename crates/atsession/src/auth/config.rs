@@ -62,7 +62,7 @@ impl Default for WebConfig {
             after_login: "/".into(),
             after_logout: "/".into(),
             error_path: None,
-            login_ttl: crate::oauth::client::DEFAULT_STATE_TTL,
+            login_ttl: crate::oauth::DEFAULT_STATE_TTL,
             error_details: true,
         }
     }

@@ -248,7 +248,7 @@ fn grant_row(e: &GrantError) -> ErrorAnswer {
 }
 
 fn oauth_row(e: &OAuthError) -> ErrorAnswer {
-    use crate::oauth::http::HttpError;
+    use crate::oauth::HttpError;
     match e {
         OAuthError::Http(HttpError::PdsPath(_) | HttpError::Header { .. }) => ErrorAnswer::new(
             StatusCode::BAD_REQUEST,
@@ -669,7 +669,7 @@ mod tests {
     fn every_error_has_one_row() {
         use std::time::Duration;
 
-        use crate::oauth::http::HttpError;
+        use crate::oauth::HttpError;
         use crate::oauth::{DeleteCause, RetryReason};
         use crate::store::oauth::GrantId;
 

@@ -5,24 +5,24 @@
 //! # The login flow
 //!
 //! 1. [`OAuthClient::authorize`] takes what the user typed — a handle, a DID, or a PDS or
-//!    entryway URL — and resolves it: handle → DID ([`identity`]), DID → document → PDS,
+//!    entryway URL — and resolves it: handle → DID ([`IdentityResolver`]), DID → document → PDS,
 //!    the PDS's protected-resource metadata → its authorization server, whose metadata is
-//!    validated ([`metadata`]). It then sends a pushed authorization request with a PKCE
-//!    S256 challenge ([`pkce`]), a DPoP proof made with a fresh key ([`dpop`]) and, for a
+//!    validated. It then sends a pushed authorization request with a PKCE
+//!    S256 challenge, a DPoP proof made with a fresh key ([`DpopKey`]) and, for a
 //!    confidential client, a `private_key_jwt` assertion; keeps the pending state (sealed,
 //!    one-time, 10 minutes) in the store; and returns the URL to send the user to.
 //! 2. The user signs in at their server and is redirected back with `state`, `iss` and
 //!    `code` (or `error`).
 //! 3. [`OAuthClient::callback`] takes the pending state (a replay fails), checks `iss`
 //!    (RFC 9207), exchanges the code (PKCE verifier, DPoP, client authentication), checks
-//!    the token response ([`token`]), checks that the account's PDS is protected by this
+//!    the token response ([`TokenSet`]), checks that the account's PDS is protected by this
 //!    same issuer, and stores the grant — token set, DPoP key, client auth — sealed under
 //!    a fresh [`GrantId`](crate::store::oauth::GrantId), so each device has its own grant.
 //! 4. [`OAuthClient::pds_request`] makes DPoP-signed calls to the user's PDS;
 //!    [`OAuthClient::revoke`] logs out (revokes at the server, then deletes). Through the
 //!    session layer, [`OAuthSession::send`] streams calls of any size both ways
 //!    ([`PdsRequest`], [`PdsBody`], [`PdsResponse`]), only ever to the grant's own PDS
-//!    origin ([`pds_path`], [`pds_headers`]).
+//!    origin ([`check_path`], [`PDS_REQUEST_HEADERS`]).
 //!
 //! # Permission scopes
 //!
@@ -32,9 +32,9 @@
 //! anything is sent; the granted scope is stored from every token response (login,
 //! refresh, upgrade); a PDS's `403 ScopeMissingError` is
 //! [`GrantError::ScopeMissing`]; and [`OAuthClient::authorize_upgrade`] adds permissions
-//! to a grant in place ([`upgrade`]). [`permission_set`] checks a permission-set lexicon.
+//! to a grant in place ([`ScopeUpgrade`]). [`PermissionSet`] checks a permission-set lexicon.
 //!
-//! Outside [development mode](http::HttpOptions::dev_mode) every fetch is `https`, to
+//! Outside [development mode](HttpOptions::dev_mode) every fetch is `https`, to
 //! public addresses only, time-limited, and never follows redirects. Discovery and
 //! authorization-server documents are size-limited; PDS calls are not (unless the app sets
 //! [`PdsOptions::max_body`]) and have an idle timeout instead of a whole-call one.
@@ -79,53 +79,54 @@
 //! # Ok(()) }
 //! ```
 
-mod cache;
-mod cleanup;
-pub mod client;
-pub mod client_metadata;
-pub mod dpop;
-pub mod error;
-pub mod events;
-pub mod getter;
-pub mod grant;
-pub mod http;
-pub mod identity;
-pub mod jose;
-pub mod key_rotation;
-pub mod keys;
-pub mod metadata;
-pub mod oauth_session;
-pub mod pds_headers;
-pub mod pds_path;
-pub mod pds_request;
-pub mod pds_response;
-pub mod permission_set;
-pub mod pkce;
-mod presign;
+mod client;
+mod discovery;
 pub mod scope;
-mod server;
-mod state;
-pub mod token;
-pub mod upgrade;
+mod session;
+mod wire;
 
 /// The HTTP client crate the OAuth client is built on (for [`OAuthClientConfig::http_client`]).
 pub use reqwest;
 /// The URL crate of this API's URLs.
 pub use url::{self, Url};
 
-pub use client::{
-    AuthorizeOptions, Callback, CallbackParams, OAuthClient, OAuthClientConfig, Prompt,
+// The client: configuration, login, grants, and its errors.
+pub use client::client_metadata::{
+    ClientAuth, ClientMetadata, ClientMetadataError, first_undeclared,
 };
-pub use client_metadata::{ClientAuth, ClientMetadata};
-pub use error::{CallbackError, ClientConfigError, OAuthError};
-pub use events::{DeleteCause, SessionEvent, TokenSetInfo};
-pub use getter::{GetterConfig, GrantError, Refresh, RetryReason, SessionGetter};
-pub use grant::Grant;
-pub use http::PdsOptions;
-pub use oauth_session::OAuthSession;
-pub use pds_request::{PdsBody, PdsRequest};
-pub use pds_response::PdsResponse;
-pub use permission_set::PermissionSet;
-pub use scope::{Scope, ScopeError, ScopeMissing, ScopeSet};
-pub use token::TokenSet;
-pub use upgrade::ScopeUpgrade;
+pub use client::error::{CallbackError, ClientConfigError, OAuthError};
+pub use client::grant::{Grant, refresh_lock_key};
+pub use client::key_rotation;
+pub use client::token::{TokenResponseError, TokenSet};
+pub use client::upgrade::{ScopeUpgrade, upgrade_scope};
+pub use client::{
+    AuthorizeOptions, Callback, CallbackParams, DEFAULT_METADATA_TTL, DEFAULT_STATE_TTL,
+    MAX_APP_STATE_LEN, OAuthClient, OAuthClientConfig, Prompt,
+};
+// The session layer: the getter, the session handle, events.
+pub use session::events::{DeleteCause, SessionEvent, TokenSetInfo};
+pub use session::getter::{
+    GetterConfig, GrantError, Refresh, RetryReason, SessionGetter, token_info,
+};
+pub use session::oauth_session::OAuthSession;
+// Discovery: identities, server metadata, the client's keys.
+pub use discovery::identity::{
+    AtIdentifier, DEFAULT_PLC_URL, DidDocument, DidService, HandleResolver, IdentityConfig,
+    IdentityError, IdentityResolver, MAX_CACHE_TTL, ResolvedIdentity,
+};
+pub use discovery::keys::{Jwks, Keyset, KeysetError};
+pub use discovery::metadata::{AuthMethodKind, MetadataError};
+// The wire: HTTP limits, DPoP, JOSE keys, and the PDS call.
+pub use wire::dpop::{DpopAlg, DpopError, DpopKey, ath, htu};
+pub use wire::http::{
+    DEFAULT_MAX_BODY, DEFAULT_PDS_CONNECT_TIMEOUT, DEFAULT_PDS_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
+    Fetched, HttpError, HttpOptions, PdsOptions, UrlError, build_client, build_pds_client,
+    check_url,
+};
+pub use wire::jose::{EcKey, JoseError, Jwk, Secp256k1Key};
+pub use wire::pds_headers::{PDS_REQUEST_HEADERS, forwardable_headers, is_forwardable};
+pub use wire::pds_path::{PdsPathError, check_path, pds_url};
+pub use wire::pds_request::{BodyStream, BoxError, PdsBody, PdsRequest};
+pub use wire::pds_response::PdsResponse;
+// The permission scopes an app meets most (the rest is in [`scope`]).
+pub use scope::{PermissionSet, Scope, ScopeError, ScopeMissing, ScopeSet};

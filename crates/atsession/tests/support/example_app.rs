@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use atsession::app::SessionManager;
 use atsession::crypto::{AtRestKey, AtRestKeyring};
-use atsession::oauth::identity::IdentityConfig;
+use atsession::oauth::IdentityConfig;
 use atsession::oauth::{ClientMetadata, Grant, OAuthClient, OAuthClientConfig};
 use atsession::store::oauth::GrantStore;
 use atsession::store::sqlite::SqliteStore;
