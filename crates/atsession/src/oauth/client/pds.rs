@@ -19,7 +19,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// (`/xrpc/com.atproto.server.getSession`). No refresh: that is the session layer's job.
     pub async fn pds_request(
         &self,
-        session: &Grant,
+        grant: &Grant,
         method: reqwest::Method,
         path_and_query: &str,
         json_body: Option<&serde_json::Value>,
@@ -38,7 +38,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             }
             None => None,
         };
-        self.pds_send(session, method, path_and_query, &headers, body)
+        self.pds_send(grant, method, path_and_query, &headers, body)
             .await
     }
 
@@ -47,7 +47,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// the headers are checked as by [`pds_call`](Self::pds_call).
     pub async fn pds_send(
         &self,
-        session: &Grant,
+        grant: &Grant,
         method: reqwest::Method,
         path_and_query: &str,
         headers: &reqwest::header::HeaderMap,
@@ -55,7 +55,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     ) -> Result<Fetched, OAuthError> {
         let mut request = PdsRequest::new(method, path_and_query).body(body);
         *request.headers_mut() = headers.clone();
-        let response = self.pds_call(session, request).await?;
+        let response = self.pds_call(grant, request).await?;
         Ok(response.into_fetched().await?)
     }
 
@@ -78,11 +78,11 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// the session layer's job.
     pub async fn pds_call(
         &self,
-        session: &Grant,
+        grant: &Grant,
         request: PdsRequest,
     ) -> Result<PdsResponse, OAuthError> {
         let (method, path_and_query, headers, body) = request.into_parts();
-        self.pds_call_parts(session, &method, &path_and_query, &headers, body)
+        self.pds_call_parts(grant, &method, &path_and_query, &headers, body)
             .await
     }
 
@@ -90,13 +90,13 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// same request again keeps them without a copy.
     pub(crate) async fn pds_call_parts(
         &self,
-        session: &Grant,
+        grant: &Grant,
         method: &reqwest::Method,
         path_and_query: &str,
         headers: &reqwest::header::HeaderMap,
         body: PdsBody,
     ) -> Result<PdsResponse, OAuthError> {
-        let (pds, url) = Self::pds_urls(session, path_and_query)?;
+        let (pds, url) = Self::pds_urls(grant, path_and_query)?;
         if let Some(name) = first_refused(headers) {
             return Err(HttpError::Header {
                 name: name.as_str().to_owned(),
@@ -107,8 +107,8 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             http: &self.core.pds,
             nonces: &self.core.pds_nonces,
             clock: self.core.clock.as_ref(),
-            key: &session.dpop_key,
-            access_token: session.token_set.access_token.expose(),
+            key: &grant.dpop_key,
+            access_token: grant.token_set.access_token.expose(),
             method,
             url: &url,
             headers,
@@ -121,8 +121,8 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     }
 
     /// The grant's PDS and the URL of a call on it.
-    fn pds_urls(session: &Grant, path_and_query: &str) -> Result<(Url, Url), OAuthError> {
-        let base = Url::parse(&session.token_set.aud)
+    fn pds_urls(grant: &Grant, path_and_query: &str) -> Result<(Url, Url), OAuthError> {
+        let base = Url::parse(&grant.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
         let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
         Ok((base, url))
@@ -131,15 +131,15 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     /// Before a body that cannot be resent: when no DPoP nonce is cached for the grant's
     /// PDS, sends the probe (learning a nonce). Returns whether the probe's answer refused
     /// the access token (`invalid_token`), so that the caller can refresh before sending.
-    pub(crate) async fn pds_prepare_stream(&self, session: &Grant) -> Result<bool, OAuthError> {
-        let (pds, probe) = Self::pds_urls(session, PROBE_PATH)?;
+    pub(crate) async fn pds_prepare_stream(&self, grant: &Grant) -> Result<bool, OAuthError> {
+        let (pds, probe) = Self::pds_urls(grant, PROBE_PATH)?;
         let headers = reqwest::header::HeaderMap::new();
         let call = dpop::ResourceCall {
             http: &self.core.pds,
             nonces: &self.core.pds_nonces,
             clock: self.core.clock.as_ref(),
-            key: &session.dpop_key,
-            access_token: session.token_set.access_token.expose(),
+            key: &grant.dpop_key,
+            access_token: grant.token_set.access_token.expose(),
             method: &reqwest::Method::GET,
             url: &probe,
             headers: &headers,

@@ -10,61 +10,61 @@ use crate::oauth::discovery::metadata::AuthorizationServer;
 use crate::store::oauth::{GrantId, GrantStore, StateStore};
 
 impl<S: StateStore + GrantStore> OAuthClient<S> {
-    async fn agent_server(&self, session: &Grant) -> Result<AuthorizationServer, OAuthError> {
+    async fn agent_server(&self, grant: &Grant) -> Result<AuthorizationServer, OAuthError> {
         Ok(self
             .core
             .servers
-            .server(&session.token_set.iss, session.auth.kind(), false)
+            .server(&grant.token_set.iss, grant.auth.kind(), false)
             .await?)
     }
 
     /// Sends a refresh for `session` and checks the answer (the account must not change).
     /// Stores nothing: the session layer decides what to do with the result.
-    pub async fn refresh(&self, session: &Grant) -> Result<TokenSet, OAuthError> {
-        let refresh = session
+    pub async fn refresh(&self, grant: &Grant) -> Result<TokenSet, OAuthError> {
+        let refresh = grant
             .token_set
             .refresh_token
             .as_ref()
             .ok_or(OAuthError::NoRefreshToken)?;
-        let server = self.agent_server(session).await?;
+        let server = self.agent_server(grant).await?;
         let agent = Agent {
             core: &self.core,
             server: &server,
-            auth: &session.auth,
-            key: &session.dpop_key,
+            auth: &grant.auth,
+            key: &grant.dpop_key,
         };
         let r = agent.refresh(refresh.expose()).await?;
-        if r.sub != session.token_set.sub {
+        if r.sub != grant.token_set.sub {
             // Tokens for another account: nobody may hold them.
             let _ = agent.revoke(r.access_token.expose()).await;
             return Err(OAuthError::SubjectChanged);
         }
         Ok(TokenSet {
-            iss: session.token_set.iss.clone(),
+            iss: grant.token_set.iss.clone(),
             sub: r.sub,
-            aud: session.token_set.aud.clone(),
+            aud: grant.token_set.aud.clone(),
             scope: r.scope,
             access_token: r.access_token,
             // A server that does not rotate keeps the old refresh token valid.
             refresh_token: r
                 .refresh_token
-                .or_else(|| session.token_set.refresh_token.clone()),
+                .or_else(|| grant.token_set.refresh_token.clone()),
             expires_at: r.expires_at.map(truncate_ms),
         })
     }
 
     /// Revokes `session`'s tokens at its authorization server (the access token, then the
     /// refresh token). Stores nothing.
-    pub async fn revoke_tokens(&self, session: &Grant) -> Result<(), OAuthError> {
-        let server = self.agent_server(session).await?;
+    pub async fn revoke_tokens(&self, grant: &Grant) -> Result<(), OAuthError> {
+        let server = self.agent_server(grant).await?;
         let agent = Agent {
             core: &self.core,
             server: &server,
-            auth: &session.auth,
-            key: &session.dpop_key,
+            auth: &grant.auth,
+            key: &grant.dpop_key,
         };
-        let first = agent.revoke(session.token_set.access_token.expose()).await;
-        let second = match &session.token_set.refresh_token {
+        let first = agent.revoke(grant.token_set.access_token.expose()).await;
+        let second = match &grant.token_set.refresh_token {
             Some(r) => agent.revoke(r.expose()).await,
             None => Ok(()),
         };

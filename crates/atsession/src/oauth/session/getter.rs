@@ -412,10 +412,10 @@ impl<S> fmt::Debug for SessionGetter<S> {
 /// # }
 /// ```
 #[must_use]
-pub fn token_info(data: &Grant, version: u64) -> TokenSetInfo {
-    let t = &data.token_set;
+pub fn token_info(grant: &Grant, version: u64) -> TokenSetInfo {
+    let t = &grant.token_set;
     TokenSetInfo {
-        grant_id: data.grant_id.clone(),
+        grant_id: grant.grant_id.clone(),
         sub: t.sub.clone(),
         iss: t.iss.clone(),
         aud: t.aud.clone(),
@@ -627,8 +627,8 @@ where
     /// # }
     /// ```
     #[must_use]
-    pub fn is_stale(&self, data: &Grant, now: OffsetDateTime) -> bool {
-        let Some(exp) = data.token_set.expires_at else {
+    pub fn is_stale(&self, grant: &Grant, now: OffsetDateTime) -> bool {
+        let Some(exp) = grant.token_set.expires_at else {
             return false;
         };
         let c = &self.inner.config;
@@ -867,21 +867,21 @@ where
     async fn refused_or_kept(
         &self,
         stored: &StoredGrant,
-        data: &Grant,
+        grant: &Grant,
         e: OAuthError,
     ) -> Result<(Arc<Grant>, u64), GrantError> {
         let Some(cause) = refusal(&e) else {
-            tracing::warn!(grant = %data.grant_id, error = %e, "refresh failed; grant kept");
+            tracing::warn!(grant = %grant.grant_id, error = %e, "refresh failed; grant kept");
             return Err(GrantError::Refresh(e));
         };
         if self.inner.config.lock.is_none() && e.is_invalid_grant() {
             // Another process may have used the refresh token first.
             tokio::time::sleep(self.inner.config.recheck_delay).await;
-            match self.load(&data.grant_id).await {
+            match self.load(&grant.grant_id).await {
                 Ok((s, d)) if s.version != stored.version => return Ok((d, s.version)),
                 Err(GrantError::NotFound(_)) => {
                     return Err(GrantError::Deleted {
-                        grant_id: data.grant_id.clone(),
+                        grant_id: grant.grant_id.clone(),
                         cause,
                         source: Box::new(e),
                     });
@@ -891,24 +891,24 @@ where
         }
         // A scope upgrade may have replaced (and revoked) the refused tokens meanwhile.
         if self.inner.config.lock.is_some()
-            && let Ok((s, d)) = self.load(&data.grant_id).await
+            && let Ok((s, d)) = self.load(&grant.grant_id).await
             && s.version != stored.version
         {
             return Ok((d, s.version));
         }
         let client = &self.inner.client;
-        if let Err(de) = client.store().delete_grant(&data.grant_id).await {
-            tracing::warn!(grant = %data.grant_id, error = %de, "cannot delete a refused grant");
+        if let Err(de) = client.store().delete_grant(&grant.grant_id).await {
+            tracing::warn!(grant = %grant.grant_id, error = %de, "cannot delete a refused grant");
             return Err(GrantError::OAuth(de.into()));
         }
-        tracing::info!(grant = %data.grant_id, ?cause, "refresh refused; grant deleted");
+        tracing::info!(grant = %grant.grant_id, ?cause, "refresh refused; grant deleted");
         self.emit(SessionEvent::Deleted {
-            grant_id: data.grant_id.clone(),
-            did: data.token_set.sub.clone(),
+            grant_id: grant.grant_id.clone(),
+            did: grant.token_set.sub.clone(),
             cause: cause.clone(),
         });
         Err(GrantError::Deleted {
-            grant_id: data.grant_id.clone(),
+            grant_id: grant.grant_id.clone(),
             cause,
             source: Box::new(e),
         })
