@@ -52,7 +52,6 @@
 //! [`SessionManager`]: crate::app::SessionManager
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -60,9 +59,13 @@ use time::OffsetDateTime;
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
 use crate::syntax::Did;
+use oauth::{GrantStore, SessionGrantStore, StateStore};
+
+#[macro_use]
+mod forward;
 
 mod any;
-pub mod custom;
+mod future;
 mod memory;
 pub mod oauth;
 mod open;
@@ -74,6 +77,7 @@ pub mod redis;
 pub mod sqlite;
 
 pub use any::AnyStore;
+pub use future::StoreFuture;
 pub use memory::{MemoryLock, MemoryStore};
 pub use open::{OpenError, open, open_read_only};
 
@@ -88,7 +92,7 @@ pub(crate) async fn bounded<T, E: From<StoreError>>(
     backend: &'static str,
     operation: &'static str,
     limit: std::time::Duration,
-    call: impl Future<Output = Result<T, E>>,
+    call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
@@ -217,131 +221,72 @@ pub enum Cas {
     Missing,
 }
 
-/// Storage for app sessions.
-///
-/// Methods return `impl Future + Send` so that a store works in multi-threaded runtimes;
-/// implement them with `async fn`. The trait is implemented for `Arc<S>` too.
-///
-/// Lookups return the record shared (`Arc<StoredSession>`): a store that keeps records in
-/// memory hands out the one it holds, without copying it, and the
-/// [`Session`](crate::app::Session) the app gets shares it; a store that reads a row wraps
-/// what it read (`Ok(row.map(Arc::new))`).
-pub trait SessionStore: Send + Sync + 'static {
-    /// Inserts a new session. Fails if a session with the same id or token hash exists.
-    fn create(
-        &self,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+store_trait! {
+    /// Storage for app sessions.
+    ///
+    /// Object-safe: every method returns a [`StoreFuture`], so `dyn SessionStore` works, and
+    /// the trait is implemented for `Arc<S>`, `Box<S>` (`S: ?Sized`) and [`AnyStore`] too.
+    /// A backend answers with [`StoreFuture::ready`] when the work is done by the time the
+    /// method returns, and with [`StoreFuture::new`]`(async move { … })` when it waits.
+    ///
+    /// Lookups return the record shared (`Arc<StoredSession>`): a store that keeps records
+    /// in memory hands out the one it holds, without copying it, and the
+    /// [`Session`](crate::app::Session) the app gets shares it; a store that reads a row
+    /// wraps what it read (`Ok(row.map(Arc::new))`).
+    pub trait SessionStore: Send + Sync {
+        /// Inserts a new session. Fails if a session with the same id or token hash exists.
+        fn create<'a>(&'a self, session: &'a StoredSession) -> StoreFuture<'a, ()>;
 
-    /// The session with this id.
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
+        /// The session with this id.
+        fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
 
-    /// The session whose session token hashes to `hash`.
-    fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
+        /// The session whose session token hashes to `hash`.
+        fn load_by_token<'a>(
+            &'a self,
+            hash: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
 
-    /// The session whose current access token hashes to `hash`.
-    fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
+        /// The session whose current access token hashes to `hash`.
+        fn load_by_access_token<'a>(
+            &'a self,
+            hash: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
 
-    /// Writes `session` if the stored record is at `expected_version`; never inserts.
-    /// `session.version` is the new version.
-    fn update(
-        &self,
-        expected_version: u64,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send;
+        /// Writes `session` if the stored record is at `expected_version`; never inserts.
+        /// `session.version` is the new version.
+        fn update<'a>(
+            &'a self,
+            expected_version: u64,
+            session: &'a StoredSession,
+        ) -> StoreFuture<'a, Cas>;
 
-    /// Deletes one session; `true` if it existed.
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        /// Deletes one session; `true` if it existed.
+        fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool>;
 
-    /// Every session of an account, expired ones included, oldest first.
-    fn list_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send;
+        /// Every session of an account, expired ones included, oldest first.
+        fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>>;
 
-    /// Deletes every session of an account; returns how many.
-    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send;
+        /// Deletes every session of an account; returns how many.
+        fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64>;
 
-    /// Deletes every session that has expired at `now`; returns how many.
-    fn delete_expired(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+        /// Deletes every session that has expired at `now`; returns how many.
+        fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64>;
 
-    /// Up to `limit` sessions that have expired at `now` and belong to an OAuth grant, as
-    /// (session id, grant id): what the web layer's cleanup signs out before it deletes the
-    /// sessions, so that no grant outlives its session. Reads only.
-    fn expired_with_grants(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<(SessionId, oauth::GrantId)>, StoreError>> + Send;
-}
-
-impl<S: SessionStore> SessionStore for Arc<S> {
-    fn create(
-        &self,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).create(session)
-    }
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
-        (**self).load(id)
-    }
-    fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
-        (**self).load_by_token(hash)
-    }
-    fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
-        (**self).load_by_access_token(hash)
-    }
-    fn update(
-        &self,
-        expected_version: u64,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
-        (**self).update(expected_version, session)
-    }
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).delete(id)
-    }
-    fn list_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send {
-        (**self).list_by_did(did)
-    }
-    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).delete_by_did(did)
-    }
-    fn delete_expired(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).delete_expired(now)
-    }
-    fn expired_with_grants(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<(SessionId, oauth::GrantId)>, StoreError>> + Send {
-        (**self).expired_with_grants(now, limit)
+        /// Up to `limit` sessions that have expired at `now` and belong to an OAuth grant,
+        /// as (session id, grant id): what the web layer's cleanup signs out before it
+        /// deletes the sessions, so that no grant outlives its session. Reads only.
+        fn expired_with_grants<'a>(
+            &'a self,
+            now: OffsetDateTime,
+            limit: usize,
+        ) -> StoreFuture<'a, Vec<(SessionId, oauth::GrantId)>>;
     }
 }
+
+/// Every store trait at once ([`SessionStore`], [`StateStore`], [`GrantStore`],
+/// [`SessionGrantStore`]): what [`AnyStore`] holds a store written elsewhere as
+/// (`Arc<dyn Store>`), and hands each call to as `&dyn Store`. Implemented for every type
+/// that implements the four; never implemented by hand.
+pub trait Store: SessionStore + StateStore + GrantStore + SessionGrantStore {}
+
+impl<T: ?Sized + SessionStore + StateStore + GrantStore + SessionGrantStore> Store for T {}
