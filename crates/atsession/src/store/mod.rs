@@ -2,10 +2,9 @@
 //!
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
 //! reaches it, only [`TokenHash`]es. The OAuth client's pending states and grants go through
-//! the traits in [`oauth`] ([`StateStore`](oauth::StateStore),
-//! [`GrantStore`](oauth::GrantStore)), as sealed bytes only, and
-//! [`SessionGrantStore`](oauth::SessionGrantStore) reads a session with its grant. Every
-//! backend implements all four traits ([`Store`] names them together):
+//! the traits in [`oauth`] ([`StateStore`], [`GrantStore`]), as sealed bytes only, and
+//! [`SessionGrantStore`] reads a session with its grant. Every backend implements all four
+//! traits ([`Store`] names them together):
 //!
 //! | backend | type | feature | shared by processes | lock |
 //! |---|---|---|---|---|

@@ -163,7 +163,7 @@ impl fmt::Debug for StoredAuthState {
 store_trait! {
     /// Pending authorization states: put once, taken once.
     ///
-    /// Object-safe, like every store trait (see [`SessionStore`](super::SessionStore)).
+    /// Object-safe, like every store trait (see [`SessionStore`]).
     pub trait StateStore: Send + Sync {
         /// Inserts a state; fails if the key exists.
         fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()>;
@@ -184,7 +184,7 @@ store_trait! {
 store_trait! {
     /// OAuth grants, keyed by grant id, indexed by DID.
     ///
-    /// Object-safe, like every store trait (see [`SessionStore`](super::SessionStore)).
+    /// Object-safe, like every store trait (see [`SessionStore`]).
     pub trait GrantStore: Send + Sync {
         /// Inserts a grant; fails if the id exists.
         fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()>;
