@@ -1,15 +1,17 @@
 //! OAuth states and grants in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
 
-use super::MemoryStore;
+use super::{MemoryStore, Tables};
+use crate::app::StoredSession;
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
 use crate::store::oauth::{
-    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, SessionGrantStore, SessionWithGrant, StateStore,
+    StoredAuthState, StoredGrant,
 };
 use crate::store::{Cas, StoreError, StoreFuture};
 use crate::syntax::Did;
@@ -188,5 +190,31 @@ impl GrantStore for MemoryStore {
     }
 }
 
-/// Two reads: a session, then its grant (both in memory).
-impl crate::store::oauth::SessionGrantStore for MemoryStore {}
+/// Two reads: a session, then its grant (both in memory, so the answer is ready at once).
+impl SessionGrantStore for MemoryStore {
+    fn load_by_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        let found = Tables::get_via(&self.read().by_token, hash);
+        StoreFuture::ready(Ok(self.grant_now(found)))
+    }
+
+    fn load_by_access_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        let found = Tables::get_via(&self.read().by_access, hash);
+        StoreFuture::ready(Ok(self.grant_now(found)))
+    }
+}
+
+impl MemoryStore {
+    /// `found` with its grant, if it names one that exists.
+    fn grant_now(&self, found: Option<Arc<StoredSession>>) -> Option<SessionWithGrant> {
+        let session = found?;
+        let grant =
+            (session.grant_id.as_ref()).and_then(|id| self.oauth.lock().grants.get(id).cloned());
+        Some((session, grant))
+    }
+}
