@@ -63,3 +63,36 @@ macro_rules! store_trait {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use crate::app::SessionManager;
+    use crate::store::oauth::SessionGrantStore;
+    use crate::store::{MemoryStore, SessionStore, Store};
+
+    #[tokio::test]
+    async fn the_traits_are_object_safe_and_forwarded_through_arc_and_box() {
+        let shared: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let sessions = SessionManager::new(Arc::clone(&shared));
+        let new = sessions
+            .create("did:plc:abc", "alice.test", ())
+            .await
+            .unwrap();
+        let hash = new.token.hash();
+
+        let boxed: Box<dyn SessionStore> = Box::new(Arc::clone(&shared));
+        assert!(boxed.load_by_token(&hash).await.unwrap().is_some());
+        let (session, grant) = shared
+            .load_by_token_with_grant(&hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.did.as_str(), "did:plc:abc");
+        assert!(grant.is_none());
+        assert!(!shared.reads_together());
+    }
+}
