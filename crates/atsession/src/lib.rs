@@ -158,9 +158,11 @@
 //! # let _ = (lock, sessions); Ok(()) }
 //! ```
 //!
-//! Every store passes the same conformance suites, which are public (feature
-//! `conformance`): a store written elsewhere runs them with one macro call each. See
-//! [`store`].
+//! The store traits are object-safe (`dyn SessionStore`, `Arc<dyn Store>`): a store written
+//! elsewhere implements them (each method returns a [`StoreFuture`](store::StoreFuture)),
+//! joins [`AnyStore`](store::AnyStore) with [`AnyStore::custom`](store::AnyStore::custom),
+//! and passes the same conformance suites as every backend here, which are public (feature
+//! `conformance`), with one macro call each. See [`store`].
 //!
 //! ## Bluesky login in any web framework
 //!

@@ -463,95 +463,108 @@ mod no_new_sessions {
 
     use atsession::app::{SessionId, StoredSession};
     use atsession::secret::TokenHash;
-    use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
-    use atsession::store::{Cas, SessionStore, StoreError};
+    use atsession::store::oauth::{
+        GrantId, GrantStore, SessionGrantStore, StateStore, StoredAuthState, StoredGrant,
+    };
+    use atsession::store::{Cas, SessionStore, StoreError, StoreFuture};
     use atsession::syntax::Did;
     use time::OffsetDateTime;
 
     use super::NoNewSessions;
 
-    type R<T> = Result<T, StoreError>;
-
     impl SessionStore for NoNewSessions {
-        async fn create(&self, _: &StoredSession) -> R<()> {
-            Err(StoreError::backend("test", "create", "the disk is full"))
+        fn create<'a>(&'a self, _: &'a StoredSession) -> StoreFuture<'a, ()> {
+            StoreFuture::ready(Err(StoreError::backend(
+                "test",
+                "create",
+                "the disk is full",
+            )))
         }
-        async fn load(&self, id: &SessionId) -> R<Option<Arc<StoredSession>>> {
-            self.0.load(id).await
+        fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+            self.0.load(id)
         }
-        async fn load_by_token(&self, h: &TokenHash) -> R<Option<Arc<StoredSession>>> {
-            self.0.load_by_token(h).await
+        fn load_by_token<'a>(
+            &'a self,
+            h: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+            self.0.load_by_token(h)
         }
-        async fn load_by_access_token(&self, h: &TokenHash) -> R<Option<Arc<StoredSession>>> {
-            self.0.load_by_access_token(h).await
+        fn load_by_access_token<'a>(
+            &'a self,
+            h: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+            self.0.load_by_access_token(h)
         }
-        async fn update(&self, v: u64, s: &StoredSession) -> R<Cas> {
-            self.0.update(v, s).await
+        fn update<'a>(&'a self, v: u64, s: &'a StoredSession) -> StoreFuture<'a, Cas> {
+            self.0.update(v, s)
         }
-        async fn delete(&self, id: &SessionId) -> R<bool> {
-            SessionStore::delete(&self.0, id).await
+        fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+            SessionStore::delete(&self.0, id)
         }
-        async fn list_by_did(&self, did: &Did) -> R<Vec<StoredSession>> {
-            self.0.list_by_did(did).await
+        fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>> {
+            self.0.list_by_did(did)
         }
-        async fn delete_by_did(&self, did: &Did) -> R<u64> {
-            self.0.delete_by_did(did).await
+        fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+            self.0.delete_by_did(did)
         }
-        async fn delete_expired(&self, now: OffsetDateTime) -> R<u64> {
-            self.0.delete_expired(now).await
+        fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+            self.0.delete_expired(now)
         }
-        async fn expired_with_grants(
-            &self,
+        fn expired_with_grants<'a>(
+            &'a self,
             now: OffsetDateTime,
             limit: usize,
-        ) -> R<Vec<(SessionId, GrantId)>> {
-            self.0.expired_with_grants(now, limit).await
+        ) -> StoreFuture<'a, Vec<(SessionId, GrantId)>> {
+            self.0.expired_with_grants(now, limit)
         }
     }
 
     impl StateStore for NoNewSessions {
-        async fn put_state(&self, s: &StoredAuthState) -> R<()> {
-            self.0.put_state(s).await
+        fn put_state<'a>(&'a self, s: &'a StoredAuthState) -> StoreFuture<'a, ()> {
+            self.0.put_state(s)
         }
-        async fn take_state(
-            &self,
-            k: &TokenHash,
+        fn take_state<'a>(
+            &'a self,
+            k: &'a TokenHash,
             now: OffsetDateTime,
-        ) -> R<Option<StoredAuthState>> {
-            self.0.take_state(k, now).await
+        ) -> StoreFuture<'a, Option<StoredAuthState>> {
+            self.0.take_state(k, now)
         }
-        async fn delete_expired_states(&self, now: OffsetDateTime) -> R<u64> {
-            self.0.delete_expired_states(now).await
+        fn delete_expired_states<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+            self.0.delete_expired_states(now)
         }
     }
 
     impl GrantStore for NoNewSessions {
-        async fn create_grant(&self, g: &StoredGrant) -> R<()> {
-            self.0.create_grant(g).await
+        fn create_grant<'a>(&'a self, g: &'a StoredGrant) -> StoreFuture<'a, ()> {
+            self.0.create_grant(g)
         }
-        async fn load_grant(&self, id: &GrantId) -> R<Option<StoredGrant>> {
-            self.0.load_grant(id).await
+        fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
+            self.0.load_grant(id)
         }
-        async fn update_grant(&self, v: u64, g: &StoredGrant) -> R<Cas> {
-            self.0.update_grant(v, g).await
+        fn update_grant<'a>(&'a self, v: u64, g: &'a StoredGrant) -> StoreFuture<'a, Cas> {
+            self.0.update_grant(v, g)
         }
-        async fn delete_grant(&self, id: &GrantId) -> R<bool> {
-            self.0.delete_grant(id).await
+        fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+            self.0.delete_grant(id)
         }
-        async fn list_grants_by_did(&self, did: &Did) -> R<Vec<StoredGrant>> {
-            self.0.list_grants_by_did(did).await
+        fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
+            self.0.list_grants_by_did(did)
         }
-        async fn delete_grants_by_did(&self, did: &Did) -> R<u64> {
-            self.0.delete_grants_by_did(did).await
+        fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+            self.0.delete_grants_by_did(did)
         }
-        async fn list_grants(
-            &self,
-            cursor: Option<&atsession::store::oauth::GrantCursor>,
+        fn list_grants<'a>(
+            &'a self,
+            cursor: Option<&'a atsession::store::oauth::GrantCursor>,
             limit: usize,
-        ) -> R<atsession::store::oauth::GrantPage> {
-            self.0.list_grants(cursor, limit).await
+        ) -> StoreFuture<'a, atsession::store::oauth::GrantPage> {
+            self.0.list_grants(cursor, limit)
         }
     }
+
+    /// Two reads: a session, then its grant (the provided methods).
+    impl SessionGrantStore for NoNewSessions {}
 }
 
 #[tokio::test(flavor = "multi_thread")]

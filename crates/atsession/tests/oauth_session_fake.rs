@@ -24,7 +24,7 @@ use atsession::oauth::{
 };
 use atsession::secret::SecretString;
 use atsession::store::oauth::{GrantId, GrantStore};
-use atsession::store::{Cas, MemoryStore, StoreError};
+use atsession::store::{Cas, MemoryStore, StoreError, StoreFuture};
 use atsession::syntax::Did;
 use tokio::net::TcpListener;
 
@@ -662,62 +662,66 @@ async fn sign_out_deletes_even_when_revoking_fails() {
 struct FailingUpdates(MemoryStore);
 
 impl atsession::store::oauth::StateStore for FailingUpdates {
-    async fn put_state(
-        &self,
-        state: &atsession::store::oauth::StoredAuthState,
-    ) -> Result<(), StoreError> {
-        self.0.put_state(state).await
+    fn put_state<'a>(
+        &'a self,
+        state: &'a atsession::store::oauth::StoredAuthState,
+    ) -> StoreFuture<'a, ()> {
+        self.0.put_state(state)
     }
-    async fn take_state(
-        &self,
-        key: &atsession::secret::TokenHash,
+    fn take_state<'a>(
+        &'a self,
+        key: &'a atsession::secret::TokenHash,
         now: time::OffsetDateTime,
-    ) -> Result<Option<atsession::store::oauth::StoredAuthState>, StoreError> {
-        self.0.take_state(key, now).await
+    ) -> StoreFuture<'a, Option<atsession::store::oauth::StoredAuthState>> {
+        self.0.take_state(key, now)
     }
-    async fn delete_expired_states(&self, now: time::OffsetDateTime) -> Result<u64, StoreError> {
-        self.0.delete_expired_states(now).await
+    fn delete_expired_states<'a>(&'a self, now: time::OffsetDateTime) -> StoreFuture<'a, u64> {
+        self.0.delete_expired_states(now)
     }
 }
 
 impl GrantStore for FailingUpdates {
-    async fn create_grant(
-        &self,
-        grant: &atsession::store::oauth::StoredGrant,
-    ) -> Result<(), StoreError> {
-        self.0.create_grant(grant).await
+    fn create_grant<'a>(
+        &'a self,
+        grant: &'a atsession::store::oauth::StoredGrant,
+    ) -> StoreFuture<'a, ()> {
+        self.0.create_grant(grant)
     }
-    async fn load_grant(
-        &self,
-        id: &GrantId,
-    ) -> Result<Option<atsession::store::oauth::StoredGrant>, StoreError> {
-        self.0.load_grant(id).await
+    fn load_grant<'a>(
+        &'a self,
+        id: &'a GrantId,
+    ) -> StoreFuture<'a, Option<atsession::store::oauth::StoredGrant>> {
+        self.0.load_grant(id)
     }
-    async fn update_grant(
-        &self,
+    fn update_grant<'a>(
+        &'a self,
         _expected_version: u64,
-        _grant: &atsession::store::oauth::StoredGrant,
-    ) -> Result<Cas, StoreError> {
-        Err(StoreError::backend("test", "update_grant", "disk full"))
+        _grant: &'a atsession::store::oauth::StoredGrant,
+    ) -> StoreFuture<'a, Cas> {
+        StoreFuture::ready(Err(StoreError::backend(
+            "test",
+            "update_grant",
+            "disk full",
+        )))
     }
-    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        self.0.delete_grant(id).await
+    fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+        self.0.delete_grant(id)
     }
-    async fn list_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> Result<Vec<atsession::store::oauth::StoredGrant>, StoreError> {
-        self.0.list_grants_by_did(did).await
+    fn list_grants_by_did<'a>(
+        &'a self,
+        did: &'a Did,
+    ) -> StoreFuture<'a, Vec<atsession::store::oauth::StoredGrant>> {
+        self.0.list_grants_by_did(did)
     }
-    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.0.delete_grants_by_did(did).await
+    fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        self.0.delete_grants_by_did(did)
     }
-    async fn list_grants(
-        &self,
-        cursor: Option<&atsession::store::oauth::GrantCursor>,
+    fn list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a atsession::store::oauth::GrantCursor>,
         limit: usize,
-    ) -> Result<atsession::store::oauth::GrantPage, StoreError> {
-        self.0.list_grants(cursor, limit).await
+    ) -> StoreFuture<'a, atsession::store::oauth::GrantPage> {
+        self.0.list_grants(cursor, limit)
     }
 }
 

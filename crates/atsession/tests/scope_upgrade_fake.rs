@@ -26,7 +26,7 @@ use atsession::oauth::{HandleResolver, IdentityConfig};
 use atsession::secret::SecretString;
 use atsession::store::MemoryStore;
 use atsession::store::oauth::{GrantId, GrantStore, StateStore, StoredAuthState, StoredGrant};
-use atsession::store::{Cas, StoreError};
+use atsession::store::{Cas, StoreFuture};
 use atsession::syntax::Did;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -416,56 +416,58 @@ struct RacyStore {
 }
 
 impl StateStore for RacyStore {
-    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
-        self.inner.put_state(state).await
+    fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()> {
+        self.inner.put_state(state)
     }
-    async fn take_state(
-        &self,
-        key: &atsession::secret::TokenHash,
+    fn take_state<'a>(
+        &'a self,
+        key: &'a atsession::secret::TokenHash,
         now: time::OffsetDateTime,
-    ) -> Result<Option<StoredAuthState>, StoreError> {
-        self.inner.take_state(key, now).await
+    ) -> StoreFuture<'a, Option<StoredAuthState>> {
+        self.inner.take_state(key, now)
     }
-    async fn delete_expired_states(&self, now: time::OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.delete_expired_states(now).await
+    fn delete_expired_states<'a>(&'a self, now: time::OffsetDateTime) -> StoreFuture<'a, u64> {
+        self.inner.delete_expired_states(now)
     }
 }
 
 impl GrantStore for RacyStore {
-    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        self.inner.create_grant(grant).await
+    fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()> {
+        self.inner.create_grant(grant)
     }
-    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
-        self.inner.load_grant(id).await
+    fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
+        self.inner.load_grant(id)
     }
-    async fn update_grant(&self, expected: u64, grant: &StoredGrant) -> Result<Cas, StoreError> {
-        let first = {
-            let mut n = self.raced.lock().unwrap();
-            *n += 1;
-            *n == 1
-        };
-        if first && let Some(mut current) = self.inner.load_grant(&grant.id).await? {
-            let v = current.version;
-            current.version += 1;
-            assert_eq!(self.inner.update_grant(v, &current).await?, Cas::Updated);
-        }
-        self.inner.update_grant(expected, grant).await
+    fn update_grant<'a>(&'a self, expected: u64, grant: &'a StoredGrant) -> StoreFuture<'a, Cas> {
+        StoreFuture::new(async move {
+            let first = {
+                let mut n = self.raced.lock().unwrap();
+                *n += 1;
+                *n == 1
+            };
+            if first && let Some(mut current) = self.inner.load_grant(&grant.id).await? {
+                let v = current.version;
+                current.version += 1;
+                assert_eq!(self.inner.update_grant(v, &current).await?, Cas::Updated);
+            }
+            self.inner.update_grant(expected, grant).await
+        })
     }
-    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        self.inner.delete_grant(id).await
+    fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+        self.inner.delete_grant(id)
     }
-    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
-        self.inner.list_grants_by_did(did).await
+    fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
+        self.inner.list_grants_by_did(did)
     }
-    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.inner.delete_grants_by_did(did).await
+    fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        self.inner.delete_grants_by_did(did)
     }
-    async fn list_grants(
-        &self,
-        cursor: Option<&atsession::store::oauth::GrantCursor>,
+    fn list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a atsession::store::oauth::GrantCursor>,
         limit: usize,
-    ) -> Result<atsession::store::oauth::GrantPage, StoreError> {
-        self.inner.list_grants(cursor, limit).await
+    ) -> StoreFuture<'a, atsession::store::oauth::GrantPage> {
+        self.inner.list_grants(cursor, limit)
     }
 }
 

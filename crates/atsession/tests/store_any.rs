@@ -29,7 +29,7 @@ mod memory {
     }
 }
 
-/// A store "written elsewhere": the memory store behind the object-safe `DynStore`.
+/// A store "written elsewhere": the memory store as an `Arc<dyn Store>`.
 fn custom() -> AnyStore {
     AnyStore::custom(
         "custom-memory",

@@ -2,9 +2,9 @@
 //!
 //! A store keeps [`StoredSession`] records and nothing else about them: no raw token ever
 //! reaches it, only [`TokenHash`]es. The OAuth client's pending states and grants go through
-//! the traits in [`oauth`] ([`StateStore`](oauth::StateStore),
-//! [`GrantStore`](oauth::GrantStore)), as sealed bytes only. Every backend
-//! implements all three traits:
+//! the traits in [`oauth`] ([`StateStore`], [`GrantStore`]), as sealed bytes only, and
+//! [`SessionGrantStore`] reads a session with its grant. Every backend implements all four
+//! traits ([`Store`] names them together):
 //!
 //! | backend | type | feature | shared by processes | lock |
 //! |---|---|---|---|---|
@@ -16,7 +16,8 @@
 //! **Chosen at run time.** [`open`](fn@open) opens the backend a URL names (`memory:`,
 //! `sqlite://…` or a bare path, `postgres://…`, `redis://…`, `rediss://…`, with TLS for
 //! PostgreSQL and Redis) as an [`AnyStore`], which implements every trait by handing each
-//! call to its backend; [`AnyStore::lock`] is the lock of the same backend. Bad URLs,
+//! call to its backend (a `&dyn Store`); [`AnyStore::lock`] is the lock of the same backend,
+//! and [`AnyStore::custom`] takes a store written elsewhere. Bad URLs,
 //! unreachable servers and untrusted certificates are typed [`OpenError`]s that name the
 //! store but never a password.
 //!
@@ -49,10 +50,174 @@
 //!   session's or OAuth state's expiry, by the Redis server's clock), so there an expired
 //!   record may be gone before anyone deletes it. OAuth grants never expire on their own.
 //!
+//! # Writing a store
+//!
+//! The traits are object-safe: each method takes references that live as long as the call
+//! (`'a`) and returns a [`StoreFuture`]. Answer with [`StoreFuture::ready`] when the work is
+//! done by the time the method returns (nothing is allocated), and with
+//! [`StoreFuture::new`]`(async move { … })` when it has to wait (the future is boxed once).
+//! Implement [`SessionStore`], [`StateStore`] and [`GrantStore`], and
+//! [`SessionGrantStore`] (empty, unless the backend can read a session and its grant in one
+//! query); the store is then a [`Store`], works wherever a store is taken (a
+//! [`SessionManager`], the OAuth client, `Arc<YourStore>`, `Box<dyn Store>`), and joins
+//! [`AnyStore`] with [`AnyStore::custom`]. This one keeps its records in a [`MemoryStore`]
+//! and counts lookups by token:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! use atsession::app::{SessionId, SessionManager, StoredSession};
+//! use atsession::lock::MemoryLock;
+//! use atsession::secret::TokenHash;
+//! use atsession::store::oauth::{
+//!     GrantCursor, GrantId, GrantPage, GrantStore, SessionGrantStore, StateStore,
+//!     StoredAuthState, StoredGrant,
+//! };
+//! use atsession::store::{AnyStore, Cas, MemoryStore, SessionStore, StoreFuture};
+//! use atsession::syntax::Did;
+//! use time::OffsetDateTime;
+//!
+//! #[derive(Default)]
+//! struct Counted {
+//!     records: MemoryStore,
+//!     lookups: AtomicU64,
+//! }
+//!
+//! impl SessionStore for Counted {
+//!     fn load_by_token<'a>(
+//!         &'a self,
+//!         hash: &'a TokenHash,
+//!     ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+//!         self.lookups.fetch_add(1, Ordering::Relaxed);
+//!         self.records.load_by_token(hash)
+//!     }
+//!     fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+//!         // A call that waits: an async block, boxed once.
+//!         StoreFuture::new(async move {
+//!             let deleted = self.records.delete_expired(now).await?;
+//!             tokio::task::yield_now().await;
+//!             Ok(deleted)
+//!         })
+//!     }
+//!     fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+//!         SessionStore::delete(&self.records, id)
+//!     }
+//!     // The rest as the records have them.
+//!     fn create<'a>(&'a self, s: &'a StoredSession) -> StoreFuture<'a, ()> {
+//!         self.records.create(s)
+//!     }
+//!     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+//!         self.records.load(id)
+//!     }
+//!     fn load_by_access_token<'a>(
+//!         &'a self,
+//!         hash: &'a TokenHash,
+//!     ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+//!         self.records.load_by_access_token(hash)
+//!     }
+//!     fn update<'a>(&'a self, expected: u64, s: &'a StoredSession) -> StoreFuture<'a, Cas> {
+//!         self.records.update(expected, s)
+//!     }
+//!     fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>> {
+//!         self.records.list_by_did(did)
+//!     }
+//!     fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+//!         self.records.delete_by_did(did)
+//!     }
+//!     fn expired_with_grants<'a>(
+//!         &'a self,
+//!         now: OffsetDateTime,
+//!         limit: usize,
+//!     ) -> StoreFuture<'a, Vec<(SessionId, GrantId)>> {
+//!         self.records.expired_with_grants(now, limit)
+//!     }
+//! }
+//!
+//! impl StateStore for Counted {
+//!     fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()> {
+//!         self.records.put_state(state)
+//!     }
+//!     fn take_state<'a>(
+//!         &'a self,
+//!         key: &'a TokenHash,
+//!         now: OffsetDateTime,
+//!     ) -> StoreFuture<'a, Option<StoredAuthState>> {
+//!         self.records.take_state(key, now)
+//!     }
+//!     fn delete_expired_states<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+//!         self.records.delete_expired_states(now)
+//!     }
+//! }
+//!
+//! impl GrantStore for Counted {
+//!     fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()> {
+//!         self.records.create_grant(grant)
+//!     }
+//!     fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
+//!         self.records.load_grant(id)
+//!     }
+//!     fn update_grant<'a>(&'a self, expected: u64, grant: &'a StoredGrant) -> StoreFuture<'a, Cas> {
+//!         self.records.update_grant(expected, grant)
+//!     }
+//!     fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+//!         self.records.delete_grant(id)
+//!     }
+//!     fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
+//!         self.records.list_grants_by_did(did)
+//!     }
+//!     fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+//!         self.records.delete_grants_by_did(did)
+//!     }
+//!     fn list_grants<'a>(
+//!         &'a self,
+//!         cursor: Option<&'a GrantCursor>,
+//!         limit: usize,
+//!     ) -> StoreFuture<'a, GrantPage> {
+//!         self.records.list_grants(cursor, limit)
+//!     }
+//! }
+//!
+//! /// Two reads: the session, then its grant (the provided methods).
+//! impl SessionGrantStore for Counted {}
+//!
+//! let store = Arc::new(Counted::default());
+//! let sessions = SessionManager::new(Arc::clone(&store));
+//! let new = sessions.create("did:plc:abc", "alice.test", ()).await?;
+//! sessions.load(new.token.expose()).await?;
+//! assert_eq!(store.lookups.load(Ordering::Relaxed), 1);
+//!
+//! // Behind `AnyStore`, for code that must not be generic (the web layer).
+//! let any = AnyStore::custom("counted", Counted::default(), MemoryLock::new());
+//! assert_eq!(any.backend(), "counted");
+//! # Ok(()) }
+//! ```
+//!
+//! Then prove it keeps the contract: in a test file of your crate, with `atsession` as a
+//! dev-dependency with the feature `conformance`, one macro call per suite (the suites
+//! are in `atsession::conformance`):
+//!
+//! ```ignore
+//! atsession::session_store_suite!(async { Counted::default() });
+//! mod oauth {
+//!     atsession::oauth_store_suite!(async { crate::Counted::default() });
+//!     atsession::session_grant_store_suite!(async { crate::Counted::default() });
+//! }
+//! ```
+//!
+//! # Adding a method to the traits
+//!
+//! A new method is written in three places: in its trait (the traits are declared inside
+//! `store_trait!`, which forwards every method for `Arc<T>`, `Box<T>` and [`AnyStore`], so
+//! nothing else names it), in each backend (`memory`, `sqlite`, `postgres`, `redis`), and as
+//! a check in the conformance suite (a function in `conformance/`, its name added to the
+//! suite's macro). A provided method (one with a body in the trait) needs no backend code
+//! unless a backend does it better.
+//!
 //! [`SessionManager`]: crate::app::SessionManager
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -60,9 +225,13 @@ use time::OffsetDateTime;
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
 use crate::syntax::Did;
+use oauth::{GrantStore, SessionGrantStore, StateStore};
+
+#[macro_use]
+mod forward;
 
 mod any;
-pub mod custom;
+mod future;
 mod memory;
 pub mod oauth;
 mod open;
@@ -74,6 +243,7 @@ pub mod redis;
 pub mod sqlite;
 
 pub use any::AnyStore;
+pub use future::StoreFuture;
 pub use memory::{MemoryLock, MemoryStore};
 pub use open::{OpenError, open, open_read_only};
 
@@ -88,7 +258,7 @@ pub(crate) async fn bounded<T, E: From<StoreError>>(
     backend: &'static str,
     operation: &'static str,
     limit: std::time::Duration,
-    call: impl Future<Output = Result<T, E>>,
+    call: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
@@ -217,131 +387,72 @@ pub enum Cas {
     Missing,
 }
 
-/// Storage for app sessions.
-///
-/// Methods return `impl Future + Send` so that a store works in multi-threaded runtimes;
-/// implement them with `async fn`. The trait is implemented for `Arc<S>` too.
-///
-/// Lookups return the record shared (`Arc<StoredSession>`): a store that keeps records in
-/// memory hands out the one it holds, without copying it, and the
-/// [`Session`](crate::app::Session) the app gets shares it; a store that reads a row wraps
-/// what it read (`Ok(row.map(Arc::new))`).
-pub trait SessionStore: Send + Sync + 'static {
-    /// Inserts a new session. Fails if a session with the same id or token hash exists.
-    fn create(
-        &self,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+store_trait! {
+    /// Storage for app sessions.
+    ///
+    /// Object-safe: every method returns a [`StoreFuture`], so `dyn SessionStore` works, and
+    /// the trait is implemented for `Arc<S>`, `Box<S>` (`S: ?Sized`) and [`AnyStore`] too.
+    /// A backend answers with [`StoreFuture::ready`] when the work is done by the time the
+    /// method returns, and with [`StoreFuture::new`]`(async move { … })` when it waits.
+    ///
+    /// Lookups return the record shared (`Arc<StoredSession>`): a store that keeps records
+    /// in memory hands out the one it holds, without copying it, and the
+    /// [`Session`](crate::app::Session) the app gets shares it; a store that reads a row
+    /// wraps what it read (`Ok(row.map(Arc::new))`).
+    pub trait SessionStore: Send + Sync {
+        /// Inserts a new session. Fails if a session with the same id or token hash exists.
+        fn create<'a>(&'a self, session: &'a StoredSession) -> StoreFuture<'a, ()>;
 
-    /// The session with this id.
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
+        /// The session with this id.
+        fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
 
-    /// The session whose session token hashes to `hash`.
-    fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
+        /// The session whose session token hashes to `hash`.
+        fn load_by_token<'a>(
+            &'a self,
+            hash: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
 
-    /// The session whose current access token hashes to `hash`.
-    fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send;
+        /// The session whose current access token hashes to `hash`.
+        fn load_by_access_token<'a>(
+            &'a self,
+            hash: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<Arc<StoredSession>>>;
 
-    /// Writes `session` if the stored record is at `expected_version`; never inserts.
-    /// `session.version` is the new version.
-    fn update(
-        &self,
-        expected_version: u64,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send;
+        /// Writes `session` if the stored record is at `expected_version`; never inserts.
+        /// `session.version` is the new version.
+        fn update<'a>(
+            &'a self,
+            expected_version: u64,
+            session: &'a StoredSession,
+        ) -> StoreFuture<'a, Cas>;
 
-    /// Deletes one session; `true` if it existed.
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        /// Deletes one session; `true` if it existed.
+        fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool>;
 
-    /// Every session of an account, expired ones included, oldest first.
-    fn list_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send;
+        /// Every session of an account, expired ones included, oldest first.
+        fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>>;
 
-    /// Deletes every session of an account; returns how many.
-    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send;
+        /// Deletes every session of an account; returns how many.
+        fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64>;
 
-    /// Deletes every session that has expired at `now`; returns how many.
-    fn delete_expired(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+        /// Deletes every session that has expired at `now`; returns how many.
+        fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64>;
 
-    /// Up to `limit` sessions that have expired at `now` and belong to an OAuth grant, as
-    /// (session id, grant id): what the web layer's cleanup signs out before it deletes the
-    /// sessions, so that no grant outlives its session. Reads only.
-    fn expired_with_grants(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<(SessionId, oauth::GrantId)>, StoreError>> + Send;
-}
-
-impl<S: SessionStore> SessionStore for Arc<S> {
-    fn create(
-        &self,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).create(session)
-    }
-    fn load(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
-        (**self).load(id)
-    }
-    fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
-        (**self).load_by_token(hash)
-    }
-    fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
-        (**self).load_by_access_token(hash)
-    }
-    fn update(
-        &self,
-        expected_version: u64,
-        session: &StoredSession,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
-        (**self).update(expected_version, session)
-    }
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).delete(id)
-    }
-    fn list_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredSession>, StoreError>> + Send {
-        (**self).list_by_did(did)
-    }
-    fn delete_by_did(&self, did: &Did) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).delete_by_did(did)
-    }
-    fn delete_expired(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).delete_expired(now)
-    }
-    fn expired_with_grants(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<(SessionId, oauth::GrantId)>, StoreError>> + Send {
-        (**self).expired_with_grants(now, limit)
+        /// Up to `limit` sessions that have expired at `now` and belong to an OAuth grant,
+        /// as (session id, grant id): what the web layer's cleanup signs out before it
+        /// deletes the sessions, so that no grant outlives its session. Reads only.
+        fn expired_with_grants<'a>(
+            &'a self,
+            now: OffsetDateTime,
+            limit: usize,
+        ) -> StoreFuture<'a, Vec<(SessionId, oauth::GrantId)>>;
     }
 }
+
+/// Every store trait at once ([`SessionStore`], [`StateStore`], [`GrantStore`],
+/// [`SessionGrantStore`]): what [`AnyStore`] holds a store written elsewhere as
+/// (`Arc<dyn Store>`), and hands each call to as `&dyn Store`. Implemented for every type
+/// that implements the four; never implemented by hand.
+pub trait Store: SessionStore + StateStore + GrantStore + SessionGrantStore {}
+
+impl<T: ?Sized + SessionStore + StateStore + GrantStore + SessionGrantStore> Store for T {}

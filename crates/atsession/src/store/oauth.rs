@@ -15,12 +15,11 @@
 //!   never re-creates a deleted grant.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{Cas, StoreError};
+use super::{Cas, SessionStore, StoreError, StoreFuture};
 use crate::secret::{TokenHash, random_bytes};
 use crate::syntax::Did;
 
@@ -161,227 +160,142 @@ impl fmt::Debug for StoredAuthState {
     }
 }
 
-/// Pending authorization states: put once, taken once.
-pub trait StateStore: Send + Sync + 'static {
-    /// Inserts a state; fails if the key exists.
-    fn put_state(
-        &self,
-        state: &StoredAuthState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+store_trait! {
+    /// Pending authorization states: put once, taken once.
+    ///
+    /// Object-safe, like every store trait (see [`SessionStore`]).
+    pub trait StateStore: Send + Sync {
+        /// Inserts a state; fails if the key exists.
+        fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()>;
 
-    /// Removes and returns the state atomically, if it exists and has not expired at `now`.
-    /// An expired state is removed too, and `None` returned.
-    fn take_state(
-        &self,
-        key: &TokenHash,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<StoredAuthState>, StoreError>> + Send;
+        /// Removes and returns the state atomically, if it exists and has not expired at
+        /// `now`. An expired state is removed too, and `None` returned.
+        fn take_state<'a>(
+            &'a self,
+            key: &'a TokenHash,
+            now: OffsetDateTime,
+        ) -> StoreFuture<'a, Option<StoredAuthState>>;
 
-    /// Removes every state expired at `now`; returns how many.
-    fn delete_expired_states(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-}
-
-/// OAuth grants, keyed by grant id, indexed by DID.
-pub trait GrantStore: Send + Sync + 'static {
-    /// Inserts a grant; fails if the id exists.
-    fn create_grant(
-        &self,
-        grant: &StoredGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The grant with this id.
-    fn load_grant(
-        &self,
-        id: &GrantId,
-    ) -> impl Future<Output = Result<Option<StoredGrant>, StoreError>> + Send;
-
-    /// Writes `grant` if the stored one is at `expected_version`; never inserts.
-    /// `grant.version` is the new version.
-    fn update_grant(
-        &self,
-        expected_version: u64,
-        grant: &StoredGrant,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send;
-
-    /// Deletes a grant; `true` if it existed.
-    fn delete_grant(&self, id: &GrantId) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// The grants of an account, oldest first.
-    fn list_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredGrant>, StoreError>> + Send;
-
-    /// Deletes every grant of an account; returns how many.
-    fn delete_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Every grant, a page of about `limit` at a time, starting from `cursor` (`None` for
-    /// the first page): for maintenance jobs such as checking or rotating the at-rest keys,
-    /// not for request paths. Every grant that exists for the whole listing is listed at
-    /// least once; one created or deleted meanwhile may or may not be.
-    fn list_grants(
-        &self,
-        cursor: Option<&GrantCursor>,
-        limit: usize,
-    ) -> impl Future<Output = Result<GrantPage, StoreError>> + Send;
-}
-
-impl<S: StateStore> StateStore for Arc<S> {
-    fn put_state(
-        &self,
-        state: &StoredAuthState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).put_state(state)
-    }
-    fn take_state(
-        &self,
-        key: &TokenHash,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<StoredAuthState>, StoreError>> + Send {
-        (**self).take_state(key, now)
-    }
-    fn delete_expired_states(
-        &self,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).delete_expired_states(now)
+        /// Removes every state expired at `now`; returns how many.
+        fn delete_expired_states<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64>;
     }
 }
 
-impl<S: GrantStore> GrantStore for Arc<S> {
-    fn create_grant(
-        &self,
-        grant: &StoredGrant,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).create_grant(grant)
-    }
-    fn load_grant(
-        &self,
-        id: &GrantId,
-    ) -> impl Future<Output = Result<Option<StoredGrant>, StoreError>> + Send {
-        (**self).load_grant(id)
-    }
-    fn update_grant(
-        &self,
-        expected_version: u64,
-        grant: &StoredGrant,
-    ) -> impl Future<Output = Result<Cas, StoreError>> + Send {
-        (**self).update_grant(expected_version, grant)
-    }
-    fn delete_grant(&self, id: &GrantId) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).delete_grant(id)
-    }
-    fn list_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<Vec<StoredGrant>, StoreError>> + Send {
-        (**self).list_grants_by_did(did)
-    }
-    fn delete_grants_by_did(
-        &self,
-        did: &Did,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        (**self).delete_grants_by_did(did)
-    }
-    fn list_grants(
-        &self,
-        cursor: Option<&GrantCursor>,
-        limit: usize,
-    ) -> impl Future<Output = Result<GrantPage, StoreError>> + Send {
-        (**self).list_grants(cursor, limit)
+store_trait! {
+    /// OAuth grants, keyed by grant id, indexed by DID.
+    ///
+    /// Object-safe, like every store trait (see [`SessionStore`]).
+    pub trait GrantStore: Send + Sync {
+        /// Inserts a grant; fails if the id exists.
+        fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()>;
+
+        /// The grant with this id.
+        fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>>;
+
+        /// Writes `grant` if the stored one is at `expected_version`; never inserts.
+        /// `grant.version` is the new version.
+        fn update_grant<'a>(
+            &'a self,
+            expected_version: u64,
+            grant: &'a StoredGrant,
+        ) -> StoreFuture<'a, Cas>;
+
+        /// Deletes a grant; `true` if it existed.
+        fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool>;
+
+        /// The grants of an account, oldest first.
+        fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>>;
+
+        /// Deletes every grant of an account; returns how many.
+        fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64>;
+
+        /// Every grant, a page of about `limit` at a time, starting from `cursor` (`None`
+        /// for the first page): for maintenance jobs such as checking or rotating the
+        /// at-rest keys, not for request paths. Every grant that exists for the whole
+        /// listing is listed at least once; one created or deleted meanwhile may or may not
+        /// be.
+        fn list_grants<'a>(
+            &'a self,
+            cursor: Option<&'a GrantCursor>,
+            limit: usize,
+        ) -> StoreFuture<'a, GrantPage>;
     }
 }
 
 /// An app session as stored, with its OAuth grant's record when it names one that exists.
 pub type SessionWithGrant = (Arc<crate::app::StoredSession>, Option<StoredGrant>);
 
-/// A store that keeps both app sessions and OAuth grants, and reads a session together with
-/// its grant: what a request that calls the user's PDS needs first. A backend that can join
-/// the two (SQLite, PostgreSQL) answers with one query, so a proxied call costs one read
-/// (one round trip, one read transaction) instead of two; the provided methods read the
-/// session, then its grant.
-///
-/// The grant is `None` when the session names none, or names one that no longer exists.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use atsession::store::MemoryStore;
-/// use atsession::store::SessionStore;
-/// use atsession::store::oauth::SessionGrantStore;
-/// use atsession::secret::Token;
-///
-/// let store = MemoryStore::new();
-/// let unknown = Token::generate().hash();
-/// assert!(store.load_by_token_with_grant(&unknown).await.unwrap().is_none());
-/// # }
-/// ```
-pub trait SessionGrantStore: crate::store::SessionStore + GrantStore {
-    /// Whether the two are read with one query (`false` for the provided methods). A
-    /// caller that may not need the grant reads it along only when this is `true`.
-    fn reads_together(&self) -> bool {
-        false
-    }
-
-    /// The session whose session token hashes to `hash`, with its grant.
-    fn load_by_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<SessionWithGrant>, StoreError>> + Send {
-        async move {
-            let found = self.load_by_token(hash).await?;
-            self.with_grant(found).await
+store_trait! {
+    /// A store that keeps both app sessions and OAuth grants, and reads a session together with
+    /// its grant: what a request that calls the user's PDS needs first. A backend that can join
+    /// the two (SQLite, PostgreSQL) answers with one query, so a proxied call costs one read
+    /// (one round trip, one read transaction) instead of two; the provided methods read the
+    /// session, then its grant.
+    ///
+    /// The grant is `None` when the session names none, or names one that no longer exists.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use atsession::store::MemoryStore;
+    /// use atsession::store::SessionStore;
+    /// use atsession::store::oauth::SessionGrantStore;
+    /// use atsession::secret::Token;
+    ///
+    /// let store = MemoryStore::new();
+    /// let unknown = Token::generate().hash();
+    /// assert!(store.load_by_token_with_grant(&unknown).await.unwrap().is_none());
+    /// # }
+    /// ```
+    pub trait SessionGrantStore: SessionStore + GrantStore {
+        /// Whether the two are read with one query (`false` for the provided methods). A
+        /// caller that may not need the grant reads it along only when this is `true`.
+        fn reads_together(&self) -> bool {
+            false
         }
-    }
 
-    /// The session whose current access token hashes to `hash`, with its grant.
-    fn load_by_access_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<SessionWithGrant>, StoreError>> + Send {
-        async move {
-            let found = self.load_by_access_token(hash).await?;
-            self.with_grant(found).await
+        /// The session whose session token hashes to `hash`, with its grant.
+        fn load_by_token_with_grant<'a>(
+            &'a self,
+            hash: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+            StoreFuture::new(async move {
+                let found = self.load_by_token(hash).await?;
+                grant_of(self, found).await
+            })
         }
-    }
 
-    /// `found` with its grant, read after it (what the provided methods do).
-    fn with_grant(
-        &self,
-        found: Option<Arc<crate::app::StoredSession>>,
-    ) -> impl Future<Output = Result<Option<SessionWithGrant>, StoreError>> + Send {
-        async move {
-            let Some(session) = found else {
-                return Ok(None);
-            };
-            let grant = match &session.grant_id {
-                Some(id) => self.load_grant(id).await?,
-                None => None,
-            };
-            Ok(Some((session, grant)))
+        /// The session whose current access token hashes to `hash`, with its grant.
+        fn load_by_access_token_with_grant<'a>(
+            &'a self,
+            hash: &'a TokenHash,
+        ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+            StoreFuture::new(async move {
+                let found = self.load_by_access_token(hash).await?;
+                grant_of(self, found).await
+            })
+        }
+
+        /// `found` with its grant, read after it (what the provided methods do).
+        fn with_grant<'a>(
+            &'a self,
+            found: Option<Arc<crate::app::StoredSession>>,
+        ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+            StoreFuture::new(grant_of(self, found))
         }
     }
 }
 
-impl<S: SessionGrantStore> SessionGrantStore for Arc<S> {
-    fn reads_together(&self) -> bool {
-        (**self).reads_together()
-    }
-    fn load_by_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<SessionWithGrant>, StoreError>> + Send {
-        (**self).load_by_token_with_grant(hash)
-    }
-    fn load_by_access_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<SessionWithGrant>, StoreError>> + Send {
-        (**self).load_by_access_token_with_grant(hash)
-    }
+/// `found` with its grant, read after it.
+async fn grant_of<S: GrantStore + ?Sized>(
+    store: &S,
+    found: Option<Arc<crate::app::StoredSession>>,
+) -> Result<Option<SessionWithGrant>, StoreError> {
+    let Some(session) = found else {
+        return Ok(None);
+    };
+    let grant = match &session.grant_id {
+        Some(id) => store.load_grant(id).await?,
+        None => None,
+    };
+    Ok(Some((session, grant)))
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use time::OffsetDateTime;
 
-use super::{Cas, SessionStore, StoreError};
+use super::{Cas, SessionStore, StoreError, StoreFuture};
 use crate::app::{SessionId, StoredSession};
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
@@ -145,113 +145,127 @@ fn duplicate() -> StoreError {
 }
 
 impl SessionStore for MemoryStore {
-    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
+    fn create<'a>(&'a self, session: &'a StoredSession) -> StoreFuture<'a, ()> {
         let mut t = self.write();
-        if t.by_id.contains_key(&session.id)
+        let taken = t.by_id.contains_key(&session.id)
             || t.by_token.contains_key(session.token_hash.as_bytes())
             || session
                 .access_token_hash
-                .is_some_and(|a| t.by_access.contains_key(a.as_bytes()))
-        {
-            return Err(duplicate());
-        }
-        t.insert(session.clone());
-        Ok(())
+                .is_some_and(|a| t.by_access.contains_key(a.as_bytes()));
+        StoreFuture::ready(if taken {
+            Err(duplicate())
+        } else {
+            t.insert(session.clone());
+            Ok(())
+        })
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        Ok(self.read().by_id.get(id).cloned())
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::ready(Ok(self.read().by_id.get(id).cloned()))
     }
 
-    async fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let t = self.read();
-        Ok(Tables::get_via(&t.by_token, hash))
+    fn load_by_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::ready({
+            let t = self.read();
+            Ok(Tables::get_via(&t.by_token, hash))
+        })
     }
 
-    async fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let t = self.read();
-        Ok(Tables::get_via(&t.by_access, hash))
+    fn load_by_access_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::ready({
+            let t = self.read();
+            Ok(Tables::get_via(&t.by_access, hash))
+        })
     }
 
-    async fn update(
-        &self,
+    fn update<'a>(
+        &'a self,
         expected_version: u64,
-        session: &StoredSession,
-    ) -> Result<Cas, StoreError> {
+        session: &'a StoredSession,
+    ) -> StoreFuture<'a, Cas> {
         let mut t = self.write();
-        match t.by_id.get(&session.id) {
-            None => return Ok(Cas::Missing),
-            Some(cur) if cur.version != expected_version => return Ok(Cas::Conflict),
-            Some(_) => {}
-        }
-        t.remove(&session.id);
-        t.insert(session.clone());
-        Ok(Cas::Updated)
+        StoreFuture::ready(Ok(match t.by_id.get(&session.id).map(|cur| cur.version) {
+            None => Cas::Missing,
+            Some(version) if version != expected_version => Cas::Conflict,
+            Some(_) => {
+                t.remove(&session.id);
+                t.insert(session.clone());
+                Cas::Updated
+            }
+        }))
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.write().remove(id).is_some())
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+        StoreFuture::ready(Ok(self.write().remove(id).is_some()))
     }
 
-    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
-        let t = self.read();
-        let mut out: Vec<StoredSession> = t
-            .by_did
-            .get(did)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| t.by_id.get(id).map(|s| (**s).clone()))
-            .collect();
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+    fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>> {
+        StoreFuture::ready({
+            let t = self.read();
+            let mut out: Vec<StoredSession> = t
+                .by_did
+                .get(did)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| t.by_id.get(id).map(|s| (**s).clone()))
+                .collect();
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
+        })
     }
 
-    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        let mut t = self.write();
-        let ids: Vec<SessionId> = t.by_did.get(did).into_iter().flatten().cloned().collect();
-        for id in &ids {
-            t.remove(id);
-        }
-        Ok(ids.len() as u64)
+    fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::ready({
+            let mut t = self.write();
+            let ids: Vec<SessionId> = t.by_did.get(did).into_iter().flatten().cloned().collect();
+            for id in &ids {
+                t.remove(id);
+            }
+            Ok(ids.len() as u64)
+        })
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = to_millis(now);
-        let mut t = self.write();
-        let ids: Vec<SessionId> = t
-            .by_expiry
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| id.clone())
-            .collect();
-        for id in &ids {
-            t.remove(id);
-        }
-        Ok(ids.len() as u64)
+    fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::ready({
+            let now = to_millis(now);
+            let mut t = self.write();
+            let ids: Vec<SessionId> = t
+                .by_expiry
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|(_, id)| id.clone())
+                .collect();
+            for id in &ids {
+                t.remove(id);
+            }
+            Ok(ids.len() as u64)
+        })
     }
 
-    async fn expired_with_grants(
-        &self,
+    fn expired_with_grants<'a>(
+        &'a self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
-        let now = to_millis(now);
-        let t = self.read();
-        Ok(t.by_expiry
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, id)| {
-                let g = t.by_id.get(id)?.grant_id.clone()?;
-                Some((id.clone(), g))
-            })
-            .take(limit)
-            .collect())
+    ) -> StoreFuture<'a, Vec<(SessionId, GrantId)>> {
+        StoreFuture::ready({
+            let now = to_millis(now);
+            let t = self.read();
+            Ok(t.by_expiry
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .filter_map(|(_, id)| {
+                    let g = t.by_id.get(id)?.grant_id.clone()?;
+                    Some((id.clone(), g))
+                })
+                .take(limit)
+                .collect())
+        })
     }
 }
 

@@ -1,17 +1,19 @@
 //! OAuth states and grants in memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
 
-use super::MemoryStore;
+use super::{MemoryStore, Tables};
+use crate::app::StoredSession;
 use crate::clock::to_millis;
 use crate::secret::TokenHash;
 use crate::store::oauth::{
-    GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
+    GrantCursor, GrantId, GrantPage, GrantStore, SessionGrantStore, SessionWithGrant, StateStore,
+    StoredAuthState, StoredGrant,
 };
-use crate::store::{Cas, StoreError};
+use crate::store::{Cas, StoreError, StoreFuture};
 use crate::syntax::Did;
 
 #[derive(Debug, Default)]
@@ -55,125 +57,164 @@ impl Inner {
 }
 
 impl StateStore for MemoryStore {
-    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
+    fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()> {
         let mut t = self.oauth.lock();
-        if t.states.contains_key(state.key.as_bytes()) {
-            return Err(StoreError::backend(
+        StoreFuture::ready(if t.states.contains_key(state.key.as_bytes()) {
+            Err(StoreError::backend(
                 "memory",
                 "put_state",
                 "a state with this key exists",
-            ));
-        }
-        t.states.insert(*state.key.as_bytes(), state.clone());
-        Ok(())
+            ))
+        } else {
+            t.states.insert(*state.key.as_bytes(), state.clone());
+            Ok(())
+        })
     }
 
-    async fn take_state(
-        &self,
-        key: &TokenHash,
+    fn take_state<'a>(
+        &'a self,
+        key: &'a TokenHash,
         now: OffsetDateTime,
-    ) -> Result<Option<StoredAuthState>, StoreError> {
-        let s = self.oauth.lock().states.remove(key.as_bytes());
-        Ok(s.filter(|s| to_millis(s.expires_at) > to_millis(now)))
+    ) -> StoreFuture<'a, Option<StoredAuthState>> {
+        StoreFuture::ready({
+            let s = self.oauth.lock().states.remove(key.as_bytes());
+            Ok(s.filter(|s| to_millis(s.expires_at) > to_millis(now)))
+        })
     }
 
-    async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut t = self.oauth.lock();
-        let before = t.states.len();
-        let now = to_millis(now);
-        t.states.retain(|_, s| to_millis(s.expires_at) > now);
-        Ok((before - t.states.len()) as u64)
+    fn delete_expired_states<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::ready({
+            let mut t = self.oauth.lock();
+            let before = t.states.len();
+            let now = to_millis(now);
+            t.states.retain(|_, s| to_millis(s.expires_at) > now);
+            Ok((before - t.states.len()) as u64)
+        })
     }
 }
 
 impl GrantStore for MemoryStore {
-    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
+    fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()> {
         let mut t = self.oauth.lock();
-        if t.grants.contains_key(&grant.id) {
-            return Err(StoreError::backend(
+        StoreFuture::ready(if t.grants.contains_key(&grant.id) {
+            Err(StoreError::backend(
                 "memory",
                 "create_grant",
                 "a grant with this id exists",
-            ));
-        }
-        t.insert_grant(grant.clone());
-        Ok(())
+            ))
+        } else {
+            t.insert_grant(grant.clone());
+            Ok(())
+        })
     }
 
-    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
-        Ok(self.oauth.lock().grants.get(id).cloned())
+    fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
+        StoreFuture::ready(Ok(self.oauth.lock().grants.get(id).cloned()))
     }
 
-    async fn update_grant(
-        &self,
+    fn update_grant<'a>(
+        &'a self,
         expected_version: u64,
-        grant: &StoredGrant,
-    ) -> Result<Cas, StoreError> {
+        grant: &'a StoredGrant,
+    ) -> StoreFuture<'a, Cas> {
         let mut t = self.oauth.lock();
-        match t.grants.get(&grant.id) {
-            None => return Ok(Cas::Missing),
-            Some(g) if g.version != expected_version => return Ok(Cas::Conflict),
-            Some(_) => {}
-        }
-        t.remove_grant(&grant.id);
-        t.insert_grant(grant.clone());
-        Ok(Cas::Updated)
+        StoreFuture::ready(Ok(match t.grants.get(&grant.id).map(|g| g.version) {
+            None => Cas::Missing,
+            Some(version) if version != expected_version => Cas::Conflict,
+            Some(_) => {
+                t.remove_grant(&grant.id);
+                t.insert_grant(grant.clone());
+                Cas::Updated
+            }
+        }))
     }
 
-    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        Ok(self.oauth.lock().remove_grant(id).is_some())
+    fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+        StoreFuture::ready(Ok(self.oauth.lock().remove_grant(id).is_some()))
     }
 
-    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
-        let t = self.oauth.lock();
-        let mut out: Vec<StoredGrant> = t
-            .by_did
-            .get(did)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| t.grants.get(id).cloned())
-            .collect();
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+    fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
+        StoreFuture::ready({
+            let t = self.oauth.lock();
+            let mut out: Vec<StoredGrant> = t
+                .by_did
+                .get(did)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| t.grants.get(id).cloned())
+                .collect();
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
+        })
     }
 
-    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        let mut t = self.oauth.lock();
-        let ids: Vec<GrantId> = t.by_did.get(did).into_iter().flatten().cloned().collect();
-        for id in &ids {
-            t.remove_grant(id);
-        }
-        Ok(ids.len() as u64)
+    fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::ready({
+            let mut t = self.oauth.lock();
+            let ids: Vec<GrantId> = t.by_did.get(did).into_iter().flatten().cloned().collect();
+            for id in &ids {
+                t.remove_grant(id);
+            }
+            Ok(ids.len() as u64)
+        })
     }
 
-    async fn list_grants(
-        &self,
-        cursor: Option<&GrantCursor>,
+    fn list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a GrantCursor>,
         limit: usize,
-    ) -> Result<GrantPage, StoreError> {
-        use std::ops::Bound;
-        let t = self.oauth.lock();
-        let after = cursor.map(|c| c.as_str().to_owned());
-        let start = match &after {
-            Some(a) => Bound::Excluded(a.as_str()),
-            None => Bound::Unbounded,
-        };
-        let grants: Vec<StoredGrant> = t
-            .grants
-            .iter()
-            .filter(|(id, _)| match start {
-                Bound::Excluded(a) => id.as_str() > a,
-                _ => true,
-            })
-            .take(limit.max(1))
-            .map(|(_, g)| g.clone())
-            .collect();
-        let next = (grants.len() == limit.max(1))
-            .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
-            .flatten();
-        Ok(GrantPage { grants, next })
+    ) -> StoreFuture<'a, GrantPage> {
+        StoreFuture::ready({
+            use std::ops::Bound;
+            let t = self.oauth.lock();
+            let after = cursor.map(|c| c.as_str().to_owned());
+            let start = match &after {
+                Some(a) => Bound::Excluded(a.as_str()),
+                None => Bound::Unbounded,
+            };
+            let grants: Vec<StoredGrant> = t
+                .grants
+                .iter()
+                .filter(|(id, _)| match start {
+                    Bound::Excluded(a) => id.as_str() > a,
+                    _ => true,
+                })
+                .take(limit.max(1))
+                .map(|(_, g)| g.clone())
+                .collect();
+            let next = (grants.len() == limit.max(1))
+                .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+                .flatten();
+            Ok(GrantPage { grants, next })
+        })
     }
 }
 
-/// Two reads: a session, then its grant (both in memory).
-impl crate::store::oauth::SessionGrantStore for MemoryStore {}
+/// Two reads: a session, then its grant (both in memory, so the answer is ready at once).
+impl SessionGrantStore for MemoryStore {
+    fn load_by_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        let found = Tables::get_via(&self.read().by_token, hash);
+        StoreFuture::ready(Ok(self.grant_now(found)))
+    }
+
+    fn load_by_access_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        let found = Tables::get_via(&self.read().by_access, hash);
+        StoreFuture::ready(Ok(self.grant_now(found)))
+    }
+}
+
+impl MemoryStore {
+    /// `found` with its grant, if it names one that exists.
+    fn grant_now(&self, found: Option<Arc<StoredSession>>) -> Option<SessionWithGrant> {
+        let session = found?;
+        let grant =
+            (session.grant_id.as_ref()).and_then(|id| self.oauth.lock().grants.get(id).cloned());
+        Some((session, grant))
+    }
+}

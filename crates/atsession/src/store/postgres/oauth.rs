@@ -15,7 +15,7 @@ use crate::secret::TokenHash;
 use crate::store::oauth::{
     GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
-use crate::store::{Cas, StoreError};
+use crate::store::{Cas, StoreError, StoreFuture};
 use crate::syntax::Did;
 
 const GRANT_COLUMNS: &str = "id, did, issuer, sealed, created_at, updated_at, version";
@@ -176,168 +176,188 @@ impl PostgresStore {
 }
 
 impl StateStore for PostgresStore {
-    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
-        self.bounded("put_state", async move {
-            let key = state.key.as_bytes().as_slice();
-            let expires = truncate_ms(state.expires_at);
-            self.oauth_execute(
-                "put_state",
-                &self.oauth_sql().put_state,
-                &[&key, &state.sealed, &expires],
-            )
+    fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            self.bounded("put_state", async move {
+                let key = state.key.as_bytes().as_slice();
+                let expires = truncate_ms(state.expires_at);
+                self.oauth_execute(
+                    "put_state",
+                    &self.oauth_sql().put_state,
+                    &[&key, &state.sealed, &expires],
+                )
+                .await
+                .map(drop)
+            })
             .await
-            .map(drop)
         })
-        .await
     }
 
-    async fn take_state(
-        &self,
-        key: &TokenHash,
+    fn take_state<'a>(
+        &'a self,
+        key: &'a TokenHash,
         now: OffsetDateTime,
-    ) -> Result<Option<StoredAuthState>, StoreError> {
-        self.bounded("take_state", async move {
-            let k = key.as_bytes().as_slice();
-            let now = truncate_ms(now);
-            let rows = self
-                .oauth_query("take_state", &self.oauth_sql().take_state, &[&k, &now])
-                .await?;
-            let Some(row) = rows.first() else {
-                return Ok(None);
-            };
-            let live: bool = get(row, 2)?;
-            if !live {
-                return Ok(None);
-            }
-            Ok(Some(StoredAuthState {
-                key: *key,
-                sealed: get(row, 0)?,
-                expires_at: get(row, 1)?,
-            }))
-        })
-        .await
-    }
-
-    async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.bounded("delete_expired_states", async move {
-            let now = truncate_ms(now);
-            self.delete_in_batches(
-                "delete_expired_states",
-                &self.oauth_sql().cleanup_states,
-                now,
-            )
+    ) -> StoreFuture<'a, Option<StoredAuthState>> {
+        StoreFuture::new(async move {
+            self.bounded("take_state", async move {
+                let k = key.as_bytes().as_slice();
+                let now = truncate_ms(now);
+                let rows = self
+                    .oauth_query("take_state", &self.oauth_sql().take_state, &[&k, &now])
+                    .await?;
+                let Some(row) = rows.first() else {
+                    return Ok(None);
+                };
+                let live: bool = get(row, 2)?;
+                if !live {
+                    return Ok(None);
+                }
+                Ok(Some(StoredAuthState {
+                    key: *key,
+                    sealed: get(row, 0)?,
+                    expires_at: get(row, 1)?,
+                }))
+            })
             .await
         })
-        .await
+    }
+
+    fn delete_expired_states<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded("delete_expired_states", async move {
+                let now = truncate_ms(now);
+                self.delete_in_batches(
+                    "delete_expired_states",
+                    &self.oauth_sql().cleanup_states,
+                    now,
+                )
+                .await
+            })
+            .await
+        })
     }
 }
 
 impl GrantStore for PostgresStore {
-    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        self.bounded("create_grant", async move {
-            let b = BoundGrant::new(grant)?;
-            self.oauth_execute("create_grant", &self.oauth_sql().create_grant, &b.params())
-                .await
-                .map(drop)
+    fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            self.bounded("create_grant", async move {
+                let b = BoundGrant::new(grant)?;
+                self.oauth_execute("create_grant", &self.oauth_sql().create_grant, &b.params())
+                    .await
+                    .map(drop)
+            })
+            .await
         })
-        .await
     }
 
-    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
-        self.bounded("load_grant", async move {
-            let rows = self
-                .oauth_query("load_grant", &self.oauth_sql().load_grant, &[&id.as_str()])
-                .await?;
-            rows.first().map(grant_from_row).transpose()
+    fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
+        StoreFuture::new(async move {
+            self.bounded("load_grant", async move {
+                let rows = self
+                    .oauth_query("load_grant", &self.oauth_sql().load_grant, &[&id.as_str()])
+                    .await?;
+                rows.first().map(grant_from_row).transpose()
+            })
+            .await
         })
-        .await
     }
 
-    async fn update_grant(
-        &self,
+    fn update_grant<'a>(
+        &'a self,
         expected_version: u64,
-        grant: &StoredGrant,
-    ) -> Result<Cas, StoreError> {
-        self.bounded("update_grant", async move {
-            let b = BoundGrant::new(grant)?;
-            let expected = version(expected_version)?;
-            let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
-            params.push(&expected);
-            let rows = self
-                .oauth_query("update_grant", &self.oauth_sql().update_grant, &params)
-                .await?;
-            let row = rows
-                .first()
-                .ok_or_else(|| corrupt("the update returned no row"))?;
-            cas_from_row(row, "update_grant")
+        grant: &'a StoredGrant,
+    ) -> StoreFuture<'a, Cas> {
+        StoreFuture::new(async move {
+            self.bounded("update_grant", async move {
+                let b = BoundGrant::new(grant)?;
+                let expected = version(expected_version)?;
+                let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
+                params.push(&expected);
+                let rows = self
+                    .oauth_query("update_grant", &self.oauth_sql().update_grant, &params)
+                    .await?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| corrupt("the update returned no row"))?;
+                cas_from_row(row, "update_grant")
+            })
+            .await
         })
-        .await
     }
 
-    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        self.bounded("delete_grant", async move {
-            let n = self
-                .oauth_execute(
-                    "delete_grant",
-                    &self.oauth_sql().delete_grant,
-                    &[&id.as_str()],
-                )
-                .await?;
-            Ok(n > 0)
+    fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+        StoreFuture::new(async move {
+            self.bounded("delete_grant", async move {
+                let n = self
+                    .oauth_execute(
+                        "delete_grant",
+                        &self.oauth_sql().delete_grant,
+                        &[&id.as_str()],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+            .await
         })
-        .await
     }
 
-    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
-        self.bounded("list_grants_by_did", async move {
-            self.oauth_query(
-                "list_grants_by_did",
-                &self.oauth_sql().list_grants,
-                &[&did.as_str()],
-            )
-            .await?
-            .iter()
-            .map(grant_from_row)
-            .collect()
-        })
-        .await
-    }
-
-    async fn list_grants(
-        &self,
-        cursor: Option<&GrantCursor>,
-        limit: usize,
-    ) -> Result<GrantPage, StoreError> {
-        let after = cursor.map_or("", GrantCursor::as_str);
-        let limit = limit.clamp(1, 10_000);
-        self.bounded("list_grants", async move {
-            let grants = self
-                .oauth_query(
-                    "list_grants",
-                    &self.oauth_sql().all_grants,
-                    &[&after, &(limit as i64)],
+    fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
+        StoreFuture::new(async move {
+            self.bounded("list_grants_by_did", async move {
+                self.oauth_query(
+                    "list_grants_by_did",
+                    &self.oauth_sql().list_grants,
+                    &[&did.as_str()],
                 )
                 .await?
                 .iter()
                 .map(grant_from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            let next = (grants.len() == limit)
-                .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
-                .flatten();
-            Ok(GrantPage { grants, next })
-        })
-        .await
-    }
-
-    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.bounded("delete_grants_by_did", async move {
-            self.oauth_execute(
-                "delete_grants_by_did",
-                &self.oauth_sql().delete_grants_by_did,
-                &[&did.as_str()],
-            )
+                .collect()
+            })
             .await
         })
-        .await
+    }
+
+    fn list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a GrantCursor>,
+        limit: usize,
+    ) -> StoreFuture<'a, GrantPage> {
+        StoreFuture::new(async move {
+            let after = cursor.map_or("", GrantCursor::as_str);
+            let limit = limit.clamp(1, 10_000);
+            self.bounded("list_grants", async move {
+                let grants = self
+                    .oauth_query(
+                        "list_grants",
+                        &self.oauth_sql().all_grants,
+                        &[&after, &(limit as i64)],
+                    )
+                    .await?
+                    .iter()
+                    .map(grant_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next = (grants.len() == limit)
+                    .then(|| grants.last().map(|g| GrantCursor::new(g.id.as_str())))
+                    .flatten();
+                Ok(GrantPage { grants, next })
+            })
+            .await
+        })
+    }
+
+    fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded("delete_grants_by_did", async move {
+                self.oauth_execute(
+                    "delete_grants_by_did",
+                    &self.oauth_sql().delete_grants_by_did,
+                    &[&did.as_str()],
+                )
+                .await
+            })
+            .await
+        })
     }
 }

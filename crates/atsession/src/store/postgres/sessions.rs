@@ -10,7 +10,7 @@ use super::{BACKEND, PostgresStore, cas_from_row, err};
 use crate::app::{SessionId, StoredSession};
 use crate::secret::TokenHash;
 use crate::store::oauth::{GrantId, SessionGrantStore, SessionWithGrant};
-use crate::store::{Cas, SessionStore, StoreError};
+use crate::store::{Cas, SessionStore, StoreError, StoreFuture};
 use crate::syntax::{Did, Handle};
 
 const COLUMNS: &str = "id, token_hash, access_token_hash, access_expires_at, did, handle, data, \
@@ -261,139 +261,159 @@ impl PostgresStore {
 }
 
 impl SessionStore for PostgresStore {
-    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
-        self.bounded("create", async move {
-            let b = Bound::new(session)?;
-            self.execute("create", &self.sql().insert, &b.params())
-                .await
-                .map(drop)
+    fn create<'a>(&'a self, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            self.bounded("create", async move {
+                let b = Bound::new(session)?;
+                self.execute("create", &self.sql().insert, &b.params())
+                    .await
+                    .map(drop)
+            })
+            .await
         })
-        .await
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.bounded("load", async move {
-            self.load_one(&self.sql().by_id, &id.as_str()).await
-        });
-        Ok(found.await?.map(Arc::new))
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::new(async move {
+            let found = self.bounded("load", async move {
+                self.load_one(&self.sql().by_id, &id.as_str()).await
+            });
+            Ok(found.await?.map(Arc::new))
+        })
     }
 
-    async fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.bounded("load_by_token", async move {
-            self.load_one(&self.sql().by_token, &hash.as_bytes().as_slice())
-                .await
-        });
-        Ok(found.await?.map(Arc::new))
+    fn load_by_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::new(async move {
+            let found = self.bounded("load_by_token", async move {
+                self.load_one(&self.sql().by_token, &hash.as_bytes().as_slice())
+                    .await
+            });
+            Ok(found.await?.map(Arc::new))
+        })
     }
 
-    async fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.bounded("load_by_access_token", async move {
-            self.load_one(&self.sql().by_access, &hash.as_bytes().as_slice())
-                .await
-        });
-        Ok(found.await?.map(Arc::new))
+    fn load_by_access_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::new(async move {
+            let found = self.bounded("load_by_access_token", async move {
+                self.load_one(&self.sql().by_access, &hash.as_bytes().as_slice())
+                    .await
+            });
+            Ok(found.await?.map(Arc::new))
+        })
     }
 
-    async fn update(
-        &self,
+    fn update<'a>(
+        &'a self,
         expected_version: u64,
-        session: &StoredSession,
-    ) -> Result<Cas, StoreError> {
-        self.bounded("update", async move {
-            let b = Bound::new(session)?;
-            let expected = version(expected_version)?;
-            let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
-            params.push(&expected);
-            let client = self.client("update").await?;
-            let stmt = client
-                .prepare_cached(&self.sql().update)
-                .await
-                .map_err(err("update"))?;
-            let row = client
-                .query_one(&stmt, &params)
-                .await
-                .map_err(err("update"))?;
-            cas_from_row(&row, "update")
+        session: &'a StoredSession,
+    ) -> StoreFuture<'a, Cas> {
+        StoreFuture::new(async move {
+            self.bounded("update", async move {
+                let b = Bound::new(session)?;
+                let expected = version(expected_version)?;
+                let mut params: Vec<&(dyn ToSql + Sync)> = b.params().to_vec();
+                params.push(&expected);
+                let client = self.client("update").await?;
+                let stmt = client
+                    .prepare_cached(&self.sql().update)
+                    .await
+                    .map_err(err("update"))?;
+                let row = client
+                    .query_one(&stmt, &params)
+                    .await
+                    .map_err(err("update"))?;
+                cas_from_row(&row, "update")
+            })
+            .await
         })
-        .await
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.bounded("delete", async move {
-            let n = self
-                .execute("delete", &self.sql().delete, &[&id.as_str()])
-                .await?;
-            Ok(n > 0)
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+        StoreFuture::new(async move {
+            self.bounded("delete", async move {
+                let n = self
+                    .execute("delete", &self.sql().delete, &[&id.as_str()])
+                    .await?;
+                Ok(n > 0)
+            })
+            .await
         })
-        .await
     }
 
-    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
-        self.bounded("list_by_did", async move {
-            let client = self.client("list").await?;
-            let stmt = client
-                .prepare_cached(&self.sql().list)
-                .await
-                .map_err(err("list"))?;
-            let rows = client
-                .query(&stmt, &[&did.as_str()])
-                .await
-                .map_err(err("list"))?;
-            rows.iter().map(from_row).collect()
+    fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>> {
+        StoreFuture::new(async move {
+            self.bounded("list_by_did", async move {
+                let client = self.client("list").await?;
+                let stmt = client
+                    .prepare_cached(&self.sql().list)
+                    .await
+                    .map_err(err("list"))?;
+                let rows = client
+                    .query(&stmt, &[&did.as_str()])
+                    .await
+                    .map_err(err("list"))?;
+                rows.iter().map(from_row).collect()
+            })
+            .await
         })
-        .await
     }
 
-    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.bounded("delete_by_did", async move {
-            self.execute("delete by DID", &self.sql().delete_by_did, &[&did.as_str()])
-                .await
+    fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded("delete_by_did", async move {
+                self.execute("delete by DID", &self.sql().delete_by_did, &[&did.as_str()])
+                    .await
+            })
+            .await
         })
-        .await
     }
 
-    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.bounded("delete_expired", async move {
-            self.delete_in_batches("cleanup", &self.sql().cleanup, now)
-                .await
+    fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded("delete_expired", async move {
+                self.delete_in_batches("cleanup", &self.sql().cleanup, now)
+                    .await
+            })
+            .await
         })
-        .await
     }
 
-    async fn expired_with_grants(
-        &self,
+    fn expired_with_grants<'a>(
+        &'a self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.bounded("expired_with_grants", async move {
-            let client = self.client("expired_with_grants").await?;
-            let stmt = client
-                .prepare_cached(&self.sql().expired_with_grants)
-                .await
-                .map_err(err("expired_with_grants"))?;
-            let rows = client
-                .query(&stmt, &[&now, &limit])
-                .await
-                .map_err(err("expired_with_grants"))?;
-            rows.iter()
-                .map(|row| {
-                    let id: String = row.try_get(0).map_err(err("expired_with_grants"))?;
-                    let grant: String = row.try_get(1).map_err(err("expired_with_grants"))?;
-                    Ok((
-                        SessionId::parse(&id).ok_or_else(|| corrupt("malformed session id"))?,
-                        GrantId::parse(&grant).ok_or_else(|| corrupt("malformed grant id"))?,
-                    ))
-                })
-                .collect()
+    ) -> StoreFuture<'a, Vec<(SessionId, GrantId)>> {
+        StoreFuture::new(async move {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            self.bounded("expired_with_grants", async move {
+                let client = self.client("expired_with_grants").await?;
+                let stmt = client
+                    .prepare_cached(&self.sql().expired_with_grants)
+                    .await
+                    .map_err(err("expired_with_grants"))?;
+                let rows = client
+                    .query(&stmt, &[&now, &limit])
+                    .await
+                    .map_err(err("expired_with_grants"))?;
+                rows.iter()
+                    .map(|row| {
+                        let id: String = row.try_get(0).map_err(err("expired_with_grants"))?;
+                        let grant: String = row.try_get(1).map_err(err("expired_with_grants"))?;
+                        Ok((
+                            SessionId::parse(&id).ok_or_else(|| corrupt("malformed session id"))?,
+                            GrantId::parse(&grant).ok_or_else(|| corrupt("malformed grant id"))?,
+                        ))
+                    })
+                    .collect()
+            })
+            .await
         })
-        .await
     }
 }
 
@@ -403,28 +423,32 @@ impl SessionGrantStore for PostgresStore {
         true
     }
 
-    async fn load_by_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<SessionWithGrant>, StoreError> {
-        self.bounded("load_by_token", async move {
-            self.load_with_grant(&self.sql().by_token_with_grant, &hash.as_bytes().as_slice())
-                .await
-        })
-        .await
-    }
-
-    async fn load_by_access_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<SessionWithGrant>, StoreError> {
-        self.bounded("load_by_access_token", async move {
-            self.load_with_grant(
-                &self.sql().by_access_with_grant,
-                &hash.as_bytes().as_slice(),
-            )
+    fn load_by_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        StoreFuture::new(async move {
+            self.bounded("load_by_token", async move {
+                self.load_with_grant(&self.sql().by_token_with_grant, &hash.as_bytes().as_slice())
+                    .await
+            })
             .await
         })
-        .await
+    }
+
+    fn load_by_access_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        StoreFuture::new(async move {
+            self.bounded("load_by_access_token", async move {
+                self.load_with_grant(
+                    &self.sql().by_access_with_grant,
+                    &hash.as_bytes().as_slice(),
+                )
+                .await
+            })
+            .await
+        })
     }
 }

@@ -32,7 +32,7 @@ use crate::secret::TokenHash;
 use crate::store::oauth::{
     GrantCursor, GrantId, GrantPage, GrantStore, StateStore, StoredAuthState, StoredGrant,
 };
-use crate::store::{Cas, StoreError};
+use crate::store::{Cas, StoreError, StoreFuture};
 use crate::syntax::Did;
 
 /// Expired states handled per cleanup script run.
@@ -232,233 +232,252 @@ fn grant_from_fields(flat: Vec<Vec<u8>>) -> Result<Option<StoredGrant>, StoreErr
 }
 
 impl StateStore for RedisStore {
-    async fn put_state(&self, state: &StoredAuthState) -> Result<(), StoreError> {
-        self.bounded_write("put_state", async move {
-            let put: i64 = SCRIPTS
-                .put_state
-                .arg(&*self.prefix)
-                .arg(state.key.to_hex())
-                .arg(state.sealed.as_slice())
-                .arg(to_millis(state.expires_at))
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("put_state"))?;
-            if put == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::backend(
-                    BACKEND,
-                    "put_state",
-                    "a state with this key exists",
-                ))
-            }
-        })
-        .await
-    }
-
-    async fn take_state(
-        &self,
-        key: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Result<Option<StoredAuthState>, StoreError> {
-        self.bounded_write("take_state", async move {
-            let got: Vec<Vec<u8>> = SCRIPTS
-                .take_state
-                .arg(&*self.prefix)
-                .arg(key.to_hex())
-                .arg(to_millis(now))
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("take_state"))?;
-            let mut it = got.into_iter();
-            match (it.next(), it.next()) {
-                (None, _) => Ok(None),
-                (Some(sealed), Some(expires)) => Ok(Some(StoredAuthState {
-                    key: *key,
-                    sealed,
-                    expires_at: from_millis(millis(&expires)?),
-                })),
-                (Some(_), None) => Err(corrupt("a state has no expiry")),
-            }
-        })
-        .await
-    }
-
-    async fn delete_expired_states(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.bounded_write("delete_expired_states", async move {
-            let now = to_millis(now);
-            let mut total = 0;
-            loop {
-                let (handled, existed): (usize, u64) = SCRIPTS
-                    .delete_expired_states
+    fn put_state<'a>(&'a self, state: &'a StoredAuthState) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            self.bounded_write("put_state", async move {
+                let put: i64 = SCRIPTS
+                    .put_state
                     .arg(&*self.prefix)
-                    .arg(now)
-                    .arg(CLEANUP_BATCH)
+                    .arg(state.key.to_hex())
+                    .arg(state.sealed.as_slice())
+                    .arg(to_millis(state.expires_at))
                     .invoke_async(&mut self.conn.clone())
                     .await
-                    .map_err(err("delete_expired_states"))?;
-                total += existed;
-                if handled < CLEANUP_BATCH {
-                    return Ok(total);
+                    .map_err(err("put_state"))?;
+                if put == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreError::backend(
+                        BACKEND,
+                        "put_state",
+                        "a state with this key exists",
+                    ))
                 }
-            }
+            })
+            .await
         })
-        .await
+    }
+
+    fn take_state<'a>(
+        &'a self,
+        key: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<StoredAuthState>> {
+        StoreFuture::new(async move {
+            self.bounded_write("take_state", async move {
+                let got: Vec<Vec<u8>> = SCRIPTS
+                    .take_state
+                    .arg(&*self.prefix)
+                    .arg(key.to_hex())
+                    .arg(to_millis(now))
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("take_state"))?;
+                let mut it = got.into_iter();
+                match (it.next(), it.next()) {
+                    (None, _) => Ok(None),
+                    (Some(sealed), Some(expires)) => Ok(Some(StoredAuthState {
+                        key: *key,
+                        sealed,
+                        expires_at: from_millis(millis(&expires)?),
+                    })),
+                    (Some(_), None) => Err(corrupt("a state has no expiry")),
+                }
+            })
+            .await
+        })
+    }
+
+    fn delete_expired_states<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded_write("delete_expired_states", async move {
+                let now = to_millis(now);
+                let mut total = 0;
+                loop {
+                    let (handled, existed): (usize, u64) = SCRIPTS
+                        .delete_expired_states
+                        .arg(&*self.prefix)
+                        .arg(now)
+                        .arg(CLEANUP_BATCH)
+                        .invoke_async(&mut self.conn.clone())
+                        .await
+                        .map_err(err("delete_expired_states"))?;
+                    total += existed;
+                    if handled < CLEANUP_BATCH {
+                        return Ok(total);
+                    }
+                }
+            })
+            .await
+        })
     }
 }
 
 impl GrantStore for RedisStore {
-    async fn create_grant(&self, grant: &StoredGrant) -> Result<(), StoreError> {
-        self.bounded_write("create_grant", async move {
-            let created: i64 = SCRIPTS
-                .create_grant
-                .arg(&*self.prefix)
-                .arg(grant.id.as_str())
-                .arg(grant.did.as_str())
-                .arg(grant_fields(grant))
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("create_grant"))?;
-            if created == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::backend(
-                    BACKEND,
-                    "create_grant",
-                    "a grant with this id exists",
-                ))
-            }
-        })
-        .await
-    }
-
-    async fn load_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
-        self.bounded("load_grant", async move {
-            let flat: Vec<Vec<u8>> = redis::cmd("HGETALL")
-                .arg(format!("{}og:{}", self.prefix, id.as_str()))
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(err("load_grant"))?;
-            grant_from_fields(flat)
-        })
-        .await
-    }
-
-    async fn update_grant(
-        &self,
-        expected_version: u64,
-        grant: &StoredGrant,
-    ) -> Result<Cas, StoreError> {
-        self.bounded_write("update_grant", async move {
-            let outcome: i64 = SCRIPTS
-                .update_grant
-                .arg(&*self.prefix)
-                .arg(grant.id.as_str())
-                .arg(expected_version.to_string())
-                .arg(grant.did.as_str())
-                .arg(grant_fields(grant))
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("update_grant"))?;
-            match outcome {
-                0 => Ok(Cas::Missing),
-                1 => Ok(Cas::Conflict),
-                _ => Ok(Cas::Updated),
-            }
-        })
-        .await
-    }
-
-    async fn delete_grant(&self, id: &GrantId) -> Result<bool, StoreError> {
-        self.bounded_write("delete_grant", async move {
-            let n: i64 = SCRIPTS
-                .delete_grant
-                .arg(&*self.prefix)
-                .arg(id.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("delete_grant"))?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn list_grants_by_did(&self, did: &Did) -> Result<Vec<StoredGrant>, StoreError> {
-        self.bounded("list_grants_by_did", async move {
-            let recs: Vec<Vec<Vec<u8>>> = SCRIPTS
-                .list_grants
-                .arg(&*self.prefix)
-                .arg(did.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("list_grants_by_did"))?;
-            let mut out = Vec::with_capacity(recs.len());
-            for flat in recs {
-                out.extend(grant_from_fields(flat)?);
-            }
-            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn list_grants(
-        &self,
-        cursor: Option<&GrantCursor>,
-        limit: usize,
-    ) -> Result<GrantPage, StoreError> {
-        let start: u64 = match cursor {
-            None => 0,
-            Some(c) => c
-                .as_str()
-                .parse()
-                .map_err(|_| StoreError::backend(BACKEND, "list_grants", "not a Redis cursor"))?,
-        };
-        self.bounded("list_grants", async move {
-            let mut conn = self.conn.clone();
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(start)
-                .arg("MATCH")
-                .arg(format!("{}og:*", glob_escape(&self.prefix)))
-                .arg("COUNT")
-                .arg(limit.clamp(1, 10_000))
-                .query_async(&mut conn)
-                .await
-                .map_err(err("list_grants"))?;
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("HGETALL").arg(k);
-            }
-            let recs: Vec<Vec<Vec<u8>>> = if keys.is_empty() {
-                Vec::new()
-            } else {
-                pipe.query_async(&mut conn)
+    fn create_grant<'a>(&'a self, grant: &'a StoredGrant) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            self.bounded_write("create_grant", async move {
+                let created: i64 = SCRIPTS
+                    .create_grant
+                    .arg(&*self.prefix)
+                    .arg(grant.id.as_str())
+                    .arg(grant.did.as_str())
+                    .arg(grant_fields(grant))
+                    .invoke_async(&mut self.conn.clone())
                     .await
-                    .map_err(err("list_grants"))?
-            };
-            let mut grants = Vec::with_capacity(recs.len());
-            for flat in recs {
-                grants.extend(grant_from_fields(flat)?);
-            }
-            Ok(GrantPage {
-                grants,
-                next: (next != 0).then(|| GrantCursor::new(next.to_string())),
+                    .map_err(err("create_grant"))?;
+                if created == 1 {
+                    Ok(())
+                } else {
+                    Err(StoreError::backend(
+                        BACKEND,
+                        "create_grant",
+                        "a grant with this id exists",
+                    ))
+                }
             })
+            .await
         })
-        .await
     }
 
-    async fn delete_grants_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.bounded_write("delete_grants_by_did", async move {
-            SCRIPTS
-                .delete_grants_by_did
-                .arg(&*self.prefix)
-                .arg(did.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("delete_grants_by_did"))
+    fn load_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, Option<StoredGrant>> {
+        StoreFuture::new(async move {
+            self.bounded("load_grant", async move {
+                let flat: Vec<Vec<u8>> = redis::cmd("HGETALL")
+                    .arg(format!("{}og:{}", self.prefix, id.as_str()))
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("load_grant"))?;
+                grant_from_fields(flat)
+            })
+            .await
         })
-        .await
+    }
+
+    fn update_grant<'a>(
+        &'a self,
+        expected_version: u64,
+        grant: &'a StoredGrant,
+    ) -> StoreFuture<'a, Cas> {
+        StoreFuture::new(async move {
+            self.bounded_write("update_grant", async move {
+                let outcome: i64 = SCRIPTS
+                    .update_grant
+                    .arg(&*self.prefix)
+                    .arg(grant.id.as_str())
+                    .arg(expected_version.to_string())
+                    .arg(grant.did.as_str())
+                    .arg(grant_fields(grant))
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("update_grant"))?;
+                match outcome {
+                    0 => Ok(Cas::Missing),
+                    1 => Ok(Cas::Conflict),
+                    _ => Ok(Cas::Updated),
+                }
+            })
+            .await
+        })
+    }
+
+    fn delete_grant<'a>(&'a self, id: &'a GrantId) -> StoreFuture<'a, bool> {
+        StoreFuture::new(async move {
+            self.bounded_write("delete_grant", async move {
+                let n: i64 = SCRIPTS
+                    .delete_grant
+                    .arg(&*self.prefix)
+                    .arg(id.as_str())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("delete_grant"))?;
+                Ok(n > 0)
+            })
+            .await
+        })
+    }
+
+    fn list_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredGrant>> {
+        StoreFuture::new(async move {
+            self.bounded("list_grants_by_did", async move {
+                let recs: Vec<Vec<Vec<u8>>> = SCRIPTS
+                    .list_grants
+                    .arg(&*self.prefix)
+                    .arg(did.as_str())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("list_grants_by_did"))?;
+                let mut out = Vec::with_capacity(recs.len());
+                for flat in recs {
+                    out.extend(grant_from_fields(flat)?);
+                }
+                out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+                Ok(out)
+            })
+            .await
+        })
+    }
+
+    fn list_grants<'a>(
+        &'a self,
+        cursor: Option<&'a GrantCursor>,
+        limit: usize,
+    ) -> StoreFuture<'a, GrantPage> {
+        StoreFuture::new(async move {
+            let start: u64 = match cursor {
+                None => 0,
+                Some(c) => c.as_str().parse().map_err(|_| {
+                    StoreError::backend(BACKEND, "list_grants", "not a Redis cursor")
+                })?,
+            };
+            self.bounded("list_grants", async move {
+                let mut conn = self.conn.clone();
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(start)
+                    .arg("MATCH")
+                    .arg(format!("{}og:*", glob_escape(&self.prefix)))
+                    .arg("COUNT")
+                    .arg(limit.clamp(1, 10_000))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err("list_grants"))?;
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGETALL").arg(k);
+                }
+                let recs: Vec<Vec<Vec<u8>>> = if keys.is_empty() {
+                    Vec::new()
+                } else {
+                    pipe.query_async(&mut conn)
+                        .await
+                        .map_err(err("list_grants"))?
+                };
+                let mut grants = Vec::with_capacity(recs.len());
+                for flat in recs {
+                    grants.extend(grant_from_fields(flat)?);
+                }
+                Ok(GrantPage {
+                    grants,
+                    next: (next != 0).then(|| GrantCursor::new(next.to_string())),
+                })
+            })
+            .await
+        })
+    }
+
+    fn delete_grants_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded_write("delete_grants_by_did", async move {
+                SCRIPTS
+                    .delete_grants_by_did
+                    .arg(&*self.prefix)
+                    .arg(did.as_str())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("delete_grants_by_did"))
+            })
+            .await
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use crate::app::{SessionId, StoredSession};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
 use crate::store::oauth::GrantId;
-use crate::store::{Cas, SessionStore, StoreError};
+use crate::store::{Cas, SessionStore, StoreError, StoreFuture};
 use crate::syntax::{Did, Handle};
 
 /// Expired members handled per cleanup script run.
@@ -353,185 +353,206 @@ impl RedisStore {
 }
 
 impl SessionStore for RedisStore {
-    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
-        self.bounded_write("create", async move {
-            let created: i64 = SCRIPTS
-                .create
-                .arg(&*self.prefix)
-                .arg(session.id.as_str())
-                .arg(record_args(session))
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("create"))?;
-            if created == 1 {
-                Ok(())
-            } else {
-                Err(duplicate())
-            }
-        })
-        .await
-    }
-
-    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.bounded("load", async move {
-            let flat: Vec<String> = redis::cmd("HGETALL")
-                .arg(format!("{}s:{}", self.prefix, id.as_str()))
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(err("load"))?;
-            from_fields(flat)
-        });
-        Ok(found.await?.map(Arc::new))
-    }
-
-    async fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.bounded(
-            "load_by_token",
-            async move { self.load_via("t:", hash).await },
-        );
-        Ok(found.await?.map(Arc::new))
-    }
-
-    async fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.bounded("load_by_access_token", async move {
-            self.load_via("a:", hash).await
-        });
-        Ok(found.await?.map(Arc::new))
-    }
-
-    async fn update(
-        &self,
-        expected_version: u64,
-        session: &StoredSession,
-    ) -> Result<Cas, StoreError> {
-        self.bounded_write("update", async move {
-            let outcome: i64 = SCRIPTS
-                .update
-                .arg(&*self.prefix)
-                .arg(session.id.as_str())
-                .arg(expected_version.to_string())
-                .arg(record_args(session))
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("update"))?;
-            match outcome {
-                0 => Ok(Cas::Missing),
-                1 => Ok(Cas::Conflict),
-                2 => Ok(Cas::Updated),
-                _ => Err(StoreError::backend(
-                    BACKEND,
-                    "update",
-                    "the new token hash belongs to another session",
-                )),
-            }
-        })
-        .await
-    }
-
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.bounded_write("delete", async move {
-            let n: i64 = SCRIPTS
-                .delete
-                .arg(&*self.prefix)
-                .arg(id.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("delete"))?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
-        self.bounded("list_by_did", async move {
-            // A read-only store lists without pruning what Redis has expired.
-            let script = if self.read_only {
-                &SCRIPTS.list_only
-            } else {
-                &SCRIPTS.list
-            };
-            let recs: Vec<Vec<String>> = script
-                .arg(&*self.prefix)
-                .arg(did.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("list"))?;
-            let mut out = Vec::with_capacity(recs.len());
-            for flat in recs {
-                out.extend(from_fields(flat)?);
-            }
-            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        self.bounded_write("delete_by_did", async move {
-            let n: u64 = SCRIPTS
-                .delete_by_did
-                .arg(&*self.prefix)
-                .arg(did.as_str())
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("delete by DID"))?;
-            Ok(n)
-        })
-        .await
-    }
-
-    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.bounded_write("delete_expired", async move {
-            let now = to_millis(now);
-            let mut total = 0;
-            loop {
-                let (handled, existed): (usize, u64) = SCRIPTS
-                    .delete_expired
+    fn create<'a>(&'a self, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            self.bounded_write("create", async move {
+                let created: i64 = SCRIPTS
+                    .create
                     .arg(&*self.prefix)
-                    .arg(now)
-                    .arg(CLEANUP_BATCH)
+                    .arg(session.id.as_str())
+                    .arg(record_args(session))
                     .invoke_async(&mut self.conn.clone())
                     .await
-                    .map_err(err("cleanup"))?;
-                total += existed;
-                if handled < CLEANUP_BATCH {
-                    return Ok(total);
+                    .map_err(err("create"))?;
+                if created == 1 {
+                    Ok(())
+                } else {
+                    Err(duplicate())
                 }
-            }
+            })
+            .await
         })
-        .await
     }
 
-    async fn expired_with_grants(
-        &self,
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::new(async move {
+            let found = self.bounded("load", async move {
+                let flat: Vec<String> = redis::cmd("HGETALL")
+                    .arg(format!("{}s:{}", self.prefix, id.as_str()))
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("load"))?;
+                from_fields(flat)
+            });
+            Ok(found.await?.map(Arc::new))
+        })
+    }
+
+    fn load_by_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::new(async move {
+            let found = self.bounded(
+                "load_by_token",
+                async move { self.load_via("t:", hash).await },
+            );
+            Ok(found.await?.map(Arc::new))
+        })
+    }
+
+    fn load_by_access_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::new(async move {
+            let found = self.bounded("load_by_access_token", async move {
+                self.load_via("a:", hash).await
+            });
+            Ok(found.await?.map(Arc::new))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        expected_version: u64,
+        session: &'a StoredSession,
+    ) -> StoreFuture<'a, Cas> {
+        StoreFuture::new(async move {
+            self.bounded_write("update", async move {
+                let outcome: i64 = SCRIPTS
+                    .update
+                    .arg(&*self.prefix)
+                    .arg(session.id.as_str())
+                    .arg(expected_version.to_string())
+                    .arg(record_args(session))
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("update"))?;
+                match outcome {
+                    0 => Ok(Cas::Missing),
+                    1 => Ok(Cas::Conflict),
+                    2 => Ok(Cas::Updated),
+                    _ => Err(StoreError::backend(
+                        BACKEND,
+                        "update",
+                        "the new token hash belongs to another session",
+                    )),
+                }
+            })
+            .await
+        })
+    }
+
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+        StoreFuture::new(async move {
+            self.bounded_write("delete", async move {
+                let n: i64 = SCRIPTS
+                    .delete
+                    .arg(&*self.prefix)
+                    .arg(id.as_str())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("delete"))?;
+                Ok(n > 0)
+            })
+            .await
+        })
+    }
+
+    fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>> {
+        StoreFuture::new(async move {
+            self.bounded("list_by_did", async move {
+                // A read-only store lists without pruning what Redis has expired.
+                let script = if self.read_only {
+                    &SCRIPTS.list_only
+                } else {
+                    &SCRIPTS.list
+                };
+                let recs: Vec<Vec<String>> = script
+                    .arg(&*self.prefix)
+                    .arg(did.as_str())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("list"))?;
+                let mut out = Vec::with_capacity(recs.len());
+                for flat in recs {
+                    out.extend(from_fields(flat)?);
+                }
+                out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+                Ok(out)
+            })
+            .await
+        })
+    }
+
+    fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded_write("delete_by_did", async move {
+                let n: u64 = SCRIPTS
+                    .delete_by_did
+                    .arg(&*self.prefix)
+                    .arg(did.as_str())
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("delete by DID"))?;
+                Ok(n)
+            })
+            .await
+        })
+    }
+
+    fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            self.bounded_write("delete_expired", async move {
+                let now = to_millis(now);
+                let mut total = 0;
+                loop {
+                    let (handled, existed): (usize, u64) = SCRIPTS
+                        .delete_expired
+                        .arg(&*self.prefix)
+                        .arg(now)
+                        .arg(CLEANUP_BATCH)
+                        .invoke_async(&mut self.conn.clone())
+                        .await
+                        .map_err(err("cleanup"))?;
+                    total += existed;
+                    if handled < CLEANUP_BATCH {
+                        return Ok(total);
+                    }
+                }
+            })
+            .await
+        })
+    }
+
+    fn expired_with_grants<'a>(
+        &'a self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
-        self.bounded("expired_with_grants", async move {
-            let flat: Vec<String> = SCRIPTS
-                .expired_with_grants
-                .arg(&*self.prefix)
-                .arg(to_millis(now))
-                .arg(limit)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(err("expired_with_grants"))?;
-            flat.chunks_exact(2)
-                .map(|pair| {
-                    Ok((
-                        SessionId::parse(&pair[0])
-                            .ok_or_else(|| corrupt("malformed session id"))?,
-                        GrantId::parse(&pair[1]).ok_or_else(|| corrupt("malformed grant id"))?,
-                    ))
-                })
-                .collect()
+    ) -> StoreFuture<'a, Vec<(SessionId, GrantId)>> {
+        StoreFuture::new(async move {
+            self.bounded("expired_with_grants", async move {
+                let flat: Vec<String> = SCRIPTS
+                    .expired_with_grants
+                    .arg(&*self.prefix)
+                    .arg(to_millis(now))
+                    .arg(limit)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(err("expired_with_grants"))?;
+                flat.chunks_exact(2)
+                    .map(|pair| {
+                        Ok((
+                            SessionId::parse(&pair[0])
+                                .ok_or_else(|| corrupt("malformed session id"))?,
+                            GrantId::parse(&pair[1])
+                                .ok_or_else(|| corrupt("malformed grant id"))?,
+                        ))
+                    })
+                    .collect()
+            })
+            .await
         })
-        .await
     }
 }

@@ -11,7 +11,7 @@ use crate::app::{SessionId, StoredSession};
 use crate::clock::{from_millis, to_millis};
 use crate::secret::TokenHash;
 use crate::store::oauth::{GrantId, SessionGrantStore, SessionWithGrant};
-use crate::store::{Cas, SessionStore, StoreError};
+use crate::store::{Cas, SessionStore, StoreError, StoreFuture};
 use crate::syntax::{Did, Handle};
 
 macro_rules! columns {
@@ -213,102 +213,111 @@ impl Bound {
 const CLEANUP_BATCH: i64 = 1000;
 
 impl SessionStore for SqliteStore {
-    async fn create(&self, session: &StoredSession) -> Result<(), StoreError> {
-        let b = Bound::new(session)?;
-        self.write("create", move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO app_sessions ({COLUMNS}, expires_at) \
+    fn create<'a>(&'a self, session: &'a StoredSession) -> StoreFuture<'a, ()> {
+        StoreFuture::new(async move {
+            let b = Bound::new(session)?;
+            self.write("create", move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO app_sessions ({COLUMNS}, expires_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ))
-                .map_err(err("create"))?;
-            stmt.execute(b.values().as_slice()).map_err(err("create"))?;
-            Ok(())
+                    ))
+                    .map_err(err("create"))?;
+                stmt.execute(b.values().as_slice()).map_err(err("create"))?;
+                Ok(())
+            })
+            .await
         })
-        .await
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        Ok(self
-            .read(|c| load_one(c, SELECT_BY_ID, &id.as_str()))?
-            .map(Arc::new))
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::ready(
+            self.read(|c| load_one(c, SELECT_BY_ID, &id.as_str()))
+                .map(|found| found.map(Arc::new)),
+        )
     }
 
-    async fn load_by_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        Ok(self
-            .read(|c| load_one(c, SELECT_BY_TOKEN, &hash.as_bytes().as_slice()))?
-            .map(Arc::new))
+    fn load_by_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::ready(
+            self.read(|c| load_one(c, SELECT_BY_TOKEN, &hash.as_bytes().as_slice()))
+                .map(|found| found.map(Arc::new)),
+        )
     }
 
-    async fn load_by_access_token(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        Ok(self
-            .read(|c| load_one(c, SELECT_BY_ACCESS, &hash.as_bytes().as_slice()))?
-            .map(Arc::new))
+    fn load_by_access_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<Arc<StoredSession>>> {
+        StoreFuture::ready(
+            self.read(|c| load_one(c, SELECT_BY_ACCESS, &hash.as_bytes().as_slice()))
+                .map(|found| found.map(Arc::new)),
+        )
     }
 
-    async fn update(
-        &self,
+    fn update<'a>(
+        &'a self,
         expected_version: u64,
-        session: &StoredSession,
-    ) -> Result<Cas, StoreError> {
-        let b = Bound::new(session)?;
-        let expected = i64::try_from(expected_version)
-            .map_err(|_| StoreError::backend(BACKEND, "update", "version out of range"))?;
-        self.write("update", move |conn| {
-            let tx = conn.transaction().map_err(err("update"))?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE app_sessions SET token_hash = ?2, access_token_hash = ?3, \
+        session: &'a StoredSession,
+    ) -> StoreFuture<'a, Cas> {
+        StoreFuture::new(async move {
+            let b = Bound::new(session)?;
+            let expected = i64::try_from(expected_version)
+                .map_err(|_| StoreError::backend(BACKEND, "update", "version out of range"))?;
+            self.write("update", move |conn| {
+                let tx = conn.transaction().map_err(err("update"))?;
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE app_sessions SET token_hash = ?2, access_token_hash = ?3, \
                      access_expires_at = ?4, did = ?5, handle = ?6, data = ?7, grant_id = ?8, \
                      created_at = ?9, last_seen_at = ?10, idle_expires_at = ?11, \
                      absolute_expires_at = ?12, version = ?13, expires_at = ?14 \
                      WHERE id = ?1 AND version = ?15",
-                )
-                .and_then(|mut s| {
-                    let mut values = b.values().to_vec();
-                    values.push(&expected);
-                    s.execute(values.as_slice())
-                })
-                .map_err(err("update"))?;
-            let outcome = if n == 1 {
-                Cas::Updated
-            } else {
-                let exists = tx
-                    .prepare_cached("SELECT 1 FROM app_sessions WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([&b.id], |_| Ok(())).optional())
+                    )
+                    .and_then(|mut s| {
+                        let mut values = b.values().to_vec();
+                        values.push(&expected);
+                        s.execute(values.as_slice())
+                    })
                     .map_err(err("update"))?;
-                if exists.is_some() {
-                    Cas::Conflict
+                let outcome = if n == 1 {
+                    Cas::Updated
                 } else {
-                    Cas::Missing
-                }
-            };
-            tx.commit().map_err(err("update"))?;
-            Ok(outcome)
+                    let exists = tx
+                        .prepare_cached("SELECT 1 FROM app_sessions WHERE id = ?1")
+                        .and_then(|mut s| s.query_row([&b.id], |_| Ok(())).optional())
+                        .map_err(err("update"))?;
+                    if exists.is_some() {
+                        Cas::Conflict
+                    } else {
+                        Cas::Missing
+                    }
+                };
+                tx.commit().map_err(err("update"))?;
+                Ok(outcome)
+            })
+            .await
         })
-        .await
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let id = id.as_str().to_owned();
-        self.write("delete", move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM app_sessions WHERE id = ?1")
-                .and_then(|mut s| s.execute([id]))
-                .map_err(err("delete"))?;
-            Ok(n > 0)
+    fn delete<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+        StoreFuture::new(async move {
+            let id = id.as_str().to_owned();
+            self.write("delete", move |conn| {
+                let n = conn
+                    .prepare_cached("DELETE FROM app_sessions WHERE id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(err("delete"))?;
+                Ok(n > 0)
+            })
+            .await
         })
-        .await
     }
 
-    async fn list_by_did(&self, did: &Did) -> Result<Vec<StoredSession>, StoreError> {
-        self.read(|conn| {
+    fn list_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, Vec<StoredSession>> {
+        StoreFuture::ready(self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM app_sessions WHERE did = ?1 ORDER BY created_at, id"
@@ -320,75 +329,81 @@ impl SessionStore for SqliteStore {
                 out.push(from_row(row)?);
             }
             Ok(out)
+        }))
+    }
+
+    fn delete_by_did<'a>(&'a self, did: &'a Did) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            let did = did.as_str().to_owned();
+            self.write("delete by DID", move |conn| {
+                let n = conn
+                    .prepare_cached("DELETE FROM app_sessions WHERE did = ?1")
+                    .and_then(|mut s| s.execute([did]))
+                    .map_err(err("delete by DID"))?;
+                Ok(n as u64)
+            })
+            .await
         })
     }
 
-    async fn delete_by_did(&self, did: &Did) -> Result<u64, StoreError> {
-        let did = did.as_str().to_owned();
-        self.write("delete by DID", move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM app_sessions WHERE did = ?1")
-                .and_then(|mut s| s.execute([did]))
-                .map_err(err("delete by DID"))?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
-    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = to_millis(now);
-        let mut total = 0u64;
-        loop {
-            let n = self
-                .write("cleanup", move |conn| {
-                    conn.prepare_cached(
-                        "DELETE FROM app_sessions WHERE id IN \
+    fn delete_expired<'a>(&'a self, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        StoreFuture::new(async move {
+            let now = to_millis(now);
+            let mut total = 0u64;
+            loop {
+                let n = self
+                    .write("cleanup", move |conn| {
+                        conn.prepare_cached(
+                            "DELETE FROM app_sessions WHERE id IN \
                          (SELECT id FROM app_sessions WHERE expires_at <= ?1 LIMIT ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![now, CLEANUP_BATCH]))
-                    .map_err(err("cleanup"))
-                    .and_then(|n| {
-                        if (n as i64) < CLEANUP_BATCH {
-                            super::reclaim(conn)?;
-                        }
-                        Ok(n)
+                        )
+                        .and_then(|mut s| s.execute(params![now, CLEANUP_BATCH]))
+                        .map_err(err("cleanup"))
+                        .and_then(|n| {
+                            if (n as i64) < CLEANUP_BATCH {
+                                super::reclaim(conn)?;
+                            }
+                            Ok(n)
+                        })
                     })
-                })
-                .await?;
-            total += n as u64;
-            if (n as i64) < CLEANUP_BATCH {
-                return Ok(total);
+                    .await?;
+                total += n as u64;
+                if (n as i64) < CLEANUP_BATCH {
+                    return Ok(total);
+                }
             }
-        }
+        })
     }
 
-    async fn expired_with_grants(
-        &self,
+    fn expired_with_grants<'a>(
+        &'a self,
         now: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<(SessionId, GrantId)>, StoreError> {
-        let now = to_millis(now);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, grant_id FROM app_sessions \
+    ) -> StoreFuture<'a, Vec<(SessionId, GrantId)>> {
+        StoreFuture::ready({
+            let now = to_millis(now);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            self.read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, grant_id FROM app_sessions \
                      WHERE expires_at <= ?1 AND grant_id IS NOT NULL LIMIT ?2",
-                )
-                .map_err(err("expired_with_grants"))?;
-            let rows = stmt
-                .query_map(params![now, limit], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(err("expired_with_grants"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, grant) = row.map_err(err("expired_with_grants"))?;
-                let id = SessionId::parse(&id).ok_or_else(corrupt("malformed session id"))?;
-                let grant = GrantId::parse(&grant).ok_or_else(corrupt("malformed grant id"))?;
-                out.push((id, grant));
-            }
-            Ok(out)
+                    )
+                    .map_err(err("expired_with_grants"))?;
+                let rows = stmt
+                    .query_map(params![now, limit], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .map_err(err("expired_with_grants"))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, grant) = row.map_err(err("expired_with_grants"))?;
+                    let id = SessionId::parse(&id).ok_or_else(corrupt("malformed session id"))?;
+                    let grant = GrantId::parse(&grant).ok_or_else(corrupt("malformed grant id"))?;
+                    out.push((id, grant));
+                }
+                Ok(out)
+            })
         })
     }
 }
@@ -399,18 +414,22 @@ impl SessionGrantStore for SqliteStore {
         true
     }
 
-    async fn load_by_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<SessionWithGrant>, StoreError> {
-        self.read(|c| load_with_grant(c, SELECT_BY_TOKEN_WITH_GRANT, hash.as_bytes()))
+    fn load_by_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        StoreFuture::ready(
+            self.read(|c| load_with_grant(c, SELECT_BY_TOKEN_WITH_GRANT, hash.as_bytes())),
+        )
     }
 
-    async fn load_by_access_token_with_grant(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<SessionWithGrant>, StoreError> {
-        self.read(|c| load_with_grant(c, SELECT_BY_ACCESS_WITH_GRANT, hash.as_bytes()))
+    fn load_by_access_token_with_grant<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<SessionWithGrant>> {
+        StoreFuture::ready(
+            self.read(|c| load_with_grant(c, SELECT_BY_ACCESS_WITH_GRANT, hash.as_bytes())),
+        )
     }
 }
 
