@@ -9,15 +9,15 @@
 //! a trusted proxy (the one the nearest trusted proxy saw). Addresses a client writes into
 //! the header itself sit left of that and are never used.
 
+use atsession::auth::AuthError;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
@@ -160,18 +160,12 @@ pub async fn limit_logins(
         Err(wait) => {
             let secs = wait.as_secs().max(1);
             tracing::info!(peer = %peer.ip(), %client, "login start refused: rate limit");
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    (header::RETRY_AFTER, HeaderValue::from(secs)),
-                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                ],
-                axum::Json(serde_json::json!({
-                    "error": "RateLimited",
-                    "message": format!("too many logins started from this address; retry in {secs} s"),
-                })),
-            )
-                .into_response()
+            let e = AuthError::RateLimited {
+                retry_after: u32::try_from(secs).unwrap_or(u32::MAX),
+            };
+            e.answer(false)
+                .to_response(None)
+                .map(axum::body::Body::from)
         }
     }
 }
@@ -181,6 +175,7 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::body::Body;
+    use axum::http::{HeaderValue, StatusCode, header};
     use axum::routing::get;
     use tower::ServiceExt as _;
 

@@ -13,13 +13,14 @@
 //! - The gateway's own pages and login routes: framing refused (`X-Frame-Options: DENY`,
 //!   `Content-Security-Policy: frame-ancestors 'none'`).
 
+use atsession::auth::AuthError;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// The header a cookie-authenticated unsafe request must carry, and its value.
 pub const CSRF_HEADER: &str = "x-csrf";
@@ -52,13 +53,11 @@ fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
         .any(|(k, _)| k.trim() == name)
 }
 
-fn refuse(error: &'static str, message: &'static str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        axum::Json(serde_json::json!({ "error": error, "message": message })),
-    )
-        .into_response()
+/// The refusal, answered through the library's one table from error to HTTP answer.
+fn refuse(e: &AuthError) -> Response {
+    e.answer(false)
+        .to_response(None)
+        .map(axum::body::Body::from)
 }
 
 /// The CSRF rule (see the module docs), as axum middleware.
@@ -72,15 +71,12 @@ pub async fn csrf(State(safety): State<Arc<Safety>>, request: Request, next: Nex
         !headers.contains_key(header::AUTHORIZATION) && has_cookie(headers, &safety.cookie_name);
     if !safe_method && cookie_auth {
         if headers.get(CSRF_HEADER).map(HeaderValue::as_bytes) != Some(b"1") {
-            return refuse(
-                "CsrfHeaderMissing",
-                "a request authenticated by the session cookie must send the header `x-csrf: 1`",
-            );
+            return refuse(&AuthError::CsrfHeaderMissing);
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let allowed = origin.to_str().is_ok_and(|o| safety.origin_allowed(o));
             if !allowed {
-                return refuse("OriginNotAllowed", "this origin may not call the gateway");
+                return refuse(&AuthError::OriginNotAllowed);
             }
         }
     }
@@ -147,6 +143,7 @@ mod tests {
     use super::*;
     use axum::Router;
     use axum::body::Body;
+    use axum::http::StatusCode;
     use axum::routing::{get, post};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::ServiceExt as _;

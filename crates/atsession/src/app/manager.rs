@@ -340,7 +340,7 @@ impl<S: SessionStore> SessionManager<S> {
     /// The stored record the request's credential names, expired or not, neither checked,
     /// touched nor deleted: for ending what an expired session left behind (its grant) when
     /// its owner logs out. Never a signed-in session.
-    #[cfg(feature = "axum")]
+    #[cfg(feature = "oauth")]
     pub(crate) async fn record_from_headers(
         &self,
         headers: &HeaderMap,

@@ -12,6 +12,8 @@
 //! | the session has no grant, or its grant is gone (the session is ended and its cookie cleared) | `401` | `AuthenticationRequired` |
 //! | the grant lacks a scope | `403` | `ScopeMissingError` (with `scope`) |
 //! | a method the server does not forward | `403` | `MethodNotAllowed` |
+//! | a cookie request that may change something without `x-csrf: 1`, or from an origin that may not call | `403` | `CsrfHeaderMissing`, `OriginNotAllowed` |
+//! | too many requests from one client | `429` | `RateLimited` (with `Retry-After`) |
 //! | a malformed request (path, query, header, body) | `400` | `InvalidRequest` |
 //! | the session was updated concurrently | `409` | `SessionConflict` |
 //! | a streamed call the PDS refused before reading it, or the refresh lock is busy | `503` | `RetryRequest` (with `Retry-After`) |
@@ -62,6 +64,19 @@ pub enum AuthError {
     /// The server does not forward this XRPC method.
     #[error("this server does not forward this method")]
     MethodNotAllowed,
+    /// A request authenticated by the session cookie that may change something came without
+    /// the header `x-csrf: 1` (the backend-for-frontend rule against cross-site requests).
+    #[error("a request authenticated by the session cookie must send the header `x-csrf: 1`")]
+    CsrfHeaderMissing,
+    /// A request authenticated by the session cookie came from an origin that may not call.
+    #[error("this origin may not call this server")]
+    OriginNotAllowed,
+    /// Too many requests from one client; it may try again after `retry_after` seconds.
+    #[error("too many requests from this address; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u32,
+    },
 }
 
 impl AuthError {
@@ -115,6 +130,25 @@ impl AuthError {
                 N::MethodNotAllowed,
                 safe("this server does not forward this method"),
             ),
+            Self::CsrfHeaderMissing => ErrorAnswer::new(
+                S::FORBIDDEN,
+                N::CsrfHeaderMissing,
+                Cow::Owned(self.to_string()),
+            ),
+            Self::OriginNotAllowed => ErrorAnswer::new(
+                S::FORBIDDEN,
+                N::OriginNotAllowed,
+                Cow::Owned(self.to_string()),
+            ),
+            Self::RateLimited { retry_after } => {
+                let mut a = ErrorAnswer::new(
+                    S::TOO_MANY_REQUESTS,
+                    N::RateLimited,
+                    Cow::Owned(self.to_string()),
+                );
+                a.retry_after = Some(*retry_after);
+                a
+            }
         };
         if details && a.status.is_server_error() {
             a.message = Cow::Owned(ErrorChain(self).to_string());
@@ -277,6 +311,12 @@ pub enum ErrorName {
     ScopeMissingError,
     /// `403`: the server does not forward this method.
     MethodNotAllowed,
+    /// `403`: a cookie request that may change something lacks `x-csrf: 1`.
+    CsrfHeaderMissing,
+    /// `403`: a cookie request from an origin that may not call.
+    OriginNotAllowed,
+    /// `429`: too many requests; retry after `Retry-After`.
+    RateLimited,
     /// `400`: the request is malformed.
     InvalidRequest,
     /// `409`: the session was updated concurrently.
@@ -302,6 +342,9 @@ impl ErrorName {
             Self::ExpiredToken => "ExpiredToken",
             Self::ScopeMissingError => "ScopeMissingError",
             Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::CsrfHeaderMissing => "CsrfHeaderMissing",
+            Self::OriginNotAllowed => "OriginNotAllowed",
+            Self::RateLimited => "RateLimited",
             Self::InvalidRequest => "InvalidRequest",
             Self::SessionConflict => "SessionConflict",
             Self::RetryRequest => "RetryRequest",
@@ -713,7 +756,10 @@ mod tests {
                 AuthError::NoGrant
                 | AuthError::MissingScope(_)
                 | AuthError::InvalidRequest(_)
-                | AuthError::MethodNotAllowed => {}
+                | AuthError::MethodNotAllowed
+                | AuthError::CsrfHeaderMissing
+                | AuthError::OriginNotAllowed
+                | AuthError::RateLimited { .. } => {}
             }
         }
 
@@ -958,5 +1004,7 @@ mod tests {
         let a =
             AuthError::from(GrantError::Lock(crate::lock::LockError::Invalid("k"))).answer(false);
         assert_eq!(a.to_response(None).headers()[header::RETRY_AFTER], "1");
+        let a = AuthError::RateLimited { retry_after: 7 }.answer(false);
+        assert_eq!(a.to_response(None).headers()[header::RETRY_AFTER], "7");
     }
 }
