@@ -115,7 +115,7 @@ pub use discovery::identity::{
 };
 pub use discovery::metadata::{AuthMethodKind, MetadataError};
 // The wire: HTTP limits, DPoP, JOSE keys, and the PDS call.
-pub use wire::dpop::{DpopAlg, DpopError, DpopKey, ath, htu};
+pub use wire::dpop::{DpopAlg, DpopKey, ath, htu};
 pub use wire::http::{
     DEFAULT_MAX_BODY, DEFAULT_PDS_CONNECT_TIMEOUT, DEFAULT_PDS_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
     Fetched, HttpError, HttpOptions, PdsOptions, UrlError, build_client, build_pds_client,
