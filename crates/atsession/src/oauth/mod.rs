@@ -118,12 +118,11 @@ pub use discovery::metadata::{AuthMethodKind, MetadataError};
 pub use wire::dpop::{DpopAlg, DpopKey, ath, htu};
 pub use wire::http::{
     DEFAULT_MAX_BODY, DEFAULT_PDS_CONNECT_TIMEOUT, DEFAULT_PDS_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
-    Fetched, HttpError, HttpOptions, PdsOptions, UrlError, build_client, build_pds_client,
-    check_url,
+    Fetched, HttpError, HttpOptions, PdsOptions, build_client, build_pds_client, check_url,
 };
 pub use wire::jose::{EcKey, JoseError, Jwk, Secp256k1Key};
 pub use wire::pds_headers::{PDS_REQUEST_HEADERS, forwardable_headers, is_forwardable};
-pub use wire::pds_path::{PdsPathError, check_path, pds_url};
+pub use wire::pds_path::{check_path, pds_url};
 pub use wire::pds_request::{BodyStream, BoxError, PdsBody, PdsRequest};
 pub use wire::pds_response::PdsResponse;
 // The permission scopes an app meets most (the rest is in [`scope`]).

@@ -467,7 +467,8 @@ impl ResourceCall<'_> {
         if self.nonces.get(self.url).is_some() {
             return Ok(None);
         }
-        let url = super::pds_path::pds_url(self.pds, PROBE_PATH).map_err(HttpError::PdsPath)?;
+        let url = super::pds_path::pds_url(self.pds, PROBE_PATH)
+            .map_err(|e| HttpError::PdsPath(Box::new(e)))?;
         let probe = self.request(&url, Method::GET, None)?;
         let answer = self.http.send(&url, probe, PdsBody::Empty).await?;
         if let Some(n) = nonce_of(answer.headers()) {
