@@ -295,7 +295,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
         present: Option<&Present>,
     ) -> Result<SetCookies, SealedSessionError> {
         let seal = self.seal_bytes(plaintext)?;
-        Ok(self.cookie.write(&seal, self.max_age(), present)?)
+        self.cookie.write(&seal, self.max_age(), present)
     }
 
     fn needs_refresh<U>(&self, u: &Unsealed<U>) -> bool {
