@@ -23,7 +23,7 @@
 //!
 //! One error type per module: [`app::SessionError`] (and [`app::SessionConfigError`] for a
 //! configuration that cannot work), [`seal::SealedSessionError`] (wrapping the Iron format's
-//! [`seal::SealError`] and the cookie layer's [`seal::CookieError`]),
+//! [`seal::SealError`]),
 //! [`store::StoreError`], [`lock::LockError`], and with the feature `oauth`:
 //! [`oauth::OAuthError`] (the client; [`oauth::ClientConfigError`] and
 //! [`oauth::CallbackError`] inside it), [`oauth::GrantError`] (getting, refreshing and

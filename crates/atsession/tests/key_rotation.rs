@@ -8,7 +8,7 @@ use std::time::Duration;
 use atsession::crypto::{AtRestKey, AtRestKeyring};
 use atsession::lock::{Lock, MemoryLock};
 use atsession::oauth::key_rotation::{
-    KeyCheckError, ResealOptions, check_keyring, doc_grant, key_usage, reseal_grants,
+    KeyRotationError, ResealOptions, check_keyring, doc_grant, key_usage, reseal_grants,
 };
 use atsession::oauth::refresh_lock_key;
 use atsession::store::oauth::GrantStore;
@@ -34,9 +34,9 @@ async fn a_keyring_without_a_grants_key_is_refused_by_name() {
     check_keyring(&store, &k1).await.unwrap();
     let other = AtRestKeyring::new(key("k2"));
     match check_keyring(&store, &other).await {
-        Err(e @ KeyCheckError::MissingKeys { .. }) => {
+        Err(e @ KeyRotationError::MissingKeys { .. }) => {
             assert!(e.to_string().contains("k1"), "{e}");
-            let KeyCheckError::MissingKeys { missing, grants } = e else {
+            let KeyRotationError::MissingKeys { missing, grants } = e else {
                 unreachable!()
             };
             assert_eq!((missing, grants), (vec!["k1".to_owned()], 3));

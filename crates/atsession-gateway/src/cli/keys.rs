@@ -85,7 +85,7 @@ enum KeysError {
     Mismatch {
         path: PathBuf,
         #[source]
-        source: atsession::oauth::key_rotation::KeyCheckError,
+        source: atsession::oauth::key_rotation::KeyRotationError,
     },
 }
 

@@ -259,12 +259,16 @@ impl Created {
 
 /// Names `--dev` when an `http://` or non-public address was refused.
 pub(crate) fn explain_http(e: atsession::oauth::OAuthError) -> CliError {
-    use atsession::oauth::UrlError;
+    use atsession::oauth::HttpError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
+        // The refusal is the source of `HttpError::Url`, boxed.
+        let refusal = s
+            .downcast_ref::<HttpError>()
+            .or_else(|| s.downcast_ref::<Box<HttpError>>().map(|b| &**b));
         if matches!(
-            s.downcast_ref::<UrlError>(),
-            Some(UrlError::Scheme(_) | UrlError::NotPublic(_))
+            refusal,
+            Some(HttpError::Scheme(_) | HttpError::NotPublic(_))
         ) {
             return Box::new(DevHint(e));
         }

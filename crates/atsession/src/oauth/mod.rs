@@ -91,12 +91,11 @@ pub use reqwest;
 pub use url::{self, Url};
 
 // The client: configuration, login, grants, and its errors.
-pub use client::client_metadata::{
-    ClientAuth, ClientMetadata, ClientMetadataError, first_undeclared,
-};
+pub use client::client_metadata::{ClientAuth, ClientMetadata, first_undeclared};
 pub use client::error::{CallbackError, ClientConfigError, OAuthError};
 pub use client::grant::{Grant, refresh_lock_key};
 pub use client::key_rotation;
+pub use client::keys::{Jwks, Keyset};
 pub use client::token::{TokenResponseError, TokenSet};
 pub use client::upgrade::{ScopeUpgrade, upgrade_scope};
 pub use client::{
@@ -109,23 +108,21 @@ pub use session::getter::{
     GetterConfig, GrantError, Refresh, RetryReason, SessionGetter, token_info,
 };
 pub use session::oauth_session::OAuthSession;
-// Discovery: identities, server metadata, the client's keys.
+// Discovery: identities, server metadata.
 pub use discovery::identity::{
     AtIdentifier, DEFAULT_PLC_URL, DidDocument, DidService, HandleResolver, IdentityConfig,
     IdentityError, IdentityResolver, MAX_CACHE_TTL, ResolvedIdentity,
 };
-pub use discovery::keys::{Jwks, Keyset, KeysetError};
 pub use discovery::metadata::{AuthMethodKind, MetadataError};
 // The wire: HTTP limits, DPoP, JOSE keys, and the PDS call.
-pub use wire::dpop::{DpopAlg, DpopError, DpopKey, ath, htu};
+pub use wire::dpop::{DpopAlg, DpopKey, ath, htu};
 pub use wire::http::{
     DEFAULT_MAX_BODY, DEFAULT_PDS_CONNECT_TIMEOUT, DEFAULT_PDS_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
-    Fetched, HttpError, HttpOptions, PdsOptions, UrlError, build_client, build_pds_client,
-    check_url,
+    Fetched, HttpError, HttpOptions, PdsOptions, build_client, build_pds_client, check_url,
 };
 pub use wire::jose::{EcKey, JoseError, Jwk, Secp256k1Key};
 pub use wire::pds_headers::{PDS_REQUEST_HEADERS, forwardable_headers, is_forwardable};
-pub use wire::pds_path::{PdsPathError, check_path, pds_url};
+pub use wire::pds_path::{check_path, pds_url};
 pub use wire::pds_request::{BodyStream, BoxError, PdsBody, PdsRequest};
 pub use wire::pds_response::PdsResponse;
 // The permission scopes an app meets most (the rest is in [`scope`]).

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::sessions::SealedSessionError;
 use cookie::{Cookie, SameSite};
 use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 
@@ -93,27 +94,6 @@ impl fmt::Debug for SetCookies {
             .collect();
         f.debug_tuple("SetCookies").field(&names).finish()
     }
-}
-
-/// Why a session could not be written as cookies.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CookieError {
-    /// The seal does not fit in one cookie and chunking is off.
-    #[error("the session cookie would be {bytes} bytes, over the {MAX_COOKIE_BYTES}-byte limit")]
-    TooLarge {
-        /// The length of the whole `Set-Cookie` line.
-        bytes: usize,
-    },
-    /// The seal needs more than [`MAX_CHUNKS`] cookies.
-    #[error("the session needs {needed} cookies, more than the limit of {MAX_CHUNKS}")]
-    TooManyChunks {
-        /// How many cookies it would take.
-        needed: usize,
-    },
-    /// The cookie name and attributes alone fill a cookie.
-    #[error("the cookie name and attributes leave no room for the session")]
-    NoRoom,
 }
 
 /// Cookie name and attributes.
@@ -239,7 +219,7 @@ impl CookieSettings {
         seal: &str,
         max_age: Option<Duration>,
         present: Option<&Present>,
-    ) -> Result<SetCookies, CookieError> {
+    ) -> Result<SetCookies, SealedSessionError> {
         let max_age = Some(max_age.map_or(FOREVER_SECS, |d| {
             i64::try_from(d.as_secs()).unwrap_or(FOREVER_SECS)
         }));
@@ -256,16 +236,16 @@ impl CookieSettings {
             return Ok(SetCookies(out));
         }
         if !self.chunking {
-            return Err(CookieError::TooLarge { bytes: whole.len() });
+            return Err(SealedSessionError::TooLarge { bytes: whole.len() });
         }
         let overhead = self.line(&chunk_name(&self.name, 0), "", max_age).len();
         let budget = MAX_COOKIE_BYTES
             .checked_sub(overhead)
             .filter(|&b| b > 0)
-            .ok_or(CookieError::NoRoom)?;
+            .ok_or(SealedSessionError::NoRoom)?;
         let needed = seal.len().div_ceil(budget);
         if needed > MAX_CHUNKS {
-            return Err(CookieError::TooManyChunks { needed });
+            return Err(SealedSessionError::TooManyChunks { needed });
         }
         // Seals are ASCII, so byte offsets are character boundaries.
         let mut out: Vec<HeaderValue> = seal
@@ -361,12 +341,12 @@ mod tests {
         let huge = "a".repeat(4 * 4096);
         assert!(matches!(
             s.write(&huge, None, None),
-            Err(CookieError::TooManyChunks { needed: 5 })
+            Err(SealedSessionError::TooManyChunks { needed: 5 })
         ));
         // Chunking off: a clear error.
         assert!(matches!(
             settings(false).write(&seal, None, None),
-            Err(CookieError::TooLarge { .. })
+            Err(SealedSessionError::TooLarge { .. })
         ));
     }
 

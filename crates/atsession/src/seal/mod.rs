@@ -58,7 +58,7 @@
 //! SameSite=Lax; Path=/`, a 7-day TTL, `Max-Age` the TTL minus 60 s, the `~2` suffix. The
 //! expiry slides: see [`SealedSessions`] for the rule. A seal over the 4096-byte cookie limit is
 //! split into `sid.0`..`sid.3` as iron-session 9 does with `chunk: true`; beyond that,
-//! [`CookieError::TooManyChunks`].
+//! [`SealedSessionError::TooManyChunks`].
 //!
 //! # Bearer tokens for mobile clients
 //!
@@ -142,7 +142,7 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
-pub use cookies::{CookieError, MAX_CHUNKS, MAX_COOKIE_BYTES, SetCookies};
+pub use cookies::{MAX_CHUNKS, MAX_COOKIE_BYTES, SetCookies};
 pub use error::{Field, JsonCategory, JsonError, SealError};
 pub use iron::{DEFAULT_MAX_SEAL_LEN, Iron, PREFIX, TIMESTAMP_SKEW, Unsealed};
 pub use passwords::{MIN_PASSWORD_LEN, Passwords};

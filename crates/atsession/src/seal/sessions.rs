@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::cookies::{CookieError, CookieSettings, Present, SetCookies, valid_name};
+use super::cookies::{
+    CookieSettings, MAX_CHUNKS, MAX_COOKIE_BYTES, Present, SetCookies, valid_name,
+};
 use super::iron::{DEFAULT_MAX_SEAL_LEN, Iron, TIMESTAMP_SKEW, Unsealed};
 use super::{JsonError, Passwords, SealError};
 use crate::clock::Clock;
@@ -31,9 +33,21 @@ pub enum SealedSessionError {
     /// The seal is unusable (forged, expired, malformed...), or a password is.
     #[error("sealed session refused")]
     Seal(#[from] SealError),
-    /// The session does not fit in the cookies allowed.
-    #[error("sealed session cannot be written as cookies")]
-    Cookie(#[from] CookieError),
+    /// The seal does not fit in one cookie and chunking is off.
+    #[error("the session cookie would be {bytes} bytes, over the {MAX_COOKIE_BYTES}-byte limit")]
+    TooLarge {
+        /// The length of the whole `Set-Cookie` line.
+        bytes: usize,
+    },
+    /// The seal needs more than [`MAX_CHUNKS`] cookies.
+    #[error("the session needs {needed} cookies, more than the limit of {MAX_CHUNKS}")]
+    TooManyChunks {
+        /// How many cookies it would take.
+        needed: usize,
+    },
+    /// The cookie name and attributes alone fill a cookie.
+    #[error("the cookie name and attributes leave no room for the session")]
+    NoRoom,
     /// The cookie name is not an HTTP token.
     #[error("the cookie name is not an HTTP token")]
     InvalidCookieName,
@@ -281,7 +295,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
         present: Option<&Present>,
     ) -> Result<SetCookies, SealedSessionError> {
         let seal = self.seal_bytes(plaintext)?;
-        Ok(self.cookie.write(&seal, self.max_age(), present)?)
+        self.cookie.write(&seal, self.max_age(), present)
     }
 
     fn needs_refresh<U>(&self, u: &Unsealed<U>) -> bool {
@@ -304,7 +318,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// an error; treat it as signed out, and send [`SealedSessions::clear`] if you like.
     ///
     /// # Errors
-    /// [`SealedSessionError::Seal`] for an unusable seal; [`SealedSessionError::Cookie`] when a refreshed
+    /// [`SealedSessionError::Seal`] for an unusable seal; [`SealedSessionError::TooLarge`] (or another cookie-size variant) when a refreshed
     /// session no longer fits in cookies.
     ///
     /// ```
@@ -346,7 +360,7 @@ impl<T: Serialize + DeserializeOwned> SealedSessions<T> {
     /// Seals `data` into a new session cookie (more than one when it must be split).
     ///
     /// # Errors
-    /// [`SealedSessionError::Seal`] when `data` cannot be serialised; [`SealedSessionError::Cookie`] when it
+    /// [`SealedSessionError::Seal`] when `data` cannot be serialised; [`SealedSessionError::TooLarge`] (or another cookie-size variant) when it
     /// does not fit.
     ///
     /// ```

@@ -138,7 +138,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             let url = crate::oauth::wire::http::parse_url(input, self.core.http.options.dev_mode)
                 .map_err(|source| crate::oauth::wire::http::HttpError::Url {
                 url: input.chars().take(200).collect(),
-                source,
+                source: Box::new(source),
             })?;
             let server = self
                 .core

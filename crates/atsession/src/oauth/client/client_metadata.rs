@@ -7,7 +7,7 @@
 //!   derives the metadata from the `client_id`.
 //! - a **confidential** web client: its `client_id` is the `https` URL of the metadata
 //!   document it publishes ([`ClientMetadata::confidential`]), and it authenticates with
-//!   `private_key_jwt` using the keys of its [`Keyset`](crate::oauth::discovery::keys::Keyset).
+//!   `private_key_jwt` using the keys of its [`Keyset`](crate::oauth::client::keys::Keyset).
 //!
 //! ```
 //! use atsession::oauth::ClientMetadata;
@@ -22,9 +22,10 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::oauth::discovery::keys::Jwks;
+use super::error::ClientConfigError;
+use crate::oauth::client::keys::Jwks;
 use crate::oauth::discovery::metadata::AuthMethodKind;
-use crate::oauth::scope::{Scope, ScopeError, ScopeSet};
+use crate::oauth::scope::{Scope, ScopeSet};
 
 /// A client metadata document (the fields atproto uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,40 +64,13 @@ pub struct ClientMetadata {
     pub jwks_uri: Option<String>,
 }
 
-/// Why client metadata was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientMetadataError {
-    /// No redirect URI.
-    #[error("a client needs at least one redirect URI")]
-    NoRedirectUri,
-    /// A loopback redirect URI is not `http://127.0.0.1[:port]/…` or `http://[::1]…`.
-    #[error("loopback redirect URIs must be http://127.0.0.1:<port>/… or http://[::1]:<port>/…")]
-    LoopbackRedirect,
-    /// The scope does not include `atproto`.
-    #[error("the scope must include `atproto`")]
-    Scope,
-    /// A confidential client id is not an `https` URL.
-    #[error("a confidential client id must be an https URL")]
-    ClientId,
-    /// A confidential client needs keys: inline `jwks` or a `jwks_uri`.
-    #[error("a confidential client needs `jwks` or `jwks_uri`")]
-    NoKeys,
-    /// A redirect URI is not a URL.
-    #[error("a redirect URI is not a valid URL")]
-    RedirectUri,
-    /// The scope is not a valid scope string (see [`ScopeSet::parse`]).
-    #[error("the client scope is invalid")]
-    InvalidScope(#[source] ScopeError),
-}
-
 /// Checks a client's declared scope: valid, with `atproto`.
-fn check_scope(scope: &str) -> Result<(), ClientMetadataError> {
-    let set = ScopeSet::parse(scope).map_err(ClientMetadataError::InvalidScope)?;
+fn check_scope(scope: &str) -> Result<(), ClientConfigError> {
+    let set = ScopeSet::parse(scope).map_err(ClientConfigError::InvalidClientScope)?;
     if set.contains(&Scope::Atproto) {
         Ok(())
     } else {
-        Err(ClientMetadataError::Scope)
+        Err(ClientConfigError::Scope)
     }
 }
 
@@ -123,19 +97,19 @@ pub fn first_undeclared<'a>(asked: &'a str, declared: &str) -> Option<&'a str> {
 
 impl ClientMetadata {
     /// A loopback (public) client: for command-line apps and development.
-    pub fn loopback(redirect_uris: &[&str], scope: &str) -> Result<Self, ClientMetadataError> {
+    pub fn loopback(redirect_uris: &[&str], scope: &str) -> Result<Self, ClientConfigError> {
         if redirect_uris.is_empty() {
-            return Err(ClientMetadataError::NoRedirectUri);
+            return Err(ClientConfigError::NoRedirectUri);
         }
         for r in redirect_uris {
-            let u = Url::parse(r).map_err(|_| ClientMetadataError::LoopbackRedirect)?;
+            let u = Url::parse(r).map_err(|_| ClientConfigError::LoopbackRedirect)?;
             let host_ok = matches!(u.host_str(), Some("127.0.0.1" | "[::1]"));
             if u.scheme() != "http" || !host_ok || u.fragment().is_some() {
-                return Err(ClientMetadataError::LoopbackRedirect);
+                return Err(ClientConfigError::LoopbackRedirect);
             }
         }
         check_scope(scope)?;
-        let mut id = Url::parse("http://localhost").map_err(|_| ClientMetadataError::ClientId)?;
+        let mut id = Url::parse("http://localhost").map_err(|_| ClientConfigError::ClientId)?;
         {
             let mut q = id.query_pairs_mut();
             for r in redirect_uris {
@@ -166,7 +140,7 @@ impl ClientMetadata {
 
     /// A confidential web client authenticating with `private_key_jwt`. `client_id` is the
     /// `https` URL where [`serde_json::to_string`] of the result is served; pass the public
-    /// keys inline (`jwks`, from [`Keyset::public_jwks`](crate::oauth::discovery::keys::Keyset::public_jwks))
+    /// keys inline (`jwks`, from [`Keyset::public_jwks`](crate::oauth::client::keys::Keyset::public_jwks))
     /// or set [`jwks_uri`](Self::jwks_uri) afterwards.
     pub fn confidential(
         client_id: &str,
@@ -174,20 +148,20 @@ impl ClientMetadata {
         scope: &str,
         jwks: Option<Jwks>,
         jwks_uri: Option<&str>,
-    ) -> Result<Self, ClientMetadataError> {
-        let id = Url::parse(client_id).map_err(|_| ClientMetadataError::ClientId)?;
+    ) -> Result<Self, ClientConfigError> {
+        let id = Url::parse(client_id).map_err(|_| ClientConfigError::ClientId)?;
         if id.scheme() != "https" {
-            return Err(ClientMetadataError::ClientId);
+            return Err(ClientConfigError::ClientId);
         }
         if redirect_uris.is_empty() {
-            return Err(ClientMetadataError::NoRedirectUri);
+            return Err(ClientConfigError::NoRedirectUri);
         }
         for r in redirect_uris {
-            Url::parse(r).map_err(|_| ClientMetadataError::RedirectUri)?;
+            Url::parse(r).map_err(|_| ClientConfigError::InvalidRedirectUri)?;
         }
         check_scope(scope)?;
         if jwks.is_none() && jwks_uri.is_none() {
-            return Err(ClientMetadataError::NoKeys);
+            return Err(ClientConfigError::NoKeys);
         }
         Ok(Self {
             client_id: client_id.to_owned(),
@@ -251,19 +225,21 @@ mod tests {
             "http://localhost:1/cb",
             "http://example.com/cb",
         ] {
-            assert_eq!(
-                ClientMetadata::loopback(&[bad], "atproto").err(),
-                Some(ClientMetadataError::LoopbackRedirect),
+            assert!(
+                matches!(
+                    ClientMetadata::loopback(&[bad], "atproto"),
+                    Err(ClientConfigError::LoopbackRedirect)
+                ),
                 "{bad}"
             );
         }
-        assert_eq!(
-            ClientMetadata::loopback(&["http://127.0.0.1/cb"], "openid").err(),
-            Some(ClientMetadataError::Scope)
-        );
+        assert!(matches!(
+            ClientMetadata::loopback(&["http://127.0.0.1/cb"], "openid"),
+            Err(ClientConfigError::Scope)
+        ));
         assert!(matches!(
             ClientMetadata::loopback(&["http://127.0.0.1/cb"], "atproto repo:app.bsky.*"),
-            Err(ClientMetadataError::InvalidScope(_))
+            Err(ClientConfigError::InvalidClientScope(_))
         ));
         // The loopback client id declares the scope the server will check requests against.
         let m = ClientMetadata::loopback(
@@ -296,28 +272,26 @@ mod tests {
         assert_eq!(v["dpop_bound_access_tokens"], true);
         assert_eq!(v["application_type"], "web");
         assert!(v.get("jwks_uri").is_none());
-        assert_eq!(
+        assert!(matches!(
             ClientMetadata::confidential(
                 "http://app.example/m.json",
                 &["https://a/cb"],
                 "atproto",
                 None,
                 Some("https://a/jwks")
-            )
-            .err(),
-            Some(ClientMetadataError::ClientId)
-        );
-        assert_eq!(
+            ),
+            Err(ClientConfigError::ClientId)
+        ));
+        assert!(matches!(
             ClientMetadata::confidential(
                 "https://app.example/m.json",
                 &["https://a/cb"],
                 "atproto",
                 None,
                 None
-            )
-            .err(),
-            Some(ClientMetadataError::NoKeys)
-        );
+            ),
+            Err(ClientConfigError::NoKeys)
+        ));
         let auth = ClientAuth::PrivateKeyJwt { kid: "k1".into() };
         assert_eq!(
             serde_json::to_value(&auth).unwrap(),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::client_metadata::ClientMetadata;
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::AtRestKeyring;
+use crate::oauth::client::keys::Keyset;
 use crate::oauth::discovery::identity::IdentityConfig;
-use crate::oauth::discovery::keys::Keyset;
 use crate::oauth::wire::dpop::DpopAlg;
 use crate::oauth::wire::http::{HttpOptions, PdsOptions};
 

@@ -1,11 +1,9 @@
 //! The OAuth client's errors. Every variant is typed; none carries a token, a key or a
 //! code verifier. Strings that come from a server are cut to 200 characters.
 
-use super::client_metadata::ClientMetadataError;
 use super::token::TokenResponseError;
 use crate::crypto::AtRestError;
 use crate::oauth::discovery::identity::IdentityError;
-use crate::oauth::discovery::keys::KeysetError;
 use crate::oauth::discovery::metadata::MetadataError;
 use crate::oauth::scope::ScopeError;
 use crate::oauth::wire::dpop::DpopError;
@@ -133,23 +131,49 @@ impl From<DpopError> for OAuthError {
     }
 }
 
-/// An invalid client configuration.
+/// An invalid client configuration: its metadata ([`ClientMetadata`](super::client_metadata::ClientMetadata)),
+/// its keys ([`Keyset`](super::keys::Keyset)), or what a login asks of it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientConfigError {
-    /// The metadata is invalid.
-    #[error(transparent)]
-    Metadata(#[from] ClientMetadataError),
-    /// The keyset is invalid.
-    #[error(transparent)]
-    Keyset(#[from] KeysetError),
+    /// No redirect URI.
+    #[error("a client needs at least one redirect URI")]
+    NoRedirectUri,
+    /// A loopback redirect URI is not `http://127.0.0.1[:port]/…` or `http://[::1]…`.
+    #[error("loopback redirect URIs must be http://127.0.0.1:<port>/… or http://[::1]:<port>/…")]
+    LoopbackRedirect,
+    /// A confidential client id is not an `https` URL.
+    #[error("a confidential client id must be an https URL")]
+    ClientId,
+    /// A confidential client needs keys: inline `jwks` or a `jwks_uri`.
+    #[error("a confidential client needs `jwks` or `jwks_uri`")]
+    NoKeys,
+    /// A redirect URI of the metadata is not a URL.
+    #[error("a redirect URI is not a valid URL")]
+    InvalidRedirectUri,
+    /// The client's declared scope is not a valid scope string (see
+    /// [`ScopeSet::parse`](crate::oauth::scope::ScopeSet::parse)).
+    #[error("the client scope is invalid")]
+    InvalidClientScope(#[source] ScopeError),
+    /// The keyset has no key.
+    #[error("the keyset is empty")]
+    EmptyKeyset,
+    /// A key of the keyset has no `kid`.
+    #[error("every key of a client keyset needs a kid")]
+    MissingKid,
+    /// Two keys of the keyset share a `kid`.
+    #[error("two keys share the kid `{0}`")]
+    DuplicateKid(String),
+    /// A key of the keyset is not a private P-256 key.
+    #[error("a key of the keyset is unusable")]
+    Key(#[from] JoseError),
     /// A `private_key_jwt` client has no keyset.
     #[error("a private_key_jwt client needs a keyset")]
     MissingKeyset,
     /// A redirect URI asked for is not among the client's.
     #[error("the redirect URI is not one of the client's")]
     RedirectUri,
-    /// The scope asked for does not include `atproto`.
+    /// The client's declared scope, or the scope asked for, does not include `atproto`.
     #[error("the scope must include `atproto`")]
     Scope,
     /// The scope asked for is not a valid scope string.

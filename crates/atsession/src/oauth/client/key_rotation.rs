@@ -102,28 +102,11 @@ pub async fn key_usage<S: GrantStore>(store: &S) -> Result<KeyUsage, StoreError>
     }
 }
 
-/// Why a keyring does not fit a store.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyCheckError {
-    /// Grants are sealed under keys the keyring does not hold.
-    #[error("{grants} stored grant(s) are sealed under at-rest key(s) {} that the keyring does not hold", .missing.join(", "))]
-    MissingKeys {
-        /// The key ids.
-        missing: Vec<String>,
-        /// How many grants need them.
-        grants: u64,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Checks that `keyring` holds the key of every stored grant; returns the usage.
 pub async fn check_keyring<S: GrantStore>(
     store: &S,
     keyring: &AtRestKeyring,
-) -> Result<KeyUsage, KeyCheckError> {
+) -> Result<KeyUsage, KeyRotationError> {
     let usage = key_usage(store).await?;
     let missing: Vec<String> = usage
         .missing(keyring)
@@ -134,7 +117,7 @@ pub async fn check_keyring<S: GrantStore>(
         return Ok(usage);
     }
     let grants = missing.iter().map(|id| usage.grants_under(id)).sum();
-    Err(KeyCheckError::MissingKeys { missing, grants })
+    Err(KeyRotationError::MissingKeys { missing, grants })
 }
 
 /// What [`open_grants`] found.
@@ -252,10 +235,19 @@ pub struct Resealed {
     pub stopped: bool,
 }
 
-/// Why re-sealing stopped.
+/// Why a keyring does not fit a store ([`check_keyring`]), or why re-sealing stopped
+/// ([`reseal_grants`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ResealError {
+pub enum KeyRotationError {
+    /// Grants are sealed under keys the keyring does not hold.
+    #[error("{grants} stored grant(s) are sealed under at-rest key(s) {} that the keyring does not hold", .missing.join(", "))]
+    MissingKeys {
+        /// The key ids.
+        missing: Vec<String>,
+        /// How many grants need them.
+        grants: u64,
+    },
     /// A grant does not open with the keyring (its key is missing, or it is corrupt); it was
     /// left as it is.
     #[error("grant {grant_id} does not open with the keyring")]
@@ -290,7 +282,7 @@ pub async fn reseal_grants<S: GrantStore>(
     store: &S,
     keyring: &AtRestKeyring,
     options: ResealOptions,
-) -> Result<Resealed, ResealError> {
+) -> Result<Resealed, KeyRotationError> {
     let current = keyring.current().id().to_owned();
     let mut done = Resealed::default();
     let mut cursor = None;
@@ -329,13 +321,13 @@ async fn reseal_one<S: GrantStore>(
     keyring: &AtRestKeyring,
     id: &GrantId,
     lock: Option<&Arc<dyn Lock>>,
-) -> Result<Outcome, ResealError> {
+) -> Result<Outcome, KeyRotationError> {
     let _guard = match lock {
         Some(lock) => Some(
             Arc::clone(lock)
                 .acquire(&refresh_lock_key(id), LOCK_LEASE, LOCK_TIMEOUT)
                 .await
-                .map_err(|source| ResealError::Lock {
+                .map_err(|source| KeyRotationError::Lock {
                     grant_id: id.clone(),
                     source,
                 })?,
@@ -350,7 +342,7 @@ async fn reseal_one<S: GrantStore>(
         if AtRestKeyring::key_id_of(&stored.sealed) == Some(keyring.current().id()) {
             return Ok(Outcome::Current);
         }
-        let open = |source| ResealError::Open {
+        let open = |source| KeyRotationError::Open {
             grant_id: id.clone(),
             source,
         };

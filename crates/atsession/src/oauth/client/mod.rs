@@ -14,6 +14,7 @@ mod config;
 pub(crate) mod error;
 pub(crate) mod grant;
 pub mod key_rotation;
+pub(crate) mod keys;
 pub(crate) mod oauth_client;
 mod pds;
 pub(crate) mod server;

@@ -13,8 +13,8 @@ use super::error::{ClientConfigError, OAuthError};
 use super::grant::Grant;
 use crate::clock::Clock;
 use crate::crypto::AtRestKeyring;
+use crate::oauth::client::keys::{Jwks, Keyset};
 use crate::oauth::discovery::identity::IdentityResolver;
-use crate::oauth::discovery::keys::{Jwks, Keyset};
 use crate::oauth::discovery::metadata::{AuthMethodKind, AuthorizationServer, MetadataResolver};
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::wire::dpop::{DpopAlg, DpopNonces};
@@ -116,10 +116,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
             return Err(ClientConfigError::Scope.into());
         }
         if m.redirect_uris.is_empty() {
-            return Err(ClientConfigError::Metadata(
-                super::client_metadata::ClientMetadataError::NoRedirectUri,
-            )
-            .into());
+            return Err(ClientConfigError::NoRedirectUri.into());
         }
         if m.token_endpoint_auth_method == AuthMethodKind::PrivateKeyJwt && config.keyset.is_none()
         {

@@ -124,7 +124,7 @@ impl<S: StateStore + GrantStore> OAuthClient<S> {
     fn pds_urls(grant: &Grant, path_and_query: &str) -> Result<(Url, Url), OAuthError> {
         let base = Url::parse(&grant.token_set.aud)
             .map_err(|_| OAuthError::Corrupt("the grant's PDS URL does not parse"))?;
-        let url = pds_url(&base, path_and_query).map_err(HttpError::PdsPath)?;
+        let url = pds_url(&base, path_and_query).map_err(|e| HttpError::PdsPath(Box::new(e)))?;
         Ok((base, url))
     }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::oauth::wire::cache::TtlCache;
-use crate::oauth::wire::http::{Http, HttpError, UrlError, display_url, parse_url};
+use crate::oauth::wire::http::{Http, HttpError, display_url, parse_url};
 use crate::syntax::{Did, Handle};
 
 /// The public PLC directory.
@@ -94,9 +94,9 @@ pub enum IdentityError {
     PdsUrl {
         /// The DID.
         did: Did,
-        /// Why.
+        /// Why (one of the refusals [`HttpError::Url`] wraps).
         #[source]
-        source: UrlError,
+        source: HttpError,
     },
     /// The DNS resolver could not be set up.
     #[error("cannot set up the DNS resolver")]
@@ -390,16 +390,17 @@ impl IdentityResolver {
     }
 
     fn document_url(&self, did: &Did) -> Result<Url, IdentityError> {
-        let bad = |e: UrlError| {
+        let bad = |e: HttpError| {
             IdentityError::Http(HttpError::Url {
                 url: did.as_str().to_owned(),
-                source: e,
+                source: Box::new(e),
             })
         };
         match did.method() {
             "plc" => {
                 let base = self.config.plc_url.as_str().trim_end_matches('/');
-                Url::parse(&format!("{base}/{}", did.as_str())).map_err(|_| bad(UrlError::Parse))
+                Url::parse(&format!("{base}/{}", did.as_str()))
+                    .map_err(|_| bad(HttpError::UrlParse))
             }
             "web" => {
                 let id = did.identifier();
@@ -415,7 +416,7 @@ impl IdentityResolver {
                     "https"
                 };
                 Url::parse(&format!("{scheme}://{host}/.well-known/did.json"))
-                    .map_err(|_| bad(UrlError::Parse))
+                    .map_err(|_| bad(HttpError::UrlParse))
             }
             _ => Err(IdentityError::UnsupportedDid(did.clone())),
         }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::oauth::wire::cache::TtlCache;
-use crate::oauth::wire::http::{Http, HttpError, UrlError, check_url, display_url};
+use crate::oauth::wire::http::{Http, HttpError, check_url, display_url};
 
 /// A PDS's protected-resource metadata (`/.well-known/oauth-protected-resource`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +127,7 @@ pub enum MetadataError {
         issuer: String,
         /// Why, if the URL policy refused it.
         #[source]
-        source: Option<UrlError>,
+        source: Option<HttpError>,
     },
     /// The metadata's `issuer` is not the issuer it was fetched for.
     #[error("metadata fetched for issuer `{expected}` names issuer `{found}`")]
@@ -145,9 +145,9 @@ pub enum MetadataError {
     Endpoint {
         /// Which endpoint.
         endpoint: &'static str,
-        /// Why.
+        /// Why (one of the refusals [`HttpError::Url`] wraps).
         #[source]
-        source: UrlError,
+        source: HttpError,
     },
     /// The authorization server does not list the PDS among its protected resources.
     #[error("the PDS `{pds}` is not protected by issuer `{issuer}`")]
@@ -180,7 +180,7 @@ pub(crate) fn parse_issuer(issuer: &str, dev_mode: bool) -> Result<Url, Metadata
         issuer: truncate(issuer),
         source,
     };
-    let url = Url::parse(issuer).map_err(|_| invalid(Some(UrlError::Parse)))?;
+    let url = Url::parse(issuer).map_err(|_| invalid(Some(HttpError::UrlParse)))?;
     check_url(&url, dev_mode).map_err(|e| invalid(Some(e)))?;
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(invalid(None));
@@ -288,7 +288,7 @@ impl AuthorizationServerMetadata {
         }
         let endpoint = |endpoint: &'static str, s: &str| {
             Url::parse(s)
-                .map_err(|_| UrlError::Parse)
+                .map_err(|_| HttpError::UrlParse)
                 .and_then(|u| check_url(&u, dev_mode).map(|()| u))
                 .map_err(|source| MetadataError::Endpoint { endpoint, source })
         };
@@ -359,7 +359,7 @@ impl MetadataResolver {
                 let url = Url::parse(&format!("{origin}/.well-known/oauth-protected-resource"))
                     .map_err(|_| MetadataError::Endpoint {
                         endpoint: "protected resource metadata",
-                        source: UrlError::Parse,
+                        source: HttpError::UrlParse,
                     })?;
                 let f = self.http.get(&url).await?;
                 if f.status == reqwest::StatusCode::NOT_FOUND {

@@ -76,8 +76,6 @@ pub use form::Scope;
 pub use grammar::{is_did_service_ref, is_mime};
 pub use missing::{ScopeMissing, scope_missing};
 pub use params::{AccountAction, AccountAttr, Audience, IdentityAttr, RepoAction, RepoActions};
-pub use permission_set::{
-    PermissionError, PermissionSet, PermissionSetError, SetPermission, in_namespace,
-};
+pub use permission_set::{PermissionSet, PermissionSetError, SetPermission, in_namespace};
 pub use precheck::precheck_xrpc;
 pub use set::ScopeSet;

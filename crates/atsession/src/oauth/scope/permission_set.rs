@@ -51,7 +51,9 @@ use super::params::{Audience, RepoAction, RepoActions};
 use super::set::ScopeSet;
 use crate::syntax::is_nsid;
 
-/// Why a permission-set definition was refused.
+/// Why a permission-set definition was refused: the document as a whole, or one of its
+/// permissions ([`Permission`](Self::Permission) carries what is wrong with that one as its
+/// source, a variant from [`NotAPermission`](Self::NotAPermission) on).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PermissionSetError {
@@ -69,17 +71,11 @@ pub enum PermissionSetError {
     Permission {
         /// Its index in `permissions`.
         index: usize,
-        /// What is wrong with it.
+        /// What is wrong with it (one of the variants below).
         #[source]
-        source: PermissionError,
+        source: Box<PermissionSetError>,
     },
-}
-
-/// What is wrong with one permission of a set.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PermissionError {
-    /// Not an object with `"type": "permission"`.
+    /// A permission is not an object with `"type": "permission"`.
     #[error("not an object of type `permission`")]
     NotAPermission,
     /// A resource other than `repo` and `rpc`.
@@ -170,28 +166,28 @@ fn nsid_list(
     set: &str,
     p: &serde_json::Map<String, Value>,
     field: &'static str,
-) -> Result<Vec<String>, PermissionError> {
+) -> Result<Vec<String>, PermissionSetError> {
     let list = p
         .get(field)
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
-        .ok_or(PermissionError::FieldType(field))?;
+        .ok_or(PermissionSetError::FieldType(field))?;
     let mut out = Vec::with_capacity(list.len());
     for v in list {
-        let s = v.as_str().ok_or(PermissionError::FieldType(field))?;
+        let s = v.as_str().ok_or(PermissionSetError::FieldType(field))?;
         if s == "*" {
-            return Err(PermissionError::Wildcard);
+            return Err(PermissionSetError::Wildcard);
         }
         if !is_nsid(s) {
             let s: String = s.chars().take(200).collect();
             return Err(if s.contains('*') {
-                PermissionError::PartialWildcard(s)
+                PermissionSetError::PartialWildcard(s)
             } else {
-                PermissionError::InvalidNsid(s)
+                PermissionSetError::InvalidNsid(s)
             });
         }
         if !in_namespace(set, s) {
-            return Err(PermissionError::OutsideNamespace(s.to_owned()));
+            return Err(PermissionSetError::OutsideNamespace(s.to_owned()));
         }
         out.push(s.to_owned());
     }
@@ -200,18 +196,20 @@ fn nsid_list(
     Ok(out)
 }
 
-fn only(p: &serde_json::Map<String, Value>, known: &[&str]) -> Result<(), PermissionError> {
+fn only(p: &serde_json::Map<String, Value>, known: &[&str]) -> Result<(), PermissionSetError> {
     match p.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(PermissionError::UnknownField(k.chars().take(100).collect())),
+        Some(k) => Err(PermissionSetError::UnknownField(
+            k.chars().take(100).collect(),
+        )),
         None => Ok(()),
     }
 }
 
-fn permission(set: &str, v: &Value) -> Result<SetPermission, PermissionError> {
+fn permission(set: &str, v: &Value) -> Result<SetPermission, PermissionSetError> {
     let p = v
         .as_object()
         .filter(|p| p.get("type").and_then(Value::as_str) == Some("permission"))
-        .ok_or(PermissionError::NotAPermission)?;
+        .ok_or(PermissionSetError::NotAPermission)?;
     match p.get("resource").and_then(Value::as_str) {
         Some("repo") => {
             only(p, &["type", "resource", "collection", "action"])?;
@@ -222,16 +220,16 @@ fn permission(set: &str, v: &Value) -> Result<SetPermission, PermissionError> {
                     let a = a
                         .as_array()
                         .filter(|a| !a.is_empty())
-                        .ok_or(PermissionError::FieldType("action"))?;
+                        .ok_or(PermissionSetError::FieldType("action"))?;
                     let mut v = Vec::new();
                     for x in a {
-                        let s = x.as_str().ok_or(PermissionError::FieldType("action"))?;
+                        let s = x.as_str().ok_or(PermissionSetError::FieldType("action"))?;
                         v.push(
                             RepoAction::ALL
                                 .into_iter()
                                 .find(|r| r.as_str() == s)
                                 .ok_or_else(|| {
-                                    PermissionError::InvalidAction(s.chars().take(100).collect())
+                                    PermissionSetError::InvalidAction(s.chars().take(100).collect())
                                 })?,
                         );
                     }
@@ -249,29 +247,29 @@ fn permission(set: &str, v: &Value) -> Result<SetPermission, PermissionError> {
             let inherit = match p.get("inheritAud") {
                 None => false,
                 Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(PermissionError::FieldType("inheritAud")),
+                Some(_) => return Err(PermissionSetError::FieldType("inheritAud")),
             };
             match (p.get("aud"), inherit) {
-                (Some(_), true) => Err(PermissionError::InheritAudWithAud),
+                (Some(_), true) => Err(PermissionSetError::InheritAudWithAud),
                 (None, true) => Ok(SetPermission::Rpc {
                     lxm,
                     inherit_aud: true,
                 }),
-                (None, false) => Err(PermissionError::RpcNeedsAud),
+                (None, false) => Err(PermissionSetError::RpcNeedsAud),
                 (Some(Value::String(a)), false) if a == "*" => Ok(SetPermission::Rpc {
                     lxm,
                     inherit_aud: false,
                 }),
                 (Some(Value::String(a)), false) if is_did_service_ref(a) => {
-                    Err(PermissionError::AudienceNotAllowed(a.clone()))
+                    Err(PermissionSetError::AudienceNotAllowed(a.clone()))
                 }
-                (Some(_), false) => Err(PermissionError::FieldType("aud")),
+                (Some(_), false) => Err(PermissionSetError::FieldType("aud")),
             }
         }
-        Some(other) => Err(PermissionError::ResourceNotAllowed(
+        Some(other) => Err(PermissionSetError::ResourceNotAllowed(
             other.chars().take(100).collect(),
         )),
-        None => Err(PermissionError::FieldType("resource")),
+        None => Err(PermissionSetError::FieldType("resource")),
     }
 }
 
@@ -295,7 +293,7 @@ impl PermissionSet {
     /// Checks the `permission-set` definition `def` of the lexicon `nsid`.
     ///
     /// ```
-    /// use atsession::oauth::scope::{PermissionError, PermissionSet, PermissionSetError};
+    /// use atsession::oauth::scope::{PermissionSet, PermissionSetError};
     /// use serde_json::json;
     ///
     /// let def = json!({"type": "permission-set", "permissions": [
@@ -305,7 +303,7 @@ impl PermissionSet {
     ///     PermissionSet::from_def("com.example.authX", &def),
     ///     Err(PermissionSetError::Permission {
     ///         index: 0,
-    ///         source: PermissionError::ResourceNotAllowed("blob".into()),
+    ///         source: Box::new(PermissionSetError::ResourceNotAllowed("blob".into())),
     ///     })
     /// );
     /// ```
@@ -321,8 +319,10 @@ impl PermissionSet {
             .iter()
             .enumerate()
             .map(|(index, p)| {
-                permission(nsid, p)
-                    .map_err(|source| PermissionSetError::Permission { index, source })
+                permission(nsid, p).map_err(|e| PermissionSetError::Permission {
+                    index,
+                    source: Box::new(e),
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -367,13 +367,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn one(p: Value) -> Result<SetPermission, PermissionError> {
+    fn one(p: Value) -> Result<SetPermission, PermissionSetError> {
         permission("com.example.authX", &p)
     }
 
     #[test]
     fn set_rules() {
-        use PermissionError as E;
+        use PermissionSetError as E;
         let repo = |c: Value| json!({"type": "permission", "resource": "repo", "collection": c});
         assert_eq!(one(repo(json!(["*"]))), Err(E::Wildcard));
         assert_eq!(

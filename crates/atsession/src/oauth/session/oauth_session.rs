@@ -188,7 +188,7 @@ where
     pub async fn send(&self, request: PdsRequest) -> Result<PdsResponse, GrantError> {
         // Refused before anything is sent, a refresh included.
         check_path(request.path_and_query())
-            .map_err(|e| GrantError::OAuth(HttpError::PdsPath(e).into()))?;
+            .map_err(|e| GrantError::OAuth(HttpError::PdsPath(Box::new(e)).into()))?;
         if let Some(name) = first_refused(request.headers()) {
             let name = name.as_str().to_owned();
             return Err(GrantError::OAuth(HttpError::Header { name }.into()));

@@ -357,16 +357,27 @@ pub(crate) fn is_use_dpop_nonce(target: DpopTarget, status: StatusCode, fetched:
     }
 }
 
-/// Errors of a DPoP request.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DpopError {
+/// How a DPoP request failed, on its way to [`OAuthError`](crate::oauth::OAuthError), which
+/// has a variant for each: the request failed ([`HttpError`]), or the proof could not be
+/// signed ([`JoseError`]). Not an error type of its own: it never reaches the API.
+#[derive(Debug)]
+pub(crate) enum DpopError {
     /// The request failed.
-    #[error(transparent)]
-    Http(#[from] HttpError),
+    Http(HttpError),
     /// The proof could not be signed.
-    #[error("cannot sign the DPoP proof")]
-    Jose(#[from] JoseError),
+    Jose(JoseError),
+}
+
+impl From<HttpError> for DpopError {
+    fn from(e: HttpError) -> Self {
+        Self::Http(e)
+    }
+}
+
+impl From<JoseError> for DpopError {
+    fn from(e: JoseError) -> Self {
+        Self::Jose(e)
+    }
 }
 
 /// Sends a request with a DPoP proof, recording the nonce of every response (the retried
@@ -456,7 +467,8 @@ impl ResourceCall<'_> {
         if self.nonces.get(self.url).is_some() {
             return Ok(None);
         }
-        let url = super::pds_path::pds_url(self.pds, PROBE_PATH).map_err(HttpError::PdsPath)?;
+        let url = super::pds_path::pds_url(self.pds, PROBE_PATH)
+            .map_err(|e| HttpError::PdsPath(Box::new(e)))?;
         let probe = self.request(&url, Method::GET, None)?;
         let answer = self.http.send(&url, probe, PdsBody::Empty).await?;
         if let Some(n) = nonce_of(answer.headers()) {

@@ -109,40 +109,37 @@ impl Default for HttpOptions {
     }
 }
 
-/// Why a URL was refused before any request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UrlError {
-    /// Not a URL.
-    #[error("not a valid URL")]
-    Parse,
-    /// The scheme is not `https` (or `http` in development mode).
-    #[error("URL scheme `{0}` is not allowed (https only outside development mode)")]
-    Scheme(String),
-    /// The URL has a user name or password.
-    #[error("URL carries credentials")]
-    Credentials,
-    /// The URL has no host.
-    #[error("URL has no host")]
-    NoHost,
-    /// The host is `localhost` or a loopback, private, link-local or reserved address.
-    #[error("URL host `{0}` is not a public address (allowed in development mode only)")]
-    NotPublic(String),
-}
-
 /// A failed request. Messages name the URL without its query; they never carry a token.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// The URL was refused by the policy.
+    /// The URL was refused by the policy ([`check_url`]). Nothing was sent.
     #[error("refused URL {url}")]
     Url {
         /// The URL, without query or fragment.
         url: String,
-        /// Why.
+        /// Why: one of [`UrlParse`](Self::UrlParse), [`Scheme`](Self::Scheme),
+        /// [`Credentials`](Self::Credentials), [`NoHost`](Self::NoHost),
+        /// [`NotPublic`](Self::NotPublic).
         #[source]
-        source: UrlError,
+        source: Box<HttpError>,
     },
+    /// Why a URL was refused: not a URL.
+    #[error("not a valid URL")]
+    UrlParse,
+    /// Why a URL was refused: the scheme is not `https` (or `http` in development mode).
+    #[error("URL scheme `{0}` is not allowed (https only outside development mode)")]
+    Scheme(String),
+    /// Why a URL was refused: it has a user name or password.
+    #[error("URL carries credentials")]
+    Credentials,
+    /// Why a URL was refused: it has no host.
+    #[error("URL has no host")]
+    NoHost,
+    /// Why a URL was refused: the host is `localhost` or a loopback, private, link-local or
+    /// reserved address.
+    #[error("URL host `{0}` is not a public address (allowed in development mode only)")]
+    NotPublic(String),
     /// Connecting, sending or receiving failed, or timed out.
     #[error("request to {url} failed")]
     Transport {
@@ -188,10 +185,37 @@ pub enum HttpError {
         /// The idle timeout.
         timeout: Duration,
     },
-    /// The path of a PDS call was refused: it could lead the access token elsewhere.
-    /// Nothing was sent.
+    /// The path of a PDS call was refused ([`check_path`](super::pds_path::check_path),
+    /// [`pds_url`](super::pds_path::pds_url)): it could lead the access token elsewhere.
+    /// Nothing was sent. Why: one of [`NotAbsolutePath`](Self::NotAbsolutePath),
+    /// [`PathCharacter`](Self::PathCharacter), [`NotXrpc`](Self::NotXrpc),
+    /// [`PathQuery`](Self::PathQuery), [`PdsUrl`](Self::PdsUrl),
+    /// [`OtherOrigin`](Self::OtherOrigin).
     #[error("refused PDS path")]
-    PdsPath(#[source] super::pds_path::PdsPathError),
+    PdsPath(#[source] Box<HttpError>),
+    /// Why a PDS path was refused: it does not start with a single `/` (a scheme, `//host`,
+    /// a backslash, a relative path).
+    #[error("the path must start with a single `/`")]
+    NotAbsolutePath,
+    /// Why a PDS path was refused: a space, a control character, a backslash, a `#` or a
+    /// non-ASCII character.
+    #[error("the path holds a space, a control character, a backslash, `#` or non-ASCII")]
+    PathCharacter,
+    /// Why a PDS path was refused: it is not `/xrpc/<nsid>` (a `.`/`..` segment, an encoded
+    /// separator, another route).
+    #[error("the path is not /xrpc/<nsid>")]
+    NotXrpc,
+    /// Why a PDS path was refused: the query holds a second `?`, a bad `%` escape or a
+    /// character outside URLs.
+    #[error("the query is not a plain URL query")]
+    PathQuery,
+    /// Why a PDS path was refused: the grant's PDS URL does not parse or cannot be a base.
+    #[error("the grant's PDS URL is unusable")]
+    PdsUrl,
+    /// Why a PDS path was refused: the URL built is not on the grant's PDS origin (a safety
+    /// net: the checks above should make this impossible).
+    #[error("the URL built is not on the grant's PDS origin")]
+    OtherOrigin,
     /// A header given for a PDS call is not one that is forwarded
     /// ([`PDS_REQUEST_HEADERS`](super::pds_headers::PDS_REQUEST_HEADERS)). Nothing was sent.
     #[error("the header `{name}` is not forwarded to a PDS")]
@@ -211,17 +235,18 @@ pub(crate) fn display_url(url: &Url) -> String {
     u.to_string()
 }
 
-/// Checks a URL against the policy.
-pub fn check_url(url: &Url, dev_mode: bool) -> Result<(), UrlError> {
+/// Checks a URL against the policy. The error is why it is refused (one of the variants
+/// that [`HttpError::Url`] wraps).
+pub fn check_url(url: &Url, dev_mode: bool) -> Result<(), HttpError> {
     match url.scheme() {
         "https" => {}
         "http" if dev_mode => {}
-        other => return Err(UrlError::Scheme(other.to_owned())),
+        other => return Err(HttpError::Scheme(other.to_owned())),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(UrlError::Credentials);
+        return Err(HttpError::Credentials);
     }
-    let host = url.host().ok_or(UrlError::NoHost)?;
+    let host = url.host().ok_or(HttpError::NoHost)?;
     if dev_mode {
         return Ok(());
     }
@@ -236,13 +261,13 @@ pub fn check_url(url: &Url, dev_mode: bool) -> Result<(), UrlError> {
     if public {
         Ok(())
     } else {
-        Err(UrlError::NotPublic(host.to_string()))
+        Err(HttpError::NotPublic(host.to_string()))
     }
 }
 
 /// Parses and checks a URL.
-pub(crate) fn parse_url(s: &str, dev_mode: bool) -> Result<Url, UrlError> {
-    let url = Url::parse(s).map_err(|_| UrlError::Parse)?;
+pub(crate) fn parse_url(s: &str, dev_mode: bool) -> Result<Url, HttpError> {
+    let url = Url::parse(s).map_err(|_| HttpError::UrlParse)?;
     check_url(&url, dev_mode)?;
     Ok(url)
 }
@@ -407,7 +432,7 @@ impl Http {
     pub(crate) fn check(&self, url: &Url) -> Result<(), HttpError> {
         check_url(url, self.options.dev_mode).map_err(|source| HttpError::Url {
             url: display_url(url),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -496,7 +521,7 @@ impl PdsHttp {
     ) -> Result<PdsResponse, HttpError> {
         check_url(url, self.dev_mode).map_err(|source| HttpError::Url {
             url: display_url(url),
-            source,
+            source: Box::new(source),
         })?;
         let idle = self.options.idle_timeout;
         let progress = Arc::new(Progress::new());

@@ -13,31 +13,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::oauth::wire::jose::{EcKey, JoseError, Jwk};
+use super::error::ClientConfigError;
+use crate::oauth::wire::jose::{EcKey, Jwk};
 
 /// A JSON Web Key Set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwks {
     /// The keys.
     pub keys: Vec<Jwk>,
-}
-
-/// Why a keyset was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeysetError {
-    /// No key.
-    #[error("the keyset is empty")]
-    Empty,
-    /// A key has no `kid`.
-    #[error("every key of a client keyset needs a kid")]
-    MissingKid,
-    /// Two keys share a `kid`.
-    #[error("two keys share the kid `{0}`")]
-    DuplicateKid(String),
-    /// A key is not a private P-256 key.
-    #[error("a key of the keyset is unusable")]
-    Key(#[from] JoseError),
 }
 
 /// The signing keys of a confidential client. The first key signs new grants; every key
@@ -49,22 +32,22 @@ pub struct Keyset {
 
 impl Keyset {
     /// A keyset; every key needs a unique `kid`.
-    pub fn new(keys: Vec<EcKey>) -> Result<Self, KeysetError> {
+    pub fn new(keys: Vec<EcKey>) -> Result<Self, ClientConfigError> {
         if keys.is_empty() {
-            return Err(KeysetError::Empty);
+            return Err(ClientConfigError::EmptyKeyset);
         }
         let mut seen = std::collections::HashSet::new();
         for k in &keys {
-            let kid = k.kid().ok_or(KeysetError::MissingKid)?;
+            let kid = k.kid().ok_or(ClientConfigError::MissingKid)?;
             if !seen.insert(kid.to_owned()) {
-                return Err(KeysetError::DuplicateKid(kid.to_owned()));
+                return Err(ClientConfigError::DuplicateKid(kid.to_owned()));
             }
         }
         Ok(Self { keys })
     }
 
     /// A keyset from a JWKS of private keys (as a key file holds them).
-    pub fn from_private_jwks(jwks: &Jwks) -> Result<Self, KeysetError> {
+    pub fn from_private_jwks(jwks: &Jwks) -> Result<Self, ClientConfigError> {
         let keys = jwks
             .keys
             .iter()
@@ -108,19 +91,21 @@ mod tests {
 
     #[test]
     fn keysets_need_unique_kids() {
-        assert_eq!(Keyset::new(vec![]).err(), Some(KeysetError::Empty));
-        assert_eq!(
-            Keyset::new(vec![EcKey::generate()]).err(),
-            Some(KeysetError::MissingKid)
-        );
-        assert_eq!(
+        assert!(matches!(
+            Keyset::new(vec![]),
+            Err(ClientConfigError::EmptyKeyset)
+        ));
+        assert!(matches!(
+            Keyset::new(vec![EcKey::generate()]),
+            Err(ClientConfigError::MissingKid)
+        ));
+        assert!(matches!(
             Keyset::new(vec![
                 EcKey::generate().with_kid("a"),
                 EcKey::generate().with_kid("a")
-            ])
-            .err(),
-            Some(KeysetError::DuplicateKid("a".into()))
-        );
+            ]),
+            Err(ClientConfigError::DuplicateKid(kid)) if kid == "a"
+        ));
         let ks = Keyset::new(vec![
             EcKey::generate().with_kid("a"),
             EcKey::generate().with_kid("b"),
